@@ -1,0 +1,114 @@
+//! The [`Target`] trait: where steps are carried out (the lab simulator, or real servers over
+//! SSH). One contract, one contract test suite.
+
+use sfbpatch_plan::{Package, PlannedStep, ServerPlan};
+
+/// Milliseconds: virtual ones for the lab, wall-clock ones for real targets.
+pub type Millis = u64;
+
+/// Everything a target needs to carry out or probe one step on one server.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRequest<'a> {
+    pub run_id: i64,
+    pub server: &'a ServerPlan,
+    pub step: &'a PlannedStep,
+    pub package: &'a Package,
+    /// The account acting on the server.
+    pub operator: &'a str,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// After this long the step counts as hung: the target gives up and answers
+    /// [`TargetError::TimedOut`].
+    pub timeout: Millis,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// 0 = success. For `install-update`, 3010 = success, reboot required.
+    pub exit_code: i32,
+    /// The end of the step's output, capped by the target.
+    pub output: String,
+}
+
+impl StepOutcome {
+    pub fn ok(output: impl Into<String>) -> Self {
+        StepOutcome {
+            exit_code: 0,
+            output: output.into(),
+        }
+    }
+}
+
+/// What a probe found about a step whose outcome the journal does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    /// The server's state shows the step's effect: do not run it again.
+    Done,
+    /// The server's state shows the step did not take effect: it may run.
+    NotDone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub verdict: ProbeVerdict,
+    /// The facts read (build, service states, database versions), for the journal.
+    pub facts: String,
+}
+
+/// Why a target could not carry out or probe a step. Distinct from a step that ran and failed
+/// (a non-zero [`StepOutcome::exit_code`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The server cannot be reached now; the step did not start, or its outcome is unknown.
+    #[error("server {server} is unreachable: {reason}")]
+    Unreachable { server: String, reason: String },
+    /// The step did not finish within its timeout; its outcome is unknown.
+    #[error("step {step} on {server} did not finish within {after_ms} ms")]
+    TimedOut {
+        server: String,
+        step: String,
+        after_ms: Millis,
+    },
+    /// The target refused the request for good (authentication, host key, unknown server).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl TargetError {
+    /// Whether the outcome of the step is unknown (and a probe must decide before anything
+    /// else is done).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            TargetError::Unreachable { .. } | TargetError::TimedOut { .. }
+        )
+    }
+}
+
+/// Where steps run. Implementations must be safe to call again after a crash: `execute` is
+/// only called for a step the journal does not show as done, after `probe` said
+/// [`ProbeVerdict::NotDone`] for any step whose intent was recorded without a result.
+pub trait Target {
+    /// `lab` or `ssh`.
+    fn kind(&self) -> &'static str;
+
+    /// Carry out one step. Returns once the step has finished (or failed).
+    fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError>;
+
+    /// Read the server's real state and say whether the step's effect is there.
+    fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError>;
+
+    /// After a failure inside the outage window: bring W3SVC and the Skype for Business
+    /// services back where possible. Returns what was done.
+    fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError>;
+}
+
+/// The time source the engine runs on. The lab's clock is virtual and shared by every process
+/// that opens the lab; real targets use wall-clock time.
+pub trait Clock {
+    /// Milliseconds since the clock's epoch (the lab's creation, or the Unix epoch).
+    fn now(&self) -> Millis;
+    /// Let `duration` pass (retry backoff). A virtual clock advances; a real one sleeps.
+    fn sleep(&self, duration: Millis);
+}

@@ -1,0 +1,277 @@
+//! The one model every reader produces, and the per-pool facts derived from it.
+//!
+//! [`Topology`] is close to the files: clusters, SQL instances and services with their
+//! references, each carrying the [`Span`] it was read from so that derivation errors can name a
+//! line. [`Deployment`] is what the rest of sfbpatch uses: one [`Pool`] per pool that has a back
+//! end (Front End pools and Standard Edition servers), with the back end resolved.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::names::{Fqdn, SqlInstanceName};
+
+/// Which kind of file a topology came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceFormat {
+    /// `Get-CsTopology -AsXml`.
+    Published,
+    /// A Topology Builder `.tbxml` file.
+    TopologyBuilder,
+    /// sfbpatch's own TOML inventory.
+    Inventory,
+}
+
+/// Where in the source file an element starts (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Span {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// A topology as read from one file, before derivation.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub format: SourceFormat,
+    pub sites: Vec<Site>,
+    pub clusters: Vec<Cluster>,
+    pub sql_instances: Vec<SqlInstance>,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// The file's own identifier (`SiteId`).
+    pub id: String,
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The file's own identifier: `site:number` for published topologies, the GUID for
+    /// Topology Builder files, the FQDN for inventories.
+    pub id: String,
+    pub site_id: String,
+    pub fqdn: Fqdn,
+    pub single_machine: bool,
+    pub machines: Vec<Machine>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Machine {
+    pub fqdn: Fqdn,
+    pub upgrade_domain: Option<String>,
+    pub fault_domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlInstance {
+    /// The file's own identifier (see [`Cluster::id`]).
+    pub id: String,
+    /// The [`Cluster::id`] of the SQL cluster (an AlwaysOn listener for availability groups).
+    pub cluster_id: String,
+    pub name: SqlInstanceName,
+    pub always_on_primary: Option<Fqdn>,
+    /// Set when the file shows database mirroring for this instance: what it shows.
+    pub mirroring: Option<String>,
+    pub span: Span,
+}
+
+/// Where a service is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstalledOn {
+    Cluster(String),
+    SqlInstance(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The file's own identifier: `site:RoleName:instance` for published topologies, the GUID for
+    /// Topology Builder files.
+    pub id: String,
+    pub role: String,
+    pub site_id: String,
+    pub installed_on: InstalledOn,
+    pub depends_on: Vec<String>,
+    /// Set when the file shows database mirroring for this store: what it shows.
+    pub mirroring: Option<String>,
+    pub span: Span,
+}
+
+/// The database stores sfbpatch knows, by the topology role that declares them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    User,
+    Application,
+    CentralManagement,
+    Archiving,
+    Monitoring,
+    PersistentChat,
+    PersistentChatCompliance,
+}
+
+impl StoreKind {
+    pub const ALL: [StoreKind; 7] = [
+        StoreKind::User,
+        StoreKind::Application,
+        StoreKind::CentralManagement,
+        StoreKind::Archiving,
+        StoreKind::Monitoring,
+        StoreKind::PersistentChat,
+        StoreKind::PersistentChatCompliance,
+    ];
+
+    /// The topology role name (`UserStore`, `ArchivingStore`, ...).
+    pub fn role_name(self) -> &'static str {
+        match self {
+            StoreKind::User => "UserStore",
+            StoreKind::Application => "ApplicationStore",
+            StoreKind::CentralManagement => "CentralMgmtStore",
+            StoreKind::Archiving => "ArchivingStore",
+            StoreKind::Monitoring => "MonitoringStore",
+            StoreKind::PersistentChat => "PersistentChatStore",
+            StoreKind::PersistentChatCompliance => "PersistentChatComplianceStore",
+        }
+    }
+
+    pub fn from_role_name(role: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.role_name() == role)
+    }
+
+    /// The JSON/inventory spelling (`user`, `central-management`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::User => "user",
+            StoreKind::Application => "application",
+            StoreKind::CentralManagement => "central-management",
+            StoreKind::Archiving => "archiving",
+            StoreKind::Monitoring => "monitoring",
+            StoreKind::PersistentChat => "persistent-chat",
+            StoreKind::PersistentChatCompliance => "persistent-chat-compliance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The databases the store holds on its SQL Server instance.
+    pub fn databases(self) -> &'static [&'static str] {
+        match self {
+            StoreKind::User => &["rtcxds", "rtcshared", "rtcab"],
+            StoreKind::Application => &["rgsconfig", "rgsdyn", "cpsdyn"],
+            StoreKind::CentralManagement => &["xds", "lis"],
+            StoreKind::Archiving => &["LcsLog"],
+            StoreKind::Monitoring => &["LcsCDR", "QoEMetrics"],
+            StoreKind::PersistentChat => &["mgc"],
+            StoreKind::PersistentChatCompliance => &["mgccomp"],
+        }
+    }
+
+    /// Whether a store of this kind on a pool's back-end instance counts as collocated
+    /// (SPEC.md section 1: stores other than the pool's own User, Application and Central
+    /// Management stores).
+    pub fn is_collocatable(self) -> bool {
+        !matches!(
+            self,
+            StoreKind::User | StoreKind::Application | StoreKind::CentralManagement
+        )
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Edition {
+    Standard,
+    Enterprise,
+}
+
+/// The `update-databases` variant (SPEC.md section 1).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseUpdate {
+    /// `Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn <FQDN>`
+    Configured,
+    /// `... -ExcludeCollocatedStores`
+    ConfiguredExcludeCollocated,
+    /// `Install-CsDatabase -Update -LocalDatabases`
+    Local,
+}
+
+impl DatabaseUpdate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseUpdate::Configured => "configured",
+            DatabaseUpdate::ConfiguredExcludeCollocated => "configured-exclude-collocated",
+            DatabaseUpdate::Local => "local",
+        }
+    }
+}
+
+/// A pool's back end: the SQL Server instance its User store is installed on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backend {
+    /// The SQL cluster's FQDN: the server, or the AlwaysOn listener.
+    pub sql_server_fqdn: Fqdn,
+    /// `""` for the default instance.
+    pub sql_instance: SqlInstanceName,
+    pub always_on: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub always_on_primary: Option<Fqdn>,
+    /// The machines of the SQL cluster (one, or the AlwaysOn nodes).
+    #[serde(skip)]
+    pub machines: Vec<Machine>,
+    /// Every store installed on this instance, any pool's.
+    pub stores: BTreeSet<StoreKind>,
+    pub collocated_stores: BTreeSet<StoreKind>,
+    /// What the topology shows of database mirroring, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirroring: Option<String>,
+}
+
+/// A pool with a back end: a Front End pool (Enterprise Edition) or a Standard Edition server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pool {
+    pub fqdn: Fqdn,
+    /// The site's name.
+    pub site: String,
+    pub edition: Edition,
+    pub machines: Vec<Machine>,
+    pub backend: Backend,
+    pub database_update: DatabaseUpdate,
+}
+
+/// Stores placed on one SQL Server instance, for the lab and for `Install-CsDatabase` semantics.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlInstanceStores {
+    pub sql_server_fqdn: Fqdn,
+    pub sql_instance: SqlInstanceName,
+    /// The cluster FQDN when this instance lives on a Standard Edition server's own cluster.
+    pub stores: BTreeSet<StoreKind>,
+}
+
+/// The derived view: every pool with a back end, in file order, and every SQL instance with
+/// the stores placed on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub format: SourceFormat,
+    pub pools: Vec<Pool>,
+    #[serde(skip)]
+    pub sql_instances: Vec<SqlInstanceStores>,
+}
