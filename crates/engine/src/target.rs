@@ -99,6 +99,10 @@ pub trait Target {
     /// Read the server's real state and say whether the step's effect is there.
     fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError>;
 
+    /// Restart the server after an installer asked for it (exit 3010) and wait until it is
+    /// back. Services set to start automatically come back on their own.
+    fn reboot(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError>;
+
     /// After a failure inside the outage window: bring W3SVC and the Skype for Business
     /// services back where possible. Returns what was done.
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError>;

@@ -1,1 +1,30 @@
-//! The lab simulator.
+//! The lab: a simulated Skype for Business deployment whose state lives in SQLite
+//! (`DIR/lab.db`), so that separate processes act on one world.
+//!
+//! The lab enforces the rules the update procedure exists for: the installer fails while
+//! files are in use, services restarted by the installer keep old assemblies until they are
+//! stopped again, database schemas follow only the right `Install-CsDatabase` variant, and a
+//! back end unavailable for more than 30 minutes puts its pool into resiliency mode. Every
+//! operation takes simulated time on a virtual clock. `docs/lab.md` states every rule.
+//!
+//! [`init`] creates a lab from a [`Deployment`](sfbpatch_topology::Deployment); [`Lab::open`]
+//! opens it again; [`Lab::target`] and [`Lab::clock`] give the engine its
+//! [`Target`](sfbpatch_engine::Target) and [`Clock`](sfbpatch_engine::Clock); [`Lab::show`]
+//! reads the world.
+
+mod db;
+mod error;
+mod faults;
+mod lab;
+pub mod rules;
+mod snapshot;
+mod target;
+
+pub use error::LabError;
+pub use faults::{Fault, FaultKind, parse_faults};
+pub use lab::{LAB_DB, Lab, LabOptions, ServerDetail, init};
+pub use snapshot::{
+    DatabaseSnapshot, Interval, LabSnapshot, PoolMode, PoolSnapshot, ServerSnapshot,
+    ServiceSnapshot, ServiceState, SqlInstanceSnapshot, render_text,
+};
+pub use target::{LabClock, LabTarget, StepCall};

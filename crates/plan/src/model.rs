@@ -196,7 +196,22 @@ pub enum Action {
         build: Build,
         sql_server_fqdn: Fqdn,
         sql_instance: SqlInstanceName,
+        /// False on the AlwaysOn nodes whose databases another node updates later
+        /// ([`Action::DatabasesUpdatedBy`]): they check services and build only.
+        check_databases: bool,
+        /// True on a Standard Edition server: check its own databases
+        /// (`Test-CsDatabase -LocalService`) rather than the back end's configured ones
+        /// (`Test-CsDatabase -ConfiguredDatabases -SqlServerFqdn <FQDN>`).
+        local_databases: bool,
     },
+}
+
+impl Action {
+    /// The exact PowerShell for this action; `None` when it does nothing on this server.
+    /// Same as [`crate::render_command`].
+    pub fn command(&self, package: &Package) -> Option<String> {
+        crate::render_command(self, package)
+    }
 }
 
 /// One step of one server's procedure.

@@ -1,1 +1,43 @@
-//! State stores.
+//! State stores for sfbpatch: [`SqliteStore`] (the default, one file) and, with a URL,
+//! PostgreSQL. Both implement [`sfbpatch_engine::Store`] and pass the same contract suite
+//! (`tests/contract.rs`).
+
+mod postgres;
+mod sqlite;
+
+pub use self::postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use sfbpatch_engine::{Millis, RunId, RunRecord, RunState, Store, StoreError};
+
+/// The version of the stores' schema; a store written by a newer build is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn run_record(
+    id: RunId,
+    spec: &str,
+    state: &str,
+    created_at: i64,
+) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id,
+        spec: serde_json::from_str(spec).map_err(|e| corrupt(format!("run {id} spec: {e}")))?,
+        state: RunState::parse(state)
+            .ok_or_else(|| corrupt(format!("run {id} state '{state}'")))?,
+        created_at: created_at as Millis,
+    })
+}
+
+/// Open the store named by `location`: a `postgres://` (or `postgresql://`) URL, or a file
+/// path (SQLite), optionally written `sqlite:PATH`.
+pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Ok(Box::new(PgStore::open(location)?));
+    }
+    let path = location.strip_prefix("sqlite:").unwrap_or(location);
+    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
+}

@@ -34,10 +34,50 @@ pub struct Span {
 #[derive(Debug, Clone)]
 pub struct Topology {
     pub format: SourceFormat,
+    /// The file name (or other origin) the topology was read from; errors name it.
+    pub origin: String,
     pub sites: Vec<Site>,
     pub clusters: Vec<Cluster>,
     pub sql_instances: Vec<SqlInstance>,
     pub services: Vec<Service>,
+    /// How to reach machines remotely, where an inventory says so (XML topologies have none).
+    pub connections: Vec<Connection>,
+}
+
+impl Topology {
+    /// An empty topology of the given format.
+    pub fn new(format: SourceFormat, origin: impl Into<String>) -> Self {
+        Topology {
+            format,
+            origin: origin.into(),
+            sites: Vec::new(),
+            clusters: Vec::new(),
+            sql_instances: Vec::new(),
+            services: Vec::new(),
+            connections: Vec::new(),
+        }
+    }
+}
+
+/// Connection details for one machine, from an inventory. Only read and kept here; nothing in
+/// this crate connects anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Connection {
+    pub machine: Fqdn,
+    /// Host name or IP address to connect to, when it differs from the machine's FQDN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+    /// The expected host key, as in a `known_hosts` line without the host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+    #[serde(skip)]
+    pub span: Span,
 }
 
 #[derive(Debug, Clone)]
@@ -200,6 +240,21 @@ pub enum Edition {
     Enterprise,
 }
 
+impl Edition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Edition::Standard => "standard",
+            Edition::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl std::fmt::Display for Edition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The `update-databases` variant (SPEC.md section 1).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
@@ -221,6 +276,12 @@ impl DatabaseUpdate {
             DatabaseUpdate::ConfiguredExcludeCollocated => "configured-exclude-collocated",
             DatabaseUpdate::Local => "local",
         }
+    }
+}
+
+impl std::fmt::Display for DatabaseUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -260,9 +321,10 @@ pub struct Pool {
 /// Stores placed on one SQL Server instance, for the lab and for `Install-CsDatabase` semantics.
 #[derive(Debug, Clone, Serialize)]
 pub struct SqlInstanceStores {
+    /// The SQL cluster's FQDN (the server itself when this instance lives on a Standard Edition
+    /// server's own cluster).
     pub sql_server_fqdn: Fqdn,
     pub sql_instance: SqlInstanceName,
-    /// The cluster FQDN when this instance lives on a Standard Edition server's own cluster.
     pub stores: BTreeSet<StoreKind>,
 }
 
@@ -274,4 +336,44 @@ pub struct Deployment {
     pub pools: Vec<Pool>,
     #[serde(skip)]
     pub sql_instances: Vec<SqlInstanceStores>,
+}
+
+impl Deployment {
+    /// The pool with this FQDN (compared ignoring ASCII case).
+    pub fn pool(&self, fqdn: &str) -> Option<&Pool> {
+        self.pools
+            .iter()
+            .find(|p| p.fqdn.as_str().eq_ignore_ascii_case(fqdn))
+    }
+
+    /// The pools a machine belongs to: as a Front End or Standard Edition server, or as a
+    /// machine of the pool's back end (one SQL server can serve several pools).
+    pub fn pools_with_machine<'a>(&'a self, fqdn: &'a str) -> impl Iterator<Item = &'a Pool> + 'a {
+        self.pools.iter().filter(move |p| {
+            p.machines
+                .iter()
+                .chain(&p.backend.machines)
+                .any(|m| m.fqdn.as_str().eq_ignore_ascii_case(fqdn))
+        })
+    }
+
+    /// The stores on one SQL Server instance (FQDN compared ignoring ASCII case; `""` is the
+    /// default instance).
+    pub fn sql_instance(&self, sql_server_fqdn: &str, instance: &str) -> Option<&SqlInstanceStores> {
+        self.sql_instances.iter().find(|s| {
+            s.sql_server_fqdn.as_str().eq_ignore_ascii_case(sql_server_fqdn)
+                && s.sql_instance.as_str().eq_ignore_ascii_case(instance)
+        })
+    }
+}
+
+impl Pool {
+    /// The machines the update procedure runs on: the Standard Edition server itself, or the
+    /// machines of the Enterprise Edition back end.
+    pub fn backend_machines(&self) -> &[Machine] {
+        match self.edition {
+            Edition::Standard => &self.machines,
+            Edition::Enterprise => &self.backend.machines,
+        }
+    }
 }

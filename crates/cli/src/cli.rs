@@ -1,0 +1,240 @@
+//! The one definition of sfbpatch's command line. Help, the man page and shell completions are
+//! all generated from it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sfbpatch",
+    version,
+    about = "Apply a cumulative update to every Skype for Business Server Back End and Standard Edition server",
+    long_about = "sfbpatch reads the topology you already have (Get-CsTopology -AsXml, a Topology Builder \
+file, or a TOML inventory), plans the documented update procedure for every Back End and Standard \
+Edition server, carries it out with a write-ahead journal, keeps each back-end outage under the \
+30-minute line after which users drop into resiliency mode, and reports what happened.\n\n\
+Try it on the built-in simulated lab: `sfbpatch demo`.",
+    after_help = "Exit codes: 0 success, 1 a run ended with failed or skipped servers, 2 bad input, \
+3 refused (lease held, confirmation missing, outage budget), 4 interrupted, 5 internal or store error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// When to use colour on stderr; NO_COLOR in the environment means never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read and inspect topology files.
+    #[command(subcommand)]
+    Topology(TopologyCommand),
+    /// Show the exact procedure for every server, without running anything.
+    Plan(PlanArgs),
+    /// Create and inspect a simulated deployment.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Carry out the plan: patch every selected server.
+    Apply(ApplyArgs),
+    /// Continue the newest unfinished run after a crash or an interrupt.
+    Resume(ResumeArgs),
+    /// Show the state of a run, server by server.
+    Status(StatusArgs),
+    /// Break the lease a run holds on a pool (after a crash on another machine, say).
+    Unlock(UnlockArgs),
+    /// Patch a bundled multi-pool sample in a temporary lab, end to end.
+    Demo(DemoArgs),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    /// A commented script per server that an administrator could run by hand.
+    Powershell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// Progress on stderr, summary as text on stdout.
+    Text,
+    /// Progress on stderr, summary as JSON on stdout.
+    Json,
+    /// The engine's events as JSON lines on stdout.
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopologyCommand {
+    /// Print the pools, their back ends and the database-update variant each needs.
+    Show {
+        /// A published topology (Get-CsTopology -AsXml), a .tbxml file, or a TOML inventory.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+        format: DataFormat,
+    },
+    /// Write a valid published-format topology with a realistic mix of pools.
+    Generate {
+        #[arg(long)]
+        pools: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// The package manifest (TOML).
+    #[arg(long)]
+    pub package: PathBuf,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Only this server or pool (FQDN); repeatable.
+    #[arg(long, value_name = "FQDN|POOL")]
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create a lab from a topology.
+    Init {
+        dir: PathBuf,
+        #[arg(long)]
+        topology: PathBuf,
+        /// The build every server starts at.
+        #[arg(long, default_value = "7.0.2046.0")]
+        build: String,
+        /// Simulated seconds per real second; 0 = no waiting.
+        #[arg(long, default_value_t = 0.0)]
+        speed: f64,
+        /// Faults to inject (TOML, [[fault]] tables).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// The account that acts on the lab's servers.
+        #[arg(long, default_value = "LAB\\sfbadmin")]
+        operator: String,
+    },
+    /// Print the lab's servers, databases and pools.
+    Show {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+        format: DataFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StateArg {
+    /// The state store: a SQLite file.
+    #[arg(long, default_value = "sfbpatch.db", env = "SFBPATCH_STATE")]
+    pub state: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// Outage budget per server, in minutes.
+    #[arg(long, value_name = "MINUTES", default_value_t = 30.0)]
+    pub outage_budget: f64,
+    /// Start servers whose predicted outage exceeds the budget.
+    #[arg(long)]
+    pub accept_resiliency: bool,
+    /// Failed servers tolerated before no new server starts.
+    #[arg(long, default_value_t = 0)]
+    pub max_failures: u32,
+    #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+    pub format: RunFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    pub topology: PathBuf,
+    #[arg(long)]
+    pub package: PathBuf,
+    /// Run against the simulated lab in this directory.
+    #[arg(long)]
+    pub lab: PathBuf,
+    #[command(flatten)]
+    pub state: StateArg,
+    /// Only this server or pool (FQDN); repeatable.
+    #[arg(long, value_name = "FQDN|POOL")]
+    pub only: Vec<String>,
+    /// Check everything and show what would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    pub state: StateArg,
+    /// The run to resume; default: the newest.
+    #[arg(long)]
+    pub run: Option<i64>,
+    #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+    pub format: RunFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub state: StateArg,
+    /// The run to show; default: the newest.
+    #[arg(long)]
+    pub run: Option<i64>,
+    #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+    pub format: DataFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The pool's FQDN.
+    pub pool: String,
+    #[command(flatten)]
+    pub state: StateArg,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated seconds per real second (0 = as fast as possible).
+    #[arg(long, default_value_t = 600.0)]
+    pub speed: f64,
+    /// Keep the lab and state in this directory instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = RunFormat::Text)]
+    pub format: RunFormat,
+}

@@ -1,0 +1,7 @@
+pub mod apply;
+pub mod demo;
+pub mod generated;
+pub mod lab;
+pub mod plan;
+pub mod status;
+pub mod topology;

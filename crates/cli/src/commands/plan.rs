@@ -1,0 +1,32 @@
+//! `sfbpatch plan`.
+
+use sfbpatch_plan::{Plan, PlanPolicy};
+use sfbpatch_topology::Deployment;
+
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::{input, output};
+
+pub fn run(args: PlanArgs) -> CmdResult {
+    let (_, deployment) = input::topology(&args.topology)?;
+    let package = input::package(&args.package)?;
+    let plan = make_plan(&deployment, package, &args.only)?;
+    match args.format {
+        PlanFormat::Text => output::data(&sfbpatch_plan::render_text(&plan))?,
+        PlanFormat::Powershell => output::data(&sfbpatch_plan::render_powershell(&plan))?,
+        PlanFormat::Json => output::data(&sfbpatch_plan::json::render_json(&plan))?,
+    }
+    Ok(Exit::Success)
+}
+
+pub fn make_plan(
+    deployment: &Deployment,
+    package: sfbpatch_plan::Package,
+    only: &[String],
+) -> Result<Plan, Failure> {
+    let policy = PlanPolicy {
+        only: only.to_vec(),
+        ..PlanPolicy::default()
+    };
+    sfbpatch_plan::plan(deployment, &package, &policy).map_err(Failure::bad_input)
+}

@@ -1,0 +1,171 @@
+//! `sfbpatch status` and `sfbpatch unlock`.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use serde::Serialize;
+use sfbpatch_engine::{Lease, RunRecord, RunState, ServerStatus, Store, fold};
+
+use crate::cli::{DataFormat, StatusArgs, UnlockArgs};
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::output::{self, minutes};
+
+use super::apply::{SystemClock, confirm, identity, open_store};
+use sfbpatch_engine::Clock;
+
+/// The stable JSON contract of `status` (`docs/schema/status.schema.json`).
+#[derive(Debug, Serialize)]
+pub struct StatusJson {
+    pub schema_version: u32,
+    pub run: RunJson,
+    pub servers: Vec<ServerJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    pub id: i64,
+    pub state: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerJson {
+    pub fqdn: String,
+    pub pool: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub outage_seconds: Option<f64>,
+    pub steps: Vec<StepJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepJson {
+    pub id: &'static str,
+    pub state: &'static str,
+    pub attempts: u32,
+}
+
+/// A run recorded as running whose leases are gone, expired, or held by a process of this host
+/// that no longer exists, was interrupted.
+pub fn effective_state(run: &RunRecord, leases: &[Lease]) -> RunState {
+    if run.state != RunState::Running {
+        return run.state;
+    }
+    let me = identity();
+    let now = SystemClock.now();
+    let alive = leases.iter().any(|l| {
+        l.run == run.id
+            && l.expires_at > now
+            && (l.host != me.host || std::path::Path::new(&format!("/proc/{}", l.pid)).exists())
+    });
+    if alive {
+        RunState::Running
+    } else {
+        RunState::Interrupted
+    }
+}
+
+pub fn run(args: StatusArgs) -> CmdResult {
+    let store = open_store(&args.state.state)?;
+    let run = match args.run {
+        Some(id) => store.run(id)?,
+        None => store
+            .latest_run()?
+            .ok_or_else(|| Failure::refused(anyhow!("there is no run in {}", store.location())))?,
+    };
+    let journal = store.journal(run.id)?;
+    let servers = fold(&run.spec.plan.servers, &journal);
+    let state = effective_state(&run, &store.leases()?);
+    let now = journal.last().map_or(run.created_at, |e| e.at);
+    let json = StatusJson {
+        schema_version: 1,
+        run: RunJson {
+            id: run.id,
+            state: state.as_str(),
+        },
+        servers: servers.iter().map(|s| server_json(s, now)).collect(),
+    };
+    match args.format {
+        DataFormat::Json => output::json(&json)?,
+        DataFormat::Text => output::data(&render_text(&json, store.as_ref()))?,
+    }
+    Ok(Exit::Success)
+}
+
+fn server_json(s: &ServerStatus, now: u64) -> ServerJson {
+    ServerJson {
+        fqdn: s.fqdn.clone(),
+        pool: s.pool.clone(),
+        state: s.state.as_str(),
+        reason: s.reason.clone(),
+        outage_seconds: s.outage_ms(now).map(|ms| ms as f64 / 1000.0),
+        steps: s
+            .steps
+            .iter()
+            .map(|st| StepJson {
+                id: st.id.as_str(),
+                state: st.state.as_str(),
+                attempts: st.attempts,
+            })
+            .collect(),
+    }
+}
+
+fn render_text(json: &StatusJson, store: &dyn Store) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "run {} {} ({})",
+        json.run.id,
+        json.run.state,
+        store.location()
+    );
+    for server in &json.servers {
+        let current = server
+            .steps
+            .iter()
+            .find(|st| st.state != "succeeded")
+            .map(|st| format!("at {} ({})", st.id, st.state))
+            .unwrap_or_else(|| "all steps done".into());
+        let _ = writeln!(
+            s,
+            "  {:<40} {:<10} {}{}{}",
+            server.fqdn,
+            server.state,
+            current,
+            server
+                .outage_seconds
+                .map(|o| format!(", outage {}", minutes((o * 1000.0) as u64)))
+                .unwrap_or_default(),
+            server
+                .reason
+                .as_ref()
+                .map(|r| format!("\n      reason: {r}"))
+                .unwrap_or_default()
+        );
+    }
+    if json.run.state == "interrupted" {
+        s.push_str("\nThe run was interrupted; `sfbpatch resume` continues it.\n");
+    }
+    s
+}
+
+pub fn unlock(args: UnlockArgs) -> CmdResult {
+    let mut store = open_store(&args.state.state)?;
+    let pool = args.pool.to_ascii_lowercase();
+    let Some(lease) = store.leases()?.into_iter().find(|l| l.pool == pool) else {
+        output::note(&format!("pool {} holds no lease; nothing to do", args.pool));
+        return Ok(Exit::Success);
+    };
+    if !args.yes {
+        confirm(&format!(
+            "Break the lease of run {} ({} on {}, pid {}) on pool {}? Only do this when that run is not running.",
+            lease.run, lease.holder, lease.host, lease.pid, args.pool
+        ))?;
+    }
+    store.break_lease(&pool)?;
+    output::note(&format!(
+        "broke the lease of run {} on pool {}",
+        lease.run, args.pool
+    ));
+    Ok(Exit::Success)
+}

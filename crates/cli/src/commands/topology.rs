@@ -1,0 +1,109 @@
+//! `sfbpatch topology show|generate`.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use serde::Serialize;
+use sfbpatch_topology::{Deployment, Edition, Pool};
+
+use crate::cli::{DataFormat, TopologyCommand};
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::{input, output};
+
+/// The stable JSON contract of `topology show` (`docs/schema/topology.schema.json`).
+#[derive(Serialize)]
+struct TopologyJson<'a> {
+    schema_version: u32,
+    pools: &'a [Pool],
+}
+
+pub fn run(cmd: TopologyCommand) -> CmdResult {
+    match cmd {
+        TopologyCommand::Show { file, format } => {
+            let (_, deployment) = input::topology(&file)?;
+            match format {
+                DataFormat::Json => output::json(&TopologyJson {
+                    schema_version: 1,
+                    pools: &deployment.pools,
+                })?,
+                DataFormat::Text => output::data(&render_text(&deployment))?,
+            }
+            Ok(Exit::Success)
+        }
+        TopologyCommand::Generate { pools, seed, out } => {
+            if pools == 0 {
+                return Err(Failure::bad_input(anyhow!("--pools must be at least 1")));
+            }
+            let text = sfbpatch_topology::generate(pools, seed);
+            std::fs::write(&out, text)
+                .map_err(|e| Failure::bad_input(anyhow!("cannot write {}: {e}", out.display())))?;
+            output::note(&format!(
+                "wrote {} ({pools} pools, seed {seed})",
+                out.display()
+            ));
+            Ok(Exit::Success)
+        }
+    }
+}
+
+pub fn render_text(deployment: &Deployment) -> String {
+    let mut s = String::new();
+    for pool in &deployment.pools {
+        let b = &pool.backend;
+        let _ = writeln!(
+            s,
+            "{} (site {}, {})",
+            pool.fqdn,
+            pool.site,
+            match pool.edition {
+                Edition::Standard => "Standard Edition",
+                Edition::Enterprise => "Enterprise Edition",
+            }
+        );
+        for m in &pool.machines {
+            let domains: Vec<&str> = [m.upgrade_domain.as_deref(), m.fault_domain.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            if domains.is_empty() {
+                let _ = writeln!(s, "  machine    {}", m.fqdn);
+            } else {
+                let _ = writeln!(s, "  machine    {} ({})", m.fqdn, domains.join(", "));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  back end   {}{}{}",
+            b.sql_server_fqdn,
+            if b.sql_instance.is_default() {
+                String::new()
+            } else {
+                format!("\\{}", b.sql_instance.as_str())
+            },
+            match &b.always_on_primary {
+                Some(p) => format!(" (AlwaysOn, primary node {p})"),
+                None if b.always_on => " (AlwaysOn)".to_string(),
+                None => String::new(),
+            }
+        );
+        let list = |set: &std::collections::BTreeSet<sfbpatch_topology::StoreKind>| {
+            if set.is_empty() {
+                "none".to_string()
+            } else {
+                set.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let _ = writeln!(s, "  stores     {}", list(&b.stores));
+        let _ = writeln!(s, "  collocated {}", list(&b.collocated_stores));
+        if let Some(m) = &b.mirroring {
+            let _ = writeln!(s, "  mirroring  {m}");
+        }
+        let _ = writeln!(s, "  database   {}", pool.database_update.as_str());
+        s.push('\n');
+    }
+    let _ = write!(s, "{} pool(s) with a back end", deployment.pools.len());
+    s
+}

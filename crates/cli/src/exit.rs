@@ -1,0 +1,67 @@
+//! Exit codes. Documented in README.md and `sfbpatch --help`; scripts rely on them.
+
+/// What the process's exit code means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Everything asked for was done.
+    Success = 0,
+    /// A run ended with failed or skipped servers.
+    RunFailed = 1,
+    /// Bad input: a file, a flag, a topology, a manifest. Nothing was changed.
+    BadInput = 2,
+    /// Refused: a lease held by another run, a confirmation not given, nothing to resume.
+    Refused = 3,
+    /// The run was interrupted; `sfbpatch resume` continues it.
+    Interrupted = 4,
+    /// The state store or a target failed, or a bug.
+    Internal = 5,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            exit,
+            error: error.into(),
+        }
+    }
+
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(Exit::BadInput, error)
+    }
+
+    pub fn refused(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(Exit::Refused, error)
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(Exit::Internal, error)
+    }
+}
+
+pub type CmdResult = Result<Exit, Failure>;
+
+impl From<sfbpatch_engine::StoreError> for Failure {
+    fn from(e: sfbpatch_engine::StoreError) -> Self {
+        Failure::internal(e)
+    }
+}
+
+impl From<sfbpatch_engine::EngineError> for Failure {
+    fn from(e: sfbpatch_engine::EngineError) -> Self {
+        use sfbpatch_engine::EngineError::*;
+        let exit = match e {
+            Store(_) => Exit::Internal,
+            Leased { .. } | LeaseLost { .. } | NotResumable { .. } => Exit::Refused,
+        };
+        let code = e.code();
+        Failure::new(exit, anyhow::anyhow!("{e} [{code}]"))
+    }
+}

@@ -1,0 +1,154 @@
+//! The end-of-run summary: per server outcome and outage, per pool user impact.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use sfbpatch_engine::{RunOutcome, RunRecord};
+use sfbpatch_lab::Lab;
+
+use crate::output::minutes;
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub run: RunJson,
+    pub servers: Vec<ServerJson>,
+    pub pools: Vec<PoolJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunJson {
+    pub id: i64,
+    pub state: &'static str,
+    pub makespan_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerJson {
+    pub fqdn: String,
+    pub pool: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub outage_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolJson {
+    pub fqdn: String,
+    /// Time the pool's back end was unavailable during this run.
+    pub outage_seconds: f64,
+    /// Time the pool's users were in resiliency mode during this run.
+    pub resiliency_seconds: f64,
+}
+
+impl Summary {
+    pub fn new(outcome: &RunOutcome, run: &RunRecord, lab: Option<&Lab>) -> anyhow::Result<Self> {
+        let start = run.created_at;
+        let servers = outcome
+            .servers
+            .iter()
+            .map(|s| ServerJson {
+                fqdn: s.fqdn.clone(),
+                pool: s.pool.clone(),
+                state: s.state.as_str(),
+                reason: s.reason.clone(),
+                outage_seconds: s.outage_ms(outcome.finished_at).map(secs),
+            })
+            .collect();
+        let mut pools: Vec<PoolJson> = Vec::new();
+        for s in &outcome.servers {
+            if !pools.iter().any(|p| p.fqdn.eq_ignore_ascii_case(&s.pool)) {
+                pools.push(PoolJson {
+                    fqdn: s.pool.clone(),
+                    outage_seconds: 0.0,
+                    resiliency_seconds: 0.0,
+                });
+            }
+        }
+        if let Some(lab) = lab {
+            // The lab's own record of availability is the truth; count what falls in this run.
+            let snapshot = lab.show()?;
+            let from = start as f64 / 1000.0;
+            for pool in &mut pools {
+                if let Some(p) = snapshot
+                    .pools
+                    .iter()
+                    .find(|p| p.fqdn.eq_ignore_ascii_case(&pool.fqdn))
+                {
+                    pool.outage_seconds = overlap(&p.outage_intervals, from);
+                    pool.resiliency_seconds = overlap(&p.resiliency_intervals, from);
+                }
+            }
+        }
+        Ok(Summary {
+            run: RunJson {
+                id: outcome.run,
+                state: outcome.state.as_str(),
+                makespan_seconds: secs(outcome.finished_at.saturating_sub(start)),
+            },
+            servers,
+            pools,
+        })
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "run {} {} in {}",
+            self.run.id,
+            self.run.state,
+            minutes((self.run.makespan_seconds * 1000.0) as u64)
+        );
+        let _ = writeln!(
+            s,
+            "\n{:<40} {:<10} {:>10}  reason",
+            "server", "outcome", "outage"
+        );
+        for server in &self.servers {
+            let _ = writeln!(
+                s,
+                "{:<40} {:<10} {:>10}  {}",
+                server.fqdn,
+                server.state,
+                server
+                    .outage_seconds
+                    .map(|o| minutes((o * 1000.0) as u64))
+                    .unwrap_or_else(|| "-".into()),
+                server.reason.as_deref().unwrap_or("")
+            );
+        }
+        let _ = writeln!(s, "\n{:<40} {:>10}  user impact", "pool", "outage");
+        for pool in &self.pools {
+            let impact = if pool.resiliency_seconds > 0.0 {
+                format!(
+                    "users in resiliency mode for {}",
+                    minutes((pool.resiliency_seconds * 1000.0) as u64)
+                )
+            } else {
+                "none (back end unavailable for less than 30 minutes)".to_string()
+            };
+            let _ = writeln!(
+                s,
+                "{:<40} {:>10}  {impact}",
+                pool.fqdn,
+                minutes((pool.outage_seconds * 1000.0) as u64)
+            );
+        }
+        s
+    }
+}
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Seconds of the intervals that lie after `from`.
+fn overlap(intervals: &[sfbpatch_lab::Interval], from: f64) -> f64 {
+    intervals
+        .iter()
+        .map(|i| {
+            let end = i.end.unwrap_or(i.start);
+            (end - i.start.max(from)).max(0.0)
+        })
+        .sum()
+}

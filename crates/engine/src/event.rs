@@ -1,0 +1,116 @@
+//! Typed events: the engine's only way of telling anyone what happens. The CLI draws progress
+//! bars and text from them, `--format jsonl` streams them, reports are built from the journal
+//! they mirror.
+
+use serde::Serialize;
+use sfbpatch_plan::StepId;
+
+use crate::store::{RunId, RunState, ServerOutcome};
+use crate::target::Millis;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "event")]
+pub enum Event {
+    RunStarted {
+        run: RunId,
+        servers: usize,
+        resumed: bool,
+        at: Millis,
+    },
+    ServerStarted {
+        server: String,
+        pool: String,
+        predicted_outage_ms: Millis,
+        at: Millis,
+    },
+    StepStarted {
+        server: String,
+        step: StepId,
+        attempt: u32,
+        command: Option<String>,
+        at: Millis,
+    },
+    StepFinished {
+        server: String,
+        step: StepId,
+        attempt: u32,
+        exit_code: Option<i32>,
+        succeeded: bool,
+        duration_ms: Millis,
+        at: Millis,
+    },
+    /// A step's outcome was unknown (crash, lost connection); the probe decided.
+    StepProbed {
+        server: String,
+        step: StepId,
+        done: bool,
+        at: Millis,
+    },
+    StepRetrying {
+        server: String,
+        step: StepId,
+        attempt: u32,
+        wait_ms: Millis,
+        reason: String,
+    },
+    Rebooted {
+        server: String,
+        at: Millis,
+    },
+    OutageStarted {
+        server: String,
+        pool: String,
+        at: Millis,
+    },
+    OutageEnded {
+        server: String,
+        pool: String,
+        duration_ms: Millis,
+        at: Millis,
+    },
+    /// The outage has lasted longer than the budget: users of the pool may be in resiliency
+    /// mode.
+    OutageBudgetExceeded {
+        server: String,
+        pool: String,
+        budget_ms: Millis,
+        elapsed_ms: Millis,
+        at: Millis,
+    },
+    Recovered {
+        server: String,
+        output: String,
+        at: Millis,
+    },
+    ServerFinished {
+        server: String,
+        pool: String,
+        outcome: ServerOutcome,
+        reason: Option<String>,
+        outage_ms: Option<Millis>,
+        at: Millis,
+    },
+    RunFinished {
+        run: RunId,
+        state: RunState,
+        at: Millis,
+    },
+}
+
+/// Receives the engine's events. Implemented by the CLI's renderers.
+pub trait Observer {
+    fn on_event(&mut self, event: &Event);
+}
+
+/// Discards every event.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn on_event(&mut self, _: &Event) {}
+}
+
+impl<F: FnMut(&Event)> Observer for F {
+    fn on_event(&mut self, event: &Event) {
+        self(event)
+    }
+}

@@ -1,0 +1,150 @@
+//! How a run behaves: outage budget, failure budget, retries and timeouts per step kind.
+
+use serde::{Deserialize, Serialize};
+use sfbpatch_plan::StepId;
+
+use crate::target::Millis;
+
+pub const MINUTE: Millis = 60_000;
+
+/// The line after which a pool's users go into resiliency mode (SPEC.md section 2).
+pub const RESILIENCY_THRESHOLD: Millis = 30 * MINUTE;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPolicy {
+    /// The longest outage a server may be predicted to cause before it starts.
+    pub outage_budget_ms: Millis,
+    /// Start servers whose predicted outage exceeds the budget anyway.
+    pub accept_resiliency: bool,
+    /// How many servers may fail before the run stops starting new ones.
+    pub max_failures: u32,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        RunPolicy {
+            outage_budget_ms: RESILIENCY_THRESHOLD,
+            accept_resiliency: false,
+            max_failures: 0,
+        }
+    }
+}
+
+/// Retry rules for one step kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryRule {
+    /// Attempts in all, the first included, for non-zero exit codes that [`RetryRule::retries_exit`] accepts.
+    pub max_attempts: u32,
+    /// Exit codes worth another attempt; empty with `any_exit` false means none.
+    pub transient_exits: &'static [i32],
+    pub any_exit: bool,
+    pub timeout: Millis,
+}
+
+impl RetryRule {
+    pub fn retries_exit(&self, code: i32) -> bool {
+        self.any_exit || self.transient_exits.contains(&code)
+    }
+}
+
+/// Windows Installer: another installation is already in progress.
+pub const ERROR_INSTALL_ALREADY_RUNNING: i32 = 1618;
+/// Installer exit code meaning success with a reboot required.
+pub const ERROR_SUCCESS_REBOOT_REQUIRED: i32 = 3010;
+
+/// Attempts allowed while a server is unreachable, whatever the step.
+pub const UNREACHABLE_ATTEMPTS: u32 = 8;
+
+pub fn retry_rule(step: StepId) -> RetryRule {
+    use StepId::*;
+    match step {
+        StopCsServices
+        | StopCsServicesGac
+        | StopW3svc
+        | StartW3svc
+        | StartCsServices
+        | CloseManagementShells => RetryRule {
+            max_attempts: 3,
+            transient_exits: &[],
+            any_exit: true,
+            timeout: 15 * MINUTE,
+        },
+        InstallUpdate => RetryRule {
+            max_attempts: 3,
+            transient_exits: &[ERROR_INSTALL_ALREADY_RUNNING],
+            any_exit: false,
+            timeout: 60 * MINUTE,
+        },
+        StageUpdate | UpdateDatabases => RetryRule {
+            max_attempts: 1,
+            transient_exits: &[],
+            any_exit: false,
+            timeout: 60 * MINUTE,
+        },
+        CheckAdminRole | Verify => RetryRule {
+            max_attempts: 1,
+            transient_exits: &[],
+            any_exit: false,
+            timeout: 15 * MINUTE,
+        },
+    }
+}
+
+/// Backoff before attempt `attempt + 1`: 30 s doubling, capped at 5 min, with a jitter of up
+/// to a fifth derived from `salt` (deterministic, so virtual-time runs repeat exactly).
+pub fn backoff(attempt: u32, salt: &str) -> Millis {
+    let base = (30_000u64 << attempt.saturating_sub(1).min(10)).min(5 * MINUTE);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in salt.bytes().chain(attempt.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    base + h % (base / 5 + 1)
+}
+
+/// Simulated durations the lab uses by default, and the engine's prediction when no earlier
+/// run has measured a step.
+pub fn default_duration(step: StepId) -> Millis {
+    use StepId::*;
+    let tenths_of_minutes = match step {
+        CheckAdminRole => 1,
+        StageUpdate => 40,
+        StopCsServices => 20,
+        StopW3svc => 5,
+        CloseManagementShells => 2,
+        InstallUpdate => 120,
+        StopCsServicesGac => 10,
+        StartW3svc => 5,
+        UpdateDatabases => 60,
+        StartCsServices => 30,
+        Verify => 10,
+    };
+    tenths_of_minutes * MINUTE / 10
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b1 = backoff(1, "s");
+        assert!((30_000..=36_000).contains(&b1), "{b1}");
+        let b2 = backoff(2, "s");
+        assert!((60_000..=72_000).contains(&b2), "{b2}");
+        let b9 = backoff(9, "s");
+        assert!((300_000..=360_000).contains(&b9), "{b9}");
+        assert_eq!(backoff(3, "x"), backoff(3, "x"));
+    }
+
+    #[test]
+    fn default_outage_is_under_the_line() {
+        let outage: Millis = StepId::ALL
+            .into_iter()
+            .filter(|s| s.in_outage())
+            .map(default_duration)
+            .sum();
+        assert_eq!(outage, 252 * MINUTE / 10);
+        assert!(outage < RESILIENCY_THRESHOLD);
+    }
+}

@@ -1,0 +1,222 @@
+//! Folding a run's journal into per-server status. The journal is the only source of truth:
+//! status, resume and reports are all computed from it with [`ServerStatus::apply`].
+
+use serde::Serialize;
+use sfbpatch_plan::{ServerPlan, StepId};
+
+use crate::store::{JournalEntry, Record, ServerOutcome, StepResultKind};
+use crate::target::Millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Pending => "pending",
+            ServerState::Running => "running",
+            ServerState::Succeeded => "succeeded",
+            ServerState::Failed => "failed",
+            ServerState::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepState {
+    Pending,
+    /// Intent recorded, no result: in flight, or interrupted (a probe decides on resume).
+    Running,
+    /// The last attempt's outcome is unknown: a probe decides.
+    Unknown,
+    Succeeded,
+    Failed,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Unknown => "unknown",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepStatus {
+    pub id: StepId,
+    pub state: StepState,
+    pub attempts: u32,
+    /// When the first attempt started and the last one ended (target clock).
+    pub started_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerStatus {
+    pub fqdn: String,
+    pub pool: String,
+    pub state: ServerState,
+    pub reason: Option<String>,
+    pub steps: Vec<StepStatus>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// Start of `stop-cs-services`.
+    pub outage_started_at: Option<Millis>,
+    /// End of `start-cs-services`, or of the recovery after a failure.
+    pub outage_ended_at: Option<Millis>,
+    pub budget_exceeded: bool,
+    pub last_output: Option<String>,
+}
+
+impl ServerStatus {
+    pub fn new(plan: &ServerPlan) -> Self {
+        ServerStatus {
+            fqdn: plan.fqdn.to_string(),
+            pool: plan.pool.to_string(),
+            state: ServerState::Pending,
+            reason: None,
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| StepStatus {
+                    id: s.id,
+                    state: StepState::Pending,
+                    attempts: 0,
+                    started_at: None,
+                    ended_at: None,
+                })
+                .collect(),
+            started_at: None,
+            finished_at: None,
+            outage_started_at: None,
+            outage_ended_at: None,
+            budget_exceeded: false,
+            last_output: None,
+        }
+    }
+
+    pub fn step(&self, id: StepId) -> &StepStatus {
+        self.steps
+            .iter()
+            .find(|s| s.id == id)
+            .expect("status has every planned step")
+    }
+
+    fn step_mut(&mut self, id: StepId) -> &mut StepStatus {
+        self.steps
+            .iter_mut()
+            .find(|s| s.id == id)
+            .expect("status has every planned step")
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.state,
+            ServerState::Succeeded | ServerState::Failed | ServerState::Skipped
+        )
+    }
+
+    /// Outage so far (or in all, once ended), measured on the target clock.
+    pub fn outage_ms(&self, now: Millis) -> Option<Millis> {
+        let start = self.outage_started_at?;
+        Some(self.outage_ended_at.unwrap_or(now).saturating_sub(start))
+    }
+
+    pub fn in_outage(&self) -> bool {
+        self.outage_started_at.is_some() && self.outage_ended_at.is_none()
+    }
+
+    /// Fold one journal record into the status.
+    pub fn apply(&mut self, at: Millis, record: &Record) {
+        match record {
+            Record::ServerStarted { .. } => {
+                self.state = ServerState::Running;
+                self.started_at.get_or_insert(at);
+            }
+            Record::StepIntent { step, attempt, .. } => {
+                if *step == StepId::StopCsServices && self.outage_started_at.is_none() {
+                    self.outage_started_at = Some(at);
+                }
+                let s = self.step_mut(*step);
+                s.state = StepState::Running;
+                s.attempts = s.attempts.max(*attempt);
+                s.started_at.get_or_insert(at);
+            }
+            Record::StepResult {
+                step,
+                result,
+                output,
+                ..
+            } => {
+                let s = self.step_mut(*step);
+                s.state = match result {
+                    StepResultKind::Succeeded => StepState::Succeeded,
+                    StepResultKind::Failed => StepState::Failed,
+                    StepResultKind::Unknown => StepState::Unknown,
+                };
+                s.ended_at = Some(at);
+                if *step == StepId::StartCsServices && *result == StepResultKind::Succeeded {
+                    self.outage_ended_at = Some(at);
+                }
+                self.last_output = Some(output.clone());
+            }
+            Record::StepProbed { step, done, .. } => {
+                let s = self.step_mut(*step);
+                if *done {
+                    s.state = StepState::Succeeded;
+                    s.ended_at = Some(at);
+                    if *step == StepId::StartCsServices {
+                        self.outage_ended_at = Some(at);
+                    }
+                } else {
+                    s.state = StepState::Pending;
+                }
+            }
+            Record::Rebooted { .. } => {}
+            Record::Recovered { output } => {
+                if self.in_outage() {
+                    self.outage_ended_at = Some(at);
+                }
+                self.last_output = Some(output.clone());
+            }
+            Record::OutageBudgetExceeded { .. } => self.budget_exceeded = true,
+            Record::ServerFinished { outcome, reason } => {
+                self.state = match outcome {
+                    ServerOutcome::Succeeded => ServerState::Succeeded,
+                    ServerOutcome::Failed => ServerState::Failed,
+                    ServerOutcome::Skipped => ServerState::Skipped,
+                };
+                self.reason = reason.clone();
+                self.finished_at = Some(at);
+            }
+        }
+    }
+}
+
+/// Every planned server's status after the given journal.
+pub fn fold(servers: &[ServerPlan], journal: &[JournalEntry]) -> Vec<ServerStatus> {
+    let mut out: Vec<ServerStatus> = servers.iter().map(ServerStatus::new).collect();
+    let index: std::collections::HashMap<String, usize> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.fqdn.key(), i))
+        .collect();
+    for entry in journal {
+        if let Some(&i) = index.get(&entry.server.to_ascii_lowercase()) {
+            out[i].apply(entry.at, &entry.record);
+        }
+    }
+    out
+}

@@ -1,0 +1,250 @@
+//! The [`Store`] trait: where runs, the write-ahead journal, leases and the audit log live.
+//! SQLite is the default implementation, PostgreSQL the other; both pass one contract suite.
+
+use serde::{Deserialize, Serialize};
+use sfbpatch_plan::{Plan, ServerRole, StepId};
+
+use crate::policy::RunPolicy;
+use crate::target::Millis;
+
+pub type RunId = i64;
+
+/// Which target a run drives, so that `resume` can reopen it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum TargetSpec {
+    /// The simulated lab in this directory.
+    Lab { dir: String },
+    /// Real servers over SSH; `connections` is the connections file, if any.
+    Ssh { connections: Option<String> },
+}
+
+/// Everything a run needs, written when it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Where the topology was read from, and its text as read.
+    pub topology_origin: String,
+    pub topology_snapshot: String,
+    pub plan: Plan,
+    pub policy: RunPolicy,
+    pub target: TargetSpec,
+    /// The account acting on the servers.
+    pub operator: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    /// Stopped before it finished (a crash or an interrupt); `resume` continues it.
+    Interrupted,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RunState::Running,
+            RunState::Succeeded,
+            RunState::Failed,
+            RunState::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, RunState::Succeeded | RunState::Failed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub spec: RunSpec,
+    pub state: RunState,
+    /// Target-clock time the run was created.
+    pub created_at: Millis,
+}
+
+/// How a step attempt ended, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepResultKind {
+    Succeeded,
+    Failed,
+    /// The outcome is not known (connection lost, timed out): a probe decides next.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerOutcome {
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// One journal record. Writing it is the commit point of what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Record {
+    ServerStarted {
+        predicted_outage_ms: Millis,
+    },
+    /// Written before a step is carried out.
+    StepIntent {
+        step: StepId,
+        attempt: u32,
+        command: Option<String>,
+    },
+    /// Written after the step returned.
+    StepResult {
+        step: StepId,
+        attempt: u32,
+        result: StepResultKind,
+        exit_code: Option<i32>,
+        output: String,
+        duration_ms: Millis,
+    },
+    /// A probe's finding for a step whose outcome was unknown.
+    StepProbed {
+        step: StepId,
+        done: bool,
+        facts: String,
+    },
+    Rebooted {
+        output: String,
+    },
+    Recovered {
+        output: String,
+    },
+    OutageBudgetExceeded {
+        budget_ms: Millis,
+    },
+    ServerFinished {
+        outcome: ServerOutcome,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Assigned by the store, increasing.
+    pub seq: i64,
+    pub run: RunId,
+    pub server: String,
+    /// Target-clock time.
+    pub at: Millis,
+    pub record: Record,
+}
+
+/// One line of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub run: RunId,
+    /// Target-clock time.
+    pub at: Millis,
+    pub operator: String,
+    pub server: String,
+    pub step: String,
+    pub command: Option<String>,
+    pub exit_code: Option<i32>,
+    pub output_excerpt: String,
+}
+
+/// A lease: one active run per pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub pool: String,
+    pub run: RunId,
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open state store {location}: {reason}")]
+    Open { location: String, reason: String },
+    #[error(
+        "state store {location} was written by a newer sfbpatch (schema {found}, this build knows {known})"
+    )]
+    SchemaTooNew {
+        location: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("state store query failed: {0}")]
+    Query(String),
+    #[error("state store holds a record this build cannot read: {0}")]
+    Corrupt(String),
+    #[error("run {0} does not exist in the state store")]
+    NoSuchRun(RunId),
+}
+
+/// Earlier runs' step durations for one role, used to predict outage windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepStat {
+    pub step: StepId,
+    pub samples: u64,
+    pub mean_ms: Millis,
+}
+
+/// Which run and server journal records belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    pub run: RunId,
+    pub server: &'a str,
+    pub role: ServerRole,
+}
+
+/// Durable state. Every method that writes commits before it returns.
+pub trait Store {
+    /// `sqlite:PATH` or `postgres://...`, for messages.
+    fn location(&self) -> String;
+
+    fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError>;
+    fn run(&self, id: RunId) -> Result<RunRecord, StoreError>;
+    /// The newest run, if any.
+    fn latest_run(&self) -> Result<Option<RunRecord>, StoreError>;
+    fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError>;
+
+    /// Append records about one server in one transaction, with an optional audit line in
+    /// the same transaction. Successful step results also feed [`Store::step_stats`] for the
+    /// server's role.
+    fn append(
+        &mut self,
+        at: Millis,
+        scope: &Scope<'_>,
+        records: &[Record],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError>;
+    /// The whole journal of a run, in order.
+    fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError>;
+    fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Take the lease on `lease.pool` unless another run holds an unexpired one; returns the
+    /// holder's lease when refused. A lease held by the same run is renewed.
+    fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError>;
+    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError>;
+    /// Remove the lease on `pool`, whoever holds it; returns what was removed.
+    fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError>;
+    fn leases(&self) -> Result<Vec<Lease>, StoreError>;
+
+    /// Mean duration of each step that succeeded in runs other than `exclude`, for servers
+    /// of `role`.
+    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError>;
+}

@@ -1,0 +1,935 @@
+//! Creating, opening and reading a lab.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use sfbpatch_engine::Millis;
+use sfbpatch_plan::{Build, ServerRole, StepId};
+use sfbpatch_topology::{Deployment, Edition, StoreKind};
+use sha2::{Digest, Sha256};
+
+use crate::db::{self, BuildCol};
+use crate::faults::{Fault, FaultKind};
+use crate::rules::{self, MINUTE, RESILIENCY_AFTER};
+use crate::snapshot::{
+    DatabaseSnapshot, Interval, LabSnapshot, PoolMode, PoolSnapshot, ServerSnapshot,
+    ServiceSnapshot, ServiceState, SqlInstanceSnapshot,
+};
+use crate::{LabClock, LabError, LabTarget};
+
+/// The file in a lab folder that holds the world.
+pub const LAB_DB: &str = "lab.db";
+
+/// How a new lab starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabOptions {
+    /// The build every server starts at.
+    pub build: Build,
+    /// Simulated seconds per real second; 0 = steps take no real time.
+    pub speed: f64,
+    /// The account that acts on the servers.
+    pub operator: String,
+    pub faults: Vec<Fault>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            build: rules::DEFAULT_BUILD,
+            speed: 0.0,
+            operator: rules::DEFAULT_OPERATOR.to_string(),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// A lab: a simulated deployment whose state lives in `DIR/lab.db`. Every process that opens
+/// the same folder sees the same world.
+#[derive(Clone)]
+pub struct Lab {
+    shared: Arc<Shared>,
+}
+
+/// What a lab's handles share: one connection and the facts that never change after `init`.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub db_path: PathBuf,
+    conn: Mutex<Connection>,
+    pub speed: f64,
+    pub operator: String,
+    pub initial_build: Build,
+    /// Server ids by lower-case FQDN.
+    pub servers: HashMap<String, i64>,
+    /// The (server, step) pairs that have faults, so that other steps skip the lookup.
+    pub fault_steps: HashSet<(i64, StepId)>,
+    /// The last clock value read, for [`sfbpatch_engine::Clock::now`] when the database fails.
+    pub last_now: AtomicU64,
+    hashes: Mutex<HashMap<PathBuf, FileHash>>,
+}
+
+struct FileHash {
+    len: u64,
+    modified: Option<SystemTime>,
+    sha256: String,
+}
+
+impl Shared {
+    /// Runs `f` in one immediate (writing) transaction.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` in one read transaction: it sees a single state of the world.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    pub fn now(&self) -> rusqlite::Result<Millis> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = db::now(&conn)?;
+        let now = u64::try_from(now).unwrap_or(0);
+        self.last_now.fetch_max(now, Ordering::Relaxed);
+        Ok(now)
+    }
+
+    pub fn server_id(&self, fqdn: &str) -> Option<i64> {
+        self.servers.get(&fqdn.to_ascii_lowercase()).copied()
+    }
+
+    /// The SHA-256 of a local file, remembered while its size and modification time stay.
+    pub fn hash_file(&self, path: &Path) -> Result<String, String> {
+        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        let modified = meta.modified().ok();
+        {
+            let cache = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(hit) = cache.get(path)
+                && hit.len == meta.len()
+                && hit.modified == modified
+                && modified.is_some()
+            {
+                return Ok(hit.sha256.clone());
+            }
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        self.hashes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                path.to_path_buf(),
+                FileHash {
+                    len: meta.len(),
+                    modified,
+                    sha256: sha256.clone(),
+                },
+            );
+        Ok(sha256)
+    }
+
+    pub fn db_error(&self, source: rusqlite::Error) -> LabError {
+        LabError::Database {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+}
+
+/// The deployment turned into lab rows, before anything is written.
+struct Blueprint {
+    instances: Vec<InstancePlan>,
+    servers: Vec<ServerPlanRow>,
+    pools: Vec<PoolPlan>,
+}
+
+struct InstancePlan {
+    sql_server_fqdn: String,
+    instance: String,
+    stores: BTreeSet<StoreKind>,
+    standard_edition: bool,
+    collocated: BTreeSet<StoreKind>,
+}
+
+struct ServerPlanRow {
+    fqdn: String,
+    role: ServerRole,
+    backend: usize,
+}
+
+struct PoolPlan {
+    fqdn: String,
+    members: Vec<usize>,
+}
+
+fn blueprint(deployment: &Deployment) -> Result<Blueprint, LabError> {
+    let mut instances: Vec<InstancePlan> = Vec::new();
+    let mut instance_index: HashMap<(String, String), usize> = HashMap::new();
+    let mut add_instance = |fqdn: &str, name: &str, stores: &BTreeSet<StoreKind>| -> usize {
+        let key = (fqdn.to_ascii_lowercase(), name.to_ascii_lowercase());
+        match instance_index.get(&key) {
+            Some(&i) => {
+                instances[i].stores.extend(stores.iter().copied());
+                i
+            }
+            None => {
+                instances.push(InstancePlan {
+                    sql_server_fqdn: fqdn.to_string(),
+                    instance: name.to_string(),
+                    stores: stores.clone(),
+                    standard_edition: false,
+                    collocated: BTreeSet::new(),
+                });
+                instance_index.insert(key, instances.len() - 1);
+                instances.len() - 1
+            }
+        }
+    };
+    for si in &deployment.sql_instances {
+        add_instance(
+            si.sql_server_fqdn.as_str(),
+            si.sql_instance.as_str(),
+            &si.stores,
+        );
+    }
+    let mut backends = Vec::with_capacity(deployment.pools.len());
+    for pool in &deployment.pools {
+        let b = &pool.backend;
+        backends.push(add_instance(
+            b.sql_server_fqdn.as_str(),
+            b.sql_instance.as_str(),
+            &b.stores,
+        ));
+    }
+
+    let mut servers: Vec<ServerPlanRow> = Vec::new();
+    let mut server_index: HashMap<String, usize> = HashMap::new();
+    let mut pools = Vec::with_capacity(deployment.pools.len());
+    for (pool, &backend) in deployment.pools.iter().zip(&backends) {
+        let (role, machines) = match pool.edition {
+            Edition::Enterprise => (ServerRole::EnterpriseBackend, &pool.backend.machines),
+            Edition::Standard => (ServerRole::StandardEdition, &pool.machines),
+        };
+        let instance = &mut instances[backend];
+        instance.collocated.extend(pool.backend.collocated_stores.iter().copied());
+        instance.standard_edition |= pool.edition == Edition::Standard;
+        let mut members = Vec::new();
+        for machine in machines {
+            let key = machine.fqdn.key();
+            let index = match server_index.get(&key) {
+                Some(&i) => {
+                    // Pools whose back ends are on the same SQL Server share its machines.
+                    let existing = &servers[i];
+                    let same_sql_server = instances[existing.backend]
+                        .sql_server_fqdn
+                        .eq_ignore_ascii_case(&instances[backend].sql_server_fqdn);
+                    if existing.role != role || !same_sql_server {
+                        return Err(LabError::Deployment(format!(
+                            "server {} belongs to two back ends ({} as {}, and {} as {})",
+                            machine.fqdn,
+                            instance_label(&instances[existing.backend]),
+                            existing.role.as_str(),
+                            instance_label(&instances[backend]),
+                            role.as_str()
+                        )));
+                    }
+                    i
+                }
+                None => {
+                    servers.push(ServerPlanRow {
+                        fqdn: machine.fqdn.as_str().to_string(),
+                        role,
+                        backend,
+                    });
+                    server_index.insert(key, servers.len() - 1);
+                    servers.len() - 1
+                }
+            };
+            if !members.contains(&index) {
+                members.push(index);
+            }
+        }
+        pools.push(PoolPlan {
+            fqdn: pool.fqdn.as_str().to_string(),
+            members,
+        });
+    }
+    if servers.is_empty() {
+        return Err(LabError::Deployment(
+            "it has no Back End Server or Standard Edition server to patch".to_string(),
+        ));
+    }
+    Ok(Blueprint {
+        instances,
+        servers,
+        pools,
+    })
+}
+
+fn instance_label(i: &InstancePlan) -> String {
+    if i.instance.is_empty() {
+        i.sql_server_fqdn.clone()
+    } else {
+        format!("{}\\{}", i.sql_server_fqdn, i.instance)
+    }
+}
+
+/// A fault as stored: kind, value (exit code, milliseconds or count), attempts left.
+fn fault_row(kind: &FaultKind) -> (&'static str, i64, Option<i64>) {
+    let times = |t: u32| (t > 0).then_some(i64::from(t));
+    let ms = |minutes: f64| (minutes * MINUTE as f64).round() as i64;
+    match *kind {
+        FaultKind::ExitCode { code, times: t } => ("exit_code", i64::from(code), times(t)),
+        FaultKind::Duration { minutes } => ("duration", ms(minutes), Some(1)),
+        FaultKind::Hang { times: t } => ("hang", 0, times(t)),
+        FaultKind::Unreachable { minutes } => ("unreachable", ms(minutes), Some(1)),
+        FaultKind::OpenShells { count } => ("open_shells", i64::from(count), Some(1)),
+        FaultKind::DiskFull => ("disk_full", 0, None),
+    }
+}
+
+/// Creates a lab in `dir` (created if missing) from a deployment. Refuses a folder that holds
+/// a lab already.
+pub fn init(dir: &Path, deployment: &Deployment, options: &LabOptions) -> Result<Lab, LabError> {
+    if !options.speed.is_finite() || options.speed < 0.0 {
+        return Err(LabError::InvalidOption(format!(
+            "speed must be 0 (no waiting) or a positive number of simulated seconds per real second, not {}",
+            options.speed
+        )));
+    }
+    if options.operator.trim().is_empty() {
+        return Err(LabError::InvalidOption(
+            "the operator account is empty".to_string(),
+        ));
+    }
+    let plan = blueprint(deployment)?;
+    let mut fault_servers = Vec::with_capacity(options.faults.len());
+    for fault in &options.faults {
+        let key = fault.server.to_ascii_lowercase();
+        match plan
+            .servers
+            .iter()
+            .position(|s| s.fqdn.to_ascii_lowercase() == key)
+        {
+            Some(i) => fault_servers.push(i),
+            None => {
+                let mut known: Vec<&str> = plan.servers.iter().map(|s| s.fqdn.as_str()).collect();
+                if known.len() > 10 {
+                    known.truncate(10);
+                    known.push("...");
+                }
+                return Err(LabError::FaultServer {
+                    origin: fault.origin.clone(),
+                    line: fault.line,
+                    index: fault.index,
+                    server: fault.server.clone(),
+                    known: known.join(", "),
+                });
+            }
+        }
+    }
+
+    std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
+        action: "create the lab folder",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let db_path = dir.join(LAB_DB);
+    // Claim the file first, so that two concurrent `init`s cannot both succeed.
+    if let Err(source) = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&db_path)
+    {
+        return Err(if source.kind() == std::io::ErrorKind::AlreadyExists {
+            LabError::AlreadyExists {
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            LabError::Io {
+                action: "create",
+                path: db_path,
+                source,
+            }
+        });
+    }
+    let written = connect(&db_path, true)
+        .and_then(|mut conn| write_world(&mut conn, &plan, options, &fault_servers));
+    if let Err(source) = written {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db_path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(LabError::Database {
+            path: db_path,
+            source,
+        });
+    }
+    Lab::open(dir)
+}
+
+fn connect(path: &Path, create: bool) -> rusqlite::Result<Connection> {
+    db::connect(path, create)
+}
+
+fn write_world(
+    conn: &mut Connection,
+    plan: &Blueprint,
+    options: &LabOptions,
+    fault_servers: &[usize],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(db::SCHEMA)?;
+    let initial = BuildCol(options.build);
+    tx.execute(
+        "INSERT INTO lab (id, format, initial_build, speed, operator, now_ms)
+         VALUES (1, ?1, ?2, ?3, ?4, 0)",
+        params![db::FORMAT, initial, options.speed, options.operator.trim()],
+    )?;
+    for (account, group) in rules::ACCOUNTS {
+        tx.execute(
+            "INSERT INTO accounts (account, grp) VALUES (?1, ?2)",
+            [account, group],
+        )?;
+    }
+
+    let mut instance_ids = Vec::with_capacity(plan.instances.len());
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO sql_instances
+                 (sql_server_fqdn, sql_server_key, instance, instance_key, standard_edition, collocated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut insert_db = tx.prepare(
+            "INSERT INTO databases (instance_id, ord, store, name, build, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for i in &plan.instances {
+            let collocated: Vec<&str> = i.collocated.iter().map(|s| s.as_str()).collect();
+            insert.execute(params![
+                i.sql_server_fqdn,
+                i.sql_server_fqdn.to_ascii_lowercase(),
+                i.instance,
+                i.instance.to_ascii_lowercase(),
+                i.standard_edition,
+                collocated.join(","),
+            ])?;
+            let id = tx.last_insert_rowid();
+            instance_ids.push(id);
+            let mut ord = 0;
+            for store in &i.stores {
+                let version = rules::derived_schema_version(*store, options.build);
+                for name in store.databases() {
+                    insert_db.execute(params![id, ord, store.as_str(), name, initial, version])?;
+                    ord += 1;
+                }
+            }
+        }
+    }
+
+    let mut server_ids = Vec::with_capacity(plan.servers.len());
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO servers (fqdn, fqdn_key, role, backend_id, installed_build, previous_build,
+                                  installer_runs, w3svc, open_shells, reboot_pending, in_service)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 1, 0, 0, 1)",
+        )?;
+        let mut insert_service = tx.prepare(
+            "INSERT INTO services (server_id, ord, name, running, loaded_build)
+             VALUES (?1, ?2, ?3, 1, ?4)",
+        )?;
+        for s in &plan.servers {
+            insert.execute(params![
+                s.fqdn,
+                s.fqdn.to_ascii_lowercase(),
+                s.role.as_str(),
+                instance_ids[s.backend],
+                initial,
+            ])?;
+            let id = tx.last_insert_rowid();
+            server_ids.push(id);
+            let cms = plan.instances[s.backend]
+                .stores
+                .contains(&StoreKind::CentralManagement);
+            let names = rules::CS_SERVICES
+                .iter()
+                .copied()
+                .chain(cms.then_some(rules::CMS_SERVICE));
+            for (ord, name) in names.enumerate() {
+                insert_service.execute(params![id, ord as i64, name, initial])?;
+            }
+        }
+    }
+
+    {
+        let mut insert = tx.prepare("INSERT INTO pools (fqdn) VALUES (?1)")?;
+        let mut member =
+            tx.prepare("INSERT INTO pool_members (pool_id, server_id) VALUES (?1, ?2)")?;
+        for p in &plan.pools {
+            insert.execute([&p.fqdn])?;
+            let id = tx.last_insert_rowid();
+            for &m in &p.members {
+                member.execute([id, server_ids[m]])?;
+            }
+        }
+    }
+
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO faults (idx, origin, line, server_id, step, kind, value, remaining)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (fault, &server) in options.faults.iter().zip(fault_servers) {
+            let (kind, value, remaining) = fault_row(&fault.kind);
+            insert.execute(params![
+                fault.index as i64,
+                fault.origin,
+                fault.line,
+                server_ids[server],
+                fault.step.as_str(),
+                kind,
+                value,
+                remaining,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// One server in full: what `lab show` prints plus what the lab uses to decide.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerDetail {
+    #[serde(flatten)]
+    pub server: ServerSnapshot,
+    pub role: ServerRole,
+    /// The pools whose back end this server is (or whose server it is).
+    pub pools: Vec<String>,
+    /// The SQL Server and instance this server's pool keeps its User store on.
+    pub backend_sql_server_fqdn: String,
+    pub backend_instance: String,
+    /// The staged installer: path on the server and SHA-256.
+    pub staged: Option<(String, String)>,
+    /// The build whose files are loaded by a service that starts now.
+    pub previous_build: Build,
+    pub in_service: bool,
+    /// Seconds of virtual time until which the server cannot be reached.
+    pub unreachable_until: Option<f64>,
+    /// When the server was out of service (seconds of virtual time).
+    pub out_of_service: Vec<Interval>,
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Lab {
+    /// Opens the lab in `dir`.
+    pub fn open(dir: &Path) -> Result<Lab, LabError> {
+        let db_path = dir.join(LAB_DB);
+        if !db_path.is_file() {
+            return Err(LabError::NotALab {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let database = |source| LabError::Database {
+            path: db_path.clone(),
+            source,
+        };
+        let conn = connect(&db_path, false).map_err(database)?;
+        let has_lab: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lab'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(database)?;
+        if has_lab.is_none() {
+            return Err(LabError::NotALab {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let (format, initial, speed, operator, now): (i64, BuildCol, f64, String, i64) = conn
+            .query_row(
+                "SELECT format, initial_build, speed, operator, now_ms FROM lab WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(database)?;
+        if format != db::FORMAT {
+            return Err(LabError::Format {
+                path: db_path,
+                found: format,
+                expected: db::FORMAT,
+            });
+        }
+        let servers = {
+            let mut stmt = conn
+                .prepare("SELECT fqdn_key, id FROM servers")
+                .map_err(database)?;
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<HashMap<_, _>>>())
+                .map_err(database)?
+        };
+        let fault_steps = {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT server_id, step FROM faults")
+                .map_err(database)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(database)?;
+            rows.into_iter()
+                .filter_map(|(id, step)| StepId::parse(&step).map(|s| (id, s)))
+                .collect()
+        };
+        Ok(Lab {
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                db_path,
+                conn: Mutex::new(conn),
+                speed,
+                operator,
+                initial_build: initial.0,
+                servers,
+                fault_steps,
+                last_now: AtomicU64::new(u64::try_from(now).unwrap_or(0)),
+                hashes: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The target that carries out steps in this lab.
+    pub fn target(&self) -> LabTarget {
+        LabTarget::new(self.shared.clone())
+    }
+
+    /// The lab's virtual clock.
+    pub fn clock(&self) -> LabClock {
+        LabClock::new(self.shared.clone())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Milliseconds of virtual time since the lab's creation.
+    pub fn now(&self) -> Result<Millis, LabError> {
+        self.shared.now().map_err(|e| self.shared.db_error(e))
+    }
+
+    /// Simulated seconds per real second (0 = no waiting).
+    pub fn speed(&self) -> f64 {
+        self.shared.speed
+    }
+
+    /// The account acting on the servers.
+    pub fn operator(&self) -> &str {
+        &self.shared.operator
+    }
+
+    /// The build the servers started at.
+    pub fn initial_build(&self) -> Build {
+        self.shared.initial_build
+    }
+
+    /// The FQDNs of the lab's servers, in the order the deployment lists them.
+    pub fn servers(&self) -> Result<Vec<String>, LabError> {
+        self.shared
+            .read(|tx| {
+                let mut stmt = tx.prepare_cached("SELECT fqdn FROM servers ORDER BY id")?;
+                stmt.query_map([], |r| r.get(0))?.collect()
+            })
+            .map_err(|e| self.shared.db_error(e))
+    }
+
+    /// One server's state.
+    pub fn server(&self, fqdn: &str) -> Result<ServerDetail, LabError> {
+        let id = self
+            .shared
+            .server_id(fqdn)
+            .ok_or_else(|| LabError::UnknownServer(fqdn.to_string()))?;
+        self.shared
+            .read(|tx| {
+                let s = db::Server::load(tx, id)?;
+                let backend = db::instance_by_id(tx, s.backend_id)?;
+                let pools: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT p.fqdn FROM pools p JOIN pool_members m ON m.pool_id = p.id
+                         WHERE m.server_id = ?1 ORDER BY p.id",
+                    )?
+                    .query_map([id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let out_of_service = intervals(
+                    tx,
+                    "SELECT start_ms, end_ms FROM service_intervals WHERE server_id = ?1
+                     ORDER BY start_ms, id",
+                    id,
+                )?;
+                Ok(ServerDetail {
+                    server: server_snapshot(&s),
+                    role: s.role,
+                    pools,
+                    backend_sql_server_fqdn: backend.sql_server_fqdn,
+                    backend_instance: backend.instance,
+                    staged: s.staged_path.clone().zip(s.staged_sha256.clone()),
+                    previous_build: s.previous,
+                    in_service: s.in_service,
+                    unreachable_until: s.unreachable_until.map(secs),
+                    out_of_service,
+                })
+            })
+            .map_err(|e| self.shared.db_error(e))
+    }
+
+    /// The whole world, read in one transaction.
+    pub fn show(&self) -> Result<LabSnapshot, LabError> {
+        let initial = self.shared.initial_build;
+        self.shared
+            .read(|tx| snapshot(tx, initial))
+            .map_err(|e| self.shared.db_error(e))
+    }
+}
+
+fn server_snapshot(s: &db::Server) -> ServerSnapshot {
+    ServerSnapshot {
+        fqdn: s.fqdn.clone(),
+        installed_build: s.installed,
+        installer_runs: u32::try_from(s.installer_runs).unwrap_or(u32::MAX),
+        w3svc: ServiceState::from_running(s.w3svc),
+        open_shells: u32::try_from(s.open_shells).unwrap_or(u32::MAX),
+        reboot_pending: s.reboot_pending,
+        services: s
+            .services
+            .iter()
+            .map(|svc| ServiceSnapshot {
+                name: svc.name.clone(),
+                state: ServiceState::from_running(svc.running),
+                loaded_build: svc.loaded,
+            })
+            .collect(),
+    }
+}
+
+fn intervals(tx: &Connection, sql: &str, id: i64) -> rusqlite::Result<Vec<Interval>> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    stmt.query_map([id], |r| {
+        Ok(Interval {
+            start: secs(r.get(0)?),
+            end: r.get::<_, Option<i64>>(1)?.map(secs),
+        })
+    })?
+    .collect()
+}
+
+fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
+    let now = db::now(tx)?;
+
+    let mut servers: Vec<ServerSnapshot> = Vec::new();
+    let mut positions: HashMap<i64, usize> = HashMap::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, fqdn, installed_build, installer_runs, w3svc, open_shells, reboot_pending
+             FROM servers ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ServerSnapshot {
+                    fqdn: r.get(1)?,
+                    installed_build: r.get::<_, BuildCol>(2)?.0,
+                    installer_runs: r.get(3)?,
+                    w3svc: ServiceState::from_running(r.get(4)?),
+                    open_shells: r.get(5)?,
+                    reboot_pending: r.get(6)?,
+                    services: Vec::new(),
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, server) = row?;
+            positions.insert(id, servers.len());
+            servers.push(server);
+        }
+        let mut stmt = tx.prepare_cached(
+            "SELECT server_id, name, running, loaded_build FROM services ORDER BY server_id, ord",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ServiceSnapshot {
+                    name: r.get(1)?,
+                    state: ServiceState::from_running(r.get(2)?),
+                    loaded_build: r.get::<_, BuildCol>(3)?.0,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, service) = row?;
+            if let Some(&i) = positions.get(&id) {
+                servers[i].services.push(service);
+            }
+        }
+    }
+
+    let world_build = db::highest_build(tx, initial)?;
+    let mut sql_instances = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached("SELECT id, sql_server_fqdn, instance FROM sql_instances ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (id, sql_server_fqdn, instance) in rows {
+            let expected_build = db::cluster_build(tx, &sql_server_fqdn)?.unwrap_or(world_build);
+            let mut stores = Vec::new();
+            for d in db::databases(tx, id)? {
+                stores.push(DatabaseSnapshot {
+                    store: d.store,
+                    database: d.name,
+                    version: d.version,
+                    expected_version: db::schema_version(tx, d.store, expected_build)?,
+                });
+            }
+            sql_instances.push(SqlInstanceSnapshot {
+                sql_server_fqdn,
+                instance,
+                stores,
+            });
+        }
+    }
+
+    let mut pools = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT id, fqdn FROM pools ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for (id, fqdn) in rows {
+            let mut stmt = tx.prepare_cached(
+                "SELECT start_ms, end_ms FROM outages WHERE pool_id = ?1 ORDER BY start_ms, id",
+            )?;
+            let raw = stmt
+                .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            pools.push(pool_snapshot(fqdn, &raw, now));
+        }
+    }
+
+    Ok(LabSnapshot {
+        servers,
+        sql_instances,
+        pools,
+        now: secs(now),
+    })
+}
+
+/// A pool's mode and intervals from its outage rows (milliseconds) at `now`.
+fn pool_snapshot(fqdn: String, outages: &[(i64, Option<i64>)], now: i64) -> PoolSnapshot {
+    let limit = db::ms(RESILIENCY_AFTER);
+    let mut mode = PoolMode::Normal;
+    let mut resiliency = Vec::new();
+    for &(start, end) in outages {
+        let threshold = start + limit;
+        match end {
+            Some(end) if end > threshold => resiliency.push(Interval {
+                start: secs(threshold),
+                end: Some(secs(end)),
+            }),
+            Some(_) => {}
+            None => {
+                if now >= threshold {
+                    mode = PoolMode::Resiliency;
+                    resiliency.push(Interval {
+                        start: secs(threshold),
+                        end: None,
+                    });
+                } else {
+                    mode = PoolMode::Outage;
+                }
+            }
+        }
+    }
+    PoolSnapshot {
+        fqdn,
+        mode,
+        outage_intervals: outages
+            .iter()
+            .map(|&(start, end)| Interval {
+                start: secs(start),
+                end: end.map(secs),
+            })
+            .collect(),
+        resiliency_intervals: resiliency,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resiliency_is_the_part_beyond_30_minutes() {
+        let m = |x: i64| x * 60_000;
+        let p = pool_snapshot(
+            "pool".into(),
+            &[(m(1), Some(m(20))), (m(40), Some(m(80))), (m(100), None)],
+            m(131),
+        );
+        assert_eq!(p.mode, PoolMode::Resiliency);
+        assert_eq!(
+            p.resiliency_intervals,
+            vec![
+                Interval {
+                    start: 4200.0,
+                    end: Some(4800.0)
+                },
+                Interval {
+                    start: 7800.0,
+                    end: None
+                }
+            ]
+        );
+        let p = pool_snapshot("pool".into(), &[(m(100), None)], m(129));
+        assert_eq!(p.mode, PoolMode::Outage);
+        assert!(p.resiliency_intervals.is_empty());
+        let p = pool_snapshot("pool".into(), &[(m(0), Some(m(30)))], m(31));
+        assert_eq!(p.mode, PoolMode::Normal);
+        assert!(p.resiliency_intervals.is_empty());
+    }
+}

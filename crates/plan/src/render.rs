@@ -1,0 +1,280 @@
+//! Human-facing renderings of a plan: text for review, and PowerShell scripts an administrator
+//! can read and run by hand. The machine-facing one is [`crate::json`].
+
+use std::fmt::Write as _;
+
+use crate::command::{ps_quote, start_installer};
+use crate::model::{Action, Installer, Package, Plan, PlannedStep, ServerPlan, ServerRole, StepId};
+use crate::text::clean;
+
+const OUTAGE_NOTE: &str = "Steps 3 to 10 (stop-cs-services through start-cs-services) are the outage window: \
+     if a back end stays unavailable for 30 minutes or more, its pool's users go into resiliency mode.";
+
+/// The plan as text: the package, then per server a header
+/// `<fqdn> (pool <pool>, <role>, database update: <variant>)` and the numbered steps with their
+/// commands, `[outage]` marking the steps inside the outage window.
+pub fn render_text(plan: &Plan) -> String {
+    let package = &plan.package;
+    let mut s = String::new();
+    let _ = writeln!(s, "Package: {} {}", clean(&package.name), package.version);
+    let _ = writeln!(s, "Installer: {}", clean(installer(&package.installer)));
+    let _ = writeln!(s, "SHA-256: {}", clean(&package.sha256));
+    let backends = plan
+        .servers
+        .iter()
+        .filter(|sp| sp.role == ServerRole::EnterpriseBackend)
+        .count();
+    let _ = writeln!(
+        s,
+        "Servers: {} ({}, {})",
+        plan.servers.len(),
+        count(backends, "Enterprise Edition back-end server"),
+        count(plan.servers.len() - backends, "Standard Edition server")
+    );
+    let _ = writeln!(s, "{OUTAGE_NOTE}");
+
+    for server in &plan.servers {
+        let _ = writeln!(
+            s,
+            "\n{} (pool {}, {}, database update: {})",
+            server.fqdn,
+            server.pool,
+            server.role.as_str(),
+            server.database_update.as_str()
+        );
+        let _ = writeln!(
+            s,
+            "  site {}; back end {}, {}",
+            clean(&server.site),
+            server.sql_server_fqdn,
+            instance(server)
+        );
+        for (i, step) in server.steps.iter().enumerate() {
+            let (starts, ends) = outage_edges(&server.steps, i);
+            if starts {
+                s.push_str("  -- outage window starts --\n");
+            }
+            let _ = writeln!(
+                s,
+                "  {:>2}. {}{}",
+                step.id.number(),
+                if step.in_outage { "[outage] " } else { "" },
+                step.id
+            );
+            match (&step.command, &step.action) {
+                (Some(command), _) => {
+                    for line in command.lines() {
+                        let _ = writeln!(s, "        {line}");
+                    }
+                }
+                (None, Action::DatabasesUpdatedBy { server: by }) => {
+                    let _ = writeln!(s, "        (not run here: {})", deferred_reason(server, by));
+                }
+                (None, _) => s.push_str("        (nothing to run)\n"),
+            }
+            if ends {
+                s.push_str("  -- outage window ends --\n");
+            }
+        }
+    }
+    s
+}
+
+/// One PowerShell script per server (see [`render_powershell_server`]), one after the other.
+/// Each script refuses to run on any other server than its own, so running the whole text on
+/// one server updates that server only, and only if its script comes first.
+pub fn render_powershell(plan: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# sfbpatch: {}, one per server, for {} {}.",
+        count(plan.servers.len(), "script"),
+        clean(&plan.package.name),
+        plan.package.version
+    );
+    s.push_str(
+        "# Run each on its own server; a script stops at once when run on another server.\n",
+    );
+    for server in &plan.servers {
+        s.push('\n');
+        s.push_str(&render_powershell_server(&plan.package, server));
+    }
+    s
+}
+
+/// A commented, reviewable script that carries out `server`'s procedure by hand, stopping at
+/// the first failure.
+pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> String {
+    const RULE: &str =
+        "# ==============================================================================\n";
+    let fqdn = server.fqdn.as_str();
+    let total = server.steps.len();
+    let mut s = String::new();
+    s.push_str(RULE);
+    let _ = writeln!(s, "# sfbpatch update procedure for {fqdn}");
+    s.push_str("#\n");
+    let _ = writeln!(s, "# Server:          {fqdn} ({})", server.role.as_str());
+    let _ = writeln!(
+        s,
+        "# Pool:            {}, site {}",
+        server.pool,
+        clean(&server.site)
+    );
+    let _ = writeln!(
+        s,
+        "# Back end:        {}, {}",
+        server.sql_server_fqdn,
+        instance(server)
+    );
+    let _ = writeln!(s, "# Database update: {}", server.database_update.as_str());
+    let _ = writeln!(
+        s,
+        "# Package:         {} {}",
+        clean(&package.name),
+        package.version
+    );
+    let _ = writeln!(
+        s,
+        "# Installer:       {}",
+        clean(installer(&package.installer))
+    );
+    if let Installer::Path(path) = &package.installer
+        && !is_absolute(path)
+    {
+        s.push_str("#                  (a relative path: run from the manifest's folder, or edit step 2)\n");
+    }
+    let _ = writeln!(s, "# SHA-256:         {}", clean(&package.sha256));
+    s.push_str(
+        "#\n\
+         # Run on this server only, in an elevated Windows PowerShell window, not in the\n\
+         # Skype for Business Server Management Shell: step 5 closes every shell that has\n\
+         # the Skype for Business module loaded, because the installer replaces its files.\n\
+         # The script stops at the first failure.\n\
+         # Steps 3 to 10 are the outage window: if the back end stays unavailable for 30\n\
+         # minutes or more, the pool's users go into resiliency mode.\n",
+    );
+    s.push_str(RULE);
+    s.push_str("#Requires -RunAsAdministrator\n");
+    s.push_str("$ErrorActionPreference = 'Stop'\n\n");
+    s.push_str("$computer = Get-CimInstance -ClassName Win32_ComputerSystem\n");
+    let _ = writeln!(
+        s,
+        "if (('{{0}}.{{1}}' -f $computer.DNSHostName, $computer.Domain) -ne {q}) {{ throw ('This script is for {{0}}: run it there.' -f {q}) }}",
+        q = ps_quote(fqdn)
+    );
+    s.push_str(
+        "if (Get-Module -Name SkypeForBusiness, Lync) { throw 'The Skype for Business module is loaded in this session: run the script from a new Windows PowerShell window.' }\n",
+    );
+
+    for (i, step) in server.steps.iter().enumerate() {
+        let (starts, ends) = outage_edges(&server.steps, i);
+        let window = match (step.in_outage, starts, ends) {
+            (false, _, _) => "",
+            (true, true, _) => " (outage window starts)",
+            (true, false, true) => " (outage window ends)",
+            (true, false, false) => " (outage window)",
+        };
+        let label = format!("Step {}/{total} {}", step.id.number(), step.id);
+        let _ = writeln!(s, "\n# {label}{window}");
+        let progress = match step.command {
+            Some(_) => format!("==> {label}"),
+            None => format!("==> {label}: not run on this server"),
+        };
+        let _ = writeln!(s, "Write-Host {}", ps_quote(&progress));
+        let failed = |what: &str| {
+            format!(
+                "if ($LASTEXITCODE -ne 0) {{ throw ('{label} failed: {what} exited with {{0}}' -f $LASTEXITCODE) }}\n"
+            )
+        };
+        match (&step.action, &step.command) {
+            (Action::DatabasesUpdatedBy { server: by }, _) => {
+                let _ = writeln!(s, "# Not run here: {}.", deferred_reason(server, by));
+            }
+            (Action::InstallUpdate { path }, Some(_)) => {
+                let _ = writeln!(s, "{}", start_installer(path));
+                let _ = writeln!(
+                    s,
+                    "if ($installer.ExitCode -eq 3010) {{ Write-Warning 'The update is installed and Windows must restart (exit code 3010): restart this server, then run steps 7 to {total} by hand.'; exit 3010 }}"
+                );
+                let _ = writeln!(
+                    s,
+                    "if ($installer.ExitCode -ne 0) {{ throw ('{label} failed: the installer exited with {{0}}' -f $installer.ExitCode) }}"
+                );
+            }
+            (_, Some(command)) if step.id == StepId::StopCsServices => {
+                s.push_str(
+                    "# In a child process, so that this session does not load the Skype for\n\
+                     # Business module before the installer runs.\n",
+                );
+                let _ = writeln!(
+                    s,
+                    "powershell.exe -NoProfile -NonInteractive -Command {}",
+                    ps_quote(command)
+                );
+                s.push_str(&failed("powershell.exe"));
+            }
+            (Action::StopW3svc | Action::StartW3svc, Some(command)) => {
+                let _ = writeln!(s, "{command}");
+                s.push_str(&failed(command));
+            }
+            (_, Some(command)) => {
+                let _ = writeln!(s, "{command}");
+            }
+            (_, None) => s.push_str("# Nothing to run on this server.\n"),
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nWrite-Host ('{{0}}: all {total} steps done, build {{1}}.' -f {}, {})",
+        ps_quote(fqdn),
+        ps_quote(&package.version.to_string())
+    );
+    s
+}
+
+/// Whether the outage window starts before, and ends after, step `i`.
+fn outage_edges(steps: &[PlannedStep], i: usize) -> (bool, bool) {
+    let inside = |j: Option<usize>| j.and_then(|j| steps.get(j)).is_some_and(|s| s.in_outage);
+    let here = steps[i].in_outage;
+    (
+        here && !inside(i.checked_sub(1)),
+        here && !inside(Some(i + 1)),
+    )
+}
+
+fn deferred_reason(server: &ServerPlan, by: &sfbpatch_topology::Fqdn) -> String {
+    format!(
+        "the databases on {} are updated once, by {}, after every machine of the back end has the update",
+        server.sql_server_fqdn, by
+    )
+}
+
+/// `1 server`, `2 servers`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn instance(server: &ServerPlan) -> String {
+    if server.sql_instance.is_default() {
+        "default instance".to_string()
+    } else {
+        format!("instance {}", server.sql_instance.as_str())
+    }
+}
+
+fn installer(installer: &Installer) -> &str {
+    match installer {
+        Installer::Path(p) | Installer::Url(p) => p,
+    }
+}
+
+fn is_absolute(path: &str) -> bool {
+    let b = path.as_bytes();
+    path.starts_with('\\')
+        || path.starts_with('/')
+        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+}

@@ -1,0 +1,460 @@
+use sfbpatch_plan::{
+    Action, DEFAULT_STAGING_DIR, Installer, PlanError, PlanPolicy, ServerRole, StepId, plan,
+};
+use sfbpatch_topology::{DatabaseUpdate, StoreKind};
+
+use crate::support::*;
+
+fn cmd(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+#[test]
+fn the_three_database_update_commands_are_exact() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com").build(),
+        ee("pool2.contoso.com", "sql2.contoso.com")
+            .collocated(&[StoreKind::Archiving, StoreKind::Monitoring])
+            .build(),
+        se("se1.contoso.com"),
+    ]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    assert_eq!(
+        database_updates(&plan),
+        [
+            (
+                "sql1.contoso.com".to_string(),
+                cmd(
+                    "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn sql1.contoso.com"
+                ),
+            ),
+            (
+                "sql2.contoso.com".to_string(),
+                cmd(
+                    "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn sql2.contoso.com -ExcludeCollocatedStores"
+                ),
+            ),
+            (
+                "se1.contoso.com".to_string(),
+                cmd("Install-CsDatabase -Update -LocalDatabases"),
+            ),
+        ]
+    );
+    let roles: Vec<_> = plan
+        .servers
+        .iter()
+        .map(|s| (s.role, s.database_update))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (ServerRole::EnterpriseBackend, DatabaseUpdate::Configured),
+            (
+                ServerRole::EnterpriseBackend,
+                DatabaseUpdate::ConfiguredExcludeCollocated
+            ),
+            (ServerRole::StandardEdition, DatabaseUpdate::Local),
+        ]
+    );
+}
+
+#[test]
+fn every_server_gets_the_eleven_steps_in_order() {
+    let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let server = &plan.servers[0];
+    let ids: Vec<_> = server.steps.iter().map(|s| s.id).collect();
+    assert_eq!(ids, StepId::ALL);
+    let outage: Vec<_> = server.steps.iter().map(|s| s.in_outage).collect();
+    assert_eq!(
+        outage,
+        [
+            false, false, true, true, true, true, true, true, true, true, false
+        ]
+    );
+    assert_eq!(
+        server.step(StepId::StopCsServices).command,
+        cmd("Stop-CsWindowsService")
+    );
+    assert_eq!(
+        server.step(StepId::StopCsServicesGac).command,
+        cmd("Stop-CsWindowsService")
+    );
+    assert_eq!(
+        server.step(StepId::StopW3svc).command,
+        cmd("net stop w3svc")
+    );
+    assert_eq!(
+        server.step(StepId::StartW3svc).command,
+        cmd("net start w3svc")
+    );
+    assert_eq!(
+        server.step(StepId::StartCsServices).command,
+        cmd("Start-CsWindowsService")
+    );
+}
+
+#[test]
+fn front_end_servers_are_not_planned() {
+    let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let servers: Vec<_> = plan.servers.iter().map(|s| s.fqdn.to_string()).collect();
+    assert_eq!(servers, ["sql1.contoso.com"]);
+    assert_eq!(plan.servers[0].pool.as_str(), "pool1.contoso.com");
+}
+
+#[test]
+fn always_on_updates_the_databases_once_from_the_last_node() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "ag1.contoso.com")
+            .always_on(&["sqln1.contoso.com", "sqln2.contoso.com"])
+            .build(),
+    ]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    assert_eq!(
+        database_updates(&plan),
+        [
+            ("sqln1.contoso.com".to_string(), None),
+            (
+                "sqln2.contoso.com".to_string(),
+                cmd(
+                    "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn ag1.contoso.com"
+                ),
+            ),
+        ]
+    );
+    assert_eq!(
+        plan.servers[0].step(StepId::UpdateDatabases).action,
+        Action::DatabasesUpdatedBy {
+            server: fqdn("sqln2.contoso.com")
+        }
+    );
+    // The first node cannot check the databases: they are updated after it.
+    let checks: Vec<_> = plan
+        .servers
+        .iter()
+        .map(|s| match &s.step(StepId::Verify).action {
+            Action::Verify {
+                check_databases, ..
+            } => *check_databases,
+            other => panic!("verify is {other:?}"),
+        })
+        .collect();
+    assert_eq!(checks, [false, true]);
+    let first_verify = plan.servers[0]
+        .step(StepId::Verify)
+        .command
+        .clone()
+        .unwrap();
+    assert!(!first_verify.contains("Test-CsDatabase"), "{first_verify}");
+    let last_verify = plan.servers[1]
+        .step(StepId::Verify)
+        .command
+        .clone()
+        .unwrap();
+    assert!(
+        last_verify.contains("Test-CsDatabase -ConfiguredDatabases -SqlServerFqdn ag1.contoso.com"),
+        "{last_verify}"
+    );
+}
+
+#[test]
+fn pools_sharing_a_back_end_plan_its_machines_once_under_the_first_pool() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com").build(),
+        se("se1.contoso.com"),
+        ee("pool2.contoso.com", "SQL1.contoso.com").build(),
+        // Same SQL Server, another instance: the same machine, updated once.
+        ee("pool3.contoso.com", "sql1.contoso.com")
+            .instance("pc")
+            .collocated(&[StoreKind::PersistentChat])
+            .build(),
+    ]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let servers: Vec<_> = plan
+        .servers
+        .iter()
+        .map(|s| (s.fqdn.to_string(), s.pool.to_string(), s.database_update))
+        .collect();
+    assert_eq!(
+        servers,
+        [
+            (
+                "sql1.contoso.com".to_string(),
+                "pool1.contoso.com".to_string(),
+                DatabaseUpdate::ConfiguredExcludeCollocated
+            ),
+            (
+                "se1.contoso.com".to_string(),
+                "se1.contoso.com".to_string(),
+                DatabaseUpdate::Local
+            ),
+        ]
+    );
+}
+
+#[test]
+fn nodes_of_one_back_end_are_consecutive_in_file_order() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "ag1.contoso.com")
+            .always_on(&["n2.contoso.com", "n1.contoso.com", "n3.contoso.com"])
+            .build(),
+        se("se1.contoso.com"),
+        ee("pool2.contoso.com", "ag1.contoso.com")
+            .always_on(&["n2.contoso.com", "n1.contoso.com", "n3.contoso.com"])
+            .build(),
+    ]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let servers: Vec<_> = plan.servers.iter().map(|s| s.fqdn.to_string()).collect();
+    assert_eq!(
+        servers,
+        [
+            "n2.contoso.com",
+            "n1.contoso.com",
+            "n3.contoso.com",
+            "se1.contoso.com"
+        ]
+    );
+    for server in &plan.servers[..2] {
+        assert_eq!(
+            server.step(StepId::UpdateDatabases).action,
+            Action::DatabasesUpdatedBy {
+                server: fqdn("n3.contoso.com")
+            }
+        );
+    }
+}
+
+#[test]
+fn stage_and_install_use_the_staging_folder() {
+    let d = deployment(vec![se("se1.contoso.com")]);
+    let policy = PlanPolicy {
+        staging_dir: r"D:\Updates\".to_string(),
+        ..PlanPolicy::default()
+    };
+    let plan = plan(&d, &package(), &policy).unwrap();
+    let server = &plan.servers[0];
+    assert_eq!(
+        server.step(StepId::StageUpdate).action,
+        Action::StageUpdate {
+            source: Installer::Path("SkypeServerUpdateInstaller.exe".to_string()),
+            sha256: SHA256.to_string(),
+            destination: r"D:\Updates\7.0.2046.553\SkypeServerUpdateInstaller.exe".to_string(),
+        }
+    );
+    assert_eq!(
+        server.step(StepId::InstallUpdate).command,
+        cmd(
+            "$installer = Start-Process -FilePath 'D:\\Updates\\7.0.2046.553\\SkypeServerUpdateInstaller.exe' -ArgumentList '/silentmode' -Wait -PassThru\nexit $installer.ExitCode"
+        )
+    );
+    assert_eq!(DEFAULT_STAGING_DIR, r"C:\ProgramData\sfbpatch\staging");
+}
+
+#[test]
+fn a_bad_staging_folder_is_refused() {
+    let d = deployment(vec![se("se1.contoso.com")]);
+    let policy = PlanPolicy {
+        staging_dir: r"C:\it's here".to_string(),
+        ..PlanPolicy::default()
+    };
+    let err = plan(&d, &package(), &policy).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"staging folder 'C:\it's here' is not usable: character "'" is not allowed (no quotes, wildcards, control characters, or characters Windows refuses in paths) [SFB-P004]"#
+    );
+}
+
+#[test]
+fn only_narrows_by_pool_server_or_sql_server_ignoring_case() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "ag1.contoso.com")
+            .always_on(&["n1.contoso.com", "n2.contoso.com"])
+            .build(),
+        ee("pool2.contoso.com", "sql2.contoso.com").build(),
+        se("se1.contoso.com"),
+    ]);
+    let servers = |names: &[&str]| -> Vec<String> {
+        plan(&d, &package(), &only(names))
+            .unwrap()
+            .servers
+            .iter()
+            .map(|s| s.fqdn.to_string())
+            .collect()
+    };
+    assert_eq!(
+        servers(&["POOL1.contoso.com"]),
+        ["n1.contoso.com", "n2.contoso.com"]
+    );
+    assert_eq!(
+        servers(&["ag1.contoso.com"]),
+        ["n1.contoso.com", "n2.contoso.com"]
+    );
+    assert_eq!(servers(&["se1.CONTOSO.com"]), ["se1.contoso.com"]);
+    // Given out of order, planned in file order.
+    assert_eq!(
+        servers(&["se1.contoso.com", "sql2.contoso.com"]),
+        ["sql2.contoso.com", "se1.contoso.com"]
+    );
+    assert_eq!(servers(&["n2.contoso.com"]), ["n2.contoso.com"]);
+}
+
+#[test]
+fn only_one_always_on_node_keeps_the_database_update_on_the_last_node() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "ag1.contoso.com")
+            .always_on(&["n1.contoso.com", "n2.contoso.com"])
+            .build(),
+    ]);
+    let first = plan(&d, &package(), &only(&["n1.contoso.com"])).unwrap();
+    assert_eq!(
+        database_updates(&first),
+        [("n1.contoso.com".to_string(), None)]
+    );
+    let last = plan(&d, &package(), &only(&["n2.contoso.com"])).unwrap();
+    assert_eq!(
+        database_updates(&last),
+        [(
+            "n2.contoso.com".to_string(),
+            cmd("Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn ag1.contoso.com")
+        )]
+    );
+}
+
+#[test]
+fn only_naming_nothing_lists_the_candidates() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com").build(),
+        se("se1.contoso.com"),
+    ]);
+    let err = plan(
+        &d,
+        &package(),
+        &only(&["se1.contoso.com", "se2.contoso.com"]),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "SFB-P001");
+    assert_eq!(
+        err.to_string(),
+        "'se2.contoso.com' (from --only) matches no pool or server of the deployment; \
+         pools: pool1.contoso.com, se1.contoso.com; servers: sql1.contoso.com, se1.contoso.com [SFB-P001]"
+    );
+}
+
+#[test]
+fn only_naming_a_front_end_server_says_why() {
+    let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
+    let err = plan(&d, &package(), &only(&["pool1-fe02.contoso.com"])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "'pool1-fe02.contoso.com' (from --only) matches no pool or server of the deployment: \
+         it is a Front End server of pool pool1.contoso.com, and Front End servers are not part \
+         of this procedure; give the pool's FQDN to update its back end [SFB-P001]"
+    );
+}
+
+#[test]
+fn long_candidate_lists_are_cut_short() {
+    let pools: Vec<_> = (1..=12)
+        .map(|i| se(&format!("se{i:02}.contoso.com")))
+        .collect();
+    let err = plan(&deployment(pools), &package(), &only(&["x"])).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("se09.contoso.com, se10.contoso.com and 2 more; servers:"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_mirrored_back_end_is_refused() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com")
+            .mirroring("MirrorSqlInstanceId sql1m.contoso.com\\rtc")
+            .build(),
+        se("se1.contoso.com"),
+    ]);
+    let err = plan(&d, &package(), &PlanPolicy::default()).unwrap_err();
+    assert_eq!(err.code(), "SFB-P002");
+    assert_eq!(
+        err.to_string(),
+        "back end sql1.contoso.com of pool pool1.contoso.com uses database mirroring (the topology \
+         shows: MirrorSqlInstanceId sql1m.contoso.com\\rtc); Install-CsDatabase -Update cannot run \
+         against mirrored databases: remove the mirroring, or leave these pools out of the plan [SFB-P002]"
+    );
+    // A mirrored back end outside the selection does not stop the others.
+    let plan = plan(&d, &package(), &only(&["se1.contoso.com"])).unwrap();
+    assert_eq!(plan.servers.len(), 1);
+}
+
+#[test]
+fn an_empty_deployment_gives_no_plan() {
+    let err = plan(&deployment(vec![]), &package(), &PlanPolicy::default()).unwrap_err();
+    assert_eq!(err, PlanError::EmptyPlan);
+    assert_eq!(
+        err.to_string(),
+        "the deployment has no Enterprise Edition back end and no Standard Edition server to update [SFB-P003]"
+    );
+}
+
+#[test]
+fn a_back_end_without_machines_is_refused() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com")
+            .nodes(&[])
+            .build(),
+    ]);
+    let err = plan(&d, &package(), &PlanPolicy::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "back end sql1.contoso.com of pool pool1.contoso.com lists no machines, so there is nothing to update on it [SFB-P005]"
+    );
+}
+
+#[test]
+fn a_machine_in_two_back_ends_is_refused() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com").build(),
+        ee("pool2.contoso.com", "ag2.contoso.com")
+            .always_on(&["sql1.contoso.com", "n2.contoso.com"])
+            .build(),
+    ]);
+    let err = plan(&d, &package(), &PlanPolicy::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server sql1.contoso.com would be updated twice: as part of pool pool1.contoso.com and of pool pool2.contoso.com; a machine belongs to one back end or Standard Edition server [SFB-P006]"
+    );
+}
+
+#[test]
+fn quotes_in_package_values_cannot_end_a_string() {
+    // The manifest refuses these; a Package built by other means is still quoted safely.
+    let mut package = package();
+    package.installer =
+        Installer::Path(r"\\files\cu\it's'; Remove-Item C:\ -Recurse; '.exe".to_string());
+    let d = deployment(vec![se("se1.contoso.com")]);
+    let plan = plan(&d, &package, &PlanPolicy::default()).unwrap();
+    let stage = plan.servers[0]
+        .step(StepId::StageUpdate)
+        .command
+        .clone()
+        .unwrap();
+    assert!(
+        stage.contains(r"Copy-Item -LiteralPath '\\files\cu\it''s''; Remove-Item C:\ -Recurse; ''.exe' -Destination"),
+        "{stage}"
+    );
+}
+
+#[test]
+fn planning_is_deterministic() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "ag1.contoso.com")
+            .always_on(&["n1.contoso.com", "n2.contoso.com"])
+            .build(),
+        ee("pool2.contoso.com", "sql2.contoso.com").build(),
+        se("se1.contoso.com"),
+    ]);
+    let a = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let b = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    assert_eq!(a, b);
+}

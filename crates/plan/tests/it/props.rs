@@ -1,0 +1,164 @@
+//! Random small deployments always plan, with the procedure's invariants.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use sfbpatch_plan::{Action, PlanPolicy, ServerRole, StepId, plan};
+use sfbpatch_topology::{Pool, StoreKind};
+
+use crate::support::*;
+
+/// What one generated pool is.
+#[derive(Debug, Clone)]
+enum Kind {
+    Standard,
+    /// An Enterprise Edition pool on back end number `backend` (pools may share one), with
+    /// `nodes` machines (1 = a single SQL Server), collocated stores or not.
+    Enterprise {
+        backend: usize,
+        nodes: usize,
+        collocated: bool,
+    },
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        Just(Kind::Standard),
+        (0usize..4, 1usize..4, any::<bool>()).prop_map(|(backend, nodes, collocated)| {
+            Kind::Enterprise {
+                backend,
+                nodes,
+                collocated,
+            }
+        }),
+    ]
+}
+
+fn pools(kinds: &[Kind]) -> Vec<Pool> {
+    // A back end keeps the node count of its first pool.
+    let mut node_counts: HashMap<usize, usize> = HashMap::new();
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| match kind {
+            Kind::Standard => se(&format!("se{i}.contoso.com")),
+            Kind::Enterprise {
+                backend,
+                nodes,
+                collocated,
+            } => {
+                let nodes = *node_counts.entry(*backend).or_insert(*nodes);
+                let names: Vec<String> = (0..nodes)
+                    .map(|n| format!("sql{backend}n{n}.contoso.com"))
+                    .collect();
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                let pool = ee(
+                    &format!("pool{i}.contoso.com"),
+                    &format!("sql{backend}.contoso.com"),
+                );
+                let pool = if nodes > 1 {
+                    pool.always_on(&names)
+                } else {
+                    pool.nodes(&names)
+                };
+                let pool = if *collocated {
+                    pool.collocated(&[StoreKind::Monitoring])
+                } else {
+                    pool
+                };
+                pool.build()
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn generated_deployments_plan_with_the_procedures_invariants(
+        kinds in prop::collection::vec(kind(), 1..8)
+    ) {
+        let d = deployment(pools(&kinds));
+        let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+        prop_assert!(!plan.servers.is_empty());
+
+        // Eleven steps per server, in order, the outage window exactly steps 3 to 10.
+        for server in &plan.servers {
+            let ids: Vec<StepId> = server.steps.iter().map(|s| s.id).collect();
+            prop_assert_eq!(&ids[..], &StepId::ALL[..]);
+            for step in &server.steps {
+                prop_assert_eq!(step.in_outage, (3..=10).contains(&step.id.number()));
+            }
+        }
+
+        // Each machine at most once.
+        let mut seen = std::collections::HashSet::new();
+        for server in &plan.servers {
+            prop_assert!(seen.insert(server.fqdn.key()), "{} twice", server.fqdn);
+        }
+
+        // Exactly one real update-databases per back end, on its last machine in plan order;
+        // the others point at it.
+        let mut real: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut members: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, server) in plan.servers.iter().enumerate() {
+            let backend = match server.role {
+                ServerRole::EnterpriseBackend => server.sql_server_fqdn.key(),
+                ServerRole::StandardEdition => format!("se:{}", server.fqdn.key()),
+            };
+            members.entry(backend.clone()).or_default().push(i);
+            let step = server.step(StepId::UpdateDatabases);
+            match &step.action {
+                Action::DatabasesUpdatedBy { .. } => prop_assert!(step.command.is_none()),
+                _ => {
+                    prop_assert!(step.command.as_deref().unwrap().starts_with("Install-CsDatabase -Update "));
+                    real.entry(backend).or_default().push(i);
+                }
+            }
+        }
+        for (backend, indices) in &members {
+            let last = *indices.last().unwrap();
+            prop_assert_eq!(real.get(backend), Some(&vec![last]), "back end {}", backend);
+            prop_assert_eq!(indices.iter().max(), Some(&last));
+            prop_assert_eq!(indices.len(), last - indices[0] + 1, "consecutive");
+            for &i in &indices[..indices.len() - 1] {
+                prop_assert_eq!(
+                    &plan.servers[i].step(StepId::UpdateDatabases).action,
+                    &Action::DatabasesUpdatedBy { server: plan.servers[last].fqdn.clone() }
+                );
+            }
+        }
+
+        // Deterministic.
+        prop_assert_eq!(&plan, &sfbpatch_plan::plan(&d, &package(), &PlanPolicy::default()).unwrap());
+    }
+}
+
+proptest! {
+    #[test]
+    fn manifests_never_panic(text in "(?s).{0,200}") {
+        let _ = sfbpatch_plan::parse_manifest(&text, "m.toml");
+    }
+
+    #[test]
+    fn manifest_like_text_never_panics(
+        lines in prop::collection::vec(
+            prop_oneof![
+                Just("name = \"x\"".to_string()),
+                Just("version = \"7.0.2046.553\"".to_string()),
+                Just("installer = \"a.exe\"".to_string()),
+                Just("[schema_versions]".to_string()),
+                "[a-z_]{1,12} = \"[ -~]{0,70}\"",
+                "[a-z_.]{1,12} = [0-9.]{1,8}",
+            ],
+            0..8,
+        )
+    ) {
+        let text = lines.join("\n");
+        if let Err(e) = sfbpatch_plan::parse_manifest(&text, "m.toml") {
+            let message = e.to_string();
+            prop_assert!(message.starts_with("m.toml"), "{}", message);
+            prop_assert!(message.ends_with(&format!("[{}]", e.code())), "{}", message);
+            prop_assert!(!message.contains('\n'), "{}", message);
+        }
+    }
+}

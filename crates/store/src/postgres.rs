@@ -1,0 +1,758 @@
+//! The PostgreSQL store, for teams that keep state on a shared server. Same schema and the same
+//! guarantees as the SQLite store: every write is one transaction and returns once committed
+//! (the session never runs with `synchronous_commit = off`), the journal and the audit log are
+//! append-only by trigger, and a lease is taken by one atomic upsert, so two processes racing for
+//! a pool cannot both win.
+//!
+//! Tables live in one schema: the first existing schema on the connection's `search_path`
+//! (normally `public`), the one named by `options=-csearch_path%3DNAME` in the URL, or the one
+//! given to [`PgStore::open_with_schema`].
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use postgres::types::FromSql;
+use postgres::{Client, Config, NoTls, Row};
+use sfbpatch_engine::{
+    AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope,
+    StepResultKind, StepStat, Store, StoreError,
+};
+use sfbpatch_plan::{ServerRole, StepId};
+
+use crate::{SCHEMA_VERSION, corrupt, run_record};
+
+/// Created in one transaction when the schema has no `meta` table yet. `audit.output` is bytes
+/// because PostgreSQL text cannot hold NUL, which command output (UTF-16 read as UTF-8) can.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id BIGSERIAL PRIMARY KEY,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    seq BIGSERIAL PRIMARY KEY,
+    run BIGINT NOT NULL REFERENCES runs(id),
+    server TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_run ON journal(run, seq);
+CREATE TABLE IF NOT EXISTS audit (
+    id BIGSERIAL PRIMARY KEY,
+    run BIGINT NOT NULL REFERENCES runs(id),
+    at BIGINT NOT NULL,
+    operator TEXT NOT NULL,
+    server TEXT NOT NULL,
+    step TEXT NOT NULL,
+    command TEXT,
+    exit_code INTEGER,
+    output BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit(run, id);
+CREATE TABLE IF NOT EXISTS step_durations (
+    run BIGINT NOT NULL,
+    role TEXT NOT NULL,
+    step TEXT NOT NULL,
+    duration_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS step_durations_by_role ON step_durations(role, step);
+CREATE TABLE IF NOT EXISTS leases (
+    pool TEXT PRIMARY KEY,
+    run BIGINT NOT NULL,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE OR REPLACE FUNCTION sfbpatch_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the % is append-only', TG_ARGV[0];
+END
+$$;
+DROP TRIGGER IF EXISTS journal_append_only ON journal;
+CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON journal
+    FOR EACH ROW EXECUTE FUNCTION sfbpatch_append_only('journal');
+DROP TRIGGER IF EXISTS journal_append_only_truncate ON journal;
+CREATE TRIGGER journal_append_only_truncate BEFORE TRUNCATE ON journal
+    FOR EACH STATEMENT EXECUTE FUNCTION sfbpatch_append_only('journal');
+DROP TRIGGER IF EXISTS audit_append_only ON audit;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+    FOR EACH ROW EXECUTE FUNCTION sfbpatch_append_only('audit log');
+DROP TRIGGER IF EXISTS audit_append_only_truncate ON audit;
+CREATE TRIGGER audit_append_only_truncate BEFORE TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION sfbpatch_append_only('audit log');
+"#;
+
+/// Serializes schema creation and upgrades between processes opening the same database.
+const SCHEMA_LOCK: i64 = i64::from_be_bytes(*b"sfbpatch");
+
+/// Applied unless the connection string sets `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct PgStore {
+    /// `Store` reads through `&self`; queries need `&mut Client`.
+    client: RefCell<Client>,
+    location: String,
+}
+
+fn q(e: postgres::Error) -> StoreError {
+    StoreError::Query(describe(&e))
+}
+
+/// The error with its causes: `postgres::Error`'s `Display` names only the kind of failure.
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+fn col<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, StoreError> {
+    row.try_get(idx).map_err(q)
+}
+
+impl PgStore {
+    /// Connect to the database named by `conninfo` (a `postgres://` URL or `key=value` pairs)
+    /// and create the schema in it if needed. TLS is not supported.
+    pub fn open(conninfo: &str) -> Result<Self, StoreError> {
+        Self::connect(conninfo, None)
+    }
+
+    /// As [`PgStore::open`], keeping the tables in `schema`, which is created if needed.
+    pub fn open_with_schema(conninfo: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::connect(conninfo, Some(schema))
+    }
+
+    fn connect(conninfo: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut location = redact(conninfo);
+        if let Some(schema) = schema {
+            let _ = write!(location, " (schema {schema})");
+        }
+        let open_err = |reason: String| StoreError::Open {
+            location: location.clone(),
+            reason,
+        };
+        if let Some(schema) = schema
+            && (schema.is_empty() || schema.len() > 63 || schema.contains('\0'))
+        {
+            return Err(open_err(format!("'{schema}' is not a valid schema name")));
+        }
+        let mut config: Config = conninfo.parse().map_err(|e| open_err(describe(&e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("sfbpatch");
+        }
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| open_err(format!("{}: {}", endpoints(&config), describe(&e))))?;
+        prepare(&mut client, schema, &location)?;
+        Ok(PgStore {
+            client: RefCell::new(client),
+            location,
+        })
+    }
+}
+
+/// Make the session durable, select the schema, and create or check the tables.
+fn prepare(client: &mut Client, schema: Option<&str>, location: &str) -> Result<(), StoreError> {
+    let open_err = |reason: String| StoreError::Open {
+        location: location.to_string(),
+        reason,
+    };
+    let pg = |e: postgres::Error| open_err(describe(&e));
+
+    let sync: String = client
+        .query_one("SELECT current_setting('synchronous_commit')", &[])
+        .map_err(pg)?
+        .get(0);
+    if sync == "off" {
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .map_err(pg)?;
+    }
+
+    let mut tx = client.transaction().map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .map_err(pg)?;
+    if let Some(schema) = schema {
+        let ident = quote_ident(schema);
+        // A plain (not LOCAL) SET lasts for the session once the transaction commits.
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {ident}; SET search_path TO {ident}"
+        ))
+        .map_err(pg)?;
+    }
+    let current: Option<String> = tx
+        .query_one("SELECT current_schema()", &[])
+        .map_err(pg)?
+        .get(0);
+    if current.is_none() {
+        let path: String = tx
+            .query_one("SELECT current_setting('search_path')", &[])
+            .map_err(pg)?
+            .get(0);
+        return Err(open_err(format!(
+            "no schema on the search_path ({path}) exists; create it first (CREATE SCHEMA ...)"
+        )));
+    }
+    let has_meta: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename = 'meta')",
+            &[],
+        )
+        .map_err(pg)?
+        .get(0);
+    let found: Option<String> = if has_meta {
+        tx.query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+            .map_err(pg)?
+            .map(|row| row.get(0))
+    } else {
+        None
+    };
+    match found.as_deref().map(str::parse::<i64>) {
+        None => {
+            tx.batch_execute(SCHEMA).map_err(pg)?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', $1)",
+                &[&SCHEMA_VERSION.to_string()],
+            )
+            .map_err(pg)?;
+        }
+        Some(Ok(v)) if v > SCHEMA_VERSION => {
+            return Err(StoreError::SchemaTooNew {
+                location: location.to_string(),
+                found: v,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Some(Ok(_)) => {}
+        Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
+    }
+    tx.commit().map_err(pg)
+}
+
+/// `"name"`, with embedded quotes doubled.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The servers a connection attempt went to, as `host:port` (or a socket path), for messages.
+fn endpoints(config: &Config) -> String {
+    use postgres::config::Host;
+    let ports = config.get_ports();
+    let port = |i: usize| match ports {
+        [] => 5432,
+        [only] => *only,
+        _ => ports.get(i).copied().unwrap_or(5432),
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) if name.contains(':') => format!("[{name}]:{}", port(i)),
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => format!("{}/.s.PGSQL.{}", dir.display(), port(i)),
+        })
+        .collect();
+    if hosts.is_empty() {
+        "no host given".to_string()
+    } else {
+        hosts.join(", ")
+    }
+}
+
+/// `conninfo` without its password, for messages: the `:password` of a URL's user info, and
+/// any `password` parameter.
+pub(crate) fn redact(conninfo: &str) -> String {
+    for scheme in ["postgresql://", "postgres://"] {
+        if let Some(rest) = conninfo.strip_prefix(scheme) {
+            return format!("{scheme}{}", redact_url(rest));
+        }
+    }
+    redact_key_value(conninfo)
+}
+
+fn redact_url(rest: &str) -> String {
+    let mut out = String::new();
+    // User info runs to an '@'. When a ':' comes before any '/' or '?', everything from it to
+    // the last '@' is hidden: an unencoded '@', '/' or '?' in a password then shows nothing of
+    // it, at the price of hiding too much of an unusual URL.
+    let mut after = rest;
+    if let Some((info, _)) = rest.split_once('@') {
+        match info.find([':', '/', '?']).map(|i| (i, info.as_bytes()[i])) {
+            Some((i, b':')) => {
+                out.push_str(&info[..i]);
+                out.push('@');
+                after = rest.rsplit_once('@').map_or("", |(_, tail)| tail);
+            }
+            None => {
+                out.push_str(info);
+                out.push('@');
+                after = &rest[info.len() + 1..];
+            }
+            Some(_) => {}
+        }
+    }
+    match after.split_once('?') {
+        None => out.push_str(after),
+        Some((path, query)) => {
+            out.push_str(path);
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|param| {
+                    let key = param.split('=').next().unwrap_or_default();
+                    // An encoded key might spell "password".
+                    !(key.eq_ignore_ascii_case("password") || key.contains('%'))
+                })
+                .collect();
+            if !kept.is_empty() {
+                out.push('?');
+                out.push_str(&kept.join("&"));
+            }
+        }
+    }
+    out
+}
+
+/// `key=value` pairs (values optionally single-quoted with backslash escapes) without the
+/// password. Anything that does not parse is not shown at all.
+fn redact_key_value(conninfo: &str) -> String {
+    let mut kept = Vec::new();
+    let mut rest = conninfo.trim_start();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else {
+            return "(unparsable connection string)".to_string();
+        };
+        let key = rest[..eq].trim();
+        let value_start = rest[eq + 1..].trim_start();
+        let value_len = if value_start.starts_with('\'') {
+            let mut escaped = false;
+            let close = value_start
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| {
+                    let end = c == '\'' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end
+                })
+                .map(|(i, _)| i);
+            match close {
+                Some(i) => i + 1,
+                None => return "(unparsable connection string)".to_string(),
+            }
+        } else {
+            value_start
+                .find(char::is_whitespace)
+                .unwrap_or(value_start.len())
+        };
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return "(unparsable connection string)".to_string();
+        }
+        if !key.eq_ignore_ascii_case("password") {
+            kept.push(format!("{key}={}", &value_start[..value_len]));
+        }
+        rest = value_start[value_len..].trim_start();
+    }
+    kept.join(" ")
+}
+
+fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
+    let pid: i64 = col(row, 4)?;
+    Ok(Lease {
+        pool: col(row, 0)?,
+        run: col(row, 1)?,
+        holder: col(row, 2)?,
+        host: col(row, 3)?,
+        pid: u32::try_from(pid).map_err(|_| corrupt(format!("lease pid {pid}")))?,
+        expires_at: col::<i64>(row, 5)? as Millis,
+    })
+}
+
+impl Store for PgStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError> {
+        let text = serde_json::to_string(spec).map_err(|e| corrupt(e.to_string()))?;
+        let row = self
+            .client
+            .get_mut()
+            .query_one(
+                "INSERT INTO runs (spec, state, created_at) VALUES ($1, 'running', $2) RETURNING id",
+                &[&text, &(at as i64)],
+            )
+            .map_err(q)?;
+        col(&row, 0)
+    }
+
+    fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT spec, state, created_at FROM runs WHERE id = $1",
+                &[&id],
+            )
+            .map_err(q)?
+            .ok_or(StoreError::NoSuchRun(id))?;
+        run_record(id, col(&row, 0)?, col(&row, 1)?, col(&row, 2)?)
+    }
+
+    fn latest_run(&self) -> Result<Option<RunRecord>, StoreError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT id, spec, state, created_at FROM runs ORDER BY id DESC LIMIT 1",
+                &[],
+            )
+            .map_err(q)?;
+        row.map(|row| run_record(col(&row, 0)?, col(&row, 1)?, col(&row, 2)?, col(&row, 3)?))
+            .transpose()
+    }
+
+    fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
+        let n = self
+            .client
+            .get_mut()
+            .execute(
+                "UPDATE runs SET state = $1 WHERE id = $2",
+                &[&state.as_str(), &id],
+            )
+            .map_err(q)?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id));
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        at: Millis,
+        scope: &Scope<'_>,
+        records: &[Record],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.client.get_mut().transaction().map_err(q)?;
+        let insert = tx
+            .prepare("INSERT INTO journal (run, server, at, record) VALUES ($1, $2, $3, $4)")
+            .map_err(q)?;
+        let durations = tx
+            .prepare(
+                "INSERT INTO step_durations (run, role, step, duration_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .map_err(q)?;
+        let at = at as i64;
+        for record in records {
+            let text = serde_json::to_string(record).map_err(|e| corrupt(e.to_string()))?;
+            tx.execute(&insert, &[&scope.run, &scope.server, &at, &text])
+                .map_err(q)?;
+            if let Record::StepResult {
+                step,
+                result: StepResultKind::Succeeded,
+                duration_ms,
+                ..
+            } = record
+            {
+                tx.execute(
+                    &durations,
+                    &[
+                        &scope.run,
+                        &scope.role.as_str(),
+                        &step.as_str(),
+                        &(*duration_ms as i64),
+                    ],
+                )
+                .map_err(q)?;
+            }
+        }
+        if let Some(a) = audit {
+            tx.execute(
+                "INSERT INTO audit (run, at, operator, server, step, command, exit_code, output)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &a.run,
+                    &(a.at as i64),
+                    &a.operator,
+                    &a.server,
+                    &a.step,
+                    &a.command,
+                    &a.exit_code,
+                    &a.output_excerpt.as_bytes(),
+                ],
+            )
+            .map_err(q)?;
+        }
+        tx.commit().map_err(q)
+    }
+
+    fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT seq, server, at, record FROM journal WHERE run = $1 ORDER BY seq",
+                &[&run],
+            )
+            .map_err(q)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = col(row, 0)?;
+                let text: &str = col(row, 3)?;
+                let record = serde_json::from_str(text)
+                    .map_err(|e| corrupt(format!("journal record {seq}: {e}")))?;
+                Ok(JournalEntry {
+                    seq,
+                    run,
+                    server: col(row, 1)?,
+                    at: col::<i64>(row, 2)? as Millis,
+                    record,
+                })
+            })
+            .collect()
+    }
+
+    fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT id, at, operator, server, step, command, exit_code, output FROM audit
+                 WHERE run = $1 ORDER BY id",
+                &[&run],
+            )
+            .map_err(q)?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = col(row, 0)?;
+                let output: Vec<u8> = col(row, 7)?;
+                Ok(AuditEntry {
+                    run,
+                    at: col::<i64>(row, 1)? as Millis,
+                    operator: col(row, 2)?,
+                    server: col(row, 3)?,
+                    step: col(row, 4)?,
+                    command: col(row, 5)?,
+                    exit_code: col(row, 6)?,
+                    output_excerpt: String::from_utf8(output)
+                        .map_err(|_| corrupt(format!("audit line {id}: output is not UTF-8")))?,
+                })
+            })
+            .collect()
+    }
+
+    fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
+        let pool = lease.pool.to_ascii_lowercase();
+        let mut tx = self.client.get_mut().transaction().map_err(q)?;
+        // One statement decides: it inserts, or takes over a lease of the same run or an expired
+        // one. A racing transaction waits on the row and re-checks the condition against what
+        // committed first, so only one of them can win.
+        let taken = tx
+            .query_opt(
+                "INSERT INTO leases (pool, run, holder, host, pid, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
+                     host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at
+                 WHERE leases.run = excluded.run OR leases.expires_at <= $7
+                 RETURNING pool",
+                &[
+                    &pool,
+                    &lease.run,
+                    &lease.holder,
+                    &lease.host,
+                    &i64::from(lease.pid),
+                    &(lease.expires_at as i64),
+                    &(now as i64),
+                ],
+            )
+            .map_err(q)?;
+        if taken.is_some() {
+            tx.commit().map_err(q)?;
+            return Ok(None);
+        }
+        // Refused: the conflicting row stays locked by this transaction until it ends.
+        let row = tx
+            .query_one(
+                "SELECT pool, run, holder, host, pid, expires_at FROM leases WHERE pool = $1",
+                &[&pool],
+            )
+            .map_err(q)?;
+        let held = lease_from_row(&row)?;
+        tx.commit().map_err(q)?;
+        Ok(Some(held))
+    }
+
+    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError> {
+        self.client
+            .get_mut()
+            .execute("DELETE FROM leases WHERE run = $1", &[&run])
+            .map_err(q)?;
+        Ok(())
+    }
+
+    fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
+        let row = self
+            .client
+            .get_mut()
+            .query_opt(
+                "DELETE FROM leases WHERE pool = $1
+                 RETURNING pool, run, holder, host, pid, expires_at",
+                &[&pool.to_ascii_lowercase()],
+            )
+            .map_err(q)?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT pool, run, holder, host, pid, expires_at FROM leases ORDER BY pool",
+                &[],
+            )
+            .map_err(q)?;
+        rows.iter().map(lease_from_row).collect()
+    }
+
+    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
+        let rows = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT step, COUNT(*), AVG(duration_ms)::DOUBLE PRECISION FROM step_durations
+                 WHERE role = $1 AND run <> $2 GROUP BY step ORDER BY step",
+                &[&role.as_str(), &exclude],
+            )
+            .map_err(q)?;
+        rows.iter()
+            .map(|row| {
+                let step: &str = col(row, 0)?;
+                let samples: i64 = col(row, 1)?;
+                let mean: f64 = col(row, 2)?;
+                Ok(StepStat {
+                    step: StepId::parse(step).ok_or_else(|| corrupt(format!("step '{step}'")))?,
+                    samples: samples as u64,
+                    mean_ms: mean.round() as Millis,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_strips_url_passwords() {
+        let cases = [
+            (
+                "postgres://sfb:s3cret@db.example.com:5432/state",
+                "postgres://sfb@db.example.com:5432/state",
+            ),
+            (
+                "postgresql://sfb:s3cret@db/state?options=-csearch_path%3Dx",
+                "postgresql://sfb@db/state?options=-csearch_path%3Dx",
+            ),
+            (
+                "postgres://sfb@db/state?password=s3cret&application_name=a",
+                "postgres://sfb@db/state?application_name=a",
+            ),
+            ("postgres://db/state?password=s3cret", "postgres://db/state"),
+            (
+                "postgres://db/state?pass%77ord=s3cret",
+                "postgres://db/state",
+            ),
+            ("postgres://sfb:s3c/r?t@db/state", "postgres://sfb@db/state"),
+            ("postgres://sfb:s3c@ret@db/state", "postgres://sfb@db/state"),
+            ("postgres://db:5432/state", "postgres://db:5432/state"),
+            (
+                "postgres://db/state?password=s3@cret",
+                "postgres://db/state",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn redact_strips_key_value_passwords() {
+        assert_eq!(
+            redact("host=db user=sfb password=s3cret dbname=state"),
+            "host=db user=sfb dbname=state"
+        );
+        assert_eq!(
+            redact("host = db password = 'se cr\\'et' user=sfb"),
+            "host=db user=sfb"
+        );
+        assert_eq!(
+            redact("host=db password='unterminated"),
+            "(unparsable connection string)"
+        );
+    }
+
+    /// A connection that fails names where it went, and never the password.
+    #[test]
+    fn refused_connection_names_host_and_port_but_not_the_password() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let url = format!("postgres://sfb:Pa55word-never-shown@127.0.0.1:{port}/state");
+        let err = PgStore::open(&url).err().expect("nothing listens there");
+        let StoreError::Open { location, reason } = &err else {
+            panic!("expected an open error, got {err:?}");
+        };
+        assert_eq!(location, &format!("postgres://sfb@127.0.0.1:{port}/state"));
+        assert!(reason.contains(&format!("127.0.0.1:{port}")), "{reason}");
+        assert!(reason.contains("refused"), "{reason}");
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("Pa55word"), "{text}");
+    }
+
+    #[test]
+    fn bad_urls_and_schema_names_are_open_errors() {
+        let err = PgStore::open("postgres://sfb:Pa55word@db:notaport/state")
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("Pa55word"));
+        let err = PgStore::open_with_schema("postgres://db/state", "")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not a valid schema name"), "{err}");
+    }
+
+    #[test]
+    fn quote_ident_doubles_quotes() {
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn endpoints_name_each_host_with_its_port() {
+        let config: Config = "host=a,b port=6000".parse().unwrap();
+        assert_eq!(endpoints(&config), "a:6000, b:6000");
+        let config: Config = "postgres://a,b:6000/db".parse().unwrap();
+        assert_eq!(endpoints(&config), "a:5432, b:6000");
+        let config: Config = "postgres://a:1,b:2/db".parse().unwrap();
+        assert_eq!(endpoints(&config), "a:1, b:2");
+        let config: Config = "host=/run/postgresql".parse().unwrap();
+        assert_eq!(endpoints(&config), "/run/postgresql/.s.PGSQL.5432");
+    }
+}

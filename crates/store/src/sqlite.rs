@@ -1,0 +1,421 @@
+//! The default store: one SQLite file in WAL mode. Every write is one transaction, committed
+//! with `synchronous = FULL`, so a record that `append` returned survives a crash of the
+//! process and of the machine.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sfbpatch_engine::{
+    AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope,
+    StepStat, Store, StoreError,
+};
+use sfbpatch_plan::{ServerRole, StepId};
+
+use crate::{SCHEMA_VERSION, corrupt};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run INTEGER NOT NULL REFERENCES runs(id),
+    server TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_run ON journal(run, seq);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run INTEGER NOT NULL REFERENCES runs(id),
+    at INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    server TEXT NOT NULL,
+    step TEXT NOT NULL,
+    command TEXT,
+    exit_code INTEGER,
+    output TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit(run, id);
+CREATE TABLE IF NOT EXISTS step_durations (
+    run INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    step TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS step_durations_by_role ON step_durations(role, step);
+CREATE TABLE IF NOT EXISTS leases (
+    pool TEXT PRIMARY KEY,
+    run INTEGER NOT NULL,
+    holder TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_append_only_u BEFORE UPDATE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_append_only_d BEFORE DELETE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+pub struct SqliteStore {
+    conn: Connection,
+    location: String,
+}
+
+fn q(e: rusqlite::Error) -> StoreError {
+    StoreError::Query(e.to_string())
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let location = format!("sqlite:{}", path.display());
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            location: location.clone(),
+            reason: e.to_string(),
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let found: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(open_err)?;
+        match found.as_deref().map(str::parse::<i64>) {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(open_err)?;
+            }
+            Some(Ok(v)) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    location,
+                    found: v,
+                    known: SCHEMA_VERSION,
+                });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
+        }
+        Ok(SqliteStore { conn, location })
+    }
+
+    fn run_from_row(
+        id: RunId,
+        spec: &str,
+        state: &str,
+        created_at: i64,
+    ) -> Result<RunRecord, StoreError> {
+        Ok(RunRecord {
+            id,
+            spec: serde_json::from_str(spec).map_err(|e| corrupt(format!("run {id} spec: {e}")))?,
+            state: RunState::parse(state)
+                .ok_or_else(|| corrupt(format!("run {id} state '{state}'")))?,
+            created_at: created_at as Millis,
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError> {
+        let text = serde_json::to_string(spec).map_err(|e| corrupt(e.to_string()))?;
+        self.conn
+            .execute(
+                "INSERT INTO runs (spec, state, created_at) VALUES (?1, 'running', ?2)",
+                params![text, at as i64],
+            )
+            .map_err(q)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
+        let row: Option<(String, String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT spec, state, created_at FROM runs WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(q)?;
+        let (spec, state, created) = row.ok_or(StoreError::NoSuchRun(id))?;
+        Self::run_from_row(id, &spec, &state, created)
+    }
+
+    fn latest_run(&self) -> Result<Option<RunRecord>, StoreError> {
+        let id: Option<RunId> = self
+            .conn
+            .query_row("SELECT MAX(id) FROM runs", [], |r| r.get(0))
+            .map_err(q)?;
+        id.map(|id| self.run(id)).transpose()
+    }
+
+    fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE runs SET state = ?1 WHERE id = ?2",
+                params![state.as_str(), id],
+            )
+            .map_err(q)?;
+        if n == 0 {
+            return Err(StoreError::NoSuchRun(id));
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        at: Millis,
+        scope: &Scope<'_>,
+        records: &[Record],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(q)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO journal (run, server, at, record) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(q)?;
+            let mut durations = tx
+                .prepare_cached(
+                    "INSERT INTO step_durations (run, role, step, duration_ms) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(q)?;
+            for record in records {
+                let text = serde_json::to_string(record).map_err(|e| corrupt(e.to_string()))?;
+                insert
+                    .execute(params![scope.run, scope.server, at as i64, text])
+                    .map_err(q)?;
+                if let Record::StepResult {
+                    step,
+                    result: sfbpatch_engine::StepResultKind::Succeeded,
+                    duration_ms,
+                    ..
+                } = record
+                {
+                    durations
+                        .execute(params![
+                            scope.run,
+                            scope.role.as_str(),
+                            step.as_str(),
+                            *duration_ms as i64
+                        ])
+                        .map_err(q)?;
+                }
+            }
+            if let Some(a) = audit {
+                tx.prepare_cached(
+                    "INSERT INTO audit (run, at, operator, server, step, command, exit_code, output)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(q)?
+                .execute(params![
+                    a.run,
+                    a.at as i64,
+                    a.operator,
+                    a.server,
+                    a.step,
+                    a.command,
+                    a.exit_code,
+                    a.output_excerpt
+                ])
+                .map_err(q)?;
+            }
+        }
+        tx.commit().map_err(q)
+    }
+
+    fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, server, at, record FROM journal WHERE run = ?1 ORDER BY seq",
+            )
+            .map_err(q)?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(q)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, server, at, text) = row.map_err(q)?;
+            let record = serde_json::from_str(&text)
+                .map_err(|e| corrupt(format!("journal record {seq}: {e}")))?;
+            out.push(JournalEntry {
+                seq,
+                run,
+                server,
+                at: at as Millis,
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at, operator, server, step, command, exit_code, output FROM audit
+                 WHERE run = ?1 ORDER BY id",
+            )
+            .map_err(q)?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(AuditEntry {
+                    run,
+                    at: r.get::<_, i64>(0)? as Millis,
+                    operator: r.get(1)?,
+                    server: r.get(2)?,
+                    step: r.get(3)?,
+                    command: r.get(4)?,
+                    exit_code: r.get(5)?,
+                    output_excerpt: r.get(6)?,
+                })
+            })
+            .map_err(q)?;
+        rows.collect::<Result<_, _>>().map_err(q)
+    }
+
+    fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
+        let pool = lease.pool.to_ascii_lowercase();
+        let held = read_lease(&tx, &pool)?;
+        if let Some(held) = held
+            && held.run != lease.run
+            && held.expires_at > now
+        {
+            return Ok(Some(held));
+        }
+        tx.execute(
+            "INSERT INTO leases (pool, run, holder, host, pid, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
+             host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at",
+            params![
+                pool,
+                lease.run,
+                lease.holder,
+                lease.host,
+                lease.pid,
+                lease.expires_at as i64
+            ],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(None)
+    }
+
+    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM leases WHERE run = ?1", [run])
+            .map_err(q)?;
+        Ok(())
+    }
+
+    fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
+        let pool = pool.to_ascii_lowercase();
+        let tx = self.conn.transaction().map_err(q)?;
+        let held = read_lease(&tx, &pool)?;
+        tx.execute("DELETE FROM leases WHERE pool = ?1", [&pool])
+            .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(held)
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT pool, run, holder, host, pid, expires_at FROM leases ORDER BY pool")
+            .map_err(q)?;
+        let rows = stmt.query_map([], lease_from_row).map_err(q)?;
+        rows.collect::<Result<_, _>>().map_err(q)
+    }
+
+    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT step, COUNT(*), AVG(duration_ms) FROM step_durations
+                 WHERE role = ?1 AND run <> ?2 GROUP BY step ORDER BY step",
+            )
+            .map_err(q)?;
+        let rows = stmt
+            .query_map(params![role.as_str(), exclude], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, f64>(2)?,
+                ))
+            })
+            .map_err(q)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (step, n, mean) = row.map_err(q)?;
+            let step = StepId::parse(&step).ok_or_else(|| corrupt(format!("step '{step}'")))?;
+            out.push(StepStat {
+                step,
+                samples: n as u64,
+                mean_ms: mean.round() as Millis,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        pool: r.get(0)?,
+        run: r.get(1)?,
+        holder: r.get(2)?,
+        host: r.get(3)?,
+        pid: r.get(4)?,
+        expires_at: r.get::<_, i64>(5)? as Millis,
+    })
+}
+
+fn read_lease(conn: &Connection, pool: &str) -> Result<Option<Lease>, StoreError> {
+    conn.query_row(
+        "SELECT pool, run, holder, host, pid, expires_at FROM leases WHERE pool = ?1",
+        [pool],
+        lease_from_row,
+    )
+    .optional()
+    .map_err(q)
+}
