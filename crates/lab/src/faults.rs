@@ -396,8 +396,15 @@ disk_full = true
         assert_eq!(faults[0].server, "be01.contoso.com");
     }
 
+    /// The message without its code, after checking the code.
     fn error(text: &str) -> String {
-        parse_faults(text, "f.toml").unwrap_err().to_string()
+        let err = parse_faults(text, "f.toml").unwrap_err();
+        assert_eq!(err.code(), "SFB-L005");
+        let message = err.to_string();
+        message
+            .strip_suffix(" [SFB-L005]")
+            .expect("the message ends with its code")
+            .to_string()
     }
 
     #[test]

@@ -237,7 +237,8 @@ pub fn render_text(snapshot: &LabSnapshot) -> String {
 }
 
 fn minutes(seconds: f64) -> String {
-    let m = seconds / 60.0;
+    // `+ 0.0` turns the -0.0 of an empty sum into 0.
+    let m = seconds / 60.0 + 0.0;
     if (m - m.round()).abs() < 1e-9 {
         format!("{m:.0}")
     } else {

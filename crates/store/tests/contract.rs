@@ -1,10 +1,19 @@
-//! One contract every `Store` implementation passes. Each test takes a fresh, empty store.
+//! One contract every `Store` implementation passes. Each test takes a fresh, empty database
+//! and opens as many handles on it as it needs.
+//!
+//! The PostgreSQL instance runs when `SFBPATCH_TEST_POSTGRES_URL` names a server (each test then
+//! works in a schema of its own, dropped afterwards); `scripts/test-services.sh` starts one.
+
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use sfbpatch_engine::{
     AuditEntry, Lease, Record, RunPolicy, RunSpec, RunState, Scope, ServerOutcome, StepResultKind,
     Store, StoreError, TargetSpec,
 };
 use sfbpatch_plan::{Build, Installer, Package, Plan, ServerRole, StepId};
+use sfbpatch_store::{PgStore, SCHEMA_VERSION, SqliteStore};
 
 fn spec(operator: &str) -> RunSpec {
     RunSpec {
@@ -250,55 +259,447 @@ pub fn step_stats_by_role_excluding_run(store: &mut dyn Store) {
     assert_eq!(stats[0].mean_ms, 700_000);
 }
 
+/// An append that fails leaves nothing behind: records and audit line commit together.
+pub fn append_is_all_or_nothing(store: &mut dyn Store) {
+    let run = store.create_run(&spec("a"), 0).unwrap();
+    let audit = AuditEntry {
+        run: run + 1000, // no such run: the audit line cannot be written
+        at: 1,
+        operator: "a".into(),
+        server: "be1".into(),
+        step: "verify".into(),
+        command: None,
+        exit_code: None,
+        output_excerpt: String::new(),
+    };
+    let err = store
+        .append(
+            1,
+            &scope(run, "be1"),
+            &[result(StepId::Verify, 7)],
+            Some(&audit),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Query(_)), "{err:?}");
+    assert!(store.journal(run).unwrap().is_empty());
+    assert!(store.audit(run).unwrap().is_empty());
+    assert!(
+        store
+            .step_stats(ServerRole::EnterpriseBackend, 0)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Text is stored as given: any script, quotes, control characters, and in command output (and
+/// the topology as read) even NUL, which UTF-16 output read as UTF-8 is full of.
+pub fn text_round_trips_exactly(store: &mut dyn Store) {
+    let odd = "Ünïcødé 漢字 🚀 \\ \" ' %s $1 \r\n\t\u{1b}[0m".to_string();
+    let output = format!("S\0t\0o\0p\0 {odd}");
+    let mut s = spec(&format!("LAB\\{odd}"));
+    s.topology_snapshot = output.clone();
+    let run = store.create_run(&s, 0).unwrap();
+    assert_eq!(store.run(run).unwrap().spec, s);
+    let record = Record::StepResult {
+        step: StepId::Verify,
+        attempt: 1,
+        result: StepResultKind::Failed,
+        exit_code: Some(-1),
+        output: output.clone(),
+        duration_ms: 1,
+    };
+    let audit = AuditEntry {
+        run,
+        at: 2,
+        operator: format!("LAB\\{odd}"),
+        server: "bé1.example.com".into(),
+        step: "verify".into(),
+        command: Some(odd.clone()),
+        exit_code: Some(i32::MIN),
+        output_excerpt: output,
+    };
+    store
+        .append(
+            2,
+            &scope(run, "bé1.example.com"),
+            std::slice::from_ref(&record),
+            Some(&audit),
+        )
+        .unwrap();
+    let journal = store.journal(run).unwrap();
+    assert_eq!(journal[0].record, record);
+    assert_eq!(journal[0].server, "bé1.example.com");
+    assert_eq!(store.audit(run).unwrap(), vec![audit]);
+}
+
+/// Two handles on one database race for the same pools: every time, exactly one wins, and the
+/// other is told that one holds it. Half the pools start with an expired lease of a third run,
+/// so taking over is raced too.
+pub fn lease_race_has_one_winner(db: &dyn Backend) {
+    const ROUNDS: usize = 100;
+    let pool = |round: usize| format!("pool{round}.example.com");
+    let (stale, r1, r2) = {
+        let mut store = db.open();
+        let runs = (
+            store.create_run(&spec("stale"), 0).unwrap(),
+            store.create_run(&spec("a"), 0).unwrap(),
+            store.create_run(&spec("b"), 0).unwrap(),
+        );
+        for round in (1..ROUNDS).step_by(2) {
+            assert_eq!(
+                store
+                    .acquire_lease(&lease(&pool(round), runs.0, 5), 0)
+                    .unwrap(),
+                None
+            );
+        }
+        runs
+    };
+    let barrier = Barrier::new(2);
+    let outcomes: Vec<Vec<Result<Option<Lease>, String>>> = std::thread::scope(|threads| {
+        let contenders: Vec<_> = [r1, r2]
+            .into_iter()
+            .map(|run| {
+                let barrier = &barrier;
+                threads.spawn(move || {
+                    let mut store = db.open();
+                    (0..ROUNDS)
+                        .map(|round| {
+                            // Errors are kept, not unwrapped, so the other thread never waits
+                            // at the barrier for one that panicked.
+                            barrier.wait();
+                            store
+                                .acquire_lease(&lease(&pool(round), run, 1_000_000), 10)
+                                .map_err(|e| e.to_string())
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        contenders.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let held = db.open().leases().unwrap();
+    assert_eq!(held.len(), ROUNDS);
+    for round in 0..ROUNDS {
+        let (a, b) = (&outcomes[0][round], &outcomes[1][round]);
+        let winner = match (a, b) {
+            (Ok(None), Ok(Some(seen))) => {
+                assert_eq!(seen.run, r1, "round {round}: the loser is shown the winner");
+                r1
+            }
+            (Ok(Some(seen)), Ok(None)) => {
+                assert_eq!(seen.run, r2, "round {round}: the loser is shown the winner");
+                r2
+            }
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        };
+        let lease = held.iter().find(|l| l.pool == pool(round)).unwrap();
+        assert_eq!(lease.run, winner, "round {round}");
+        assert_ne!(lease.run, stale);
+    }
+}
+
 macro_rules! contract {
     ($module:ident, $make:expr) => {
         mod $module {
             use super::*;
             #[test]
             fn runs_round_trip() {
-                let Some(mut s) = $make else { return };
-                super::runs_round_trip(&mut *s);
+                let Some(db) = $make else { return };
+                super::runs_round_trip(&mut *db.open());
             }
             #[test]
             fn journal_keeps_order_and_audit() {
-                let Some(mut s) = $make else { return };
-                super::journal_keeps_order_and_audit(&mut *s);
+                let Some(db) = $make else { return };
+                super::journal_keeps_order_and_audit(&mut *db.open());
             }
             #[test]
             fn leases_exclude_other_runs() {
-                let Some(mut s) = $make else { return };
-                super::leases_exclude_other_runs(&mut *s);
+                let Some(db) = $make else { return };
+                super::leases_exclude_other_runs(&mut *db.open());
             }
             #[test]
             fn step_stats_by_role_excluding_run() {
-                let Some(mut s) = $make else { return };
-                super::step_stats_by_role_excluding_run(&mut *s);
+                let Some(db) = $make else { return };
+                super::step_stats_by_role_excluding_run(&mut *db.open());
+            }
+            #[test]
+            fn append_is_all_or_nothing() {
+                let Some(db) = $make else { return };
+                super::append_is_all_or_nothing(&mut *db.open());
+            }
+            #[test]
+            fn text_round_trips_exactly() {
+                let Some(db) = $make else { return };
+                super::text_round_trips_exactly(&mut *db.open());
+            }
+            #[test]
+            fn lease_race_has_one_winner() {
+                let Some(db) = $make else { return };
+                super::lease_race_has_one_winner(&*db);
             }
         }
     };
 }
 
-fn sqlite() -> Option<Box<dyn Store>> {
+/// One fresh, empty database for one test; every `open` is another handle on it.
+pub trait Backend: Sync {
+    fn open(&self) -> Box<dyn Store>;
+}
+
+struct SqliteDb {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend for SqliteDb {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(SqliteStore::open(&self.path).unwrap())
+    }
+}
+
+fn sqlite() -> Option<Box<dyn Backend>> {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    // The directory must outlive the store: leak it for the test's duration.
-    std::mem::forget(dir);
-    Some(Box::new(sfbpatch_store::SqliteStore::open(&path).unwrap()))
+    Some(Box::new(SqliteDb {
+        path: dir.path().join("state.db"),
+        _dir: dir,
+    }))
+}
+
+/// A schema of its own in the test server's database, dropped when the test ends.
+struct PgSchema {
+    url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    fn fresh(url: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let schema = format!(
+            "sfbpatch_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let db = PgSchema {
+            url: url.to_string(),
+            schema,
+        };
+        // A schema of the same name left by an earlier process with this pid is not fresh.
+        db.sql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", db.schema))
+            .unwrap();
+        db
+    }
+
+    /// A plain connection working in this schema, to look behind the store's back.
+    fn client(&self) -> postgres::Client {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!("SET search_path TO {}", self.schema))
+            .unwrap();
+        client
+    }
+
+    fn sql(&self, statement: &str) -> Result<(), postgres::Error> {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls)?;
+        client.batch_execute(statement)
+    }
+
+    fn url_with_search_path(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-csearch_path%3D{}", self.url, self.schema)
+    }
+}
+
+impl Backend for PgSchema {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(PgStore::open_with_schema(&self.url, &self.schema).unwrap())
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = self.sql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+    }
+}
+
+fn postgres_schema() -> Option<PgSchema> {
+    match std::env::var("SFBPATCH_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(PgSchema::fresh(&url)),
+        _ => {
+            eprintln!(
+                "skipping PostgreSQL contract tests: SFBPATCH_TEST_POSTGRES_URL is not set (scripts/test-services.sh starts a server)"
+            );
+            None
+        }
+    }
+}
+
+fn postgres() -> Option<Box<dyn Backend>> {
+    postgres_schema().map(|db| Box::new(db) as Box<dyn Backend>)
 }
 
 contract!(sqlite_store, sqlite());
+contract!(postgres_store, postgres());
 
 #[test]
 fn sqlite_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let run = {
-        let mut s = sfbpatch_store::SqliteStore::open(&path).unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
         let run = s.create_run(&spec("a"), 0).unwrap();
         s.append(3, &scope(run, "a"), &[result(StepId::Verify, 1)], None)
             .unwrap();
         run
     };
-    let s = sfbpatch_store::SqliteStore::open(&path).unwrap();
+    let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.journal(run).unwrap().len(), 1);
+}
+
+#[test]
+fn sqlite_refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+            [(SCHEMA_VERSION + 1).to_string()],
+        )
+        .unwrap();
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found, known, .. }
+            if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn postgres_journal_and_audit_are_append_only() {
+    let Some(db) = postgres_schema() else { return };
+    let mut store = db.open();
+    let run = store.create_run(&spec("a"), 0).unwrap();
+    let audit = AuditEntry {
+        run,
+        at: 1,
+        operator: "a".into(),
+        server: "be1".into(),
+        step: "verify".into(),
+        command: None,
+        exit_code: Some(0),
+        output_excerpt: "ok".into(),
+    };
+    store
+        .append(
+            1,
+            &scope(run, "be1"),
+            &[result(StepId::Verify, 1)],
+            Some(&audit),
+        )
+        .unwrap();
+    let mut client = db.client();
+    for (statement, what) in [
+        (
+            "UPDATE journal SET server = 'x'",
+            "the journal is append-only",
+        ),
+        ("DELETE FROM journal", "the journal is append-only"),
+        ("TRUNCATE journal", "the journal is append-only"),
+        (
+            "UPDATE audit SET output = ''",
+            "the audit log is append-only",
+        ),
+        ("DELETE FROM audit", "the audit log is append-only"),
+        ("TRUNCATE audit", "the audit log is append-only"),
+    ] {
+        let err = client.batch_execute(statement).unwrap_err();
+        let message = err.as_db_error().map(|e| e.message().to_string());
+        assert_eq!(message.as_deref(), Some(what), "{statement}");
+    }
+    assert_eq!(store.journal(run).unwrap().len(), 1);
+    assert_eq!(store.audit(run).unwrap(), vec![audit]);
+    // Runs are not append-only.
+    store.set_run_state(run, RunState::Succeeded).unwrap();
+}
+
+#[test]
+fn postgres_refuses_a_newer_schema() {
+    let Some(db) = postgres_schema() else { return };
+    drop(db.open());
+    db.client()
+        .execute(
+            "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+            &[&(SCHEMA_VERSION + 1).to_string()],
+        )
+        .unwrap();
+    let err = PgStore::open_with_schema(&db.url, &db.schema)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found, known, .. }
+            if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION),
+        "{err:?}"
+    );
+}
+
+/// `open` takes `postgres://` and `postgresql://` URLs; `options=-csearch_path%3D...` picks the
+/// schema, and what one handle wrote another reads.
+#[test]
+fn postgres_urls_open_the_store_they_name() {
+    let Some(db) = postgres_schema() else { return };
+    db.sql(&format!("CREATE SCHEMA {}", db.schema)).unwrap();
+    let url = db.url_with_search_path();
+    let run = {
+        let mut store = sfbpatch_store::open(&url).unwrap();
+        assert!(
+            store.location().starts_with("postgres"),
+            "{}",
+            store.location()
+        );
+        let run = store.create_run(&spec("a"), 0).unwrap();
+        store
+            .append(3, &scope(run, "a"), &[result(StepId::Verify, 1)], None)
+            .unwrap();
+        run
+    };
+    let other = url.replacen("postgres://", "postgresql://", 1);
+    assert_eq!(
+        sfbpatch_store::open(&other)
+            .unwrap()
+            .journal(run)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(db.open().run(run).unwrap().spec, spec("a"));
+}
+
+#[test]
+fn postgres_search_path_without_a_schema_is_a_clear_error() {
+    let Some(db) = postgres_schema() else { return };
+    let err = sfbpatch_store::open(&db.url_with_search_path())
+        .err()
+        .unwrap();
+    let StoreError::Open { reason, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(reason.contains(&db.schema), "{reason}");
+    assert!(reason.contains("CREATE SCHEMA"), "{reason}");
+}
+
+/// Processes opening a new database at once do not trip over each other creating the tables.
+#[test]
+fn postgres_concurrent_first_opens() {
+    let Some(db) = postgres_schema() else { return };
+    std::thread::scope(|threads| {
+        let opens: Vec<_> = (0..4)
+            .map(|_| threads.spawn(|| PgStore::open_with_schema(&db.url, &db.schema).map(drop)))
+            .collect();
+        for open in opens {
+            open.join().unwrap().unwrap();
+        }
+    });
+    assert!(db.open().latest_run().unwrap().is_none());
 }

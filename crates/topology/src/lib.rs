@@ -38,19 +38,25 @@ use source::Source;
 /// A UTF-8 byte order mark, CRLF line ends, namespace prefixes and elements or attributes the
 /// tool does not need are accepted.
 pub fn read_topology(text: &str, origin: &str) -> Result<Topology, TopologyError> {
-    let src = Source::new(text, origin);
-    let topology = if src.text.trim_start().starts_with('<') {
-        xml::read(&src)?
-    } else {
-        inventory::read(&src)?
-    };
+    let topology = read_unchecked(text, origin)?;
     derive::Index::build(&topology)?;
     Ok(topology)
 }
 
+/// The topology as the file states it; ids and references are checked by the caller.
+fn read_unchecked(text: &str, origin: &str) -> Result<Topology, TopologyError> {
+    let src = Source::new(text, origin);
+    if src.text.trim_start().starts_with('<') {
+        xml::read(&src)
+    } else {
+        inventory::read(&src)
+    }
+}
+
 /// [`read_topology`], then [`derive`].
 pub fn load(text: &str, origin: &str) -> Result<Deployment, TopologyError> {
-    derive(&read_topology(text, origin)?)
+    // `derive` checks ids and references itself.
+    derive(&read_unchecked(text, origin)?)
 }
 
 /// [`read_topology`] for a file's bytes: UTF-8 (with or without byte order mark) or UTF-16 with
@@ -62,5 +68,5 @@ pub fn read_topology_bytes(bytes: &[u8], origin: &str) -> Result<Topology, Topol
 
 /// [`read_topology_bytes`], then [`derive`].
 pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Deployment, TopologyError> {
-    derive(&read_topology_bytes(bytes, origin)?)
+    load(&source::decode(bytes, origin)?, origin)
 }

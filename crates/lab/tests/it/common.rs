@@ -272,7 +272,7 @@ pub fn fixture_with_faults(faults: &str) -> Fixture {
     )
 }
 
-/// The `update-databases` action, and whether `verify` checks databases and which.
+/// The `update-databases` action (and whether `verify` checks databases at all).
 pub enum Variant {
     Configured,
     ConfiguredExcludeCollocated,
@@ -289,7 +289,7 @@ pub fn server_plan(
     (sql, sql_instance): (&str, &str),
     variant: Variant,
 ) -> ServerPlan {
-    let (database_action, database_update, check_databases, local_databases) = match variant {
+    let (database_action, database_update, check_databases) = match variant {
         Variant::Configured => (
             Action::UpdateConfiguredDatabases {
                 sql_server_fqdn: fqdn(sql),
@@ -297,7 +297,6 @@ pub fn server_plan(
             },
             DatabaseUpdate::Configured,
             true,
-            false,
         ),
         Variant::ConfiguredExcludeCollocated => (
             Action::UpdateConfiguredDatabases {
@@ -306,21 +305,16 @@ pub fn server_plan(
             },
             DatabaseUpdate::ConfiguredExcludeCollocated,
             true,
-            false,
         ),
-        Variant::Local => (
-            Action::UpdateLocalDatabases,
-            DatabaseUpdate::Local,
-            true,
-            true,
-        ),
+        Variant::Local => (Action::UpdateLocalDatabases, DatabaseUpdate::Local, true),
         Variant::UpdatedBy(by) => (
             Action::DatabasesUpdatedBy { server: fqdn(by) },
             DatabaseUpdate::Configured,
             false,
-            false,
         ),
     };
+    // Verify checks what the server's role says, whatever the database variant.
+    let local_databases = role == ServerRole::StandardEdition;
     let action = |id: StepId| match id {
         StepId::CheckAdminRole => Action::CheckAdminRole,
         StepId::StageUpdate => Action::StageUpdate {

@@ -1,0 +1,139 @@
+//! Running the binary and making its output comparable.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfbpatch"));
+    cmd.env("NO_COLOR", "1")
+        .env_remove("SFBPATCH_STATE")
+        .env_remove("SFBPATCH_TEST_KILL_AT_APPEND");
+    cmd
+}
+
+/// Run `sfbpatch` with `args` in `dir`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("sfbpatch runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The project's own topology fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("crates/topology/tests/fixtures").join(name)
+}
+
+/// The demo assets (topology, package, stand-in installer).
+pub fn asset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(name)
+}
+
+/// The public samples, or `None` (with a visible message) when the folder is absent.
+pub fn public_fixture(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("SFBPATCH_PUBLIC_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/fixtures/public"));
+    let path = dir.join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipping: public fixture {} is absent", path.display());
+        None
+    }
+}
+
+/// insta settings that hide what changes from machine to machine: temp paths, times.
+pub fn redactions(dir: Option<&Path>) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    if let Some(dir) = dir {
+        let shown = regex_escape(&dir.display().to_string());
+        settings.add_filter(&shown, "[TMP]");
+    }
+    let canonical = std::fs::canonicalize(repo()).unwrap_or_else(|_| repo());
+    settings.add_filter(&regex_escape(&canonical.display().to_string()), "[REPO]");
+    settings.add_filter(&regex_escape(&repo().display().to_string()), "[REPO]");
+    settings.add_filter(r"pid \d+", "pid [PID]");
+    settings.add_filter(r"until \d{10,}", "until [TIME]");
+    settings
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A scratch directory with the demo package and stand-in installer copied in.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for name in [
+            "demo-topology.xml",
+            "demo-package.toml",
+            "SkypeServerUpdateInstaller.exe",
+        ] {
+            std::fs::copy(asset(name), dir.path().join(name)).expect("copy asset");
+        }
+        Scratch { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_in(self.path(), args)
+    }
+
+    /// `lab show --format json` of the lab in `lab`.
+    pub fn lab_json(&self, lab: &str) -> serde_json::Value {
+        let o = self.run(&["lab", "show", lab, "--format", "json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).expect("lab show json")
+    }
+
+    pub fn status_json(&self, state: &str) -> serde_json::Value {
+        let o = self.run(&["status", "--state", state, "--format", "json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).expect("status json")
+    }
+}
+
+/// The crash hook's environment variable (see `crates/cli/src/crash.rs`).
+pub const KILL_ENV: &str = "SFBPATCH_TEST_KILL_AT_APPEND";
