@@ -125,6 +125,7 @@ _sfbts_reap_stale() {
 # Start a server owned by process $1 ("detached": by nobody). Sets _sfbts_url and _sfbts_dir.
 _sfbts_start() {
     local owner=$1 bin base dir port attempt
+    _sfbts_dir=""
     bin=$(_sfbts_find_bin) || { _sfbts_install && bin=$(_sfbts_find_bin); } || {
         _sfbts_log "no PostgreSQL server binaries after installing"
         return 1
@@ -274,7 +275,5 @@ if (return 0 2>/dev/null); then
     fi
 else
     set -uo pipefail
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
     if _sfbts_main "$@"; then exit 0; else exit $?; fi
 fi

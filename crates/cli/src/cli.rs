@@ -16,13 +16,14 @@ Edition server, carries it out with a write-ahead journal, keeps each back-end o
 30-minute line after which users drop into resiliency mode, and reports what happened.\n\n\
 Try it on the built-in simulated lab: `sfbpatch demo`.",
     after_help = "Exit codes: 0 success, 1 a run ended with failed or skipped servers, 2 bad input, \
-3 refused (lease held, confirmation missing, outage budget), 4 interrupted, 5 internal or store error."
+3 refused (a pool leased by another run, a confirmation not given, nothing to resume), 4 interrupted, \
+5 internal or store error."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// When to use colour on stderr; NO_COLOR in the environment means never.
+    /// When to use colour on stderr; auto: only on a terminal, and never when NO_COLOR is set.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 }
@@ -56,6 +57,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print shell completions.
     Completions {
+        /// The shell to print completions for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -93,15 +95,19 @@ pub enum TopologyCommand {
     Show {
         /// A published topology (Get-CsTopology -AsXml), a .tbxml file, or a TOML inventory.
         file: PathBuf,
+        /// text for people, json for tools (docs/schema/topology.schema.json).
         #[arg(long, value_enum, default_value_t = DataFormat::Text)]
         format: DataFormat,
     },
     /// Write a valid published-format topology with a realistic mix of pools.
     Generate {
+        /// How many pools (Front End pools and Standard Edition servers) to write; at least 1.
         #[arg(long)]
         pools: usize,
+        /// The same seed always writes the same file.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The file to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -114,6 +120,7 @@ pub struct PlanArgs {
     /// The package manifest (TOML).
     #[arg(long)]
     pub package: PathBuf,
+    /// How to print the plan.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Only this server or pool (FQDN); repeatable.
@@ -125,7 +132,9 @@ pub struct PlanArgs {
 pub enum LabCommand {
     /// Create a lab from a topology.
     Init {
+        /// The directory to create the lab in.
         dir: PathBuf,
+        /// The topology the lab simulates.
         #[arg(long)]
         topology: PathBuf,
         /// The build every server starts at.
@@ -143,7 +152,9 @@ pub enum LabCommand {
     },
     /// Print the lab's servers, databases and pools.
     Show {
+        /// The lab's directory.
         dir: PathBuf,
+        /// text for people, json for tools.
         #[arg(long, value_enum, default_value_t = DataFormat::Text)]
         format: DataFormat,
     },
@@ -151,7 +162,7 @@ pub enum LabCommand {
 
 #[derive(Debug, Args)]
 pub struct StateArg {
-    /// The state store: a SQLite file.
+    /// The state store: a SQLite file, or a postgres://user@host/db URL.
     #[arg(long, default_value = "sfbpatch.db", env = "SFBPATCH_STATE")]
     pub state: String,
 }
@@ -167,13 +178,16 @@ pub struct RunOptions {
     /// Failed servers tolerated before no new server starts.
     #[arg(long, default_value_t = 0)]
     pub max_failures: u32,
+    /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// The topology file.
     pub topology: PathBuf,
+    /// The package manifest (TOML).
     #[arg(long)]
     pub package: PathBuf,
     /// Run against the simulated lab in this directory.
@@ -201,6 +215,7 @@ pub struct ResumeArgs {
     /// The run to resume; default: the newest.
     #[arg(long)]
     pub run: Option<i64>,
+    /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
 }
@@ -212,6 +227,7 @@ pub struct StatusArgs {
     /// The run to show; default: the newest.
     #[arg(long)]
     pub run: Option<i64>,
+    /// text for people, json for tools (docs/schema/status.schema.json).
     #[arg(long, value_enum, default_value_t = DataFormat::Text)]
     pub format: DataFormat,
 }
@@ -235,6 +251,7 @@ pub struct DemoArgs {
     /// Keep the lab and state in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
 }

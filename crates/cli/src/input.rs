@@ -13,12 +13,14 @@ pub fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
         .map_err(|e| Failure::bad_input(anyhow!("cannot read {what} {}: {e}", path.display())))
 }
 
-/// The topology's text and what derives from it.
+/// The topology's text and what derives from it. UTF-8 (with or without a byte order mark)
+/// and UTF-16 with a byte order mark, as `Get-CsTopology -AsXml > file` writes it, are read.
 pub fn topology(path: &Path) -> Result<(String, Deployment), Failure> {
-    let text = read_text(path, "topology")?;
-    let deployment =
-        sfbpatch_topology::load(&text, &path.display().to_string()).map_err(Failure::bad_input)?;
-    Ok((text, deployment))
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::bad_input(anyhow!("cannot read topology {}: {e}", path.display())))?;
+    let deployment = sfbpatch_topology::load_bytes(&bytes, &path.display().to_string())
+        .map_err(Failure::bad_input)?;
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), deployment))
 }
 
 /// The package manifest, with a relative installer path resolved against the manifest's folder.

@@ -136,8 +136,14 @@ pub(crate) fn connect(path: &Path, create: bool) -> rusqlite::Result<Connection>
     }
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(30))?;
+    if create {
+        // Small pages: a step changes a few rows, and every commit writes whole pages to the
+        // WAL. Only possible before the first table and before WAL mode.
+        conn.pragma_update(None, "page_size", 1024)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 20000)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -361,13 +367,18 @@ impl Server {
 
 /// The highest build installed on a machine of the SQL cluster `sql_server_fqdn` (the
 /// servers whose back end is on it), if any.
-pub(crate) fn cluster_build(tx: &Connection, sql_server_fqdn: &str) -> rusqlite::Result<Option<Build>> {
+pub(crate) fn cluster_build(
+    tx: &Connection,
+    sql_server_fqdn: &str,
+) -> rusqlite::Result<Option<Build>> {
     let mut stmt = tx.prepare_cached(
         "SELECT s.installed_build FROM servers s JOIN sql_instances i ON i.id = s.backend_id
          WHERE i.sql_server_key = ?1",
     )?;
     let builds = stmt
-        .query_map([sql_server_fqdn.to_ascii_lowercase()], |r| r.get::<_, BuildCol>(0))?
+        .query_map([sql_server_fqdn.to_ascii_lowercase()], |r| {
+            r.get::<_, BuildCol>(0)
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(builds.into_iter().max().map(|b| b.0))
 }
@@ -472,7 +483,10 @@ fn instance_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Instance> {
 const INSTANCE_COLUMNS: &str = "id, sql_server_fqdn, instance, standard_edition, collocated";
 
 /// Every instance on the SQL Server (or AlwaysOn listener) `sql_server_fqdn`.
-pub(crate) fn instances_on(tx: &Connection, sql_server_fqdn: &str) -> rusqlite::Result<Vec<Instance>> {
+pub(crate) fn instances_on(
+    tx: &Connection,
+    sql_server_fqdn: &str,
+) -> rusqlite::Result<Vec<Instance>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {INSTANCE_COLUMNS} FROM sql_instances WHERE sql_server_key = ?1 ORDER BY id"
     ))?;

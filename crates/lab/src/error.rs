@@ -15,7 +15,9 @@ pub enum LabError {
     },
 
     /// `SFB-L002`: `init` found a lab in the folder already.
-    #[error("a lab already exists in {dir} (lab.db): choose an empty folder or remove it [SFB-L002]")]
+    #[error(
+        "a lab already exists in {dir} (lab.db): choose an empty folder or remove it [SFB-L002]"
+    )]
     AlreadyExists { dir: PathBuf },
 
     /// `SFB-L003`: `open` found no lab in the folder.

@@ -99,7 +99,10 @@ pub fn parse_faults(text: &str, origin: &str) -> Result<Vec<Fault>, LabError> {
 
 fn line_of(text: &str, offset: usize) -> u32 {
     let end = offset.min(text.len());
-    let newlines = text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count();
+    let newlines = text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
     u32::try_from(newlines + 1).unwrap_or(u32::MAX)
 }
 
@@ -300,7 +303,10 @@ impl TableReader<'_> {
             other => {
                 return Err(self.error_at(
                     line,
-                    format!("{key} must be a number of minutes, not {}", other.type_str()),
+                    format!(
+                        "{key} must be a number of minutes, not {}",
+                        other.type_str()
+                    ),
                 ));
             }
         };
@@ -436,7 +442,9 @@ disk_full = true
             "f.toml:4: fault 1: disk_full applies to step stage-update, not verify"
         );
         assert_eq!(
-            error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nduration_minutes = 3\ntimes = 2\n"),
+            error(
+                "[[fault]]\nserver = \"a\"\nstep = \"verify\"\nduration_minutes = 3\ntimes = 2\n"
+            ),
             "f.toml:5: fault 1: times applies to exit_code and hang faults, not to duration_minutes"
         );
         assert_eq!(

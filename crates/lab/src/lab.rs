@@ -239,7 +239,9 @@ fn blueprint(deployment: &Deployment) -> Result<Blueprint, LabError> {
             Edition::Standard => (ServerRole::StandardEdition, &pool.machines),
         };
         let instance = &mut instances[backend];
-        instance.collocated.extend(pool.backend.collocated_stores.iter().copied());
+        instance
+            .collocated
+            .extend(pool.backend.collocated_stores.iter().copied());
         instance.standard_edition |= pool.edition == Edition::Standard;
         let mut members = Vec::new();
         for machine in machines {
@@ -804,8 +806,9 @@ fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
     let world_build = db::highest_build(tx, initial)?;
     let mut sql_instances = Vec::new();
     {
-        let mut stmt =
-            tx.prepare_cached("SELECT id, sql_server_fqdn, instance FROM sql_instances ORDER BY id")?;
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, sql_server_fqdn, instance FROM sql_instances ORDER BY id",
+        )?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
@@ -845,7 +848,9 @@ fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
                 "SELECT start_ms, end_ms FROM outages WHERE pool_id = ?1 ORDER BY start_ms, id",
             )?;
             let raw = stmt
-                .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))?
+                .query_map([id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             pools.push(pool_snapshot(fqdn, &raw, now));
         }

@@ -405,10 +405,8 @@ fn active_faults(
 }
 
 fn fire(tx: &Connection, fault: &ActiveFault) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "UPDATE faults SET remaining = ?2, fired = fired + 1 WHERE id = ?1",
-    )?
-    .execute(params![fault.id, fault.remaining.map(|r| r - 1)])?;
+    tx.prepare_cached("UPDATE faults SET remaining = ?2, fired = fired + 1 WHERE id = ?1")?
+        .execute(params![fault.id, fault.remaining.map(|r| r - 1)])?;
     Ok(())
 }
 
@@ -523,7 +521,12 @@ fn settle(
     server.in_service = in_service;
     server.save(tx, before)?;
     if changed {
-        db::record_transition(tx, server.id, in_service, if in_service { end } else { start })?;
+        db::record_transition(
+            tx,
+            server.id,
+            in_service,
+            if in_service { end } else { start },
+        )?;
     }
     Ok(())
 }
@@ -789,7 +792,9 @@ fn update_instances(
 
 fn databases_output(command: &str, build: Build, lines: Vec<String>) -> String {
     if lines.is_empty() {
-        format!("{command}: every database already has the schema of build {build}; nothing changed")
+        format!(
+            "{command}: every database already has the schema of build {build}; nothing changed"
+        )
     } else {
         format!(
             "{command}: updated {} databases to the schema of build {build}\n{}",
@@ -835,7 +840,9 @@ fn update_configured(
     }
     let lines = update_instances(tx, &instances, server.installed)?;
     output.push_str(&databases_output(
-        &format!("Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn {sql_server_fqdn}"),
+        &format!(
+            "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn {sql_server_fqdn}"
+        ),
         server.installed,
         lines,
     ));

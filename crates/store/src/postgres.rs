@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use postgres::config::SslMode;
 use postgres::types::FromSql;
 use postgres::{Client, Config, NoTls, Row};
 use sfbpatch_engine::{
@@ -147,6 +148,13 @@ impl PgStore {
             return Err(open_err(format!("'{schema}' is not a valid schema name")));
         }
         let mut config: Config = conninfo.parse().map_err(|e| open_err(describe(&e)))?;
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(open_err(
+                "sslmode=require: this build connects without TLS (use loopback, a trusted \
+                 network or a tunnel)"
+                    .into(),
+            ));
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -733,6 +741,10 @@ mod tests {
             .unwrap();
         assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
         assert!(!format!("{err} {err:?}").contains("Pa55word"));
+        let err = PgStore::open("postgres://sfb:Pa55word@db/state?sslmode=require")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("without TLS"), "{err}");
         let err = PgStore::open_with_schema("postgres://db/state", "")
             .err()
             .unwrap();

@@ -380,8 +380,7 @@ pub fn lease_race_has_one_winner(db: &dyn Backend) {
     });
     let held = db.open().leases().unwrap();
     assert_eq!(held.len(), ROUNDS);
-    for round in 0..ROUNDS {
-        let (a, b) = (&outcomes[0][round], &outcomes[1][round]);
+    for (round, (a, b)) in outcomes[0].iter().zip(&outcomes[1]).enumerate() {
         let winner = match (a, b) {
             (Ok(None), Ok(Some(seen))) => {
                 assert_eq!(seen.run, r1, "round {round}: the loser is shown the winner");

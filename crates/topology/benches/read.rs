@@ -17,7 +17,11 @@ fn main() {
     println!("read_topology + derive, best of {RUNS} runs");
     let mut previous: Option<(usize, Duration)> = None;
     for pools in [1_000usize, 5_000] {
-        if !filter.is_empty() && !filter.iter().any(|f| pools.to_string().contains(f.as_str())) {
+        if !filter.is_empty()
+            && !filter
+                .iter()
+                .any(|f| pools.to_string().contains(f.as_str()))
+        {
             continue;
         }
         let text = sfbpatch_topology::generate(pools, 2024);
@@ -40,13 +44,19 @@ fn main() {
         );
         if let Some((n, t)) = previous {
             let ratio = best.as_secs_f64() / t.as_secs_f64();
-            print!("  ({ratio:.2}x the time of {n} pools for {:.0}x the pools)", pools as f64 / n as f64);
+            print!(
+                "  ({ratio:.2}x the time of {n} pools for {:.0}x the pools)",
+                pools as f64 / n as f64
+            );
         }
         println!();
         previous = Some((pools, best));
     }
     match peak_rss_kib() {
-        Some(kib) => println!("peak resident memory (VmHWM): {:.1} MiB", kib as f64 / 1024.0),
+        Some(kib) => println!(
+            "peak resident memory (VmHWM): {:.1} MiB",
+            kib as f64 / 1024.0
+        ),
         None => println!("peak resident memory: unavailable (no /proc/self/status)"),
     }
 }

@@ -24,12 +24,16 @@ pub(crate) struct Index<'t> {
 
 impl<'t> Index<'t> {
     pub(crate) fn build(topology: &'t Topology) -> Result<Self> {
-        let err = |kind, span, message: String| TopologyError::new(kind, &topology.origin, span, message);
+        let err =
+            |kind, span, message: String| TopologyError::new(kind, &topology.origin, span, message);
         let duplicate = |what: &str, id: &str, span: Span, first: Span| {
             err(
                 ErrorKind::DuplicateId,
                 span,
-                format!("{what} {id}: duplicate id, already used by the {what} at line {}", first.line),
+                format!(
+                    "{what} {id}: duplicate id, already used by the {what} at line {}",
+                    first.line
+                ),
             )
         };
 
@@ -72,7 +76,10 @@ impl<'t> Index<'t> {
                     return Err(err(
                         ErrorKind::DuplicateId,
                         cluster.span,
-                        format!("Cluster {}: Machine {} is listed twice", cluster.id, machine.fqdn),
+                        format!(
+                            "Cluster {}: Machine {} is listed twice",
+                            cluster.id, machine.fqdn
+                        ),
                     ));
                 }
             }
@@ -81,7 +88,12 @@ impl<'t> Index<'t> {
         let mut sql_instances = HashMap::with_capacity(topology.sql_instances.len());
         for instance in &topology.sql_instances {
             if let Some(first) = sql_instances.insert(instance.id.as_str(), instance) {
-                return Err(duplicate("SqlInstance", &instance.id, instance.span, first.span));
+                return Err(duplicate(
+                    "SqlInstance",
+                    &instance.id,
+                    instance.span,
+                    first.span,
+                ));
             }
             if !clusters.contains_key(instance.cluster_id.as_str()) {
                 return Err(err(
@@ -119,7 +131,10 @@ impl<'t> Index<'t> {
                 _ => {}
             }
             if !sites.contains_key(service.site_id.as_str()) {
-                return Err(dangling(format!("SiteId refers to Site {}", service.site_id)));
+                return Err(dangling(format!(
+                    "SiteId refers to Site {}",
+                    service.site_id
+                )));
             }
             if let Some(missing) = service
                 .depends_on
@@ -160,9 +175,10 @@ pub fn derive(topology: &Topology) -> Result<Deployment> {
     let mut mirroring_on: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut user_services: HashMap<&str, &Service> = HashMap::new();
     for service in &topology.services {
-        if let (Some(kind), InstalledOn::SqlInstance(on)) =
-            (StoreKind::from_role_name(&service.role), &service.installed_on)
-        {
+        if let (Some(kind), InstalledOn::SqlInstance(on)) = (
+            StoreKind::from_role_name(&service.role),
+            &service.installed_on,
+        ) {
             stores_on.entry(on.as_str()).or_default().insert(kind);
             if let Some(m) = &service.mirroring {
                 mirroring_on.entry(on.as_str()).or_default().push(m);
@@ -205,7 +221,10 @@ pub fn derive(topology: &Topology) -> Result<Deployment> {
         .map(|instance| SqlInstanceStores {
             sql_server_fqdn: index.clusters[instance.cluster_id.as_str()].fqdn.clone(),
             sql_instance: instance.name.clone(),
-            stores: stores_on.get(instance.id.as_str()).cloned().unwrap_or_default(),
+            stores: stores_on
+                .get(instance.id.as_str())
+                .cloned()
+                .unwrap_or_default(),
         })
         .collect();
 
@@ -276,7 +295,10 @@ fn pool(
         return Err(index.error(
             ErrorKind::Inconsistent,
             cluster.span,
-            format!("Cluster {}: pool {} has no machines", cluster.id, cluster.fqdn),
+            format!(
+                "Cluster {}: pool {} has no machines",
+                cluster.id, cluster.fqdn
+            ),
         ));
     }
     if sql_cluster.machines.is_empty() {
@@ -295,9 +317,15 @@ fn pool(
     } else {
         Edition::Enterprise
     };
-    let stores = stores_on.get(instance.id.as_str()).cloned().unwrap_or_default();
-    let collocated_stores: BTreeSet<StoreKind> =
-        stores.iter().copied().filter(|s| s.is_collocatable()).collect();
+    let stores = stores_on
+        .get(instance.id.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let collocated_stores: BTreeSet<StoreKind> = stores
+        .iter()
+        .copied()
+        .filter(|s| s.is_collocatable())
+        .collect();
     let database_update = match edition {
         Edition::Standard => DatabaseUpdate::Local,
         Edition::Enterprise if !collocated_stores.is_empty() => {
@@ -309,7 +337,13 @@ fn pool(
         .mirroring
         .as_deref()
         .into_iter()
-        .chain(mirroring_on.get(instance.id.as_str()).into_iter().flatten().copied())
+        .chain(
+            mirroring_on
+                .get(instance.id.as_str())
+                .into_iter()
+                .flatten()
+                .copied(),
+        )
         .collect();
 
     let site = index

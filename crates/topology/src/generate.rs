@@ -49,8 +49,18 @@ const KINDS: [Kind; 5] = [
 ];
 
 const CITIES: [&str; 12] = [
-    "Amsterdam", "Berlin", "Chicago", "Dublin", "Helsinki", "Lisbon", "Madrid", "Oslo", "Paris",
-    "Seattle", "Sydney", "Tokyo",
+    "Amsterdam",
+    "Berlin",
+    "Chicago",
+    "Dublin",
+    "Helsinki",
+    "Lisbon",
+    "Madrid",
+    "Oslo",
+    "Paris",
+    "Seattle",
+    "Sydney",
+    "Tokyo",
 ];
 
 const DOMAIN: &str = "example.com";
@@ -218,7 +228,13 @@ impl Generator {
             ),
         };
         if kind == Kind::Standard {
-            self.cluster(s, pool_number, &pool_fqdn, std::slice::from_ref(&pool_fqdn), true);
+            self.cluster(
+                s,
+                pool_number,
+                &pool_fqdn,
+                std::slice::from_ref(&pool_fqdn),
+                true,
+            );
         } else {
             let machines: Vec<String> = (1..=fronts)
                 .map(|j| format!("fe{n:04}-{j}.{slug}.{DOMAIN}"))
@@ -235,7 +251,13 @@ impl Generator {
                     format!("sql{n:04}-a.{slug}.{DOMAIN}"),
                     format!("sql{n:04}-b.{slug}.{DOMAIN}"),
                 ];
-                self.cluster(s, number, &format!("ag{n:04}.{slug}.{DOMAIN}"), &nodes, false);
+                self.cluster(
+                    s,
+                    number,
+                    &format!("ag{n:04}.{slug}.{DOMAIN}"),
+                    &nodes,
+                    false,
+                );
                 (number, "")
             }
             _ => {
@@ -296,7 +318,12 @@ impl Generator {
         let fqdn = format!("sqlmon.{}.{DOMAIN}", self.sites[s].slug);
         self.cluster(s, number, &fqdn, std::slice::from_ref(&fqdn), false);
         self.sql_instance(s, number, "mon", None);
-        let store = self.service(s, "MonitoringStore", &InstalledOn::Sql(s, number, "mon"), &[]);
+        let store = self.service(
+            s,
+            "MonitoringStore",
+            &InstalledOn::Sql(s, number, "mon"),
+            &[],
+        );
         self.sites[s].monitoring_store = Some(store);
         store
     }
@@ -305,7 +332,13 @@ impl Generator {
         let number = self.sites[s].next_cluster();
         let slug = self.sites[s].slug.clone();
         let machines = [format!("edge1.{slug}.{DOMAIN}")];
-        self.cluster(s, number, &format!("edge.{slug}.{DOMAIN}"), &machines, false);
+        self.cluster(
+            s,
+            number,
+            &format!("edge.{slug}.{DOMAIN}"),
+            &machines,
+            false,
+        );
         self.service(s, "EdgeServer", &InstalledOn::Cluster(s, number), &[]);
     }
 
@@ -319,9 +352,15 @@ impl Generator {
         );
         for (j, machine) in machines.iter().enumerate() {
             let j = j + 1;
-            let _ = write!(out, "      <Machine OrdinalInCluster=\"{j}\" Fqdn=\"{machine}\"");
+            let _ = write!(
+                out,
+                "      <Machine OrdinalInCluster=\"{j}\" Fqdn=\"{machine}\""
+            );
             if domains {
-                let _ = write!(out, " FaultDomain=\"FaultDomain{j}\" UpgradeDomain=\"UpgradeDomain{j}\"");
+                let _ = write!(
+                    out,
+                    " FaultDomain=\"FaultDomain{j}\" UpgradeDomain=\"UpgradeDomain{j}\""
+                );
             }
             let ip = self.rng.next();
             let _ = write!(

@@ -106,10 +106,10 @@ fn unknown_format(src: &Source<'_>) -> TopologyError {
 /// is a TOML syntax error rather than an unknown format.
 fn looks_like_inventory(text: &str) -> bool {
     text.lines().any(|line| {
-        let line = line.trim_start();
-        ["[[site]]", "[[pool]]", "[[sql]]"]
-            .iter()
-            .any(|h| line.starts_with(h))
+        let line = line.trim();
+        line.starts_with('[')
+            && TOP_KEYS
+                .contains(&line.trim_matches(|c: char| c == '[' || c == ']' || c.is_whitespace()))
     })
 }
 
@@ -127,22 +127,27 @@ impl<'a, 'i> Table<'a, 'i> {
             .error_at(kind, pos, format!("{}: {message}", self.what))
     }
 
-    /// Rejects keys other than `allowed`: in a hand-written file an unknown key is a typo.
+    /// Rejects keys other than `allowed`: in a hand-written file an unknown key is a typo. The
+    /// first unknown key in the file is named.
     fn only(&self, allowed: &[&str]) -> Result<()> {
-        for (key, _) in self.table.iter() {
-            if !allowed.contains(&key.get_ref().as_ref()) {
-                return Err(self.error(
-                    ErrorKind::InvalidValue,
-                    key.span().start,
-                    format!(
-                        "unknown key '{}' (expected {})",
-                        excerpt(key.get_ref()),
-                        allowed.join(", ")
-                    ),
-                ));
-            }
+        let unknown = self
+            .table
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| !allowed.contains(&key.get_ref().as_ref()))
+            .min_by_key(|key| key.span().start);
+        match unknown {
+            None => Ok(()),
+            Some(key) => Err(self.error(
+                ErrorKind::InvalidValue,
+                key.span().start,
+                format!(
+                    "unknown key '{}' (expected {})",
+                    excerpt(key.get_ref()),
+                    allowed.join(", ")
+                ),
+            )),
         }
-        Ok(())
     }
 
     /// Names the table after its FQDN key, when that holds a valid FQDN, so that errors about
@@ -162,13 +167,16 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     fn wrong_type(&self, key: &str, value: &Value<'_>, expected: &str) -> TopologyError {
+        let found = value.get_ref().type_str();
+        let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         self.error(
             ErrorKind::InvalidValue,
             value.span().start,
-            format!(
-                "'{key}' must be {expected}, not a {}",
-                value.get_ref().type_str()
-            ),
+            format!("'{key}' must be {expected}, not {article} {found}"),
         )
     }
 
@@ -339,7 +347,10 @@ impl<'a, 'i> Table<'a, 'i> {
                     return Err(self.error(
                         ErrorKind::InvalidName,
                         pos,
-                        format!("'host' is neither an FQDN nor an IP address '{}'", excerpt(h)),
+                        format!(
+                            "'host' is neither an FQDN nor an IP address '{}'",
+                            excerpt(h)
+                        ),
                     ));
                 }
                 Some(h.to_string())
@@ -495,9 +506,12 @@ impl Reader<'_, '_> {
             ));
         }
         let span = self.src.span(table.span.start);
-        if let Some(first) = self.topology.sites.iter().find(|s| {
-            s.id.eq_ignore_ascii_case(id) || s.name.eq_ignore_ascii_case(name)
-        }) {
+        if let Some(first) = self
+            .topology
+            .sites
+            .iter()
+            .find(|s| s.id.eq_ignore_ascii_case(id) || s.name.eq_ignore_ascii_case(name))
+        {
             return Err(table.error(
                 ErrorKind::DuplicateId,
                 id_pos,
@@ -565,7 +579,9 @@ impl Reader<'_, '_> {
             None => SqlInstanceName::default_instance(),
         };
         table.what = format!("[[sql]] {}", sql_id(&fqdn, &instance));
-        let stores = table.stores("stores")?.ok_or_else(|| table.missing("stores"))?;
+        let stores = table
+            .stores("stores")?
+            .ok_or_else(|| table.missing("stores"))?;
         let site = self.site_ref(&table)?;
         self.declare(&table, fqdn, instance, stores, site)
     }
@@ -663,7 +679,9 @@ impl Reader<'_, '_> {
                 format!("declared twice (first at line {})", first.span.line),
             ));
         }
-        let site = self.site_ref(&table)?.ok_or_else(|| table.missing("site"))?;
+        let site = self
+            .site_ref(&table)?
+            .ok_or_else(|| table.missing("site"))?;
         let edition = match table.string("edition")? {
             None => None,
             Some(("standard", _)) => Some(true),

@@ -11,6 +11,33 @@
 //! the rest of sfbpatch works with, [`load`] both in one step. Bad input yields a
 //! [`TopologyError`] naming file, line, column and element, with a stable code
 //! (`docs/errors-topology.md`). No input makes these functions panic.
+//!
+//! ```
+//! use sfbpatch_topology::{DatabaseUpdate, Edition, load};
+//!
+//! let inventory = r#"
+//! [[pool]]
+//! fqdn = "pool01.contoso.com"
+//! site = "Redmond"
+//! machines = ["fe01.contoso.com", "fe02.contoso.com"]
+//! backend = { sql_server = "sql01.contoso.com", stores = ["user", "application", "archiving"] }
+//!
+//! [[pool]]
+//! fqdn = "se01.contoso.com"
+//! site = "Redmond"
+//! edition = "standard"
+//! "#;
+//! let deployment = load(inventory, "contoso.toml")?;
+//! let pool = deployment.pool("POOL01.contoso.com").unwrap();
+//! assert_eq!(pool.backend.sql_server_fqdn.as_str(), "sql01.contoso.com");
+//! assert_eq!(pool.database_update, DatabaseUpdate::ConfiguredExcludeCollocated);
+//! assert_eq!(deployment.pools[1].edition, Edition::Standard);
+//!
+//! let error = load("[[pool]]\nfqdn = \"a.example.com;Remove-Item x\"\n", "bad.toml").unwrap_err();
+//! assert_eq!(error.code(), "SFB-T007");
+//! assert!(error.to_string().starts_with("bad.toml:2:8: "));
+//! # Ok::<(), sfbpatch_topology::TopologyError>(())
+//! ```
 
 mod derive;
 mod error;

@@ -359,9 +359,15 @@ impl Deployment {
 
     /// The stores on one SQL Server instance (FQDN compared ignoring ASCII case; `""` is the
     /// default instance).
-    pub fn sql_instance(&self, sql_server_fqdn: &str, instance: &str) -> Option<&SqlInstanceStores> {
+    pub fn sql_instance(
+        &self,
+        sql_server_fqdn: &str,
+        instance: &str,
+    ) -> Option<&SqlInstanceStores> {
         self.sql_instances.iter().find(|s| {
-            s.sql_server_fqdn.as_str().eq_ignore_ascii_case(sql_server_fqdn)
+            s.sql_server_fqdn
+                .as_str()
+                .eq_ignore_ascii_case(sql_server_fqdn)
                 && s.sql_instance.as_str().eq_ignore_ascii_case(instance)
         })
     }

@@ -6,7 +6,9 @@
 
 use roxmltree::Node;
 
-use crate::model::{Cluster, InstalledOn, Service, Site, SourceFormat, SqlInstance, StoreKind, Topology};
+use crate::model::{
+    Cluster, InstalledOn, Service, Site, SourceFormat, SqlInstance, StoreKind, Topology,
+};
 use crate::source::Source;
 use crate::xml::{
     self, Result, attr, child, children, fqdn, instance_name, required, required_child, span,
@@ -33,7 +35,13 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
         let key = required_child(src, cluster, "ClusterId", &"Cluster")?;
         let (site_id, id) = cluster_id(src, key)?;
         let what = format!("Cluster {id}");
-        let fqdn = fqdn(src, cluster, required(src, cluster, "Fqdn", &what)?, &what, "Fqdn")?;
+        let fqdn = fqdn(
+            src,
+            cluster,
+            required(src, cluster, "Fqdn", &what)?,
+            &what,
+            "Fqdn",
+        )?;
         let single_machine = xml::flag(src, cluster, "IsSingleMachineOnly", &what)?;
         let machines = xml::machines(src, cluster, &fqdn, single_machine, &what)?;
         topology.clusters.push(Cluster {
@@ -58,12 +66,7 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
         let what = format!("SqlInstance {id}");
         topology.sql_instances.push(SqlInstance {
             name,
-            always_on_primary: xml::optional_fqdn(
-                src,
-                instance,
-                "AlwaysOnPrimaryNodeFqdn",
-                &what,
-            )?,
+            always_on_primary: xml::optional_fqdn(src, instance, "AlwaysOnPrimaryNodeFqdn", &what)?,
             mirroring: xml::mirroring(src, instance, &what),
             id,
             cluster_id,
@@ -97,8 +100,8 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             )?;
             depends_on.push(service_id(src, target)?.2);
         }
-        let mirroring = StoreKind::from_role_name(role)
-            .and_then(|_| xml::mirroring(src, service, &what));
+        let mirroring =
+            StoreKind::from_role_name(role).and_then(|_| xml::mirroring(src, service, &what));
         topology.services.push(Service {
             id,
             role: role.to_string(),
@@ -121,11 +124,11 @@ fn cluster_id<'a>(src: &Source<'_>, node: Node<'a, '_>) -> Result<(&'a str, Stri
 }
 
 /// `SqlInstanceId@Name` with its `ClusterId` as (cluster id, instance id, instance name).
-fn sql_instance_id<'a>(
-    src: &Source<'_>,
-    node: Node<'a, '_>,
-) -> Result<(String, String, &'a str)> {
-    let (_, cluster) = cluster_id(src, required_child(src, node, "ClusterId", &"SqlInstanceId")?)?;
+fn sql_instance_id<'a>(src: &Source<'_>, node: Node<'a, '_>) -> Result<(String, String, &'a str)> {
+    let (_, cluster) = cluster_id(
+        src,
+        required_child(src, node, "ClusterId", &"SqlInstanceId")?,
+    )?;
     let name = attr(node, "Name").unwrap_or("");
     let id = if name.is_empty() {
         cluster.clone()

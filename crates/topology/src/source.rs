@@ -51,7 +51,12 @@ impl<'t> Source<'t> {
         TopologyError::new(kind, self.origin, span, message)
     }
 
-    pub fn error_at(&self, kind: ErrorKind, pos: usize, message: impl Into<String>) -> TopologyError {
+    pub fn error_at(
+        &self,
+        kind: ErrorKind,
+        pos: usize,
+        message: impl Into<String>,
+    ) -> TopologyError {
         self.error(kind, self.span(pos), message)
     }
 }
@@ -145,7 +150,10 @@ mod tests {
             decode(b"<a>\n  \xff</a>", "f.xml").unwrap_err().to_string(),
             "f.xml:2:3: not UTF-8 or UTF-16 text: invalid byte 0xff [SFB-T001]"
         );
-        assert_eq!(decode(&[0xff, 0xfe, 0x00, 0xd8], "x").unwrap_err().code(), "SFB-T001");
+        assert_eq!(
+            decode(&[0xff, 0xfe, 0x00, 0xd8], "x").unwrap_err().code(),
+            "SFB-T001"
+        );
     }
 
     #[test]

@@ -7,9 +7,13 @@ use std::collections::HashMap;
 
 use roxmltree::Node;
 
-use crate::model::{Cluster, InstalledOn, Service, Site, SourceFormat, SqlInstance, StoreKind, Topology};
+use crate::model::{
+    Cluster, InstalledOn, Service, Site, SourceFormat, SqlInstance, StoreKind, Topology,
+};
 use crate::source::Source;
-use crate::xml::{self, Result, attr, children, fqdn, instance_name, required, required_child, span};
+use crate::xml::{
+    self, Result, attr, children, fqdn, instance_name, required, required_child, span,
+};
 
 pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
     let new = required_child(src, root, "NewTopology", &"TopologyBuilder")?;
@@ -45,7 +49,10 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
         .map(|c| (c.id.as_str(), c.site_id.as_str()))
         .collect();
     for instance in &topology.sql_instances {
-        let site = cluster_sites.get(instance.cluster_id.as_str()).copied().unwrap_or("");
+        let site = cluster_sites
+            .get(instance.cluster_id.as_str())
+            .copied()
+            .unwrap_or("");
         sites_of.insert(&instance.id, (true, site));
     }
 
@@ -101,7 +108,13 @@ fn read_site(src: &Source<'_>, site: Node<'_, '_>, topology: &mut Topology) -> R
     for cluster in children(site, "Clusters").flat_map(|c| children(c, "Cluster")) {
         let id = required(src, cluster, "UniqueId", &"Cluster")?;
         let what = format!("Cluster {id}");
-        let fqdn = fqdn(src, cluster, required(src, cluster, "Fqdn", &what)?, &what, "Fqdn")?;
+        let fqdn = fqdn(
+            src,
+            cluster,
+            required(src, cluster, "Fqdn", &what)?,
+            &what,
+            "Fqdn",
+        )?;
         let single_machine = xml::flag(src, cluster, "IsSingleMachineOnly", &what)?;
         let machines = xml::machines(src, cluster, &fqdn, single_machine, &what)?;
         for instance in children(cluster, "SqlInstances").flat_map(|c| children(c, "SqlInstance")) {

@@ -134,7 +134,10 @@ pub(crate) fn fqdn(
         src.error(
             ErrorKind::InvalidName,
             span(src, node),
-            format!("{what}: {attribute} is not a valid FQDN '{}': {e}", excerpt(value)),
+            format!(
+                "{what}: {attribute} is not a valid FQDN '{}': {e}",
+                excerpt(value)
+            ),
         )
     })
 }
@@ -211,7 +214,9 @@ pub(crate) fn machines(
     let mut machines = Vec::new();
     for m in wrapped(cluster, "Machines", "Machine") {
         let fqdn = match attr(m, "Fqdn").map(str::trim) {
-            Some(v) if !v.is_empty() => fqdn(src, m, v, &format_args!("Machine in {what}"), "Fqdn")?,
+            Some(v) if !v.is_empty() => {
+                fqdn(src, m, v, &format_args!("Machine in {what}"), "Fqdn")?
+            }
             _ if single_machine => cluster_fqdn.clone(),
             _ => {
                 return Err(src.error(
@@ -243,7 +248,11 @@ pub(crate) fn machines(
 /// What an element shows of SQL Server database mirroring: an element or attribute whose local
 /// name contains "Mirror", or a `Usage` naming a mirror, anywhere inside `node`. Described with
 /// file, line and column, never guessed from anything else.
-pub(crate) fn mirroring(src: &Source<'_>, node: Node<'_, '_>, what: &dyn Display) -> Option<String> {
+pub(crate) fn mirroring(
+    src: &Source<'_>,
+    node: Node<'_, '_>,
+    what: &dyn Display,
+) -> Option<String> {
     let is_mirror = |s: &str| s.to_ascii_lowercase().contains("mirror");
     for e in node.descendants().filter(|n| n.is_element()) {
         let at = span(src, e);

@@ -56,7 +56,10 @@ fn five_pools_cover_every_shape_over_several_sites() {
         assert_eq!(p[1].database_update, DatabaseUpdate::Configured);
         assert!(!p[1].backend.always_on);
 
-        assert_eq!(p[2].database_update, DatabaseUpdate::ConfiguredExcludeCollocated);
+        assert_eq!(
+            p[2].database_update,
+            DatabaseUpdate::ConfiguredExcludeCollocated
+        );
         assert!(!p[2].backend.collocated_stores.is_empty());
 
         // Monitoring on another SQL server: not collocated, but present elsewhere.
@@ -86,7 +89,10 @@ fn large_topologies_keep_the_mix() {
     let variants: BTreeSet<DatabaseUpdate> = d.pools.iter().map(|p| p.database_update).collect();
     assert_eq!(variants.len(), 3);
     let always_on = d.pools.iter().filter(|p| p.backend.always_on).count();
-    assert!((50..200).contains(&always_on), "{always_on} AlwaysOn back ends");
+    assert!(
+        (50..200).contains(&always_on),
+        "{always_on} AlwaysOn back ends"
+    );
     let fqdns: BTreeSet<String> = d.pools.iter().map(|p| p.fqdn.key()).collect();
     assert_eq!(fqdns.len(), 1000);
 }

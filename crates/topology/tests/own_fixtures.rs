@@ -115,13 +115,20 @@ fn assert_fabrikam(d: &Deployment) {
     );
 
     let se01 = d.pool("se01.fabrikam.com").expect("se01");
-    assert_eq!(se01.machines[0].upgrade_domain.as_deref(), Some("se01.fabrikam.com"));
+    assert_eq!(
+        se01.machines[0].upgrade_domain.as_deref(),
+        Some("se01.fabrikam.com")
+    );
     assert_eq!(se01.backend.machines, se01.machines);
 
     let pool03 = d.pool("pool03.fabrikam.com").expect("pool03");
     assert!(pool03.backend.always_on);
     assert_eq!(
-        pool03.backend.always_on_primary.as_ref().map(|f| f.as_str()),
+        pool03
+            .backend
+            .always_on_primary
+            .as_ref()
+            .map(|f| f.as_str()),
         Some("sqlag01a.fabrikam.com")
     );
     let nodes: Vec<&str> = pool03
@@ -150,7 +157,10 @@ fn fabrikam_published() {
 #[test]
 fn fabrikam_topology_builder_with_bom_and_crlf() {
     let bytes = std::fs::read(fixture_path("fabrikam.tbxml")).unwrap();
-    assert!(bytes.starts_with(b"\xef\xbb\xbf"), "stored with a byte order mark");
+    assert!(
+        bytes.starts_with(b"\xef\xbb\xbf"),
+        "stored with a byte order mark"
+    );
     assert!(bytes.windows(2).any(|w| w == b"\r\n"), "stored with CRLF");
     let d = ok("fabrikam.tbxml");
     assert_eq!(d.format, SourceFormat::TopologyBuilder);
@@ -223,9 +233,21 @@ fn lab_topology_builder_with_bom_and_crlf() {
     assert_eq!(d.pools.len(), 1);
     let pool = &d.pools[0];
     assert_eq!(pool.backend.sql_server_fqdn.as_str(), "sql.lab.example.com");
-    let sql: Vec<&str> = pool.backend.machines.iter().map(|m| m.fqdn.as_str()).collect();
-    assert_eq!(sql, ["sql.lab.example.com"], "Machine without Fqdn in a single-machine cluster");
-    assert_eq!(pool.backend.collocated_stores, stores(&[StoreKind::Archiving]));
+    let sql: Vec<&str> = pool
+        .backend
+        .machines
+        .iter()
+        .map(|m| m.fqdn.as_str())
+        .collect();
+    assert_eq!(
+        sql,
+        ["sql.lab.example.com"],
+        "Machine without Fqdn in a single-machine cluster"
+    );
+    assert_eq!(
+        pool.backend.collocated_stores,
+        stores(&[StoreKind::Archiving])
+    );
 }
 
 #[test]
@@ -458,7 +480,10 @@ fn bad_input_is_rejected_with_file_line_column_and_element() {
     for (name, kind, message) in BAD {
         let e = err(name);
         if e.kind() != *kind || e.to_string() != *message {
-            failures.push(format!("{name}:\n  got      {e} ({:?})\n  expected {message} ({kind:?})", e.kind()));
+            failures.push(format!(
+                "{name}:\n  got      {e} ({:?})\n  expected {message} ({kind:?})",
+                e.kind()
+            ));
         }
         assert_eq!(e.code(), kind.code());
         assert_eq!(e.origin(), *name);
@@ -473,7 +498,10 @@ fn every_bad_fixture_is_checked() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name.starts_with("bad-") {
-            assert!(listed.contains(name.as_str()), "{name} has no expected message");
+            assert!(
+                listed.contains(name.as_str()),
+                "{name} has no expected message"
+            );
         }
     }
 }
@@ -521,7 +549,11 @@ fn the_documented_inventory_example_derives_like_the_fixture() {
                     p.backend.sql_server_fqdn,
                     p.backend.sql_instance.as_str(),
                     p.backend.stores,
-                    p.backend.machines.iter().map(|m| m.fqdn.as_str()).collect::<Vec<_>>(),
+                    p.backend
+                        .machines
+                        .iter()
+                        .map(|m| m.fqdn.as_str())
+                        .collect::<Vec<_>>(),
                     p.database_update
                 )
             })

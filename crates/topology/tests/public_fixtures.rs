@@ -39,7 +39,11 @@ fn automatedlab_contoso() {
         return;
     };
     assert_eq!(d.format, SourceFormat::TopologyBuilder);
-    assert_eq!(d.pools.len(), 1, "the Edge pool is not a pool with a back end");
+    assert_eq!(
+        d.pools.len(),
+        1,
+        "the Edge pool is not a pool with a back end"
+    );
     let pool = &d.pools[0];
     assert_eq!(pool.fqdn.as_str(), "frontendpool.contoso.com");
     assert_eq!(pool.site, "Contoso");
@@ -79,10 +83,15 @@ fn automatedlab_contoso() {
         stores(&[StoreKind::Archiving, StoreKind::Monitoring])
     );
     assert_eq!(backend.mirroring, None);
-    assert_eq!(pool.database_update, DatabaseUpdate::ConfiguredExcludeCollocated);
+    assert_eq!(
+        pool.database_update,
+        DatabaseUpdate::ConfiguredExcludeCollocated
+    );
     assert!(d.pool("EDGEPOOL.contoso.com").is_none());
     assert!(d.pool("FrontEndPool.Contoso.com").is_some());
-    let sql = d.sql_instance("xsql1.contoso.com", "").expect("the back-end instance");
+    let sql = d
+        .sql_instance("xsql1.contoso.com", "")
+        .expect("the back-end instance");
     assert_eq!(sql.stores, backend.stores);
 }
 

@@ -51,7 +51,11 @@ fn pathological_inputs_give_errors() {
     );
     assert!(load(&deep_tbxml, "deep.tbxml").unwrap().pools.is_empty());
 
-    let deep_toml = format!("[[pool]]\nfqdn = {}1{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_toml = format!(
+        "[[pool]]\nfqdn = {}1{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
     assert!(load(&deep_toml, "deep.toml").is_err());
 
     let long_name = format!(
@@ -62,7 +66,16 @@ fn pathological_inputs_give_errors() {
     assert_eq!(e.code(), "SFB-T007");
     assert!(e.to_string().len() < 300, "{e}");
 
-    for text in ["", " ", "\u{feff}", "<", "<?xml version=\"1.0\"?>", "[[pool]]", "[[pool]]\n[[pool]]", "\0\0\0"] {
+    for text in [
+        "",
+        " ",
+        "\u{feff}",
+        "<",
+        "<?xml version=\"1.0\"?>",
+        "[[pool]]",
+        "[[pool]]\n[[pool]]",
+        "\0\0\0",
+    ] {
         assert!(load(text, "tiny").is_err(), "{text:?}");
     }
     let dtd = "<?xml version=\"1.0\"?><!DOCTYPE t [<!ENTITY a \"aaaa\">]><Topology/>";

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 pub const OLD: Build = Build([7, 0, 2046, 0]);
 pub const NEW: Build = Build([7, 0, 2046, 553]);
-pub const DESTINATION: &str = r"C:\ProgramData\sfbpatch\staging\7.0.2046.553\SkypeServerUpdateInstaller.exe";
+pub const DESTINATION: &str =
+    r"C:\ProgramData\sfbpatch\staging\7.0.2046.553\SkypeServerUpdateInstaller.exe";
 /// One hour: the timeout handed to every step.
 pub const TIMEOUT: u64 = 3_600_000;
 

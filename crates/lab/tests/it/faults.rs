@@ -86,10 +86,7 @@ fn exit_3010_applies_the_update_and_a_reboot_completes_it() {
     );
 
     let before = f.now_seconds();
-    let reboot = f
-        .target
-        .reboot_server(EE)
-        .expect("the server comes back");
+    let reboot = f.target.reboot_server(EE).expect("the server comes back");
     assert_eq!(
         reboot.output,
         "sql1.contoso.com restarted (the pending restart is done); W3SVC and 16 services started \
@@ -183,7 +180,11 @@ fn an_unreachable_server_answers_again_once_the_clock_passes() {
         "{err}"
     );
     assert!(err.outcome_unknown());
-    assert_eq!(f.lab.now().unwrap(), at, "an unanswered attempt takes no time");
+    assert_eq!(
+        f.lab.now().unwrap(),
+        at,
+        "an unanswered attempt takes no time"
+    );
     assert_eq!(
         f.lab.server(SE).unwrap().unreachable_until,
         Some(at as f64 / 1000.0 + 600.0)

@@ -235,7 +235,10 @@ fn package_schema_versions_win_over_derived_ones() {
             "15.13.27".to_string()
         )
     );
-    assert_eq!(dbs[3].1, "6.2046.553", "stores the package leaves out are derived");
+    assert_eq!(
+        dbs[3].1, "6.2046.553",
+        "stores the package leaves out are derived"
+    );
 }
 
 #[test]

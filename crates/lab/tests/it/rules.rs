@@ -236,9 +236,9 @@ fn a_missing_installer_or_a_url_fails_staging() {
     let outcome = exec(&f, &plan, StepId::StageUpdate).unwrap();
     assert_eq!(outcome.exit_code, 1);
     assert!(
-        outcome.output.starts_with(
-            "cannot read the installer /nonexistent/SkypeServerUpdateInstaller.exe: "
-        ),
+        outcome
+            .output
+            .starts_with("cannot read the installer /nonexistent/SkypeServerUpdateInstaller.exe: "),
         "{}",
         outcome.output
     );
@@ -269,7 +269,12 @@ fn the_operator_must_hold_an_administrative_role() {
     };
     let f = operator("LAB\\bob");
     assert_eq!(f.lab.operator(), "LAB\\bob");
-    let outcome = exec(&f, &ee_plan(&f, Variant::Configured), StepId::CheckAdminRole).unwrap();
+    let outcome = exec(
+        &f,
+        &ee_plan(&f, Variant::Configured),
+        StepId::CheckAdminRole,
+    )
+    .unwrap();
     assert_eq!(
         (outcome.exit_code, outcome.output.as_str()),
         (
@@ -281,12 +286,20 @@ fn the_operator_must_hold_an_administrative_role() {
 
     let f = operator("LAB\\rtcadmin");
     assert_eq!(
-        ok(&f, &ee_plan(&f, Variant::Configured), StepId::CheckAdminRole),
+        ok(
+            &f,
+            &ee_plan(&f, Variant::Configured),
+            StepId::CheckAdminRole
+        ),
         "LAB\\rtcadmin is a member of RTCUniversalServerAdmins"
     );
     let f = operator("lab\\SFBADMIN");
     assert_eq!(
-        ok(&f, &ee_plan(&f, Variant::Configured), StepId::CheckAdminRole),
+        ok(
+            &f,
+            &ee_plan(&f, Variant::Configured),
+            StepId::CheckAdminRole
+        ),
         "lab\\SFBADMIN is a member of CsAdministrator"
     );
 }

@@ -258,7 +258,11 @@ fn the_clock_advances_by_sleeps_and_steps() {
     assert_eq!(clock.now(), 0);
     clock.sleep(1_500);
     assert_eq!(clock.now(), 1_500);
-    ok(&f, &ee_plan(&f, Variant::Configured), StepId::CheckAdminRole);
+    ok(
+        &f,
+        &ee_plan(&f, Variant::Configured),
+        StepId::CheckAdminRole,
+    );
     assert_eq!(clock.now(), 7_500);
 }
 
@@ -299,8 +303,8 @@ fn a_thousand_servers_take_little_time() {
     let tmp = tempfile::tempdir().unwrap();
     let (installer, sha256) = write_installer(tmp.path());
     let package = package_for(&installer, &sha256);
-    let lab = sfbpatch_lab::init(&tmp.path().join("lab"), &deployment, &LabOptions::default())
-        .unwrap();
+    let lab =
+        sfbpatch_lab::init(&tmp.path().join("lab"), &deployment, &LabOptions::default()).unwrap();
     let target = lab.target();
     let plans: Vec<_> = deployment
         .pools
@@ -352,4 +356,15 @@ fn a_thousand_servers_take_little_time() {
             .flat_map(|i| &i.stores)
             .all(|d| d.version == d.expected_version)
     );
+}
+
+#[test]
+fn tmp_page_size() {
+    let f = fixture();
+    let out = std::process::Command::new("sqlite3")
+        .arg(f.dir().join("lab.db"))
+        .arg("PRAGMA page_size; PRAGMA journal_mode;")
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
 }
