@@ -73,7 +73,9 @@ pub enum DataFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
+    /// The steps and commands per server, for people.
     Text,
+    /// A stable JSON document (schemas in docs/schema/), for tools.
     Json,
     /// A commented script per server that an administrator could run by hand.
     Powershell,

@@ -195,9 +195,8 @@ pub(crate) fn now(tx: &Connection) -> rusqlite::Result<i64> {
 
 /// Moves the clock forward to `to` (never back).
 pub(crate) fn advance_to(tx: &Connection, to: i64) -> rusqlite::Result<i64> {
-    tx.prepare_cached("UPDATE lab SET now_ms = max(now_ms, ?1) WHERE id = 1")?
-        .execute([to])?;
-    now(tx)
+    tx.prepare_cached("UPDATE lab SET now_ms = max(now_ms, ?1) WHERE id = 1 RETURNING now_ms")?
+        .query_row([to], |r| r.get(0))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +303,22 @@ impl Server {
             self.in_service,
             self.id,
         ])?;
+        if self.services == before.services {
+            return Ok(());
+        }
+        // Services usually change together: one statement when they all end up alike.
+        if let Some(first) = self.services.first()
+            && self
+                .services
+                .iter()
+                .all(|s| s.running == first.running && s.loaded == first.loaded)
+        {
+            tx.prepare_cached(
+                "UPDATE services SET running = ?1, loaded_build = ?2 WHERE server_id = ?3",
+            )?
+            .execute(params![first.running, BuildCol(first.loaded), self.id])?;
+            return Ok(());
+        }
         let mut stmt = tx.prepare_cached(
             "UPDATE services SET running = ?1, loaded_build = ?2 WHERE server_id = ?3 AND ord = ?4",
         )?;

@@ -383,7 +383,7 @@ pub fn init(dir: &Path, deployment: &Deployment, options: &LabOptions) -> Result
             }
         });
     }
-    let written = connect(&db_path, true)
+    let written = db::connect(&db_path, true)
         .and_then(|mut conn| write_world(&mut conn, &plan, options, &fault_servers));
     if let Err(source) = written {
         for suffix in ["", "-wal", "-shm"] {
@@ -397,10 +397,6 @@ pub fn init(dir: &Path, deployment: &Deployment, options: &LabOptions) -> Result
         });
     }
     Lab::open(dir)
-}
-
-fn connect(path: &Path, create: bool) -> rusqlite::Result<Connection> {
-    db::connect(path, create)
 }
 
 fn write_world(
@@ -566,19 +562,37 @@ impl Lab {
             path: db_path.clone(),
             source,
         };
-        let conn = connect(&db_path, false).map_err(database)?;
-        let has_lab: Option<i64> = conn
+        let not_a_lab =
+            |e: &rusqlite::Error| e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase);
+        let conn = match db::connect(&db_path, false) {
+            Ok(conn) => conn,
+            Err(e) if not_a_lab(&e) => {
+                return Err(LabError::NotALab {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(database(e)),
+        };
+        let has_lab = conn
             .query_row(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lab'",
                 [],
-                |r| r.get(0),
+                |r| r.get::<_, i64>(0),
             )
-            .optional()
-            .map_err(database)?;
-        if has_lab.is_none() {
-            return Err(LabError::NotALab {
-                dir: dir.to_path_buf(),
-            });
+            .optional();
+        match has_lab {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(LabError::NotALab {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) if not_a_lab(&e) => {
+                return Err(LabError::NotALab {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(database(e)),
         }
         let (format, initial, speed, operator, now): (i64, BuildCol, f64, String, i64) = conn
             .query_row(

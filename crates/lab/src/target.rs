@@ -64,6 +64,12 @@ enum Disposition {
     DiskFull { fault: i64 },
 }
 
+/// A step after its start: what the faults decided, and the server as it was then.
+struct Begun {
+    disposition: Disposition,
+    server: Server,
+}
+
 /// The outcome a transaction hands back: a step result, or a target error after committing
 /// what the attempt changed (a fault that fired, an unreachable period that began).
 type Attempt<T> = Result<T, TargetError>;
@@ -72,6 +78,15 @@ struct Started<P> {
     start: i64,
     duration: i64,
     payload: P,
+}
+
+/// When an operation ran (virtual milliseconds), and whether its end runs in the transaction
+/// that began it (so what `begin` read is still current).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: i64,
+    end: i64,
+    same_transaction: bool,
 }
 
 struct ActiveFault {
@@ -113,7 +128,7 @@ impl LabTarget {
         &self,
         server: &str,
         begin: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<Attempt<(i64, P)>>,
-        end: impl FnOnce(&Transaction<'_>, P, i64, i64, bool) -> rusqlite::Result<Attempt<StepOutcome>>,
+        end: impl FnOnce(&Transaction<'_>, P, Window) -> rusqlite::Result<Attempt<StepOutcome>>,
     ) -> Result<StepOutcome, TargetError> {
         let started = |tx: &Transaction<'_>| -> rusqlite::Result<Attempt<Started<P>>> {
             let start = db::now(tx)?;
@@ -123,10 +138,14 @@ impl LabTarget {
                 payload,
             }))
         };
-        let finish = |tx: &Transaction<'_>, s: Started<P>, same: bool| {
-            let finish_at = s.start.saturating_add(s.duration);
-            let outcome = end(tx, s.payload, s.start, finish_at, same)?;
-            db::advance_to(tx, finish_at)?;
+        let finish = |tx: &Transaction<'_>, s: Started<P>, same_transaction: bool| {
+            let window = Window {
+                start: s.start,
+                end: s.start.saturating_add(s.duration),
+                same_transaction,
+            };
+            let outcome = end(tx, s.payload, window)?;
+            db::advance_to(tx, window.end)?;
             Ok(outcome)
         };
         let speed = self.shared.speed;
@@ -164,19 +183,21 @@ impl LabTarget {
         self.timed(
             call.server,
             |tx, now| begin_step(tx, id, call, has_faults, now),
-            |tx, (disposition, server), start, end, same| {
-                let server = match server {
-                    Some(s) if same => s,
-                    _ => Server::load(tx, id)?,
+            |tx, begun, window| {
+                // After a real-time wait, another process may have changed the server.
+                let server = if window.same_transaction {
+                    begun.server
+                } else {
+                    Server::load(tx, id)?
                 };
                 finish_step(
                     tx,
                     shared,
                     call,
-                    disposition,
+                    begun.disposition,
                     server,
                     installer_hash.as_ref(),
-                    (start, end),
+                    window,
                 )
             },
         )
@@ -211,7 +232,7 @@ impl LabTarget {
                 }
                 Ok(Ok((db::ms(rules::REBOOT_DURATION), ())))
             },
-            |tx, (), start, end, _| {
+            |tx, (), window| {
                 let mut server = Server::load(tx, id)?;
                 let before = server.clone();
                 let was_pending = server.reboot_pending;
@@ -223,7 +244,7 @@ impl LabTarget {
                     s.running = true;
                     s.loaded = server.installed;
                 }
-                settle(tx, &mut server, &before, start, end)?;
+                settle(tx, &mut server, &before, window)?;
                 Ok(Ok(StepOutcome::ok(format!(
                     "{} restarted{}; W3SVC and {} services started on build {}",
                     server.fqdn,
@@ -266,7 +287,7 @@ impl LabTarget {
                 }
                 Ok(Ok((db::ms(duration), ())))
             },
-            |tx, (), start, end, _| {
+            |tx, (), window| {
                 let mut server = Server::load(tx, id)?;
                 let before = server.clone();
                 let mut done = Vec::new();
@@ -306,7 +327,7 @@ impl LabTarget {
                         ));
                     }
                 }
-                settle(tx, &mut server, &before, start, end)?;
+                settle(tx, &mut server, &before, window)?;
                 if done.is_empty() {
                     done.push("nothing to do: W3SVC and every service were running".to_string());
                 }
@@ -417,7 +438,7 @@ fn begin_step(
     call: &StepCall<'_>,
     has_faults: bool,
     now: i64,
-) -> rusqlite::Result<Attempt<(i64, (Disposition, Option<Server>))>> {
+) -> rusqlite::Result<Attempt<(i64, Begun)>> {
     let mut server = Server::load(tx, id)?;
     if let Some(until) = server.unreachable_at(now) {
         return Ok(Err(unreachable(&server, until, now)));
@@ -461,7 +482,13 @@ fn begin_step(
         }
         server.save(tx, &before)?;
     }
-    Ok(Ok((duration, (disposition, Some(server)))))
+    Ok(Ok((
+        duration,
+        Begun {
+            disposition,
+            server,
+        },
+    )))
 }
 
 /// The end of a step: its effect (unless a fault took its place), the server's service
@@ -473,7 +500,7 @@ fn finish_step(
     disposition: Disposition,
     mut server: Server,
     installer_hash: Option<&Result<String, String>>,
-    (start, end): (i64, i64),
+    window: Window,
 ) -> rusqlite::Result<Attempt<StepOutcome>> {
     let before = server.clone();
     let outcome = match disposition {
@@ -500,10 +527,11 @@ fn finish_step(
                  not staged; nothing else changed"
             ),
         }),
+        // Exit 3010 from the installer: the update is applied and a restart is pending.
         Disposition::Exit { .. } => Ok(apply(tx, shared, call, &mut server, installer_hash, true)?),
         Disposition::Run => Ok(apply(tx, shared, call, &mut server, installer_hash, false)?),
     };
-    settle(tx, &mut server, &before, start, end)?;
+    settle(tx, &mut server, &before, window)?;
     Ok(outcome)
 }
 
@@ -513,20 +541,15 @@ fn settle(
     tx: &Transaction<'_>,
     server: &mut Server,
     before: &Server,
-    start: i64,
-    end: i64,
+    window: Window,
 ) -> rusqlite::Result<()> {
     let in_service = server.consistent();
     let changed = in_service != server.in_service;
     server.in_service = in_service;
     server.save(tx, before)?;
     if changed {
-        db::record_transition(
-            tx,
-            server.id,
-            in_service,
-            if in_service { end } else { start },
-        )?;
+        let at = if in_service { window.end } else { window.start };
+        db::record_transition(tx, server.id, in_service, at)?;
     }
     Ok(())
 }
@@ -858,6 +881,13 @@ fn local_instances(tx: &Connection, server: &Server) -> rusqlite::Result<Vec<db:
     db::instances_on(tx, &backend.sql_server_fqdn)
 }
 
+/// The instances whose databases the server's services use: `Test-CsDatabase -LocalService`
+/// checks these whatever the server's role, so a wrong update variant shows up in `verify`.
+fn serving_instances(tx: &Connection, server: &Server) -> rusqlite::Result<Vec<db::Instance>> {
+    let backend = db::instance_by_id(tx, server.backend_id)?;
+    db::instances_on(tx, &backend.sql_server_fqdn)
+}
+
 fn update_local(tx: &Connection, server: &Server) -> rusqlite::Result<StepOutcome> {
     const COMMAND: &str = "Install-CsDatabase -Update -LocalDatabases";
     if server.role != ServerRole::StandardEdition {
@@ -947,7 +977,7 @@ fn verify(
     }
     let instances = match databases {
         DatabaseCheck::None => Vec::new(),
-        DatabaseCheck::Local => local_instances(tx, server)?,
+        DatabaseCheck::Local => serving_instances(tx, server)?,
         DatabaseCheck::Configured(sql_server_fqdn, instance_name) => {
             match db::instance_named(tx, sql_server_fqdn, instance_name)? {
                 Some(instance) => vec![instance],

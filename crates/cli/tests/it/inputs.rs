@@ -161,6 +161,32 @@ fn topology_show_every_project_fixture_as_text_and_json() {
 }
 
 #[test]
+fn a_utf16_export_reads_like_its_utf8_original() {
+    // `Get-CsTopology -AsXml > topology.xml` in Windows PowerShell writes UTF-16 LE with a BOM.
+    let scratch = Scratch::new();
+    let text = std::fs::read_to_string(scratch.path().join("demo-topology.xml")).unwrap();
+    let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
+    let mut utf16 = vec![0xff, 0xfe];
+    for unit in text.replace('\n', "\r\n").encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    std::fs::write(scratch.path().join("utf16.xml"), utf16).unwrap();
+    for format in ["text", "json"] {
+        let original = run_in(
+            scratch.path(),
+            &["topology", "show", "demo-topology.xml", "--format", format],
+        );
+        let exported = run_in(
+            scratch.path(),
+            &["topology", "show", "utf16.xml", "--format", format],
+        );
+        assert_eq!(code(&original), 0, "{}", stderr(&original));
+        assert_eq!(code(&exported), 0, "{}", stderr(&exported));
+        assert_eq!(stdout(&exported), stdout(&original), "{format}");
+    }
+}
+
+#[test]
 fn the_three_formats_of_fabrikam_show_the_same_deployment() {
     for format in ["text", "json"] {
         let outputs: Vec<String> = ["fabrikam.xml", "fabrikam.tbxml", "fabrikam.toml"]
@@ -770,6 +796,8 @@ fn an_injection_attempt_never_reaches_a_command() {
         "bad-injection.tbxml",
         "bad-injection.toml",
     ] {
+        let file = std::fs::read_to_string(common::fixture(name)).expect("fixture");
+        assert!(file.contains("Remove-Item"), "{name} carries a command");
         let path = format!("{FIXTURES}/{name}");
         for format in ["text", "json", "powershell"] {
             let o = sfbpatch(&["plan", &path, "--package", DEMO_PACKAGE, "--format", format]);

@@ -195,6 +195,8 @@ fn init_refuses_an_existing_lab_and_open_needs_one() {
     assert_eq!(err.code(), "SFB-L003");
     std::fs::write(empty.path().join("lab.db"), b"").unwrap();
     assert_eq!(Lab::open(empty.path()).err().unwrap().code(), "SFB-L003");
+    std::fs::write(empty.path().join("lab.db"), [b'x'; 4096]).unwrap();
+    assert_eq!(Lab::open(empty.path()).err().unwrap().code(), "SFB-L003");
 }
 
 #[test]
@@ -359,12 +361,9 @@ fn a_thousand_servers_take_little_time() {
 }
 
 #[test]
-fn tmp_page_size() {
-    let f = fixture();
-    let out = std::process::Command::new("sqlite3")
-        .arg(f.dir().join("lab.db"))
-        .arg("PRAGMA page_size; PRAGMA journal_mode;")
-        .output()
-        .unwrap();
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+fn handles_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Lab>();
+    send_sync::<sfbpatch_lab::LabTarget>();
+    send_sync::<sfbpatch_lab::LabClock>();
 }
