@@ -1,5 +1,6 @@
 //! One integration-test binary for sfbpatch-plan.
 
+mod generated;
 mod json;
 mod manifest;
 mod planner;
