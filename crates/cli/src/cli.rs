@@ -51,6 +51,11 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Show the state of a run, server by server.
     Status(StatusArgs),
+    /// Approve a run's canary wave; `sfbpatch resume` then starts the rest.
+    Approve(ApproveArgs),
+    /// Check rollout policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Break the lease a run holds on a pool (after a crash on another machine, say).
     Unlock(UnlockArgs),
     /// Patch a bundled multi-pool sample in a temporary lab, end to end.
@@ -171,18 +176,78 @@ pub struct StateArg {
 
 #[derive(Debug, Args)]
 pub struct RunOptions {
-    /// Outage budget per server, in minutes.
-    #[arg(long, value_name = "MINUTES", default_value_t = 30.0)]
-    pub outage_budget: f64,
+    /// A rollout policy file (TOML); the flags below win over it. See `sfbpatch policy check`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Outage budget per server, in minutes [default: 30].
+    #[arg(long, value_name = "MINUTES")]
+    pub outage_budget: Option<f64>,
     /// Start servers whose predicted outage exceeds the budget.
     #[arg(long)]
     pub accept_resiliency: bool,
-    /// Failed servers tolerated before no new server starts.
-    #[arg(long, default_value_t = 0)]
-    pub max_failures: u32,
+    /// Servers in their outage window at once [default: 1]. Never two of one back end.
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<u32>,
+    /// Servers in their outage window at once per site.
+    #[arg(long, value_name = "N")]
+    pub max_parallel_per_site: Option<u32>,
+    /// Failed servers tolerated; one more stops the run [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_failures: Option<u32>,
+    /// Failed servers tolerated, as a percentage of the run's servers.
+    #[arg(long, value_name = "PERCENT")]
+    pub max_failure_percent: Option<f64>,
+    /// Skip an isolated failed server and keep going, within the failure budget.
+    #[arg(long)]
+    pub continue_on_failure: bool,
+    /// Canary waves, e.g. 1,5,25% (the rest is the last wave).
+    #[arg(long, value_name = "LIST")]
+    pub waves: Option<String>,
+    /// After the first wave, wait for `sfbpatch approve RUN` and `sfbpatch resume`.
+    #[arg(long)]
+    pub pause_after_canary: bool,
+    /// Daily maintenance window, e.g. 22:00-05:00: a server starts only if it is predicted to
+    /// finish inside it.
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub window: Option<String>,
+    /// The window's time zone (IANA name) [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Which servers go first.
+    #[arg(long, value_enum)]
+    pub order: Option<OrderChoice>,
     /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OrderChoice {
+    /// Plan order.
+    Plan,
+    /// Standard Edition servers first.
+    StandardFirst,
+    /// Enterprise Edition back ends first.
+    EnterpriseFirst,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a rollout policy file and print the policy it gives.
+    Check {
+        file: PathBuf,
+        /// What to print.
+        #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+        format: DataFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The run whose canary wave to approve.
+    pub run: i64,
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Args)]

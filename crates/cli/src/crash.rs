@@ -86,4 +86,10 @@ impl Store for KillAt {
     fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
         self.inner.step_stats(role, exclude)
     }
+    fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {
+        self.inner.host_key(server)
+    }
+    fn pin_host_key(&mut self, server: &str, fingerprint: &str) -> Result<(), StoreError> {
+        self.inner.pin_host_key(server, fingerprint)
+    }
 }

@@ -59,7 +59,9 @@ impl From<sfbpatch_engine::EngineError> for Failure {
         use sfbpatch_engine::EngineError::*;
         let exit = match e {
             Store(_) => Exit::Internal,
-            Leased { .. } | LeaseLost { .. } | NotResumable { .. } => Exit::Refused,
+            Leased { .. } | LeaseLost { .. } | NotResumable { .. } | NothingToApprove { .. } => {
+                Exit::Refused
+            }
         };
         let code = e.code();
         Failure::new(exit, anyhow::anyhow!("{e} [{code}]"))

@@ -7,6 +7,7 @@ mod crash;
 mod exit;
 mod input;
 mod output;
+mod policy;
 mod progress;
 mod summary;
 
@@ -27,6 +28,8 @@ fn main() -> std::process::ExitCode {
         Command::Resume(args) => commands::apply::resume(args, color),
         Command::Status(args) => commands::status::run(args),
         Command::Unlock(args) => commands::status::unlock(args),
+        Command::Approve(args) => commands::status::approve(args),
+        Command::Policy(cmd) => commands::policy::run(cmd),
         Command::Demo(args) => commands::demo::run(args, color),
         Command::Completions { shell } => commands::generated::completions(shell),
         Command::Man => commands::generated::man(),

@@ -162,6 +162,15 @@ pub fn describe(event: &Event) -> Option<String> {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ),
+        Event::AwaitingApproval { run, wave, at } => format!(
+            "{} run {run}: wave {} finished; the next waves wait for `sfbpatch approve {run}`",
+            clock(*at),
+            wave + 1
+        ),
+        Event::WindowClosed { pending, at } => format!(
+            "{} the maintenance window cannot fit another server; {pending} server(s) left for `sfbpatch resume` in the next window",
+            clock(*at)
+        ),
         Event::RunFinished { run, state, at } => {
             format!("{} run {run} {}", clock(*at), state.as_str())
         }

@@ -1,27 +1,30 @@
-//! The dispatcher: walks the plan server by server, step by step, with the journal as the
-//! commit point of everything it does.
+//! The dispatcher. It owns the journal, the observer and the clock, decides which server may
+//! start and which may enter its outage window, and carries out what each server's
+//! [`Executor`] asks for: inline and in time order on a virtual clock (the lab: a
+//! discrete-event simulation, deterministic), on worker threads on a real one.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
-use sfbpatch_plan::{Action, PlannedStep, ServerPlan, StepId};
+use sfbpatch_plan::{ServerPlan, ServerRole};
 
 use crate::event::{Event, Observer};
-use crate::policy::{self, ERROR_SUCCESS_REBOOT_REQUIRED, UNREACHABLE_ATTEMPTS};
-use crate::status::{ServerState, ServerStatus, StepState, fold};
-use crate::store::{
-    AuditEntry, Lease, Record, RunId, RunRecord, RunSpec, RunState, Scope, ServerOutcome,
-    StepResultKind, Store, StoreError,
-};
-use crate::target::{
-    Clock, Millis, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
-};
+use crate::executor::{Call, CallOutput, Cx, Executor, Input, Want};
+use crate::policy::{self, RunPolicy};
+use crate::status::{ServerState, ServerStatus, fold};
+use crate::store::{Lease, Record, RunId, RunRecord, RunSpec, RunState, Scope, Store, StoreError};
+use crate::target::{Clock, Millis, StepRequest, Target, TargetError};
 
 /// How long a lease lives without renewal (wall clock).
 pub const LEASE_TTL: Millis = 10 * 60 * 1000;
 
-/// Output kept in the journal and the audit log, per step.
+/// Output kept in the journal, per step.
 pub const OUTPUT_EXCERPT: usize = 4000;
+
+/// The journal's name for run-level records.
+pub const RUN_SCOPE: &str = "";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -32,10 +35,12 @@ pub enum EngineError {
         lease.run, lease.holder, lease.host, lease.pid, lease.expires_at
     )]
     Leased { pool: String, lease: Lease },
-    #[error("the lease on pool {pool} was taken over by run {by}; stopping before the next step")]
+    #[error("the lease on pool {pool} was taken over by run {by}; stopping")]
     LeaseLost { pool: String, by: RunId },
     #[error("run {run} is {state} and cannot be resumed", state = state.as_str())]
     NotResumable { run: RunId, state: RunState },
+    #[error("run {run} has no wave waiting for approval")]
+    NothingToApprove { run: RunId },
 }
 
 impl EngineError {
@@ -46,6 +51,7 @@ impl EngineError {
             EngineError::Leased { .. } => "SFB-E002",
             EngineError::LeaseLost { .. } => "SFB-E003",
             EngineError::NotResumable { .. } => "SFB-E004",
+            EngineError::NothingToApprove { .. } => "SFB-E005",
         }
     }
 }
@@ -70,19 +76,15 @@ pub struct RunOutcome {
 
 pub struct Engine<'a> {
     pub store: &'a mut dyn Store,
-    pub target: &'a dyn Target,
+    pub target: &'a (dyn Target + Sync),
     /// The target's clock (virtual for the lab).
-    pub clock: &'a dyn Clock,
+    pub clock: &'a (dyn Clock + Sync),
     /// Wall clock, for lease expiry.
     pub wall: &'a dyn Clock,
     pub observer: &'a mut dyn Observer,
     pub identity: Identity,
-    /// Set from outside (Ctrl-C): no new server starts; the current one finishes.
+    /// Set from outside (Ctrl-C): no new server starts; servers in flight finish.
     pub cancel: Option<&'a AtomicBool>,
-}
-
-struct StepFailure {
-    reason: String,
 }
 
 impl<'a> Engine<'a> {
@@ -117,49 +119,63 @@ impl<'a> Engine<'a> {
         self.execute(run, true)
     }
 
-    fn take_leases(&mut self, run: &RunRecord) -> Result<(), EngineError> {
-        let now = self.wall.now();
-        for pool in pools_of(&run.spec) {
-            let lease = Lease {
-                pool: pool.clone(),
-                run: run.id,
-                holder: self.identity.holder.clone(),
-                host: self.identity.host.clone(),
-                pid: self.identity.pid,
-                expires_at: now + LEASE_TTL,
-            };
-            if let Some(held) = self.store.acquire_lease(&lease, now)? {
-                return Err(if held.run == run.id {
-                    EngineError::LeaseLost { pool, by: held.run }
-                } else {
-                    EngineError::Leased { pool, lease: held }
-                });
-            }
+    /// Record the approval of a run's canary wave; `resume` then starts the later waves.
+    pub fn approve(
+        store: &mut dyn Store,
+        id: RunId,
+        by: &str,
+        at: Millis,
+    ) -> Result<(), EngineError> {
+        let run = store.run(id)?;
+        if run.state != RunState::AwaitingApproval {
+            return Err(EngineError::NothingToApprove { run: id });
         }
+        let scope = Scope {
+            run: id,
+            server: RUN_SCOPE,
+            role: ServerRole::EnterpriseBackend,
+        };
+        store.append(
+            at,
+            &scope,
+            &[Record::WaveApproved {
+                wave: 0,
+                by: by.to_string(),
+            }],
+            None,
+        )?;
+        store.set_run_state(id, RunState::Interrupted)?;
         Ok(())
     }
 
-    fn renew_lease(&mut self, run: RunId, pool: &str) -> Result<(), EngineError> {
-        let now = self.wall.now();
-        let lease = Lease {
+    fn lease(&self, run: RunId, pool: &str, now: Millis) -> Lease {
+        Lease {
             pool: pool.to_ascii_lowercase(),
             run,
             holder: self.identity.holder.clone(),
             host: self.identity.host.clone(),
             pid: self.identity.pid,
             expires_at: now + LEASE_TTL,
-        };
-        match self.store.acquire_lease(&lease, now)? {
-            None => Ok(()),
-            Some(held) => Err(EngineError::LeaseLost {
-                pool: pool.to_string(),
-                by: held.run,
-            }),
         }
     }
 
+    fn take_leases(&mut self, run: &RunRecord, initial: bool) -> Result<(), EngineError> {
+        let now = self.wall.now();
+        for pool in pools_of(&run.spec) {
+            let lease = self.lease(run.id, &pool, now);
+            if let Some(held) = self.store.acquire_lease(&lease, now)? {
+                return Err(if initial {
+                    EngineError::Leased { pool, lease: held }
+                } else {
+                    EngineError::LeaseLost { pool, by: held.run }
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn execute(&mut self, run: RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
-        if let Err(e) = self.take_leases(&run) {
+        if let Err(e) = self.take_leases(&run, true) {
             if !resumed {
                 self.store.set_run_state(run.id, RunState::Failed)?;
             }
@@ -171,42 +187,69 @@ impl<'a> Engine<'a> {
         result
     }
 
+    /// Predicted outage and predicted total duration for a role: earlier runs' mean step
+    /// durations, the defaults where no run measured a step.
+    pub fn predict(
+        &self,
+        run: &RunRecord,
+        plan: &ServerPlan,
+    ) -> Result<(Millis, Millis), EngineError> {
+        let stats = self.store.step_stats(plan.role, run.id)?;
+        let mut outage = 0;
+        let mut total = 0;
+        for s in &plan.steps {
+            let d = stats
+                .iter()
+                .find(|st| st.step == s.id && st.samples > 0)
+                .map_or_else(|| policy::default_duration(s.id), |st| st.mean_ms);
+            total += d;
+            if s.in_outage {
+                outage += d;
+            }
+        }
+        Ok((outage, total))
+    }
+
     fn drive(&mut self, run: &RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
         let servers = &run.spec.plan.servers;
         let journal = self.store.journal(run.id)?;
-        let mut statuses = fold(servers, &journal);
+        let statuses = fold(servers, &journal);
+        let approved = journal
+            .iter()
+            .any(|e| matches!(e.record, Record::WaveApproved { wave: 0, .. }));
         self.observer.on_event(&Event::RunStarted {
             run: run.id,
             servers: servers.len(),
             resumed,
             at: self.clock.now(),
         });
-
-        let mut interrupted = false;
-        for i in 0..servers.len() {
-            if statuses[i].is_finished() {
-                continue;
+        let mut predictions = HashMap::new();
+        for plan in servers {
+            if let std::collections::hash_map::Entry::Vacant(e) = predictions.entry(plan.role) {
+                e.insert(self.predict(run, plan)?);
             }
-            // A server already started is always carried to its end: none is abandoned
-            // mid-outage. Budgets and interrupts only keep new servers from starting.
-            if statuses[i].state == ServerState::Pending {
-                let failed = statuses
-                    .iter()
-                    .filter(|s| s.state == ServerState::Failed)
-                    .count();
-                if failed > run.spec.policy.max_failures as usize {
-                    break;
-                }
-                if self.cancelled() {
-                    interrupted = true;
-                    break;
-                }
-            }
-            self.run_server(run, &servers[i], &mut statuses[i])?;
         }
-        let state = final_state(&statuses, interrupted);
+        let mut d = Dispatch::new(run, statuses, predictions, approved);
+        let result = if self.clock.is_virtual() {
+            self.run_virtual(run, &mut d)
+        } else {
+            self.run_real(run, &mut d)
+        };
+        result?;
+        let state = d.final_state(self.cancelled());
         self.store.set_run_state(run.id, state)?;
-        let at = self.clock.now();
+        let at = d.end.max(self.clock.now());
+        if self.clock.is_virtual() {
+            // Leave the world's clock at the end of the last operation.
+            self.clock.set(at);
+        }
+        if state == RunState::AwaitingApproval {
+            self.observer.on_event(&Event::AwaitingApproval {
+                run: run.id,
+                wave: 0,
+                at,
+            });
+        }
         self.observer.on_event(&Event::RunFinished {
             run: run.id,
             state,
@@ -215,7 +258,7 @@ impl<'a> Engine<'a> {
         Ok(RunOutcome {
             run: run.id,
             state,
-            servers: statuses,
+            servers: d.into_statuses(),
             finished_at: at,
         })
     }
@@ -224,36 +267,66 @@ impl<'a> Engine<'a> {
         self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
     }
 
-    /// Append records for one server, fold them into its status, optionally with an audit line.
-    fn record(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        status: &mut ServerStatus,
-        records: &[Record],
-        audit: Option<&AuditEntry>,
-    ) -> Result<Millis, EngineError> {
-        let at = self.clock.now();
-        let scope = Scope {
-            run: run.id,
-            server: plan.fqdn.as_str(),
-            role: plan.role,
-        };
-        self.store.append(at, &scope, records, audit)?;
-        for r in records {
-            status.apply(at, r);
+    fn renew_leases(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
+        let now = self.wall.now();
+        if now.saturating_sub(d.renewed_at) >= LEASE_TTL / 3 {
+            self.take_leases(run, false)?;
+            d.renewed_at = now;
         }
-        Ok(at)
+        Ok(())
     }
 
-    fn request<'r>(
-        &self,
-        run: &'r RunRecord,
-        plan: &'r ServerPlan,
-        step: &'r PlannedStep,
+    /// Feed `input` to executor `idx` at time `now` and carry out what it wants. Returns a
+    /// target call to make, if any.
+    fn step_executor(
+        &mut self,
+        run: &RunRecord,
+        d: &mut Dispatch<'_>,
+        idx: usize,
+        input: Input,
+        now: Millis,
+    ) -> Result<Option<(Call, usize, u32)>, EngineError> {
+        let was_in_outage = d.execs[idx].as_ref().is_some_and(|e| e.status.in_outage());
+        let want = {
+            let exec = d.execs[idx].as_mut().expect("active executor");
+            let mut cx = Cx {
+                store: &mut *self.store,
+                observer: &mut *self.observer,
+                run,
+                now,
+            };
+            exec.next(&mut cx, input)?
+        };
+        d.end = d.end.max(now);
+        let exec = d.execs[idx].as_ref().expect("active executor");
+        if was_in_outage && !exec.status.in_outage() {
+            d.release_slot(idx);
+        }
+        let mut call = None;
+        match want {
+            Want::Call {
+                call: c,
+                step,
+                attempt,
+            } => call = Some((c, step, attempt)),
+            Want::Wait(wait) => d.schedule(now + wait, idx, Input::Waited),
+            Want::OutageSlot => d.waiting.push(idx),
+            Want::Done => d.finished(idx, &run.spec.policy),
+        }
+        d.grant_slots(now);
+        Ok(call)
+    }
+
+    fn call_target(
+        target: &(dyn Target + Sync),
+        run: &RunRecord,
+        plan: &ServerPlan,
+        call: Call,
+        step: usize,
         attempt: u32,
-    ) -> StepRequest<'r> {
-        StepRequest {
+    ) -> Result<CallOutput, TargetError> {
+        let step = &plan.steps[step];
+        let req = StepRequest {
             run_id: run.id,
             server: plan,
             step,
@@ -261,563 +334,494 @@ impl<'a> Engine<'a> {
             operator: &run.spec.operator,
             attempt,
             timeout: policy::retry_rule(step.id).timeout,
+        };
+        match call {
+            Call::Execute => target.execute(&req).map(CallOutput::Outcome),
+            Call::Probe => target.probe(&req).map(CallOutput::Probe),
+            Call::Reboot => target.reboot(&req).map(CallOutput::Outcome),
+            Call::Recover => target.recover(&req).map(CallOutput::Outcome),
         }
     }
 
-    /// Predicted outage for a server: earlier runs' mean durations for its role, the defaults
-    /// where no run measured a step.
-    pub fn predict_outage(
-        &self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-    ) -> Result<Millis, EngineError> {
-        let stats = self.store.step_stats(plan.role, run.id)?;
-        Ok(plan
-            .steps
-            .iter()
-            .filter(|s| s.in_outage)
-            .map(|s| {
-                stats
-                    .iter()
-                    .find(|st| st.step == s.id && st.samples > 0)
-                    .map_or_else(|| policy::default_duration(s.id), |st| st.mean_ms)
-            })
-            .sum())
-    }
-
-    fn run_server(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        status: &mut ServerStatus,
-    ) -> Result<(), EngineError> {
-        let pool = plan.pool.to_string();
-        if status.state == ServerState::Pending {
-            let predicted = self.predict_outage(run, plan)?;
-            let budget = run.spec.policy.outage_budget_ms;
-            if predicted > budget && !run.spec.policy.accept_resiliency {
-                let reason = format!(
-                    "predicted outage {} exceeds the outage budget {}; users of pool {pool} would go into resiliency mode (pass --accept-resiliency to start it anyway)",
-                    minutes(predicted),
-                    minutes(budget)
-                );
-                return self.finish(run, plan, status, ServerOutcome::Skipped, Some(reason));
+    /// Simulated time: one operation at a time, always the earliest, so the world sees every
+    /// operation at its own time and a run repeats exactly.
+    fn run_virtual(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
+        let mut now = self.clock.now();
+        d.end = now;
+        loop {
+            self.renew_leases(run, d)?;
+            if !self.cancelled() {
+                d.admit(now, &mut *self.observer);
+            } else {
+                d.stopping
+                    .get_or_insert_with(|| "the run was interrupted".into());
             }
-            let at = self.record(
-                run,
-                plan,
-                status,
-                &[Record::ServerStarted {
-                    predicted_outage_ms: predicted,
-                }],
-                None,
-            )?;
-            self.observer.on_event(&Event::ServerStarted {
-                server: plan.fqdn.to_string(),
-                pool: pool.clone(),
-                predicted_outage_ms: predicted,
-                at,
-            });
-        }
-
-        for step in &plan.steps {
-            if status.step(step.id).state == StepState::Succeeded {
+            let Some((t, idx, input)) = d.pop() else {
+                break;
+            };
+            now = t;
+            if idx == WAKE {
+                d.dirty = true;
                 continue;
             }
-            self.renew_lease(run.id, &pool)?;
-            if let Err(failure) = self.run_step(run, plan, step, status)? {
-                if status.in_outage() {
-                    self.recover(run, plan, step, status)?;
+            self.clock.set(now);
+            if let Some((call, step, attempt)) = self.step_executor(run, d, idx, input, now)? {
+                let plan = &run.spec.plan.servers[idx];
+                let result = Self::call_target(self.target, run, plan, call, step, attempt);
+                let after = self.clock.now().max(now);
+                d.schedule(after, idx, Input::Called(result));
+            }
+        }
+        Ok(())
+    }
+
+    /// Real time: target calls on worker threads; the dispatcher keeps the journal.
+    fn run_real(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
+        let target = self.target;
+        std::thread::scope(|scope| -> Result<(), EngineError> {
+            let (tx, rx) = mpsc::channel::<(usize, Result<CallOutput, TargetError>)>();
+            let mut in_calls = 0usize;
+            loop {
+                self.renew_leases(run, d)?;
+                let now = self.clock.now();
+                if !self.cancelled() {
+                    d.admit(now, &mut *self.observer);
+                } else {
+                    d.stopping
+                        .get_or_insert_with(|| "the run was interrupted".into());
                 }
-                return self.finish(
-                    run,
-                    plan,
-                    status,
-                    ServerOutcome::Failed,
-                    Some(failure.reason),
-                );
-            }
-            self.check_budget(run, plan, status)?;
-        }
-        self.finish(run, plan, status, ServerOutcome::Succeeded, None)
-    }
-
-    fn finish(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        status: &mut ServerStatus,
-        outcome: ServerOutcome,
-        reason: Option<String>,
-    ) -> Result<(), EngineError> {
-        let at = self.record(
-            run,
-            plan,
-            status,
-            &[Record::ServerFinished {
-                outcome,
-                reason: reason.clone(),
-            }],
-            None,
-        )?;
-        self.observer.on_event(&Event::ServerFinished {
-            server: plan.fqdn.to_string(),
-            pool: plan.pool.to_string(),
-            outcome,
-            reason,
-            outage_ms: status.outage_ms(at),
-            at,
-        });
-        Ok(())
-    }
-
-    fn check_budget(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        status: &mut ServerStatus,
-    ) -> Result<(), EngineError> {
-        let budget = run.spec.policy.outage_budget_ms;
-        let now = self.clock.now();
-        if status.in_outage() && !status.budget_exceeded {
-            let elapsed = status.outage_ms(now).unwrap_or(0);
-            if elapsed > budget {
-                let at = self.record(
-                    run,
-                    plan,
-                    status,
-                    &[Record::OutageBudgetExceeded { budget_ms: budget }],
-                    None,
-                )?;
-                self.observer.on_event(&Event::OutageBudgetExceeded {
-                    server: plan.fqdn.to_string(),
-                    pool: plan.pool.to_string(),
-                    budget_ms: budget,
-                    elapsed_ms: elapsed,
-                    at,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn recover(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        step: &PlannedStep,
-        status: &mut ServerStatus,
-    ) -> Result<(), EngineError> {
-        let req = self.request(run, plan, step, 0);
-        let output = match self.target.recover(&req) {
-            Ok(o) => o.output,
-            Err(e) => format!("recovery could not run: {e}"),
-        };
-        let at = self.record(
-            run,
-            plan,
-            status,
-            &[Record::Recovered {
-                output: excerpt(&output),
-            }],
-            None,
-        )?;
-        self.observer.on_event(&Event::Recovered {
-            server: plan.fqdn.to_string(),
-            output,
-            at,
-        });
-        if let Some(duration_ms) = status.outage_ms(at) {
-            self.observer.on_event(&Event::OutageEnded {
-                server: plan.fqdn.to_string(),
-                pool: plan.pool.to_string(),
-                duration_ms,
-                at,
-            });
-        }
-        Ok(())
-    }
-
-    /// Carry one step to success or failure. The outer `Result` is for engine errors (the
-    /// store), the inner one for the step.
-    fn run_step(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        step: &PlannedStep,
-        status: &mut ServerStatus,
-    ) -> Result<Result<(), StepFailure>, EngineError> {
-        let rule = policy::retry_rule(step.id);
-        let mut attempt = status.step(step.id).attempts;
-
-        // Interrupted before: the journal does not know the outcome, the server does.
-        if matches!(
-            status.step(step.id).state,
-            StepState::Running | StepState::Unknown
-        ) {
-            match self.probe_until_reachable(run, plan, step, status, attempt)? {
-                Ok(true) => return Ok(Ok(())),
-                Ok(false) => {}
-                Err(failure) => return Ok(Err(failure)),
-            }
-        }
-
-        if let Action::DatabasesUpdatedBy { server } = &step.action {
-            let output = format!(
-                "databases of {} are updated once, by {server}, after every node has the update",
-                plan.sql_server_fqdn
-            );
-            attempt += 1;
-            self.record(
-                run,
-                plan,
-                status,
-                &[
-                    Record::StepIntent {
-                        step: step.id,
-                        attempt,
-                        command: None,
-                    },
-                    Record::StepResult {
-                        step: step.id,
-                        attempt,
-                        result: StepResultKind::Succeeded,
-                        exit_code: None,
-                        output,
-                        duration_ms: 0,
-                    },
-                ],
-                None,
-            )?;
-            return Ok(Ok(()));
-        }
-
-        loop {
-            attempt += 1;
-            // The installer runs once per server: whatever the journal says, if the server
-            // already has the build, it is not run again.
-            if step.id == StepId::InstallUpdate {
-                let req = self.request(run, plan, step, attempt);
-                if let Ok(probe) = self.target.probe(&req)
-                    && probe.verdict == ProbeVerdict::Done
-                {
-                    self.record_probe(run, plan, status, step, &probe)?;
-                    return Ok(Ok(()));
-                }
-            }
-            if step.id == StepId::StopCsServices && status.outage_started_at.is_none() {
-                self.observer.on_event(&Event::OutageStarted {
-                    server: plan.fqdn.to_string(),
-                    pool: plan.pool.to_string(),
-                    at: self.clock.now(),
-                });
-            }
-            let started = self.record(
-                run,
-                plan,
-                status,
-                &[Record::StepIntent {
-                    step: step.id,
-                    attempt,
-                    command: step.command.clone(),
-                }],
-                None,
-            )?;
-            self.observer.on_event(&Event::StepStarted {
-                server: plan.fqdn.to_string(),
-                step: step.id,
-                attempt,
-                command: step.command.clone(),
-                at: started,
-            });
-            let req = self.request(run, plan, step, attempt);
-            let result = self.target.execute(&req);
-            let duration = self.clock.now().saturating_sub(started);
-            match result {
-                Ok(outcome) => {
-                    let reboot = step.id == StepId::InstallUpdate
-                        && outcome.exit_code == ERROR_SUCCESS_REBOOT_REQUIRED;
-                    let ok = outcome.exit_code == 0 || reboot;
-                    self.record_result(run, plan, status, step, attempt, &outcome, ok, duration)?;
-                    if ok {
-                        if reboot {
-                            return self.reboot(run, plan, step, status, attempt);
-                        }
-                        if step.id == StepId::StartCsServices {
-                            self.observer.on_event(&Event::OutageEnded {
-                                server: plan.fqdn.to_string(),
-                                pool: plan.pool.to_string(),
-                                duration_ms: status.outage_ms(self.clock.now()).unwrap_or(0),
-                                at: self.clock.now(),
-                            });
-                        }
-                        return Ok(Ok(()));
-                    }
-                    let code = outcome.exit_code;
-                    if rule.retries_exit(code) && attempt < rule.max_attempts {
-                        self.wait_retry(plan, step, attempt, format!("exit code {code}"));
+                // Everything due now.
+                if let Some((t, idx, input)) = d.pop_due(now) {
+                    let _ = t;
+                    if idx == WAKE {
+                        d.dirty = true;
                         continue;
                     }
-                    return Ok(Err(StepFailure {
-                        reason: format!(
-                            "{} exited with code {code}{}: {}",
-                            step.id,
-                            if attempt > 1 {
-                                format!(" after {attempt} attempts")
-                            } else {
-                                String::new()
-                            },
-                            last_line(&outcome.output)
-                        ),
-                    }));
+                    if let Some((call, step, attempt)) =
+                        self.step_executor(run, d, idx, input, now)?
+                    {
+                        let plan = &run.spec.plan.servers[idx];
+                        let tx = tx.clone();
+                        in_calls += 1;
+                        scope.spawn(move || {
+                            let result = Self::call_target(target, run, plan, call, step, attempt);
+                            let _ = tx.send((idx, result));
+                        });
+                    }
+                    continue;
                 }
-                Err(e) if e.outcome_unknown() => {
-                    let message = e.to_string();
-                    self.record(
-                        run,
-                        plan,
-                        status,
-                        &[Record::StepResult {
-                            step: step.id,
-                            attempt,
-                            result: StepResultKind::Unknown,
-                            exit_code: None,
-                            output: message.clone(),
-                            duration_ms: duration,
-                        }],
-                        Some(&self.audit(run, plan, step, None, &message)),
-                    )?;
-                    self.observer.on_event(&Event::StepFinished {
-                        server: plan.fqdn.to_string(),
-                        step: step.id,
-                        attempt,
-                        exit_code: None,
-                        succeeded: false,
-                        duration_ms: duration,
-                        at: self.clock.now(),
+                if in_calls == 0 && d.queue.is_empty() {
+                    break;
+                }
+                let timeout = d
+                    .next_time()
+                    .map_or(std::time::Duration::from_secs(1), |t| {
+                        std::time::Duration::from_millis(t.saturating_sub(now).min(1000))
                     });
-                    let limit = if matches!(e, TargetError::Unreachable { .. }) {
-                        UNREACHABLE_ATTEMPTS
-                    } else {
-                        rule.max_attempts.max(2)
-                    };
-                    self.wait_retry(plan, step, attempt, message.clone());
-                    match self.probe_until_reachable(run, plan, step, status, attempt)? {
-                        Ok(true) => return Ok(Ok(())),
-                        Ok(false) if attempt < limit => continue,
-                        Ok(false) => {
-                            return Ok(Err(StepFailure {
-                                reason: format!(
-                                    "{} failed after {attempt} attempts: {message}",
-                                    step.id
-                                ),
-                            }));
-                        }
-                        Err(failure) => return Ok(Err(failure)),
+                match rx.recv_timeout(timeout) {
+                    Ok((idx, result)) => {
+                        in_calls -= 1;
+                        d.schedule(self.clock.now(), idx, Input::Called(result));
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        unreachable!("the dispatcher holds a sender")
                     }
                 }
-                Err(e) => {
-                    let message = e.to_string();
-                    self.record(
-                        run,
-                        plan,
-                        status,
-                        &[Record::StepResult {
-                            step: step.id,
-                            attempt,
-                            result: StepResultKind::Failed,
-                            exit_code: None,
-                            output: message.clone(),
-                            duration_ms: duration,
-                        }],
-                        Some(&self.audit(run, plan, step, None, &message)),
-                    )?;
-                    return Ok(Err(StepFailure { reason: message }));
-                }
             }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record_result(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        status: &mut ServerStatus,
-        step: &PlannedStep,
-        attempt: u32,
-        outcome: &StepOutcome,
-        ok: bool,
-        duration: Millis,
-    ) -> Result<(), EngineError> {
-        let output = excerpt(&outcome.output);
-        let audit = self.audit(run, plan, step, Some(outcome.exit_code), &output);
-        let at = self.record(
-            run,
-            plan,
-            status,
-            &[Record::StepResult {
-                step: step.id,
-                attempt,
-                result: if ok {
-                    StepResultKind::Succeeded
-                } else {
-                    StepResultKind::Failed
-                },
-                exit_code: Some(outcome.exit_code),
-                output,
-                duration_ms: duration,
-            }],
-            Some(&audit),
-        )?;
-        self.observer.on_event(&Event::StepFinished {
-            server: plan.fqdn.to_string(),
-            step: step.id,
-            attempt,
-            exit_code: Some(outcome.exit_code),
-            succeeded: ok,
-            duration_ms: duration,
-            at,
-        });
-        Ok(())
-    }
-
-    fn record_probe(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        status: &mut ServerStatus,
-        step: &PlannedStep,
-        probe: &Probe,
-    ) -> Result<(), EngineError> {
-        let done = probe.verdict == ProbeVerdict::Done;
-        let at = self.record(
-            run,
-            plan,
-            status,
-            &[Record::StepProbed {
-                step: step.id,
-                done,
-                facts: excerpt(&probe.facts),
-            }],
-            None,
-        )?;
-        self.observer.on_event(&Event::StepProbed {
-            server: plan.fqdn.to_string(),
-            step: step.id,
-            done,
-            at,
-        });
-        Ok(())
-    }
-
-    /// Probe a step whose outcome is unknown, waiting while the server is unreachable.
-    /// `Ok(true)`: done; `Ok(false)`: not done, may run.
-    fn probe_until_reachable(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        step: &PlannedStep,
-        status: &mut ServerStatus,
-        attempt: u32,
-    ) -> Result<Result<bool, StepFailure>, EngineError> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let req = self.request(run, plan, step, attempt);
-            match self.target.probe(&req) {
-                Ok(probe) => {
-                    self.record_probe(run, plan, status, step, &probe)?;
-                    return Ok(Ok(probe.verdict == ProbeVerdict::Done));
-                }
-                Err(e) if e.outcome_unknown() && tries < UNREACHABLE_ATTEMPTS => {
-                    self.wait_retry(plan, step, tries, e.to_string());
-                }
-                Err(e) => {
-                    return Ok(Err(StepFailure {
-                        reason: format!(
-                            "the outcome of {} is unknown and the server could not be probed: {e}",
-                            step.id
-                        ),
-                    }));
-                }
-            }
-        }
-    }
-
-    fn reboot(
-        &mut self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        step: &PlannedStep,
-        status: &mut ServerStatus,
-        attempt: u32,
-    ) -> Result<Result<(), StepFailure>, EngineError> {
-        let req = self.request(run, plan, step, attempt);
-        match self.target.reboot(&req) {
-            Ok(outcome) => {
-                let at = self.record(
-                    run,
-                    plan,
-                    status,
-                    &[Record::Rebooted {
-                        output: excerpt(&outcome.output),
-                    }],
-                    Some(&self.audit(run, plan, step, Some(outcome.exit_code), "Restart-Computer")),
-                )?;
-                self.observer.on_event(&Event::Rebooted {
-                    server: plan.fqdn.to_string(),
-                    at,
-                });
-                Ok(Ok(()))
-            }
-            Err(e) => Ok(Err(StepFailure {
-                reason: format!("the reboot the installer asked for failed: {e}"),
-            })),
-        }
-    }
-
-    fn wait_retry(&mut self, plan: &ServerPlan, step: &PlannedStep, attempt: u32, reason: String) {
-        let wait = policy::backoff(attempt, plan.fqdn.as_str());
-        self.observer.on_event(&Event::StepRetrying {
-            server: plan.fqdn.to_string(),
-            step: step.id,
-            attempt: attempt + 1,
-            wait_ms: wait,
-            reason,
-        });
-        self.clock.sleep(wait);
-    }
-
-    fn audit(
-        &self,
-        run: &RunRecord,
-        plan: &ServerPlan,
-        step: &PlannedStep,
-        exit_code: Option<i32>,
-        output: &str,
-    ) -> AuditEntry {
-        AuditEntry {
-            run: run.id,
-            at: self.clock.now(),
-            operator: run.spec.operator.clone(),
-            server: plan.fqdn.to_string(),
-            step: step.id.to_string(),
-            command: step.command.clone(),
-            exit_code,
-            output_excerpt: excerpt_short(output),
-        }
+            Ok(())
+        })
     }
 }
 
-fn final_state(statuses: &[ServerStatus], interrupted: bool) -> RunState {
-    if interrupted {
-        return RunState::Interrupted;
+/// An event index that only wakes the dispatcher (a maintenance window opening).
+const WAKE: usize = usize::MAX;
+
+/// The dispatcher's bookkeeping: who runs, who waits, what holds which slot.
+struct Dispatch<'r> {
+    run: &'r RunRecord,
+    statuses: Vec<Option<ServerStatus>>,
+    execs: Vec<Option<Executor<'r>>>,
+    predictions: HashMap<ServerRole, (Millis, Millis)>,
+    /// Server indices in policy order, split into waves.
+    waves: Vec<Vec<usize>>,
+    wave: usize,
+    /// Per wave, servers not finished yet; per server, its wave.
+    wave_left: Vec<usize>,
+    wave_of: Vec<usize>,
+    /// Per wave, where to look for the next server to start.
+    cursor: usize,
+    /// Something changed that may let a server start.
+    dirty: bool,
+    approved: bool,
+    queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
+    inputs: HashMap<(u64, usize), Input>,
+    seq: u64,
+    /// Executors waiting for an outage slot, in the order they asked.
+    waiting: Vec<usize>,
+    in_outage: BTreeSet<usize>,
+    active: BTreeSet<usize>,
+    /// Back ends with a server in flight.
+    busy_backends: BTreeSet<String>,
+    failed: usize,
+    stopping: Option<String>,
+    window_closed: bool,
+    awaiting_approval: bool,
+    renewed_at: Millis,
+    end: Millis,
+}
+
+impl<'r> Dispatch<'r> {
+    fn new(
+        run: &'r RunRecord,
+        statuses: Vec<ServerStatus>,
+        predictions: HashMap<ServerRole, (Millis, Millis)>,
+        approved: bool,
+    ) -> Self {
+        let servers = &run.spec.plan.servers;
+        let policy = &run.spec.policy;
+        let mut order: Vec<usize> = (0..servers.len()).collect();
+        order.sort_by_key(|&i| {
+            let role = servers[i].role;
+            (
+                policy
+                    .order
+                    .iter()
+                    .position(|r| *r == role)
+                    .unwrap_or(policy.order.len()),
+                i,
+            )
+        });
+        let mut waves = Vec::new();
+        let mut rest = &order[..];
+        for size in &policy.waves {
+            let n = size.of(servers.len()).max(1).min(rest.len());
+            if n == 0 {
+                break;
+            }
+            waves.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        if !rest.is_empty() {
+            waves.push(rest.to_vec());
+        }
+        let failed = statuses
+            .iter()
+            .filter(|s| s.state == ServerState::Failed)
+            .count();
+        let mut wave_of = vec![0; servers.len()];
+        let mut wave_left = vec![0; waves.len()];
+        for (w, members) in waves.iter().enumerate() {
+            for &i in members {
+                wave_of[i] = w;
+                if !statuses[i].is_finished() {
+                    wave_left[w] += 1;
+                }
+            }
+        }
+        Dispatch {
+            wave_left,
+            wave_of,
+            cursor: 0,
+            dirty: true,
+            run,
+            execs: (0..servers.len()).map(|_| None).collect(),
+            statuses: statuses.into_iter().map(Some).collect(),
+            predictions,
+            waves,
+            wave: 0,
+            approved,
+            queue: BinaryHeap::new(),
+            inputs: HashMap::new(),
+            seq: 0,
+            waiting: Vec::new(),
+            in_outage: BTreeSet::new(),
+            active: BTreeSet::new(),
+            busy_backends: BTreeSet::new(),
+            failed,
+            stopping: None,
+            window_closed: false,
+            awaiting_approval: false,
+            renewed_at: 0,
+            end: 0,
+        }
     }
-    if statuses.iter().all(|s| s.state == ServerState::Succeeded) {
-        RunState::Succeeded
-    } else {
-        RunState::Failed
+
+    fn schedule(&mut self, at: Millis, idx: usize, input: Input) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, idx)));
+        self.inputs.insert((self.seq, idx), input);
+    }
+
+    fn take(&mut self, entry: (Millis, u64, usize)) -> (Millis, usize, Input) {
+        let (t, seq, idx) = entry;
+        let input = self.inputs.remove(&(seq, idx)).unwrap_or(Input::Waited);
+        (t, idx, input)
+    }
+
+    fn pop(&mut self) -> Option<(Millis, usize, Input)> {
+        let Reverse(entry) = self.queue.pop()?;
+        Some(self.take(entry))
+    }
+
+    fn pop_due(&mut self, now: Millis) -> Option<(Millis, usize, Input)> {
+        match self.queue.peek() {
+            Some(Reverse((t, _, _))) if *t <= now => self.pop(),
+            _ => None,
+        }
+    }
+
+    fn next_time(&self) -> Option<Millis> {
+        self.queue.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    fn policy(&self) -> &'r RunPolicy {
+        &self.run.spec.policy
+    }
+
+    fn plan(&self, idx: usize) -> &'r ServerPlan {
+        &self.run.spec.plan.servers[idx]
+    }
+
+    /// Start what may start at `now`.
+    fn admit(&mut self, now: Millis, observer: &mut dyn Observer) {
+        if !std::mem::take(&mut self.dirty)
+            || self.stopping.is_some()
+            || self.awaiting_approval
+            || self.window_closed
+        {
+            return;
+        }
+        // Servers already started in an earlier process go first, whatever the limits.
+        for idx in 0..self.statuses.len() {
+            if self.statuses[idx]
+                .as_ref()
+                .is_some_and(|s| s.state == ServerState::Running)
+            {
+                self.start(idx, now);
+            }
+        }
+        while self.wave < self.waves.len() && self.wave_left[self.wave] == 0 {
+            if self.wave == 0
+                && self.waves.len() > 1
+                && self.policy().pause_after_canary
+                && !self.approved
+            {
+                self.awaiting_approval = true;
+                return;
+            }
+            self.wave += 1;
+            self.cursor = 0;
+        }
+        if self.wave >= self.waves.len() {
+            return;
+        }
+        let policy = self.policy();
+        let limit = (policy.max_parallel.max(1) as usize) * 2;
+        let site_limit = policy.max_parallel_per_site.map(|n| n.max(1) as usize * 2);
+        let wave_len = self.waves[self.wave].len();
+        let mut next_window: Option<Millis> = None;
+        let mut k = self.cursor;
+        let mut all_started_before_k = true;
+        while k < wave_len && self.active.len() < limit {
+            let idx = self.waves[self.wave][k];
+            k += 1;
+            let pending = self.statuses[idx]
+                .as_ref()
+                .is_some_and(|s| s.state == ServerState::Pending);
+            if !pending {
+                if all_started_before_k {
+                    self.cursor = k;
+                }
+                continue;
+            }
+            let plan = self.plan(idx);
+            if self.busy_backends.contains(&plan.sql_server_fqdn.key()) {
+                all_started_before_k = false;
+                continue;
+            }
+            if let Some(site_limit) = site_limit {
+                let on_site = self
+                    .active
+                    .iter()
+                    .filter(|&&a| self.plan(a).site == plan.site)
+                    .count();
+                if on_site >= site_limit {
+                    all_started_before_k = false;
+                    continue;
+                }
+            }
+            if !policy.windows.is_empty() {
+                let (_, total) = self.predictions[&plan.role];
+                let fits = policy
+                    .windows
+                    .iter()
+                    .any(|w| w.opens_at <= now && now + total <= w.closes_at);
+                if !fits {
+                    all_started_before_k = false;
+                    let later = policy
+                        .windows
+                        .iter()
+                        .filter(|w| w.opens_at > now && w.opens_at + total <= w.closes_at)
+                        .map(|w| w.opens_at)
+                        .min();
+                    match later {
+                        Some(at) => {
+                            next_window = Some(next_window.map_or(at, |n: Millis| n.min(at)))
+                        }
+                        None if self.active.is_empty() => {
+                            self.window_closed = true;
+                            let pending = self
+                                .statuses
+                                .iter()
+                                .flatten()
+                                .filter(|s| s.state == ServerState::Pending)
+                                .count();
+                            observer.on_event(&Event::WindowClosed { pending, at: now });
+                            return;
+                        }
+                        None => {}
+                    }
+                    continue;
+                }
+            }
+            self.start(idx, now);
+            if all_started_before_k {
+                self.cursor = k;
+            }
+        }
+        if let Some(at) = next_window
+            && self.active.is_empty()
+        {
+            self.schedule(at, WAKE, Input::Waited);
+        }
+    }
+
+    fn start(&mut self, idx: usize, now: Millis) {
+        let Some(status) = self.statuses[idx].take() else {
+            return;
+        };
+        let plan = self.plan(idx);
+        let (outage, _) = self.predictions[&plan.role];
+        let in_outage = status.in_outage();
+        self.execs[idx] = Some(Executor::new(plan, status, outage));
+        self.active.insert(idx);
+        self.busy_backends.insert(plan.sql_server_fqdn.key());
+        if in_outage {
+            // Resumed inside its outage window: it holds its slot.
+            self.in_outage.insert(idx);
+        }
+        self.schedule(now, idx, Input::Start);
+    }
+
+    fn finished(&mut self, idx: usize, policy: &RunPolicy) {
+        self.dirty = true;
+        self.wave_left[self.wave_of[idx]] -= 1;
+        self.active.remove(&idx);
+        self.release_slot(idx);
+        self.busy_backends
+            .remove(&self.plan(idx).sql_server_fqdn.key());
+        let exec = self.execs[idx].as_ref().expect("finished executor");
+        if exec.status.state == ServerState::Failed {
+            self.failed += 1;
+            let total = self.run.spec.plan.servers.len();
+            if policy.failure_budget_exceeded(self.failed, total) && self.stopping.is_none() {
+                let reason = format!(
+                    "the failure budget is spent ({} of {total} servers failed)",
+                    self.failed
+                );
+                self.stopping = Some(reason.clone());
+                for &a in &self.active {
+                    if let Some(e) = self.execs[a].as_mut() {
+                        e.abort = Some(reason.clone());
+                    }
+                }
+                // Servers waiting for a slot stop where they are.
+                for w in std::mem::take(&mut self.waiting) {
+                    let at = self.end;
+                    self.schedule(at, w, Input::Waited);
+                }
+            }
+        }
+    }
+
+    fn release_slot(&mut self, idx: usize) {
+        self.in_outage.remove(&idx);
+    }
+
+    /// Grant outage slots to waiting servers, in the order they asked, as far as the limits
+    /// allow: overall and per site, and never both pools of a disaster-recovery pair.
+    fn grant_slots(&mut self, now: Millis) {
+        let policy = self.policy();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let idx = self.waiting[i];
+            if self.in_outage.len() >= policy.max_parallel.max(1) as usize {
+                return;
+            }
+            let plan = self.plan(idx);
+            let site_ok = policy.max_parallel_per_site.is_none_or(|n| {
+                self.in_outage
+                    .iter()
+                    .filter(|&&o| self.plan(o).site == plan.site)
+                    .count()
+                    < n.max(1) as usize
+            });
+            let pair_ok = !self.in_outage.iter().any(|&o| {
+                let other = &self.plan(o).pool;
+                policy.pairs.iter().any(|[a, b]| {
+                    (plan.pool.as_str().eq_ignore_ascii_case(a)
+                        && other.as_str().eq_ignore_ascii_case(b))
+                        || (plan.pool.as_str().eq_ignore_ascii_case(b)
+                            && other.as_str().eq_ignore_ascii_case(a))
+                })
+            });
+            if site_ok && pair_ok {
+                self.waiting.remove(i);
+                self.in_outage.insert(idx);
+                self.schedule(now, idx, Input::SlotGranted);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn final_state(&self, cancelled: bool) -> RunState {
+        let statuses: Vec<&ServerStatus> = (0..self.execs.len())
+            .filter_map(|i| {
+                self.execs[i]
+                    .as_ref()
+                    .map(|e| &e.status)
+                    .or(self.statuses[i].as_ref())
+            })
+            .collect();
+        let all_done = statuses.iter().all(|s| s.is_finished());
+        if !all_done {
+            if self.stopping.is_some() && !cancelled {
+                return RunState::Failed;
+            }
+            if self.awaiting_approval {
+                return RunState::AwaitingApproval;
+            }
+            return RunState::Interrupted;
+        }
+        if statuses.iter().all(|s| s.state == ServerState::Succeeded) {
+            RunState::Succeeded
+        } else {
+            RunState::Failed
+        }
+    }
+
+    fn into_statuses(self) -> Vec<ServerStatus> {
+        self.execs
+            .into_iter()
+            .zip(self.statuses)
+            .map(|(e, s)| {
+                e.map(|e| e.status)
+                    .or(s)
+                    .expect("every server has a status")
+            })
+            .collect()
     }
 }
 
@@ -825,25 +829,12 @@ fn pools_of(spec: &RunSpec) -> BTreeSet<String> {
     spec.plan.servers.iter().map(|s| s.pool.key()).collect()
 }
 
-fn minutes(ms: Millis) -> String {
-    format!("{:.1} min", ms as f64 / 60_000.0)
-}
-
-fn last_line(output: &str) -> &str {
-    output
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("(no output)")
-        .trim()
-}
-
 /// The end of the output, where errors are.
 pub fn excerpt(s: &str) -> String {
     tail(s, OUTPUT_EXCERPT)
 }
 
-fn excerpt_short(s: &str) -> String {
+pub(crate) fn excerpt_short(s: &str) -> String {
     tail(s, 500)
 }
 

@@ -90,6 +90,17 @@ pub enum Event {
         outage_ms: Option<Millis>,
         at: Millis,
     },
+    /// The canary wave finished; later waves wait for `sfbpatch approve`.
+    AwaitingApproval {
+        run: RunId,
+        wave: u32,
+        at: Millis,
+    },
+    /// No pending server's predicted completion fits a maintenance window any more.
+    WindowClosed {
+        pending: usize,
+        at: Millis,
+    },
     RunFinished {
         run: RunId,
         state: RunState,

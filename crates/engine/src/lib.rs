@@ -5,6 +5,7 @@
 
 mod engine;
 mod event;
+mod executor;
 pub mod policy;
 mod status;
 mod store;

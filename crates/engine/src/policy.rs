@@ -16,8 +16,67 @@ pub struct RunPolicy {
     pub outage_budget_ms: Millis,
     /// Start servers whose predicted outage exceeds the budget anyway.
     pub accept_resiliency: bool,
-    /// How many servers may fail before the run stops starting new ones.
-    pub max_failures: u32,
+    /// Failed servers tolerated; one more stops the run (no new server starts). `None` with
+    /// `continue_on_failure`: no absolute limit.
+    pub max_failures: Option<u32>,
+    /// Failed servers tolerated as a percentage of the run's servers.
+    #[serde(default)]
+    pub max_failure_percent: Option<f64>,
+    /// Keep going past an isolated failure, within the failure budget.
+    #[serde(default)]
+    pub continue_on_failure: bool,
+    /// Servers in their outage window at once, overall.
+    #[serde(default = "one")]
+    pub max_parallel: u32,
+    /// Servers in their outage window at once, per site.
+    #[serde(default)]
+    pub max_parallel_per_site: Option<u32>,
+    /// Which roles go first; servers keep plan order within a role.
+    #[serde(default)]
+    pub order: Vec<sfbpatch_plan::ServerRole>,
+    /// Canary waves: each must finish before the next starts; the servers left over form the
+    /// last wave.
+    #[serde(default)]
+    pub waves: Vec<WaveSize>,
+    /// After the first wave, wait for `sfbpatch approve`.
+    #[serde(default)]
+    pub pause_after_canary: bool,
+    /// Pools (as named in the plan) that are paired for disaster recovery: never both in
+    /// their outage window at once.
+    #[serde(default)]
+    pub pairs: Vec<[String; 2]>,
+    /// Maintenance windows on the target's clock: a server starts only if its predicted
+    /// completion fits one. Empty: always.
+    #[serde(default)]
+    pub windows: Vec<Window>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A wave's size: a number of servers, or a percentage of the run's servers (rounded up).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaveSize {
+    Servers(u32),
+    Percent(f64),
+}
+
+impl WaveSize {
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            WaveSize::Servers(n) => n as usize,
+            WaveSize::Percent(p) => ((total as f64) * p / 100.0).ceil() as usize,
+        }
+    }
+}
+
+/// A maintenance window `[opens_at, closes_at)` on the target's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub opens_at: Millis,
+    pub closes_at: Millis,
 }
 
 impl Default for RunPolicy {
@@ -25,8 +84,33 @@ impl Default for RunPolicy {
         RunPolicy {
             outage_budget_ms: RESILIENCY_THRESHOLD,
             accept_resiliency: false,
-            max_failures: 0,
+            max_failures: Some(0),
+            max_failure_percent: None,
+            continue_on_failure: false,
+            max_parallel: 1,
+            max_parallel_per_site: None,
+            order: Vec::new(),
+            waves: Vec::new(),
+            pause_after_canary: false,
+            pairs: Vec::new(),
+            windows: Vec::new(),
         }
+    }
+}
+
+impl RunPolicy {
+    /// Whether `failed` failures out of `total` servers exceed the failure budget.
+    ///
+    /// Without `continue_on_failure` and without explicit limits, the first failure does.
+    pub fn failure_budget_exceeded(&self, failed: usize, total: usize) -> bool {
+        if failed == 0 {
+            return false;
+        }
+        let absolute = self.max_failures.is_some_and(|max| failed > max as usize);
+        let percent = self
+            .max_failure_percent
+            .is_some_and(|p| (failed as f64) * 100.0 > p * (total.max(1) as f64));
+        absolute || percent
     }
 }
 

@@ -192,6 +192,7 @@ impl ServerStatus {
                 self.last_output = Some(output.clone());
             }
             Record::OutageBudgetExceeded { .. } => self.budget_exceeded = true,
+            Record::WaveApproved { .. } => {}
             Record::ServerFinished { outcome, reason } => {
                 self.state = match outcome {
                     ServerOutcome::Succeeded => ServerState::Succeeded,

@@ -38,8 +38,11 @@ pub enum RunState {
     Running,
     Succeeded,
     Failed,
-    /// Stopped before it finished (a crash or an interrupt); `resume` continues it.
+    /// Stopped before it finished (a crash, an interrupt, a closing maintenance window);
+    /// `resume` continues it.
     Interrupted,
+    /// The canary wave is done; `sfbpatch approve` lets the rest start on `resume`.
+    AwaitingApproval,
 }
 
 impl RunState {
@@ -49,6 +52,7 @@ impl RunState {
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
             RunState::Interrupted => "interrupted",
+            RunState::AwaitingApproval => "awaiting-approval",
         }
     }
 
@@ -58,6 +62,7 @@ impl RunState {
             RunState::Succeeded,
             RunState::Failed,
             RunState::Interrupted,
+            RunState::AwaitingApproval,
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
@@ -135,6 +140,11 @@ pub enum Record {
     ServerFinished {
         outcome: ServerOutcome,
         reason: Option<String>,
+    },
+    /// Run-level (server `""`): the canary wave was approved; later waves may start.
+    WaveApproved {
+        wave: u32,
+        by: String,
     },
 }
 
@@ -247,4 +257,10 @@ pub trait Store {
     /// Mean duration of each step that succeeded in runs other than `exclude`, for servers
     /// of `role`.
     fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError>;
+
+    /// The host-key fingerprint pinned for `server` (an FQDN, compared ignoring case), as
+    /// OpenSSH prints it (`SHA256:...`), if one was pinned.
+    fn host_key(&self, server: &str) -> Result<Option<String>, StoreError>;
+    /// Pin `fingerprint` as the host key of `server`, replacing any earlier pin.
+    fn pin_host_key(&mut self, server: &str, fingerprint: &str) -> Result<(), StoreError>;
 }

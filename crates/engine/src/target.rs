@@ -115,4 +115,17 @@ pub trait Clock {
     fn now(&self) -> Millis;
     /// Let `duration` pass (retry backoff). A virtual clock advances; a real one sleeps.
     fn sleep(&self, duration: Millis);
+
+    /// Whether time is simulated. A virtual clock lets the engine run servers side by side
+    /// in simulated time, one operation at a time in time order (a discrete-event
+    /// simulation); a real one makes it run them on threads.
+    fn is_virtual(&self) -> bool {
+        false
+    }
+
+    /// Virtual clocks only: put the clock at `at` (possibly earlier than now) for the operation
+    /// the engine starts at that time. Real clocks ignore it.
+    fn set(&self, at: Millis) {
+        let _ = at;
+    }
 }

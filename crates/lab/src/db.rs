@@ -194,6 +194,14 @@ pub(crate) fn now(tx: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Moves the clock forward to `to` (never back).
+/// Put the clock at `to`, earlier or later: the engine runs servers side by side in simulated
+/// time and starts each operation at its own time.
+pub(crate) fn set_now(tx: &Connection, to: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE lab SET now_ms = ?1 WHERE id = 1")?
+        .execute([to])?;
+    Ok(())
+}
+
 pub(crate) fn advance_to(tx: &Connection, to: i64) -> rusqlite::Result<i64> {
     tx.prepare_cached("UPDATE lab SET now_ms = max(now_ms, ?1) WHERE id = 1 RETURNING now_ms")?
         .query_row([to], |r| r.get(0))

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
 use sfbpatch_engine::{
@@ -53,25 +54,75 @@ pub fn open_lab(dir: &Path) -> Result<Lab, Failure> {
     Lab::open(dir).map_err(Failure::bad_input)
 }
 
-pub fn policy(run: &RunOptions) -> Result<RunPolicy, Failure> {
-    if !(run.outage_budget.is_finite() && run.outage_budget > 0.0) {
-        return Err(Failure::bad_input(anyhow!(
-            "--outage-budget must be a positive number of minutes"
-        )));
+/// The engine's policy from the policy file and the flags. Pool pairs are named as the plan
+/// names pools (a back end shared by several pools is planned under the first of them).
+pub fn policy(
+    run: &RunOptions,
+    plan: &sfbpatch_plan::Plan,
+    deployment: &sfbpatch_topology::Deployment,
+    clock_now: Millis,
+) -> Result<RunPolicy, Failure> {
+    let (file, origin) = match &run.policy {
+        Some(path) => (crate::policy::load(path)?, path.display().to_string()),
+        None => (
+            crate::policy::PolicyFile::default(),
+            "command line".to_string(),
+        ),
+    };
+    let rollout = crate::policy::rollout(&file, run, &origin)?;
+    let mut policy = rollout.run_policy(clock_now, SystemClock.now() as i64)?;
+    let mut pairs = Vec::new();
+    for [a, b] in &policy.pairs {
+        let planned = |name: &str| -> Result<Vec<String>, Failure> {
+            let pool = deployment.pool(name).ok_or_else(|| {
+                Failure::bad_input(anyhow!(
+                    "{origin}: pair names pool {name}, which is not in the topology [SFB-C003]"
+                ))
+            })?;
+            Ok(plan
+                .servers
+                .iter()
+                .filter(|s| s.sql_server_fqdn == pool.backend.sql_server_fqdn)
+                .map(|s| s.pool.to_string())
+                .collect())
+        };
+        for x in planned(a)? {
+            for y in planned(b)? {
+                if !x.eq_ignore_ascii_case(&y) {
+                    pairs.push([x.clone(), y]);
+                }
+            }
+        }
     }
-    Ok(RunPolicy {
-        outage_budget_ms: (run.outage_budget * 60_000.0).round() as Millis,
-        accept_resiliency: run.accept_resiliency,
-        max_failures: run.max_failures,
-    })
+    pairs.dedup();
+    policy.pairs = pairs;
+    Ok(policy)
+}
+
+/// Ctrl-C: no new server starts, servers in flight finish; a second Ctrl-C stops at once
+/// (the journal keeps everything done so far, `resume` continues).
+pub fn interrupt_flag() -> &'static AtomicBool {
+    static FLAG: AtomicBool = AtomicBool::new(false);
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            if FLAG.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            output::note(
+                "interrupted: no new server starts; servers in flight finish (Ctrl-C again to stop now, then `sfbpatch resume`)",
+            );
+        });
+    });
+    &FLAG
 }
 
 pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
     let plan = super::plan::make_plan(&deployment, package, &args.only)?;
-    let policy = policy(&args.run)?;
     let lab = open_lab(&args.lab)?;
+    let policy = policy(&args.run, &plan, &deployment, lab.clock().now())?;
     for server in &plan.servers {
         if lab.server(server.fqdn.as_str()).is_err() {
             return Err(Failure::bad_input(anyhow!(
@@ -127,7 +178,7 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
             wall: &SystemClock,
             observer: &mut *observer,
             identity: identity(),
-            cancel: None,
+            cancel: Some(interrupt_flag()),
         };
         engine.start(spec)?
     };
@@ -167,7 +218,7 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
             wall: &SystemClock,
             observer: &mut *observer,
             identity: identity(),
-            cancel: None,
+            cancel: Some(interrupt_flag()),
         };
         engine.resume(run.id)?
     };
@@ -185,6 +236,13 @@ pub fn finish(outcome: &RunOutcome, lab: &Lab, format: RunFormat, store: &dyn St
     Ok(match outcome.state {
         RunState::Succeeded => Exit::Success,
         RunState::Interrupted | RunState::Running => Exit::Interrupted,
+        RunState::AwaitingApproval => {
+            output::note(&format!(
+                "run {0} awaits approval of its canary wave: `sfbpatch approve {0}`, then `sfbpatch resume`",
+                outcome.run
+            ));
+            Exit::Interrupted
+        }
         RunState::Failed => Exit::RunFailed,
     })
 }

@@ -86,7 +86,7 @@ pub fn run(args: DemoArgs, color: bool) -> CmdResult {
             wall: &SystemClock,
             observer: &mut *observer,
             identity: identity(),
-            cancel: None,
+            cancel: Some(super::apply::interrupt_flag()),
         };
         engine.start(spec)?
     };

@@ -169,3 +169,17 @@ pub fn unlock(args: UnlockArgs) -> CmdResult {
     ));
     Ok(Exit::Success)
 }
+
+pub fn approve(args: crate::cli::ApproveArgs) -> CmdResult {
+    let mut store = open_store(&args.state.state)?;
+    let at = store
+        .journal(args.run)?
+        .last()
+        .map_or(store.run(args.run)?.created_at, |e| e.at);
+    sfbpatch_engine::Engine::approve(&mut *store, args.run, &identity().holder, at)?;
+    output::note(&format!(
+        "approved the canary wave of run {}; `sfbpatch resume --state {}` starts the rest",
+        args.run, args.state.state
+    ));
+    Ok(Exit::Success)
+}

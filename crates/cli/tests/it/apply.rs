@@ -219,8 +219,17 @@ fn installer_failure_recovers_the_server_and_stops_the_run() {
         1,
         "1603 is not retried"
     );
+    // The next server had staged while sqlbe1 was in its outage window; it stops there.
+    let be2 = status_server(&status, "sqlbe2.berlin.demo.example");
+    assert_eq!(be2["state"], "skipped", "{be2}");
+    assert!(
+        be2["reason"].as_str().unwrap().starts_with(
+            "stopped before stop-cs-services: the failure budget is spent (1 of 6 servers failed)"
+        ),
+        "{be2}"
+    );
     assert_eq!(
-        status_server(&status, "sqlbe2.berlin.demo.example")["state"],
+        status_server(&status, "se1.dublin.demo.example")["state"],
         "pending"
     );
     // The outage ended with the recovery.

@@ -1,0 +1,39 @@
+//! `sfbpatch policy check`.
+
+use crate::cli::{DataFormat, PolicyCommand, RunFormat, RunOptions};
+use crate::exit::{CmdResult, Exit};
+use crate::{output, policy};
+
+pub fn run(cmd: PolicyCommand) -> CmdResult {
+    match cmd {
+        PolicyCommand::Check { file, format } => {
+            let parsed = policy::load(&file)?;
+            let rollout = policy::rollout(&parsed, &no_flags(), &file.display().to_string())?;
+            match format {
+                DataFormat::Json => output::json(&rollout)?,
+                DataFormat::Text => output::data(&rollout.render_text())?,
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Flags that override nothing.
+fn no_flags() -> RunOptions {
+    RunOptions {
+        policy: None,
+        outage_budget: None,
+        accept_resiliency: false,
+        max_parallel: None,
+        max_parallel_per_site: None,
+        max_failures: None,
+        max_failure_percent: None,
+        continue_on_failure: false,
+        waves: None,
+        pause_after_canary: false,
+        window: None,
+        timezone: None,
+        order: None,
+        format: RunFormat::Text,
+    }
+}

@@ -1,0 +1,409 @@
+//! The rollout policy: a TOML file (`--policy FILE`, `sfbpatch policy check FILE`) and the
+//! flags of `apply`, which win over the file. Turned into the engine's [`RunPolicy`] here, so
+//! that the engine never reads files or time zones.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::anyhow;
+use serde::{Deserialize, Serialize};
+use sfbpatch_engine::policy::{MINUTE, WaveSize, Window};
+use sfbpatch_engine::{Millis, RunPolicy};
+use sfbpatch_plan::ServerRole;
+
+use crate::cli::RunOptions;
+use crate::exit::Failure;
+
+/// The policy file. Every key is optional.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Outage budget per server, in minutes (default 30, the resiliency line).
+    pub outage_budget_minutes: Option<f64>,
+    pub accept_resiliency: Option<bool>,
+    /// Servers in their outage window at once (default 1).
+    pub max_parallel: Option<u32>,
+    pub max_parallel_per_site: Option<u32>,
+    pub max_failures: Option<u32>,
+    pub max_failure_percent: Option<f64>,
+    pub continue_on_failure: Option<bool>,
+    /// Roles in the order they go: `standard-edition`, `enterprise-backend`.
+    pub order: Option<Vec<ServerRole>>,
+    /// Canary waves, e.g. `"1,5,25%"`.
+    pub waves: Option<String>,
+    pub pause_after_canary: Option<bool>,
+    pub window: Option<WindowFile>,
+    #[serde(default, rename = "pair")]
+    pub pairs: Vec<PairFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowFile {
+    /// `HH:MM`, local time in `timezone`.
+    pub start: String,
+    pub end: String,
+    /// An IANA time zone (default: UTC).
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairFile {
+    pub pools: [String; 2],
+}
+
+/// The effective rollout settings, before windows are placed on the target's clock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollout {
+    pub outage_budget_minutes: f64,
+    pub accept_resiliency: bool,
+    pub max_parallel: u32,
+    pub max_parallel_per_site: Option<u32>,
+    pub max_failures: Option<u32>,
+    pub max_failure_percent: Option<f64>,
+    pub continue_on_failure: bool,
+    pub order: Vec<ServerRole>,
+    pub waves: Vec<WaveSize>,
+    pub pause_after_canary: bool,
+    pub window: Option<DailyWindow>,
+    pub pairs: Vec<[String; 2]>,
+}
+
+/// A daily maintenance window in a time zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DailyWindow {
+    pub start: String,
+    pub end: String,
+    pub timezone: String,
+    #[serde(skip)]
+    start_min: i64,
+    #[serde(skip)]
+    end_min: i64,
+}
+
+pub fn parse_file(text: &str, origin: &str) -> Result<PolicyFile, Failure> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        Failure::bad_input(anyhow!(
+            "{origin}:{line}:{col}: {} [SFB-C001]",
+            e.message().trim_end()
+        ))
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+pub fn load(path: &Path) -> Result<PolicyFile, Failure> {
+    let text = crate::input::read_text(path, "policy file")?;
+    parse_file(&text, &path.display().to_string())
+}
+
+fn bad(origin: &str, what: String) -> Failure {
+    Failure::bad_input(anyhow!("{origin}: {what} [SFB-C002]"))
+}
+
+pub fn parse_waves(s: &str, origin: &str) -> Result<Vec<WaveSize>, Failure> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let wave = if let Some(p) = part.strip_suffix('%') {
+            match p.trim().parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 100.0 => WaveSize::Percent(v),
+                _ => {
+                    return Err(bad(
+                        origin,
+                        format!("waves: '{part}' is not a percentage between 0 and 100"),
+                    ));
+                }
+            }
+        } else {
+            match part.parse::<u32>() {
+                Ok(n) if n > 0 => WaveSize::Servers(n),
+                _ => {
+                    return Err(bad(
+                        origin,
+                        format!(
+                            "waves: '{part}' is not a positive number of servers or a percentage"
+                        ),
+                    ));
+                }
+            }
+        };
+        out.push(wave);
+    }
+    Ok(out)
+}
+
+fn hhmm(s: &str, origin: &str, what: &str) -> Result<i64, Failure> {
+    let err = || bad(origin, format!("{what}: '{s}' is not a time like 22:00"));
+    let (h, m) = s.trim().split_once(':').ok_or_else(err)?;
+    let h: i64 = h.parse().map_err(|_| err())?;
+    let m: i64 = m.parse().map_err(|_| err())?;
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return Err(err());
+    }
+    Ok(h * 60 + m)
+}
+
+pub fn parse_window(
+    spec: &str,
+    timezone: Option<&str>,
+    origin: &str,
+) -> Result<DailyWindow, Failure> {
+    let (start, end) = spec
+        .split_once('-')
+        .ok_or_else(|| bad(origin, format!("window: '{spec}' is not like 22:00-05:00")))?;
+    daily(start, end, timezone, origin)
+}
+
+fn daily(
+    start: &str,
+    end: &str,
+    timezone: Option<&str>,
+    origin: &str,
+) -> Result<DailyWindow, Failure> {
+    let start_min = hhmm(start, origin, "window start")?;
+    let end_min = hhmm(end, origin, "window end")?;
+    if start_min == end_min {
+        return Err(bad(
+            origin,
+            "window: start and end are the same time".into(),
+        ));
+    }
+    let timezone = timezone.unwrap_or("UTC").to_string();
+    jiff::tz::TimeZone::get(&timezone)
+        .map_err(|e| bad(origin, format!("timezone '{timezone}': {e}")))?;
+    Ok(DailyWindow {
+        start: start.trim().to_string(),
+        end: end.trim().to_string(),
+        timezone,
+        start_min,
+        end_min,
+    })
+}
+
+/// Merge the file and the flags (flags win) and check the result.
+pub fn rollout(file: &PolicyFile, flags: &RunOptions, origin: &str) -> Result<Rollout, Failure> {
+    let outage_budget_minutes = flags
+        .outage_budget
+        .or(file.outage_budget_minutes)
+        .unwrap_or(30.0);
+    if !(outage_budget_minutes.is_finite() && outage_budget_minutes > 0.0) {
+        return Err(bad(
+            origin,
+            "the outage budget must be a positive number of minutes".into(),
+        ));
+    }
+    let max_parallel = flags.max_parallel.or(file.max_parallel).unwrap_or(1);
+    if max_parallel == 0 {
+        return Err(bad(origin, "max-parallel must be at least 1".into()));
+    }
+    let max_parallel_per_site = flags.max_parallel_per_site.or(file.max_parallel_per_site);
+    if max_parallel_per_site == Some(0) {
+        return Err(bad(
+            origin,
+            "max-parallel-per-site must be at least 1".into(),
+        ));
+    }
+    let continue_on_failure =
+        flags.continue_on_failure || file.continue_on_failure.unwrap_or(false);
+    let max_failure_percent = flags.max_failure_percent.or(file.max_failure_percent);
+    if let Some(p) = max_failure_percent
+        && !(p.is_finite() && (0.0..=100.0).contains(&p))
+    {
+        return Err(bad(
+            origin,
+            "max-failure-percent must be between 0 and 100".into(),
+        ));
+    }
+    let explicit = flags.max_failures.or(file.max_failures);
+    // Without --continue-on-failure and without limits, the first failure stops the run.
+    let max_failures = match (explicit, continue_on_failure, max_failure_percent) {
+        (Some(n), _, _) => Some(n),
+        (None, true, _) | (None, false, Some(_)) => None,
+        (None, false, None) => Some(0),
+    };
+    let waves = match flags.waves.as_deref().or(file.waves.as_deref()) {
+        Some(w) => parse_waves(w, origin)?,
+        None => Vec::new(),
+    };
+    let pause_after_canary = flags.pause_after_canary || file.pause_after_canary.unwrap_or(false);
+    if pause_after_canary && waves.is_empty() {
+        return Err(bad(
+            origin,
+            "pause-after-canary needs waves (e.g. --waves 1,25%)".into(),
+        ));
+    }
+    let timezone = flags
+        .timezone
+        .as_deref()
+        .or(file.window.as_ref().and_then(|w| w.timezone.as_deref()));
+    let window = match (&flags.window, &file.window) {
+        (Some(spec), _) => Some(parse_window(spec, timezone, origin)?),
+        (None, Some(w)) => Some(daily(&w.start, &w.end, timezone, origin)?),
+        (None, None) => {
+            if flags.timezone.is_some() {
+                return Err(bad(origin, "--timezone goes with --window".into()));
+            }
+            None
+        }
+    };
+    let order = match flags.order {
+        Some(crate::cli::OrderChoice::StandardFirst) => {
+            vec![ServerRole::StandardEdition, ServerRole::EnterpriseBackend]
+        }
+        Some(crate::cli::OrderChoice::EnterpriseFirst) => {
+            vec![ServerRole::EnterpriseBackend, ServerRole::StandardEdition]
+        }
+        Some(crate::cli::OrderChoice::Plan) => Vec::new(),
+        None => file.order.clone().unwrap_or_default(),
+    };
+    let pairs = file.pairs.iter().map(|p| p.pools.clone()).collect();
+    Ok(Rollout {
+        outage_budget_minutes,
+        accept_resiliency: flags.accept_resiliency || file.accept_resiliency.unwrap_or(false),
+        max_parallel,
+        max_parallel_per_site,
+        max_failures,
+        max_failure_percent,
+        continue_on_failure,
+        order,
+        waves,
+        pause_after_canary,
+        window,
+        pairs,
+    })
+}
+
+impl Rollout {
+    /// The engine's policy. Windows are placed on the target's clock: `clock_now` is the
+    /// target clock's reading at `unix_now_ms` (wall time); the next 14 days of windows.
+    pub fn run_policy(&self, clock_now: Millis, unix_now_ms: i64) -> Result<RunPolicy, Failure> {
+        let mut windows = Vec::new();
+        if let Some(w) = &self.window {
+            let tz = jiff::tz::TimeZone::get(&w.timezone)
+                .map_err(|e| Failure::bad_input(anyhow!("timezone '{}': {e}", w.timezone)))?;
+            let now = jiff::Timestamp::from_millisecond(unix_now_ms)
+                .map_err(|e| Failure::internal(anyhow!("clock: {e}")))?;
+            let today = now.to_zoned_datetime(tz.clone()).date();
+            let length = if w.end_min > w.start_min {
+                w.end_min - w.start_min
+            } else {
+                w.end_min + 24 * 60 - w.start_min
+            };
+            for day in -1..14i64 {
+                let date = today
+                    .checked_add(jiff::Span::new().days(day))
+                    .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
+                let open = date
+                    .at((w.start_min / 60) as i8, (w.start_min % 60) as i8, 0, 0)
+                    .to_zoned_datetime(tz.clone())
+                    .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
+                let opens_unix = open.timestamp().as_millisecond();
+                let closes_unix = opens_unix + length * 60_000;
+                let to_clock = |unix: i64| -> Millis {
+                    (clock_now as i64 + (unix - unix_now_ms)).max(0) as Millis
+                };
+                if closes_unix > unix_now_ms {
+                    windows.push(Window {
+                        opens_at: to_clock(opens_unix),
+                        closes_at: to_clock(closes_unix),
+                    });
+                }
+            }
+        }
+        Ok(RunPolicy {
+            outage_budget_ms: (self.outage_budget_minutes * MINUTE as f64).round() as Millis,
+            accept_resiliency: self.accept_resiliency,
+            max_failures: self.max_failures,
+            max_failure_percent: self.max_failure_percent,
+            continue_on_failure: self.continue_on_failure,
+            max_parallel: self.max_parallel,
+            max_parallel_per_site: self.max_parallel_per_site,
+            order: self.order.clone(),
+            waves: self.waves.clone(),
+            pause_after_canary: self.pause_after_canary,
+            pairs: self.pairs.clone(),
+            windows,
+        })
+    }
+
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "outage budget         {} min per server{}",
+            self.outage_budget_minutes,
+            if self.accept_resiliency {
+                " (servers over it start anyway)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "parallel              {} server(s) in outage at once{}",
+            self.max_parallel,
+            self.max_parallel_per_site
+                .map(|n| format!(", {n} per site"))
+                .unwrap_or_default()
+        );
+        let budget = match (self.max_failures, self.max_failure_percent) {
+            (Some(0), None) => "the first failure stops the run".to_string(),
+            (Some(n), None) => format!("stop after more than {n} failed server(s)"),
+            (None, Some(p)) => format!("stop after more than {p}% of servers failed"),
+            (Some(n), Some(p)) => {
+                format!("stop after more than {n} failed server(s) or more than {p}%")
+            }
+            (None, None) => "no limit: every isolated failure is skipped".to_string(),
+        };
+        let _ = writeln!(s, "failure budget        {budget}");
+        let order = if self.order.is_empty() {
+            "plan order".to_string()
+        } else {
+            self.order
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", then ")
+        };
+        let _ = writeln!(s, "order                 {order}");
+        let waves = if self.waves.is_empty() {
+            "one wave".to_string()
+        } else {
+            self.waves
+                .iter()
+                .map(|w| match w {
+                    WaveSize::Servers(n) => n.to_string(),
+                    WaveSize::Percent(p) => format!("{p}%"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+                + ", then the rest"
+                + if self.pause_after_canary {
+                    " (pause for approval after the first)"
+                } else {
+                    ""
+                }
+        };
+        let _ = writeln!(s, "waves                 {waves}");
+        let window = self
+            .window
+            .as_ref()
+            .map(|w| format!("{}-{} {}", w.start, w.end, w.timezone))
+            .unwrap_or_else(|| "any time".into());
+        let _ = writeln!(s, "maintenance window    {window}");
+        for [a, b] in &self.pairs {
+            let _ = writeln!(
+                s,
+                "paired pools          {a} and {b} never in outage together"
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,780 @@
+//! One server's procedure as a state machine. The executor never calls the target, waits or
+//! reads a clock: it tells the dispatcher what it wants next ([`Want`]) and is fed the answer
+//! ([`Input`]). It writes the journal through [`Cx`] at the time the dispatcher gives it, so the
+//! same executor runs in simulated time (the lab) and in real time (threads for real servers).
+
+use sfbpatch_plan::{Action, PlannedStep, ServerPlan, StepId};
+
+use crate::engine::{EngineError, excerpt};
+use crate::event::{Event, Observer};
+use crate::policy::{self, ERROR_SUCCESS_REBOOT_REQUIRED, UNREACHABLE_ATTEMPTS};
+use crate::status::{ServerState, ServerStatus, StepState};
+use crate::store::{AuditEntry, Record, RunRecord, Scope, ServerOutcome, StepResultKind, Store};
+use crate::target::{Millis, Probe, ProbeVerdict, StepOutcome, TargetError};
+
+/// What the dispatcher carries out for an executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Execute,
+    Probe,
+    Reboot,
+    Recover,
+}
+
+/// What an executor wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Carry out a call to the target for `step`.
+    Call {
+        call: Call,
+        step: usize,
+        attempt: u32,
+    },
+    /// Let this much time pass (retry backoff), then come back.
+    Wait(Millis),
+    /// The server is ready to enter its outage window; come back when a slot is granted.
+    OutageSlot,
+    /// The server is finished.
+    Done,
+}
+
+/// The answer to the last [`Want`].
+#[derive(Debug)]
+pub enum Input {
+    Start,
+    Called(Result<CallOutput, TargetError>),
+    Waited,
+    SlotGranted,
+}
+
+#[derive(Debug)]
+pub enum CallOutput {
+    Outcome(StepOutcome),
+    Probe(Probe),
+}
+
+/// Why a probe was asked for.
+#[derive(Debug, Clone)]
+enum ProbeFor {
+    /// The journal shows the step in flight from an earlier process.
+    Resume,
+    /// The last attempt's outcome is unknown.
+    Unknown { limit: u32, message: String },
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Begin,
+    PreInstallProbe {
+        i: usize,
+        attempt: u32,
+    },
+    Slot {
+        i: usize,
+        attempt: u32,
+    },
+    Exec {
+        i: usize,
+        attempt: u32,
+        started: Millis,
+    },
+    RetryWait {
+        i: usize,
+        attempt: u32,
+    },
+    ProbeWait {
+        i: usize,
+        attempt: u32,
+        tries: u32,
+        why: ProbeFor,
+    },
+    Probing {
+        i: usize,
+        attempt: u32,
+        tries: u32,
+        why: ProbeFor,
+    },
+    Reboot {
+        i: usize,
+    },
+    Recover {
+        reason: String,
+        outcome: ServerOutcome,
+    },
+    Done,
+}
+
+/// The journal, the observer and the time, lent by the dispatcher for one transition.
+pub struct Cx<'c> {
+    pub store: &'c mut dyn Store,
+    pub observer: &'c mut dyn Observer,
+    pub run: &'c RunRecord,
+    pub now: Millis,
+}
+
+pub struct Executor<'p> {
+    pub plan: &'p ServerPlan,
+    pub status: ServerStatus,
+    state: State,
+    /// Set by the dispatcher when the run stops (failure budget): a server that has not yet
+    /// installed the update stops at the next step boundary, recovering if in outage.
+    pub abort: Option<String>,
+    /// Predicted outage, from earlier runs.
+    pub predicted_outage: Millis,
+}
+
+struct Failure(String);
+
+impl<'p> Executor<'p> {
+    pub fn new(plan: &'p ServerPlan, status: ServerStatus, predicted_outage: Millis) -> Self {
+        Executor {
+            plan,
+            status,
+            state: State::Begin,
+            abort: None,
+            predicted_outage,
+        }
+    }
+
+    /// Advance until the executor needs something from the dispatcher.
+    pub fn next(&mut self, cx: &mut Cx<'_>, input: Input) -> Result<Want, EngineError> {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        let want = self.transition(cx, state, input)?;
+        Ok(want)
+    }
+
+    fn transition(
+        &mut self,
+        cx: &mut Cx<'_>,
+        state: State,
+        input: Input,
+    ) -> Result<Want, EngineError> {
+        match (state, input) {
+            (State::Begin, _) => self.begin(cx),
+            (State::PreInstallProbe { i, attempt }, Input::Called(result)) => {
+                if let Ok(CallOutput::Probe(probe)) = &result
+                    && probe.verdict == ProbeVerdict::Done
+                {
+                    self.record_probe(cx, i, probe)?;
+                    return self.enter(cx, i + 1);
+                }
+                self.execute(cx, i, attempt)
+            }
+            (State::Slot { i, attempt }, Input::SlotGranted) => {
+                cx.observer.on_event(&Event::OutageStarted {
+                    server: self.plan.fqdn.to_string(),
+                    pool: self.plan.pool.to_string(),
+                    at: cx.now,
+                });
+                self.execute(cx, i, attempt)
+            }
+            (
+                State::Exec {
+                    i,
+                    attempt,
+                    started,
+                },
+                Input::Called(result),
+            ) => self.executed(cx, i, attempt, started, result),
+            // The run stopped while the server waited for an outage slot.
+            (State::Slot { i, .. }, Input::Waited) => self.enter(cx, i),
+            (State::RetryWait { i, attempt }, Input::Waited) => self.attempt(cx, i, attempt + 1),
+            (
+                State::ProbeWait {
+                    i,
+                    attempt,
+                    tries,
+                    why,
+                },
+                Input::Waited,
+            ) => {
+                self.state = State::Probing {
+                    i,
+                    attempt,
+                    tries: tries + 1,
+                    why,
+                };
+                Ok(Want::Call {
+                    call: Call::Probe,
+                    step: i,
+                    attempt,
+                })
+            }
+            (
+                State::Probing {
+                    i,
+                    attempt,
+                    tries,
+                    why,
+                },
+                Input::Called(result),
+            ) => self.probed(cx, i, attempt, tries, why, result),
+            (State::Reboot { i }, Input::Called(result)) => match result {
+                Ok(CallOutput::Outcome(outcome)) => {
+                    let audit = self.audit(cx, i, Some(outcome.exit_code), "Restart-Computer");
+                    self.record(
+                        cx,
+                        &[Record::Rebooted {
+                            output: excerpt(&outcome.output),
+                        }],
+                        Some(&audit),
+                    )?;
+                    cx.observer.on_event(&Event::Rebooted {
+                        server: self.plan.fqdn.to_string(),
+                        at: cx.now,
+                    });
+                    self.enter(cx, i + 1)
+                }
+                Ok(CallOutput::Probe(_)) => unreachable!("a reboot answers with an outcome"),
+                Err(e) => self.fail(
+                    cx,
+                    Failure(format!("the reboot the installer asked for failed: {e}")),
+                ),
+            },
+            (State::Recover { reason, outcome }, Input::Called(result)) => {
+                let output = match result {
+                    Ok(CallOutput::Outcome(o)) => o.output,
+                    Ok(CallOutput::Probe(_)) => unreachable!("recovery answers with an outcome"),
+                    Err(e) => format!("recovery could not run: {e}"),
+                };
+                self.record(
+                    cx,
+                    &[Record::Recovered {
+                        output: excerpt(&output),
+                    }],
+                    None,
+                )?;
+                cx.observer.on_event(&Event::Recovered {
+                    server: self.plan.fqdn.to_string(),
+                    output,
+                    at: cx.now,
+                });
+                if let Some(duration_ms) = self.status.outage_ms(cx.now) {
+                    cx.observer.on_event(&Event::OutageEnded {
+                        server: self.plan.fqdn.to_string(),
+                        pool: self.plan.pool.to_string(),
+                        duration_ms,
+                        at: cx.now,
+                    });
+                }
+                self.finish(cx, outcome, Some(reason))
+            }
+            (State::Done, _) => Ok(Want::Done),
+            (state, input) => unreachable!("executor in {state:?} got {input:?}"),
+        }
+    }
+
+    fn begin(&mut self, cx: &mut Cx<'_>) -> Result<Want, EngineError> {
+        if self.status.is_finished() {
+            return Ok(Want::Done);
+        }
+        if self.status.state == ServerState::Pending {
+            let budget = cx.run.spec.policy.outage_budget_ms;
+            if self.predicted_outage > budget && !cx.run.spec.policy.accept_resiliency {
+                let reason = format!(
+                    "predicted outage {} exceeds the outage budget {}; users of pool {} would go into resiliency mode (pass --accept-resiliency to start it anyway)",
+                    minutes(self.predicted_outage),
+                    minutes(budget),
+                    self.plan.pool
+                );
+                return self.finish(cx, ServerOutcome::Skipped, Some(reason));
+            }
+            self.record(
+                cx,
+                &[Record::ServerStarted {
+                    predicted_outage_ms: self.predicted_outage,
+                }],
+                None,
+            )?;
+            cx.observer.on_event(&Event::ServerStarted {
+                server: self.plan.fqdn.to_string(),
+                pool: self.plan.pool.to_string(),
+                predicted_outage_ms: self.predicted_outage,
+                at: cx.now,
+            });
+        }
+        self.enter(cx, 0)
+    }
+
+    /// Go to step `i`, skipping what is done.
+    fn enter(&mut self, cx: &mut Cx<'_>, mut i: usize) -> Result<Want, EngineError> {
+        self.check_budget(cx)?;
+        let steps = &self.plan.steps;
+        while i < steps.len() && self.status.step(steps[i].id).state == StepState::Succeeded {
+            i += 1;
+        }
+        if i == steps.len() {
+            return self.finish(cx, ServerOutcome::Succeeded, None);
+        }
+        if let Some(reason) = self.abort.clone()
+            && !self.installed()
+        {
+            let reason = format!("stopped before {}: {reason}", steps[i].id);
+            return self.fail_with(cx, reason, ServerOutcome::Skipped);
+        }
+        let step = &steps[i];
+        let st = self.status.step(step.id);
+        if matches!(st.state, StepState::Running | StepState::Unknown) {
+            let attempt = st.attempts;
+            self.state = State::Probing {
+                i,
+                attempt,
+                tries: 1,
+                why: ProbeFor::Resume,
+            };
+            return Ok(Want::Call {
+                call: Call::Probe,
+                step: i,
+                attempt,
+            });
+        }
+        if let Action::DatabasesUpdatedBy { server } = &step.action {
+            let attempt = st.attempts + 1;
+            let output = format!(
+                "databases of {} are updated once, by {server}, after every node has the update",
+                self.plan.sql_server_fqdn
+            );
+            self.record(
+                cx,
+                &[
+                    Record::StepIntent {
+                        step: step.id,
+                        attempt,
+                        command: None,
+                    },
+                    Record::StepResult {
+                        step: step.id,
+                        attempt,
+                        result: StepResultKind::Succeeded,
+                        exit_code: None,
+                        output,
+                        duration_ms: 0,
+                    },
+                ],
+                None,
+            )?;
+            return self.enter(cx, i + 1);
+        }
+        let attempt = st.attempts + 1;
+        self.attempt(cx, i, attempt)
+    }
+
+    fn installed(&self) -> bool {
+        self.status.step(StepId::InstallUpdate).state == StepState::Succeeded
+    }
+
+    fn attempt(&mut self, cx: &mut Cx<'_>, i: usize, attempt: u32) -> Result<Want, EngineError> {
+        let step = &self.plan.steps[i];
+        // The installer runs once per server: if the server already has the build, it is not
+        // run again, whatever the journal says.
+        if step.id == StepId::InstallUpdate {
+            self.state = State::PreInstallProbe { i, attempt };
+            return Ok(Want::Call {
+                call: Call::Probe,
+                step: i,
+                attempt,
+            });
+        }
+        if step.id == StepId::StopCsServices && self.status.outage_started_at.is_none() {
+            self.state = State::Slot { i, attempt };
+            return Ok(Want::OutageSlot);
+        }
+        self.execute(cx, i, attempt)
+    }
+
+    fn execute(&mut self, cx: &mut Cx<'_>, i: usize, attempt: u32) -> Result<Want, EngineError> {
+        let step = &self.plan.steps[i];
+        self.record(
+            cx,
+            &[Record::StepIntent {
+                step: step.id,
+                attempt,
+                command: step.command.clone(),
+            }],
+            None,
+        )?;
+        cx.observer.on_event(&Event::StepStarted {
+            server: self.plan.fqdn.to_string(),
+            step: step.id,
+            attempt,
+            command: step.command.clone(),
+            at: cx.now,
+        });
+        self.state = State::Exec {
+            i,
+            attempt,
+            started: cx.now,
+        };
+        Ok(Want::Call {
+            call: Call::Execute,
+            step: i,
+            attempt,
+        })
+    }
+
+    fn executed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        i: usize,
+        attempt: u32,
+        started: Millis,
+        result: Result<CallOutput, TargetError>,
+    ) -> Result<Want, EngineError> {
+        let step: &PlannedStep = &self.plan.steps[i];
+        let rule = policy::retry_rule(step.id);
+        let duration = cx.now.saturating_sub(started);
+        match result {
+            Ok(CallOutput::Outcome(outcome)) => {
+                let reboot = step.id == StepId::InstallUpdate
+                    && outcome.exit_code == ERROR_SUCCESS_REBOOT_REQUIRED;
+                let ok = outcome.exit_code == 0 || reboot;
+                self.record_result(cx, i, attempt, &outcome, ok, duration)?;
+                if ok {
+                    if step.id == StepId::StartCsServices {
+                        cx.observer.on_event(&Event::OutageEnded {
+                            server: self.plan.fqdn.to_string(),
+                            pool: self.plan.pool.to_string(),
+                            duration_ms: self.status.outage_ms(cx.now).unwrap_or(0),
+                            at: cx.now,
+                        });
+                    }
+                    if reboot {
+                        self.state = State::Reboot { i };
+                        return Ok(Want::Call {
+                            call: Call::Reboot,
+                            step: i,
+                            attempt,
+                        });
+                    }
+                    return self.enter(cx, i + 1);
+                }
+                let code = outcome.exit_code;
+                if rule.retries_exit(code) && attempt < rule.max_attempts {
+                    return self.wait_retry(cx, i, attempt, format!("exit code {code}"));
+                }
+                let reason = format!(
+                    "{} exited with code {code}{}: {}",
+                    step.id,
+                    if attempt > 1 {
+                        format!(" after {attempt} attempts")
+                    } else {
+                        String::new()
+                    },
+                    last_line(&outcome.output)
+                );
+                self.fail(cx, Failure(reason))
+            }
+            Ok(CallOutput::Probe(_)) => unreachable!("execute answers with an outcome"),
+            Err(e) if e.outcome_unknown() => {
+                let message = e.to_string();
+                let audit = self.audit(cx, i, None, &message);
+                self.record(
+                    cx,
+                    &[Record::StepResult {
+                        step: step.id,
+                        attempt,
+                        result: StepResultKind::Unknown,
+                        exit_code: None,
+                        output: message.clone(),
+                        duration_ms: duration,
+                    }],
+                    Some(&audit),
+                )?;
+                cx.observer.on_event(&Event::StepFinished {
+                    server: self.plan.fqdn.to_string(),
+                    step: step.id,
+                    attempt,
+                    exit_code: None,
+                    succeeded: false,
+                    duration_ms: duration,
+                    at: cx.now,
+                });
+                let limit = if matches!(e, TargetError::Unreachable { .. }) {
+                    UNREACHABLE_ATTEMPTS
+                } else {
+                    rule.max_attempts.max(2)
+                };
+                let wait = self.backoff(cx, step.id, attempt, message.clone());
+                self.state = State::ProbeWait {
+                    i,
+                    attempt,
+                    tries: 0,
+                    why: ProbeFor::Unknown { limit, message },
+                };
+                Ok(Want::Wait(wait))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let audit = self.audit(cx, i, None, &message);
+                self.record(
+                    cx,
+                    &[Record::StepResult {
+                        step: step.id,
+                        attempt,
+                        result: StepResultKind::Failed,
+                        exit_code: None,
+                        output: message.clone(),
+                        duration_ms: duration,
+                    }],
+                    Some(&audit),
+                )?;
+                self.fail(cx, Failure(message))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn probed(
+        &mut self,
+        cx: &mut Cx<'_>,
+        i: usize,
+        attempt: u32,
+        tries: u32,
+        why: ProbeFor,
+        result: Result<CallOutput, TargetError>,
+    ) -> Result<Want, EngineError> {
+        let step_id = self.plan.steps[i].id;
+        match result {
+            Ok(CallOutput::Probe(probe)) => {
+                self.record_probe(cx, i, &probe)?;
+                if probe.verdict == ProbeVerdict::Done {
+                    return self.enter(cx, i);
+                }
+                match why {
+                    ProbeFor::Resume => self.attempt(cx, i, attempt + 1),
+                    ProbeFor::Unknown { limit, .. } if attempt < limit => {
+                        self.attempt(cx, i, attempt + 1)
+                    }
+                    ProbeFor::Unknown { message, .. } => self.fail(
+                        cx,
+                        Failure(format!(
+                            "{step_id} failed after {attempt} attempts: {message}"
+                        )),
+                    ),
+                }
+            }
+            Ok(CallOutput::Outcome(_)) => unreachable!("a probe answers with a probe"),
+            Err(e) if e.outcome_unknown() && tries < UNREACHABLE_ATTEMPTS => {
+                let wait = self.backoff(cx, step_id, tries, e.to_string());
+                self.state = State::ProbeWait {
+                    i,
+                    attempt,
+                    tries,
+                    why,
+                };
+                Ok(Want::Wait(wait))
+            }
+            Err(e) => self.fail(
+                cx,
+                Failure(format!(
+                    "the outcome of {step_id} is unknown and the server could not be probed: {e}"
+                )),
+            ),
+        }
+    }
+
+    fn wait_retry(
+        &mut self,
+        cx: &mut Cx<'_>,
+        i: usize,
+        attempt: u32,
+        reason: String,
+    ) -> Result<Want, EngineError> {
+        let wait = self.backoff(cx, self.plan.steps[i].id, attempt, reason);
+        self.state = State::RetryWait { i, attempt };
+        Ok(Want::Wait(wait))
+    }
+
+    fn backoff(&self, cx: &mut Cx<'_>, step: StepId, attempt: u32, reason: String) -> Millis {
+        let wait = policy::backoff(attempt, self.plan.fqdn.as_str());
+        cx.observer.on_event(&Event::StepRetrying {
+            server: self.plan.fqdn.to_string(),
+            step,
+            attempt: attempt + 1,
+            wait_ms: wait,
+            reason,
+        });
+        wait
+    }
+
+    fn fail(&mut self, cx: &mut Cx<'_>, failure: Failure) -> Result<Want, EngineError> {
+        self.fail_with(cx, failure.0, ServerOutcome::Failed)
+    }
+
+    /// End the server with `outcome`, recovering it first when it is inside its outage window.
+    fn fail_with(
+        &mut self,
+        cx: &mut Cx<'_>,
+        reason: String,
+        outcome: ServerOutcome,
+    ) -> Result<Want, EngineError> {
+        if self.status.in_outage() {
+            self.state = State::Recover { reason, outcome };
+            return Ok(Want::Call {
+                call: Call::Recover,
+                step: 0,
+                attempt: 0,
+            });
+        }
+        self.finish(cx, outcome, Some(reason))
+    }
+
+    fn finish(
+        &mut self,
+        cx: &mut Cx<'_>,
+        outcome: ServerOutcome,
+        reason: Option<String>,
+    ) -> Result<Want, EngineError> {
+        self.record(
+            cx,
+            &[Record::ServerFinished {
+                outcome,
+                reason: reason.clone(),
+            }],
+            None,
+        )?;
+        cx.observer.on_event(&Event::ServerFinished {
+            server: self.plan.fqdn.to_string(),
+            pool: self.plan.pool.to_string(),
+            outcome,
+            reason,
+            outage_ms: self.status.outage_ms(cx.now),
+            at: cx.now,
+        });
+        self.state = State::Done;
+        Ok(Want::Done)
+    }
+
+    fn check_budget(&mut self, cx: &mut Cx<'_>) -> Result<(), EngineError> {
+        let budget = cx.run.spec.policy.outage_budget_ms;
+        if self.status.in_outage() && !self.status.budget_exceeded {
+            let elapsed = self.status.outage_ms(cx.now).unwrap_or(0);
+            if elapsed > budget {
+                self.record(
+                    cx,
+                    &[Record::OutageBudgetExceeded { budget_ms: budget }],
+                    None,
+                )?;
+                cx.observer.on_event(&Event::OutageBudgetExceeded {
+                    server: self.plan.fqdn.to_string(),
+                    pool: self.plan.pool.to_string(),
+                    budget_ms: budget,
+                    elapsed_ms: elapsed,
+                    at: cx.now,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        cx: &mut Cx<'_>,
+        records: &[Record],
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), EngineError> {
+        let scope = Scope {
+            run: cx.run.id,
+            server: self.plan.fqdn.as_str(),
+            role: self.plan.role,
+        };
+        cx.store.append(cx.now, &scope, records, audit)?;
+        for r in records {
+            self.status.apply(cx.now, r);
+        }
+        Ok(())
+    }
+
+    fn record_result(
+        &mut self,
+        cx: &mut Cx<'_>,
+        i: usize,
+        attempt: u32,
+        outcome: &StepOutcome,
+        ok: bool,
+        duration: Millis,
+    ) -> Result<(), EngineError> {
+        let step = self.plan.steps[i].id;
+        let output = excerpt(&outcome.output);
+        let audit = self.audit(cx, i, Some(outcome.exit_code), &output);
+        self.record(
+            cx,
+            &[Record::StepResult {
+                step,
+                attempt,
+                result: if ok {
+                    StepResultKind::Succeeded
+                } else {
+                    StepResultKind::Failed
+                },
+                exit_code: Some(outcome.exit_code),
+                output,
+                duration_ms: duration,
+            }],
+            Some(&audit),
+        )?;
+        cx.observer.on_event(&Event::StepFinished {
+            server: self.plan.fqdn.to_string(),
+            step,
+            attempt,
+            exit_code: Some(outcome.exit_code),
+            succeeded: ok,
+            duration_ms: duration,
+            at: cx.now,
+        });
+        Ok(())
+    }
+
+    fn record_probe(
+        &mut self,
+        cx: &mut Cx<'_>,
+        i: usize,
+        probe: &Probe,
+    ) -> Result<(), EngineError> {
+        let step = self.plan.steps[i].id;
+        let done = probe.verdict == ProbeVerdict::Done;
+        self.record(
+            cx,
+            &[Record::StepProbed {
+                step,
+                done,
+                facts: excerpt(&probe.facts),
+            }],
+            None,
+        )?;
+        cx.observer.on_event(&Event::StepProbed {
+            server: self.plan.fqdn.to_string(),
+            step,
+            done,
+            at: cx.now,
+        });
+        Ok(())
+    }
+
+    fn audit(&self, cx: &Cx<'_>, i: usize, exit_code: Option<i32>, output: &str) -> AuditEntry {
+        let step = &self.plan.steps[i];
+        AuditEntry {
+            run: cx.run.id,
+            at: cx.now,
+            operator: cx.run.spec.operator.clone(),
+            server: self.plan.fqdn.to_string(),
+            step: step.id.to_string(),
+            command: step.command.clone(),
+            exit_code,
+            output_excerpt: crate::engine::excerpt_short(output),
+        }
+    }
+}
+
+pub(crate) fn minutes(ms: Millis) -> String {
+    format!("{:.1} min", ms as f64 / 60_000.0)
+}
+
+fn last_line(output: &str) -> &str {
+    output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no output)")
+        .trim()
+}
