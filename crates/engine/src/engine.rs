@@ -289,13 +289,19 @@ impl<'a> Engine<'a> {
         let was_in_outage = d.execs[idx].as_ref().is_some_and(|e| e.status.in_outage());
         let want = {
             let exec = d.execs[idx].as_mut().expect("active executor");
+            let mut journal = Vec::new();
             let mut cx = Cx {
-                store: &mut *self.store,
+                journal: &mut journal,
                 observer: &mut *self.observer,
                 run,
                 now,
             };
-            exec.next(&mut cx, input)?
+            let want = exec.next(&mut cx, input);
+            // Commit what the transition recorded before anything it asks for happens.
+            if !journal.is_empty() {
+                self.store.append_batch(&journal)?;
+            }
+            want?
         };
         d.end = d.end.max(now);
         let exec = d.execs[idx].as_ref().expect("active executor");

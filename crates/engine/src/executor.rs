@@ -9,7 +9,7 @@ use crate::engine::{EngineError, excerpt};
 use crate::event::{Event, Observer};
 use crate::policy::{self, ERROR_SUCCESS_REBOOT_REQUIRED, UNREACHABLE_ATTEMPTS};
 use crate::status::{ServerState, ServerStatus, StepState};
-use crate::store::{AuditEntry, Record, RunRecord, Scope, ServerOutcome, StepResultKind, Store};
+use crate::store::{Append, AuditEntry, Record, RunRecord, ServerOutcome, StepResultKind};
 use crate::target::{Millis, Probe, ProbeVerdict, StepOutcome, TargetError};
 
 /// What the dispatcher carries out for an executor.
@@ -104,9 +104,11 @@ enum State {
     Done,
 }
 
-/// The journal, the observer and the time, lent by the dispatcher for one transition.
+/// The journal, the observer and the time, lent by the dispatcher for one transition. What is
+/// recorded is committed by the dispatcher when the transition ends, before anything it asks
+/// for is carried out: write-ahead, with one commit per transition.
 pub struct Cx<'c> {
-    pub store: &'c mut dyn Store,
+    pub journal: &'c mut Vec<Append>,
     pub observer: &'c mut dyn Observer,
     pub run: &'c RunRecord,
     pub now: Millis,
@@ -673,12 +675,14 @@ impl<'p> Executor<'p> {
         records: &[Record],
         audit: Option<&AuditEntry>,
     ) -> Result<(), EngineError> {
-        let scope = Scope {
+        cx.journal.push(Append {
+            at: cx.now,
             run: cx.run.id,
-            server: self.plan.fqdn.as_str(),
+            server: self.plan.fqdn.to_string(),
             role: self.plan.role,
-        };
-        cx.store.append(cx.now, &scope, records, audit)?;
+            records: records.to_vec(),
+            audit: audit.cloned(),
+        });
         for r in records {
             self.status.apply(cx.now, r);
         }

@@ -221,6 +221,17 @@ pub struct Scope<'a> {
     pub role: ServerRole,
 }
 
+/// One [`Store::append`], held back to be committed with others.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub at: Millis,
+    pub run: RunId,
+    pub server: String,
+    pub role: ServerRole,
+    pub records: Vec<Record>,
+    pub audit: Option<AuditEntry>,
+}
+
 /// Durable state. Every method that writes commits before it returns.
 pub trait Store {
     /// `sqlite:PATH` or `postgres://...`, for messages.
@@ -242,6 +253,19 @@ pub trait Store {
         records: &[Record],
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError>;
+    /// Several appends, in order; implementations commit them in one transaction.
+    fn append_batch(&mut self, batch: &[Append]) -> Result<(), StoreError> {
+        for a in batch {
+            let scope = Scope {
+                run: a.run,
+                server: &a.server,
+                role: a.role,
+            };
+            self.append(a.at, &scope, &a.records, a.audit.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// The whole journal of a run, in order.
     fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError>;
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError>;

@@ -71,6 +71,9 @@ pub(crate) struct Shared {
     pub fault_steps: HashSet<(i64, StepId)>,
     /// The last clock value read, for [`sfbpatch_engine::Clock::now`] when the database fails.
     pub last_now: AtomicU64,
+    /// A clock setting not yet written: applied inside the next transaction, so that setting
+    /// the clock before an operation costs no commit of its own.
+    pending_now: Mutex<Option<i64>>,
     hashes: Mutex<HashMap<PathBuf, FileHash>>,
 }
 
@@ -88,9 +91,33 @@ impl Shared {
     ) -> rusqlite::Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pending = self
+            .pending_now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(at) = pending {
+            db::set_now(&tx, at)?;
+        }
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+
+    /// Put the clock at `at` with the next transaction (see [`Shared::pending_now`]).
+    pub fn set_now(&self, at: Millis) {
+        *self
+            .pending_now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(db::ms(at));
+        self.last_now.store(at, Ordering::Relaxed);
+    }
+
+    fn has_pending_now(&self) -> bool {
+        self.pending_now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Runs `f` in one read transaction: it sees a single state of the world.
@@ -98,6 +125,9 @@ impl Shared {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
+        if self.has_pending_now() {
+            return self.write(f);
+        }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let value = f(&tx)?;
@@ -106,6 +136,13 @@ impl Shared {
     }
 
     pub fn now(&self) -> rusqlite::Result<Millis> {
+        if let Some(at) = *self
+            .pending_now
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Ok(u64::try_from(at).unwrap_or(0));
+        }
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let now = db::now(&conn)?;
         let now = u64::try_from(now).unwrap_or(0);
@@ -639,6 +676,7 @@ impl Lab {
                 servers,
                 fault_steps,
                 last_now: AtomicU64::new(u64::try_from(now).unwrap_or(0)),
+                pending_now: Mutex::new(None),
                 hashes: Mutex::new(HashMap::new()),
             }),
         })

@@ -1149,9 +1149,7 @@ impl Clock for LabClock {
     }
 
     fn set(&self, at: Millis) {
-        if self.shared.write(|tx| db::set_now(tx, db::ms(at))).is_ok() {
-            self.shared.last_now.store(at, Ordering::Relaxed);
-        }
+        self.shared.set_now(at);
     }
 
     /// The world's clock. If the lab database cannot be read, the last value this process

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sfbpatch_engine::{
-    AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope,
-    StepStat, Store, StoreError,
+    Append, AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState,
+    Scope, StepStat, Store, StoreError,
 };
 use sfbpatch_plan::{ServerRole, StepId};
 
@@ -58,6 +58,10 @@ CREATE TABLE IF NOT EXISTS leases (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS host_keys (
+    server TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS journal_append_only_u BEFORE UPDATE ON journal
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
@@ -201,57 +205,19 @@ impl Store for SqliteStore {
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(q)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO journal (run, server, at, record) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(q)?;
-            let mut durations = tx
-                .prepare_cached(
-                    "INSERT INTO step_durations (run, role, step, duration_ms) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(q)?;
-            for record in records {
-                let text = serde_json::to_string(record).map_err(|e| corrupt(e.to_string()))?;
-                insert
-                    .execute(params![scope.run, scope.server, at as i64, text])
-                    .map_err(q)?;
-                if let Record::StepResult {
-                    step,
-                    result: sfbpatch_engine::StepResultKind::Succeeded,
-                    duration_ms,
-                    ..
-                } = record
-                {
-                    durations
-                        .execute(params![
-                            scope.run,
-                            scope.role.as_str(),
-                            step.as_str(),
-                            *duration_ms as i64
-                        ])
-                        .map_err(q)?;
-                }
-            }
-            if let Some(a) = audit {
-                tx.prepare_cached(
-                    "INSERT INTO audit (run, at, operator, server, step, command, exit_code, output)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(q)?
-                .execute(params![
-                    a.run,
-                    a.at as i64,
-                    a.operator,
-                    a.server,
-                    a.step,
-                    a.command,
-                    a.exit_code,
-                    a.output_excerpt
-                ])
-                .map_err(q)?;
-            }
+        insert_records(&tx, at, scope, records, audit)?;
+        tx.commit().map_err(q)
+    }
+
+    fn append_batch(&mut self, batch: &[Append]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(q)?;
+        for a in batch {
+            let scope = Scope {
+                run: a.run,
+                server: &a.server,
+                role: a.role,
+            };
+            insert_records(&tx, a.at, &scope, &a.records, a.audit.as_ref())?;
         }
         tx.commit().map_err(q)
     }
@@ -400,6 +366,27 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+    fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT fingerprint FROM host_keys WHERE server = ?1",
+                [server.to_ascii_lowercase()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q)
+    }
+
+    fn pin_host_key(&mut self, server: &str, fingerprint: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO host_keys (server, fingerprint) VALUES (?1, ?2)
+                 ON CONFLICT (server) DO UPDATE SET fingerprint = excluded.fingerprint",
+                params![server.to_ascii_lowercase(), fingerprint],
+            )
+            .map_err(q)?;
+        Ok(())
+    }
 }
 
 fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
@@ -421,4 +408,62 @@ fn read_lease(conn: &Connection, pool: &str) -> Result<Option<Lease>, StoreError
     )
     .optional()
     .map_err(q)
+}
+
+fn insert_records(
+    tx: &Connection,
+    at: Millis,
+    scope: &Scope<'_>,
+    records: &[Record],
+    audit: Option<&AuditEntry>,
+) -> Result<(), StoreError> {
+    let mut insert = tx
+        .prepare_cached("INSERT INTO journal (run, server, at, record) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(q)?;
+    let mut durations = tx
+        .prepare_cached(
+            "INSERT INTO step_durations (run, role, step, duration_ms) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(q)?;
+    for record in records {
+        let text = serde_json::to_string(record).map_err(|e| corrupt(e.to_string()))?;
+        insert
+            .execute(params![scope.run, scope.server, at as i64, text])
+            .map_err(q)?;
+        if let Record::StepResult {
+            step,
+            result: sfbpatch_engine::StepResultKind::Succeeded,
+            duration_ms,
+            ..
+        } = record
+        {
+            durations
+                .execute(params![
+                    scope.run,
+                    scope.role.as_str(),
+                    step.as_str(),
+                    *duration_ms as i64
+                ])
+                .map_err(q)?;
+        }
+    }
+    if let Some(a) = audit {
+        tx.prepare_cached(
+            "INSERT INTO audit (run, at, operator, server, step, command, exit_code, output)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(q)?
+        .execute(params![
+            a.run,
+            a.at as i64,
+            a.operator,
+            a.server,
+            a.step,
+            a.command,
+            a.exit_code,
+            a.output_excerpt
+        ])
+        .map_err(q)?;
+    }
+    Ok(())
 }
