@@ -1,1 +1,29 @@
-//! Run reports.
+//! Run reports: what happened to every server, how long each pool's users were in resiliency
+//! mode, what failed and why, and every command run, computed from the run's write-ahead journal
+//! and audit log alone.
+//!
+//! - [`build`] folds a run's records into a [`Report`]. Pure: no I/O, no clock; the same records
+//!   give the same report. Its JSON form (serde) is a stable contract,
+//!   `docs/schema/report.schema.json`.
+//! - [`render_html`] renders a report as one self-contained HTML page (inline CSS and SVG, no
+//!   script, nothing loaded from anywhere): a header, a timeline per server with each outage
+//!   window against the 30-minute line, the user impact per pool, the failures and the audit
+//!   trail.
+//!
+//! The 30-minute rule (SPEC.md section 2): a pool's back end is unavailable while every machine
+//! of it is out of service (one machine, a Standard Edition server, or all nodes of an AlwaysOn
+//! availability group at once); users go into resiliency mode for the part of an unavailability
+//! beyond 30 minutes. A machine is out of service during its outage window, from the start of
+//! `stop-cs-services` to the end of `start-cs-services` or of the recovery after a failure.
+
+mod build;
+mod html;
+mod intervals;
+mod model;
+
+pub use build::{ReportError, build};
+pub use html::render_html;
+pub use model::*;
+
+#[cfg(test)]
+mod tests;

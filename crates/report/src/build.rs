@@ -1,0 +1,402 @@
+//! From a run's journal and audit log to a [`Report`]. Pure: the same records give the same
+//! report.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sfbpatch_engine::policy::RESILIENCY_THRESHOLD;
+use sfbpatch_engine::{
+    AuditEntry, JournalEntry, Millis, Record, RunId, RunRecord, ServerState, ServerStatus,
+    StepState, fold,
+};
+use sfbpatch_plan::{ServerPlan, StepId};
+use sfbpatch_topology::{Deployment, SqlInstanceName, TopologyError};
+
+use crate::intervals::{self, Window};
+use crate::model::*;
+
+/// Why a report cannot be built. Codes are stable (`docs/report.md`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The topology text recorded with the run no longer reads, so its pools cannot be mapped
+    /// to their back ends.
+    #[error("the topology recorded with run {run} ({origin}) cannot be read: {error}")]
+    Topology {
+        run: RunId,
+        origin: String,
+        error: TopologyError,
+    },
+    /// A journal or audit record of another run was passed in.
+    #[error("a {what} of run {found} was given for the report of run {run}")]
+    ForeignRecord {
+        run: RunId,
+        found: RunId,
+        what: &'static str,
+    },
+}
+
+impl ReportError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReportError::Topology { .. } => "SFB-R001",
+            ReportError::ForeignRecord { .. } => "SFB-R002",
+        }
+    }
+}
+
+/// Builds the report of `run` from its whole journal and audit log, as the store returns them.
+///
+/// Times are seconds since `run.created_at` on the target's clock. Whatever is still open
+/// (a step in flight, an outage of an interrupted run) is measured up to the last journal
+/// record. Per pool, the back end is unavailable while every one of its machines is out of
+/// service (from the start of `stop-cs-services` to the end of `start-cs-services` or of the
+/// recovery); the part of each unavailability beyond 30 minutes is time in resiliency mode.
+/// Pools and their back-end machines are derived again from the topology text recorded with the
+/// run, so pools sharing a back end are each affected.
+pub fn build(
+    run: &RunRecord,
+    journal: &[JournalEntry],
+    audit: &[AuditEntry],
+) -> Result<Report, ReportError> {
+    if let Some(e) = journal.iter().find(|e| e.run != run.id) {
+        return Err(ReportError::ForeignRecord {
+            run: run.id,
+            found: e.run,
+            what: "journal record",
+        });
+    }
+    if let Some(e) = audit.iter().find(|e| e.run != run.id) {
+        return Err(ReportError::ForeignRecord {
+            run: run.id,
+            found: e.run,
+            what: "audit record",
+        });
+    }
+    let spec = &run.spec;
+    let deployment = sfbpatch_topology::load(&spec.topology_snapshot, &spec.topology_origin)
+        .map_err(|error| ReportError::Topology {
+            run: run.id,
+            origin: spec.topology_origin.clone(),
+            error,
+        })?;
+
+    let origin = run.created_at;
+    let now = journal
+        .iter()
+        .map(|e| e.at)
+        .max()
+        .unwrap_or(origin)
+        .max(origin);
+    let clock = Clock { origin };
+
+    let plans = &spec.plan.servers;
+    let statuses = fold(plans, journal);
+    let traces = trace(plans, journal);
+
+    let servers: Vec<ServerReport> = plans
+        .iter()
+        .zip(&statuses)
+        .zip(&traces)
+        .map(|((plan, status), trace)| server_report(plan, status, trace, now, clock))
+        .collect();
+    let failures = plans
+        .iter()
+        .zip(&statuses)
+        .zip(&traces)
+        .filter(|((_, s), _)| matches!(s.state, ServerState::Failed | ServerState::Skipped))
+        .map(|((plan, status), trace)| failure_report(plan, status, trace, clock))
+        .collect();
+    let pools = pool_reports(&deployment, plans, &statuses, now, clock);
+
+    Ok(Report {
+        schema_version: SCHEMA_VERSION,
+        run: RunSummary {
+            id: run.id,
+            state: run.state,
+            makespan_seconds: clock.seconds(now),
+            package: spec.plan.package.name.clone(),
+            package_version: spec.plan.package.version.to_string(),
+            operator: spec.operator.clone(),
+            topology_origin: spec.topology_origin.clone(),
+            target: serde_json::to_value(&spec.target).unwrap_or(serde_json::Value::Null),
+            resiliency_after_seconds: RESILIENCY_THRESHOLD as f64 / 1000.0,
+            approvals: journal
+                .iter()
+                .filter_map(|e| match &e.record {
+                    Record::WaveApproved { wave, by } => Some(Approval {
+                        wave: *wave,
+                        by: by.clone(),
+                        at_seconds: clock.seconds(e.at),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        },
+        servers,
+        pools,
+        failures,
+        audit: audit
+            .iter()
+            .map(|a| AuditLine {
+                at_seconds: clock.seconds(a.at),
+                operator: a.operator.clone(),
+                server: a.server.clone(),
+                step: a.step.clone(),
+                command: a.command.clone(),
+                exit_code: a.exit_code,
+                output_excerpt: a.output_excerpt.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Target-clock milliseconds to seconds since the run's creation.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    origin: Millis,
+}
+
+impl Clock {
+    fn seconds(self, at: Millis) -> f64 {
+        at.saturating_sub(self.origin) as f64 / 1000.0
+    }
+
+    fn span(self, start: Millis, end: Millis) -> Span {
+        Span {
+            start_seconds: self.seconds(start),
+            end_seconds: self.seconds(end.max(start)),
+        }
+    }
+
+    fn interval(self, w: &Window) -> Interval {
+        Interval {
+            start_seconds: self.seconds(w.start),
+            end_seconds: (!w.open).then(|| self.seconds(w.end)),
+            seconds: w.len() as f64 / 1000.0,
+        }
+    }
+}
+
+/// What the status fold does not keep: exit codes and outputs per step, reboots, the recovery,
+/// and the step a server stopped at.
+#[derive(Debug, Default)]
+struct Trace {
+    last_at: Option<Millis>,
+    last_step: Option<StepId>,
+    exit_codes: BTreeMap<StepId, Option<i32>>,
+    outputs: BTreeMap<StepId, String>,
+    reboots: Vec<(Millis, Millis)>,
+    recovery: Option<(Millis, Millis, String)>,
+}
+
+fn trace(plans: &[ServerPlan], journal: &[JournalEntry]) -> Vec<Trace> {
+    let index: HashMap<String, usize> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.fqdn.key(), i))
+        .collect();
+    let mut out: Vec<Trace> = plans.iter().map(|_| Trace::default()).collect();
+    for entry in journal {
+        let Some(&i) = index.get(&entry.server.to_ascii_lowercase()) else {
+            continue;
+        };
+        let t = &mut out[i];
+        let since = t.last_at.unwrap_or(entry.at);
+        match &entry.record {
+            Record::StepIntent { step, .. } => t.last_step = Some(*step),
+            Record::StepResult {
+                step,
+                exit_code,
+                output,
+                ..
+            } => {
+                t.last_step = Some(*step);
+                t.exit_codes.insert(*step, *exit_code);
+                t.outputs.insert(*step, output.clone());
+            }
+            Record::StepProbed { step, facts, .. } => {
+                t.last_step = Some(*step);
+                t.outputs.insert(*step, facts.clone());
+            }
+            Record::Rebooted { .. } => t.reboots.push((since, entry.at)),
+            Record::Recovered { output } => t.recovery = Some((since, entry.at, output.clone())),
+            _ => {}
+        }
+        t.last_at = Some(entry.at);
+    }
+    out
+}
+
+/// The server's outage window, up to `now` while it is open.
+fn outage_window(status: &ServerStatus, now: Millis) -> Option<Window> {
+    let start = status.outage_started_at?;
+    match status.outage_ended_at {
+        Some(end) => Window::new(start, end, false),
+        None => Window::new(start, now, true),
+    }
+}
+
+fn server_report(
+    plan: &ServerPlan,
+    status: &ServerStatus,
+    trace: &Trace,
+    now: Millis,
+    clock: Clock,
+) -> ServerReport {
+    let steps = status
+        .steps
+        .iter()
+        .map(|st| {
+            let finished = !matches!(st.state, StepState::Pending | StepState::Running);
+            StepReport {
+                id: st.id,
+                state: st.state,
+                attempts: st.attempts,
+                start_seconds: st.started_at.map(|at| clock.seconds(at)),
+                end_seconds: st.ended_at.filter(|_| finished).map(|at| clock.seconds(at)),
+                exit_code: trace.exit_codes.get(&st.id).copied().flatten(),
+                in_outage: plan.steps.iter().any(|p| p.id == st.id && p.in_outage),
+            }
+        })
+        .collect();
+    ServerReport {
+        fqdn: status.fqdn.clone(),
+        pool: status.pool.clone(),
+        state: status.state,
+        start_seconds: status.started_at.map(|at| clock.seconds(at)),
+        end_seconds: status.finished_at.map(|at| clock.seconds(at)),
+        outage_seconds: status.outage_ms(now).map(|ms| ms as f64 / 1000.0),
+        site: plan.site.clone(),
+        role: plan.role,
+        sql_server_fqdn: plan.sql_server_fqdn.to_string(),
+        outage_start_seconds: status.outage_started_at.map(|at| clock.seconds(at)),
+        outage_end_seconds: status.outage_ended_at.map(|at| clock.seconds(at)),
+        reason: status.reason.clone(),
+        budget_exceeded: status.budget_exceeded,
+        steps,
+        reboots: trace
+            .reboots
+            .iter()
+            .map(|&(start, end)| clock.span(start, end))
+            .collect(),
+        recovery: trace.recovery.as_ref().map(|(start, end, output)| {
+            let span = clock.span(*start, *end);
+            Recovery {
+                start_seconds: span.start_seconds,
+                end_seconds: span.end_seconds,
+                output: output.clone(),
+            }
+        }),
+    }
+}
+
+fn failure_report(
+    plan: &ServerPlan,
+    status: &ServerStatus,
+    trace: &Trace,
+    clock: Clock,
+) -> FailureReport {
+    let step = trace.last_step;
+    FailureReport {
+        server: plan.fqdn.to_string(),
+        pool: plan.pool.to_string(),
+        state: status.state,
+        step,
+        at_seconds: status.finished_at.map(|at| clock.seconds(at)),
+        reason: status.reason.clone(),
+        exit_code: step.and_then(|s| trace.exit_codes.get(&s).copied().flatten()),
+        output: step.and_then(|s| trace.outputs.get(&s).cloned()),
+        recovery_output: trace.recovery.as_ref().map(|(_, _, o)| o.clone()),
+    }
+}
+
+fn backend_label(fqdn: &str, instance: &SqlInstanceName) -> String {
+    if instance.is_default() {
+        fqdn.to_string()
+    } else {
+        format!("{fqdn}\\{instance}")
+    }
+}
+
+/// Each pool with a planned back-end machine, with the times its back end was unavailable and
+/// its users in resiliency mode.
+fn pool_reports(
+    deployment: &Deployment,
+    plans: &[ServerPlan],
+    statuses: &[ServerStatus],
+    now: Millis,
+    clock: Clock,
+) -> Vec<PoolReport> {
+    let windows: HashMap<String, Vec<Window>> = plans
+        .iter()
+        .zip(statuses)
+        .map(|(p, s)| (p.fqdn.key(), outage_window(s, now).into_iter().collect()))
+        .collect();
+    let report =
+        |fqdn: String, site: String, backend: String, always_on: bool, machines: Vec<String>| {
+            let out: Vec<Option<&[Window]>> = machines
+                .iter()
+                .map(|m| windows.get(&m.to_ascii_lowercase()).map(Vec::as_slice))
+                .collect();
+            let unavailable = intervals::all_out(&out);
+            let resiliency = intervals::beyond(&unavailable, RESILIENCY_THRESHOLD);
+            let total = |ws: &[Window]| ws.iter().map(Window::len).sum::<Millis>() as f64 / 1000.0;
+            PoolReport {
+                fqdn,
+                resiliency_seconds: total(&resiliency),
+                site,
+                backend,
+                always_on,
+                servers: machines,
+                unavailable_seconds: total(&unavailable),
+                unavailable: unavailable.iter().map(|w| clock.interval(w)).collect(),
+                resiliency: resiliency.iter().map(|w| clock.interval(w)).collect(),
+            }
+        };
+
+    let mut covered: HashSet<String> = HashSet::new();
+    let mut pools = Vec::new();
+    for pool in &deployment.pools {
+        let machines: Vec<String> = pool
+            .backend_machines()
+            .iter()
+            .map(|m| m.fqdn.to_string())
+            .collect();
+        let keys: Vec<String> = machines.iter().map(|m| m.to_ascii_lowercase()).collect();
+        if !keys.iter().any(|k| windows.contains_key(k)) {
+            continue;
+        }
+        covered.extend(keys);
+        pools.push(report(
+            pool.fqdn.to_string(),
+            pool.site.clone(),
+            backend_label(
+                pool.backend.sql_server_fqdn.as_str(),
+                &pool.backend.sql_instance,
+            ),
+            pool.backend.always_on,
+            machines,
+        ));
+    }
+
+    // A planned server the topology does not place on any back end (the file was changed by
+    // hand, say): its plan names its pool and back end.
+    let mut extra: Vec<(&ServerPlan, Vec<String>)> = Vec::new();
+    for plan in plans.iter().filter(|p| !covered.contains(&p.fqdn.key())) {
+        match extra.iter_mut().find(|(first, _)| {
+            first.pool == plan.pool && first.sql_server_fqdn == plan.sql_server_fqdn
+        }) {
+            Some((_, machines)) => machines.push(plan.fqdn.to_string()),
+            None => extra.push((plan, vec![plan.fqdn.to_string()])),
+        }
+    }
+    for (plan, machines) in extra {
+        pools.push(report(
+            plan.pool.to_string(),
+            plan.site.clone(),
+            backend_label(plan.sql_server_fqdn.as_str(), &plan.sql_instance),
+            false,
+            machines,
+        ));
+    }
+    pools
+}

@@ -1,0 +1,171 @@
+//! The report's data: what [`crate::build`] computes and what the JSON contract
+//! (`docs/schema/report.schema.json`) and the HTML page show.
+//!
+//! Field order is part of the contract: the fields every consumer relies on come first in each
+//! object, extra fields follow. Within schema version 1 fields are only added.
+
+use serde::Serialize;
+use sfbpatch_engine::{RunId, RunState, ServerState, StepState};
+use sfbpatch_plan::{ServerRole, StepId};
+
+/// The version of the JSON contract.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A whole run, ready to render. Times are seconds of the target's clock (virtual in the lab)
+/// since the run was created.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub run: RunSummary,
+    /// Every planned server, in plan order.
+    pub servers: Vec<ServerReport>,
+    /// Every pool whose back end has at least one planned server, in topology order.
+    pub pools: Vec<PoolReport>,
+    /// Servers that failed or were skipped, in plan order.
+    pub failures: Vec<FailureReport>,
+    /// The audit trail, in the order it was written.
+    pub audit: Vec<AuditLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub id: RunId,
+    pub state: RunState,
+    /// From the run's creation to the last journal record.
+    pub makespan_seconds: f64,
+    /// The package's name and build.
+    pub package: String,
+    pub package_version: String,
+    /// The account that acted on the servers.
+    pub operator: String,
+    /// Where the topology was read from.
+    pub topology_origin: String,
+    /// The target the run drove, as recorded (`{"kind": "lab", "dir": ...}`, ...).
+    pub target: serde_json::Value,
+    /// How long a back end may be unavailable before users go into resiliency mode.
+    pub resiliency_after_seconds: f64,
+    /// Approvals of canary waves (`sfbpatch approve`).
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Approval {
+    pub wave: u32,
+    pub by: String,
+    pub at_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerReport {
+    pub fqdn: String,
+    pub pool: String,
+    pub state: ServerState,
+    /// When the server started; `None` if it never did (pending, or skipped before starting).
+    pub start_seconds: Option<f64>,
+    /// When it finished (succeeded, failed or skipped); `None` while it has not.
+    pub end_seconds: Option<f64>,
+    /// The outage window's length: from the start of `stop-cs-services` to the end of
+    /// `start-cs-services` or of the recovery after a failure; up to the last journal record
+    /// while it is still open. `None` if the server never entered it.
+    pub outage_seconds: Option<f64>,
+    pub site: String,
+    pub role: ServerRole,
+    /// The back end's SQL Server FQDN (the AlwaysOn listener for availability groups).
+    pub sql_server_fqdn: String,
+    pub outage_start_seconds: Option<f64>,
+    /// `None` while the outage is open (or if there was none).
+    pub outage_end_seconds: Option<f64>,
+    /// Why the server failed or was skipped.
+    pub reason: Option<String>,
+    /// The outage went past the run's outage budget.
+    pub budget_exceeded: bool,
+    pub steps: Vec<StepReport>,
+    /// Restarts the installer asked for.
+    pub reboots: Vec<Span>,
+    /// The recovery after a failure inside the outage window (W3SVC and services back).
+    pub recovery: Option<Recovery>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    pub id: StepId,
+    pub state: StepState,
+    pub attempts: u32,
+    /// Start of the first attempt.
+    pub start_seconds: Option<f64>,
+    /// End of the last attempt (or of the probe that found it done).
+    pub end_seconds: Option<f64>,
+    /// The last attempt's exit code, when the target returned one.
+    pub exit_code: Option<i32>,
+    /// The step lies inside the outage window.
+    pub in_outage: bool,
+}
+
+/// A closed span of time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Span {
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolReport {
+    pub fqdn: String,
+    /// How long the pool's users were in resiliency mode: the part of each unavailability of
+    /// the back end beyond 30 minutes.
+    pub resiliency_seconds: f64,
+    pub site: String,
+    /// The back end: `sql.example.com` or `sql.example.com\instance`.
+    pub backend: String,
+    pub always_on: bool,
+    /// The back end's machines (the Standard Edition server itself); the back end is
+    /// unavailable only while all of them are out of service.
+    pub servers: Vec<String>,
+    /// Total time the back end was unavailable.
+    pub unavailable_seconds: f64,
+    pub unavailable: Vec<Interval>,
+    pub resiliency: Vec<Interval>,
+}
+
+/// A span of time that may still be open at the end of the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    pub start_seconds: f64,
+    /// `None` while it lasts.
+    pub end_seconds: Option<f64>,
+    /// Its length, up to the last journal record while it is open.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureReport {
+    pub server: String,
+    pub pool: String,
+    pub state: ServerState,
+    /// The step the server stopped at; `None` when it was skipped before any step.
+    pub step: Option<StepId>,
+    pub at_seconds: Option<f64>,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    /// The stopping step's last output (or the probe's findings).
+    pub output: Option<String>,
+    pub recovery_output: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditLine {
+    pub at_seconds: f64,
+    pub operator: String,
+    pub server: String,
+    pub step: String,
+    pub command: Option<String>,
+    pub exit_code: Option<i32>,
+    pub output_excerpt: String,
+}

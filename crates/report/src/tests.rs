@@ -1,0 +1,994 @@
+//! Reports from hand-written journals: the records the engine writes, with target-clock times
+//! chosen by the test.
+
+use sfbpatch_engine::policy::default_duration;
+use sfbpatch_engine::{
+    AuditEntry, JournalEntry, Millis, Record, RunPolicy, RunRecord, RunSpec, RunState,
+    ServerOutcome, ServerState, StepResultKind, StepState, TargetSpec,
+};
+use sfbpatch_plan::{PlanPolicy, StepId, parse_manifest, plan};
+
+use crate::{Report, ReportError, build, render_html};
+
+const MINUTE: Millis = 60_000;
+/// The run is created five hours into the target's clock: reports count from there.
+const T0: Millis = 300 * MINUTE;
+/// With the default durations: check-admin-role and stage-update before the outage window.
+const BEFORE_OUTAGE: Millis = 246_000;
+/// The outage window with the default durations: 25.2 minutes.
+const OUTAGE: Millis = 1_512_000;
+/// A whole server with the default durations.
+const SERVER: Millis = 1_818_000;
+const RECOVERY: Millis = 210_000;
+
+const MANIFEST: &str = r#"
+name = "Skype for Business Server 2019 CU8 HF1"
+version = "7.0.2046.553"
+installer = "SkypeServerUpdateInstaller.exe"
+sha256 = "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd"
+"#;
+
+/// One Standard Edition server, one pool on a single back-end machine, one on an AlwaysOn
+/// availability group of two nodes, and two pools sharing one back end.
+const INVENTORY: &str = r#"
+[[site]]
+name = "Berlin"
+
+[[pool]]
+fqdn = "se1.contoso.com"
+edition = "standard"
+
+[[pool]]
+fqdn = "pool1.contoso.com"
+machines = ["fe1.contoso.com"]
+backend = "sql1.contoso.com"
+
+[[pool]]
+fqdn = "pool2.contoso.com"
+machines = ["fe2.contoso.com"]
+backend = { sql_server = "ag.contoso.com", always_on_primary = "ag-n1.contoso.com", nodes = ["ag-n1.contoso.com", "ag-n2.contoso.com"] }
+
+[[pool]]
+fqdn = "pool3.contoso.com"
+machines = ["fe3.contoso.com"]
+backend = "shared.contoso.com"
+
+[[pool]]
+fqdn = "pool4.contoso.com"
+machines = ["fe4.contoso.com"]
+backend = "shared.contoso.com"
+
+[[sql]]
+fqdn = "sql1.contoso.com"
+stores = ["user", "application", "central-management"]
+
+[[sql]]
+fqdn = "shared.contoso.com"
+stores = ["user", "application"]
+"#;
+
+/// How one server's procedure goes.
+#[derive(Default)]
+struct Patch {
+    /// Steps that take longer than the default.
+    durations: Vec<(StepId, Millis)>,
+    /// This step fails with exit code 1603 (recovered when inside the outage window).
+    fail: Option<StepId>,
+    /// The run is interrupted once this step's intent is written.
+    interrupt: Option<StepId>,
+}
+
+struct Sim {
+    run: RunRecord,
+    journal: Vec<JournalEntry>,
+    audit: Vec<AuditEntry>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with_inventory(INVENTORY)
+    }
+
+    fn with_inventory(inventory: &str) -> Self {
+        let deployment = sfbpatch_topology::load(inventory, "contoso.toml").expect("inventory");
+        let package = parse_manifest(MANIFEST, "cu.toml").expect("manifest");
+        let plan = plan(&deployment, &package, &PlanPolicy::default()).expect("plan");
+        Sim {
+            run: RunRecord {
+                id: 7,
+                spec: RunSpec {
+                    topology_origin: "contoso.toml".into(),
+                    topology_snapshot: inventory.into(),
+                    plan,
+                    policy: RunPolicy::default(),
+                    target: TargetSpec::Lab { dir: "lab".into() },
+                    operator: "CONTOSO\\sfbadmin".into(),
+                },
+                state: RunState::Succeeded,
+                created_at: T0,
+            },
+            journal: Vec::new(),
+            audit: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, server: &str, at: Millis, record: Record) {
+        self.journal.push(JournalEntry {
+            seq: self.journal.len() as i64 + 1,
+            run: self.run.id,
+            server: server.into(),
+            at: T0 + at,
+            record,
+        });
+    }
+
+    /// Carries `fqdn` through its procedure from `start` (milliseconds after the run's
+    /// creation); returns when it finished.
+    fn patch(&mut self, fqdn: &str, start: Millis, how: Patch) -> Millis {
+        let plan = self
+            .run
+            .spec
+            .plan
+            .servers
+            .iter()
+            .find(|s| s.fqdn.as_str() == fqdn)
+            .unwrap_or_else(|| panic!("{fqdn} is planned"))
+            .clone();
+        self.push(
+            fqdn,
+            start,
+            Record::ServerStarted {
+                predicted_outage_ms: OUTAGE,
+            },
+        );
+        let mut t = start;
+        for step in &plan.steps {
+            self.push(
+                fqdn,
+                t,
+                Record::StepIntent {
+                    step: step.id,
+                    attempt: 1,
+                    command: step.command.clone(),
+                },
+            );
+            if how.interrupt == Some(step.id) {
+                return t;
+            }
+            let d = how
+                .durations
+                .iter()
+                .find(|(id, _)| *id == step.id)
+                .map_or_else(|| default_duration(step.id), |(_, d)| *d);
+            t += d;
+            let failed = how.fail == Some(step.id);
+            let (exit_code, output) = if failed {
+                (
+                    1603,
+                    "Installing the update failed: <files in use> & \"locked\"",
+                )
+            } else {
+                (0, "done")
+            };
+            self.push(
+                fqdn,
+                t,
+                Record::StepResult {
+                    step: step.id,
+                    attempt: 1,
+                    result: if failed {
+                        StepResultKind::Failed
+                    } else {
+                        StepResultKind::Succeeded
+                    },
+                    exit_code: Some(exit_code),
+                    output: output.into(),
+                    duration_ms: d,
+                },
+            );
+            self.audit.push(AuditEntry {
+                run: self.run.id,
+                at: T0 + t,
+                operator: self.run.spec.operator.clone(),
+                server: fqdn.into(),
+                step: step.id.to_string(),
+                command: step.command.clone(),
+                exit_code: Some(exit_code),
+                output_excerpt: output.into(),
+            });
+            if failed {
+                if step.id >= StepId::StopCsServices && step.id <= StepId::StartCsServices {
+                    t += RECOVERY;
+                    self.push(
+                        fqdn,
+                        t,
+                        Record::Recovered {
+                            output: "W3SVC started; services started".into(),
+                        },
+                    );
+                }
+                self.push(
+                    fqdn,
+                    t,
+                    Record::ServerFinished {
+                        outcome: ServerOutcome::Failed,
+                        reason: Some(format!(
+                            "{} exited with code 1603: Installing the update failed",
+                            step.id
+                        )),
+                    },
+                );
+                return t;
+            }
+        }
+        self.push(
+            fqdn,
+            t,
+            Record::ServerFinished {
+                outcome: ServerOutcome::Succeeded,
+                reason: None,
+            },
+        );
+        t
+    }
+
+    fn skip(&mut self, fqdn: &str, at: Millis) {
+        self.push(
+            fqdn,
+            at,
+            Record::ServerFinished {
+                outcome: ServerOutcome::Skipped,
+                reason: Some("the failure budget is spent".into()),
+            },
+        );
+    }
+
+    /// The report, with the servers' records interleaved by time as a parallel run writes them.
+    fn report(&mut self) -> Report {
+        self.journal.sort_by_key(|e| e.at);
+        for (i, e) in self.journal.iter_mut().enumerate() {
+            e.seq = i as i64 + 1;
+        }
+        self.audit.sort_by_key(|a| a.at);
+        build(&self.run, &self.journal, &self.audit).expect("report")
+    }
+}
+
+fn secs(ms: Millis) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn server<'a>(r: &'a Report, fqdn: &str) -> &'a crate::ServerReport {
+    r.servers
+        .iter()
+        .find(|s| s.fqdn == fqdn)
+        .unwrap_or_else(|| panic!("{fqdn} in report"))
+}
+
+fn pool<'a>(r: &'a Report, fqdn: &str) -> &'a crate::PoolReport {
+    r.pools
+        .iter()
+        .find(|p| p.fqdn == fqdn)
+        .unwrap_or_else(|| panic!("pool {fqdn} in report"))
+}
+
+fn slow_install(minutes: f64) -> Patch {
+    Patch {
+        durations: vec![(StepId::InstallUpdate, (minutes * MINUTE as f64) as Millis)],
+        ..Patch::default()
+    }
+}
+
+#[test]
+fn outage_runs_from_the_intent_of_stop_to_the_result_of_start() {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 90_000, Patch::default());
+    let r = sim.report();
+    let s = server(&r, "se1.contoso.com");
+    assert_eq!(s.state, ServerState::Succeeded);
+    assert_eq!(s.pool, "se1.contoso.com");
+    assert_eq!(s.start_seconds, Some(90.0));
+    assert_eq!(s.end_seconds, Some(secs(end)));
+    assert_eq!(end, 90_000 + SERVER);
+    assert_eq!(s.outage_seconds, Some(secs(OUTAGE)));
+    assert_eq!(s.outage_start_seconds, Some(secs(90_000 + BEFORE_OUTAGE)));
+    assert_eq!(
+        s.outage_end_seconds,
+        Some(secs(90_000 + BEFORE_OUTAGE + OUTAGE))
+    );
+    assert_eq!(s.steps.len(), 11);
+    let install = s
+        .steps
+        .iter()
+        .find(|st| st.id == StepId::InstallUpdate)
+        .unwrap();
+    assert_eq!(install.state, StepState::Succeeded);
+    assert_eq!(install.attempts, 1);
+    assert_eq!(install.exit_code, Some(0));
+    assert!(install.in_outage);
+    assert_eq!(
+        install.end_seconds.unwrap() - install.start_seconds.unwrap(),
+        720.0
+    );
+    assert!(!s.steps[0].in_outage && !s.steps[10].in_outage);
+    // Servers the journal does not mention are pending.
+    assert_eq!(server(&r, "sql1.contoso.com").state, ServerState::Pending);
+    assert_eq!(server(&r, "sql1.contoso.com").outage_seconds, None);
+    assert_eq!(r.run.makespan_seconds, secs(end));
+    assert_eq!(r.run.id, 7);
+    // 25.2 minutes: under the line, no resiliency.
+    assert_eq!(pool(&r, "se1.contoso.com").unavailable_seconds, 1512.0);
+    assert_eq!(pool(&r, "se1.contoso.com").resiliency_seconds, 0.0);
+    assert_eq!(r.audit.len(), 11);
+    assert_eq!(r.audit[0].at_seconds, 96.0);
+}
+
+#[test]
+fn a_53_minute_outage_puts_users_in_resiliency_mode_for_23_minutes() {
+    let mut sim = Sim::new();
+    // 25.2 minutes with a 12-minute install; a 39.8-minute install makes it 53.
+    sim.patch("sql1.contoso.com", 0, slow_install(39.8));
+    let r = sim.report();
+    let s = server(&r, "sql1.contoso.com");
+    assert_eq!(s.outage_seconds, Some(53.0 * 60.0));
+    let p = pool(&r, "pool1.contoso.com");
+    assert_eq!(p.servers, vec!["sql1.contoso.com"]);
+    assert_eq!(p.backend, "sql1.contoso.com");
+    assert_eq!(p.unavailable_seconds, 53.0 * 60.0);
+    assert_eq!(p.resiliency_seconds, 23.0 * 60.0);
+    assert_eq!(p.resiliency.len(), 1);
+    let start = secs(BEFORE_OUTAGE) + 30.0 * 60.0;
+    assert_eq!(p.resiliency[0].start_seconds, start);
+    assert_eq!(p.resiliency[0].end_seconds, Some(start + 23.0 * 60.0));
+}
+
+#[test]
+fn always_on_nodes_patched_one_after_another_keep_the_back_end_available() {
+    let mut sim = Sim::new();
+    let end = sim.patch("ag-n1.contoso.com", 0, slow_install(40.0));
+    sim.patch("ag-n2.contoso.com", end, slow_install(40.0));
+    let r = sim.report();
+    let p = pool(&r, "pool2.contoso.com");
+    assert!(p.always_on);
+    assert_eq!(p.servers, vec!["ag-n1.contoso.com", "ag-n2.contoso.com"]);
+    assert_eq!(p.unavailable_seconds, 0.0);
+    assert!(p.unavailable.is_empty());
+    assert_eq!(p.resiliency_seconds, 0.0);
+    // Each node on its own was out for longer than 30 minutes.
+    for fqdn in ["ag-n1.contoso.com", "ag-n2.contoso.com"] {
+        assert!(server(&r, fqdn).outage_seconds.unwrap() > 1800.0);
+    }
+}
+
+#[test]
+fn always_on_nodes_out_together_make_the_overlap_unavailable() {
+    let mut sim = Sim::new();
+    sim.patch("ag-n1.contoso.com", 0, slow_install(40.0));
+    // The second node starts 10 minutes later: its window opens 10 minutes after the first's.
+    sim.patch("ag-n2.contoso.com", 10 * MINUTE, slow_install(40.0));
+    let r = sim.report();
+    let n1 = server(&r, "ag-n1.contoso.com");
+    let n2 = server(&r, "ag-n2.contoso.com");
+    let overlap = n1.outage_end_seconds.unwrap() - n2.outage_start_seconds.unwrap();
+    assert_eq!(overlap, 53.2 * 60.0 - 600.0);
+    let p = pool(&r, "pool2.contoso.com");
+    assert_eq!(p.unavailable.len(), 1);
+    assert_eq!(
+        p.unavailable[0].start_seconds,
+        n2.outage_start_seconds.unwrap()
+    );
+    assert_eq!(p.unavailable[0].end_seconds, n1.outage_end_seconds);
+    assert!((p.unavailable_seconds - overlap).abs() < 1e-9);
+    assert!((p.resiliency_seconds - (overlap - 1800.0)).abs() < 1e-9);
+}
+
+#[test]
+fn a_failed_server_is_out_until_its_recovery_ends() {
+    let mut sim = Sim::new();
+    let end = sim.patch(
+        "sql1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::InstallUpdate),
+            ..Patch::default()
+        },
+    );
+    sim.skip("se1.contoso.com", end);
+    sim.run.state = RunState::Failed;
+    let r = sim.report();
+    assert_eq!(r.run.state, RunState::Failed);
+    let s = server(&r, "sql1.contoso.com");
+    assert_eq!(s.state, ServerState::Failed);
+    // stop-cs-services 2, stop-w3svc 0.5, shells 0.2, install 12, recovery 3.5 minutes.
+    assert_eq!(s.outage_seconds, Some(18.2 * 60.0));
+    assert_eq!(s.outage_end_seconds, Some(secs(end)));
+    let rec = s.recovery.as_ref().expect("recovery");
+    assert_eq!(rec.end_seconds - rec.start_seconds, secs(RECOVERY));
+    assert_eq!(s.end_seconds, Some(secs(end)));
+    let install = &s.steps[StepId::InstallUpdate as usize];
+    assert_eq!(install.state, StepState::Failed);
+    assert_eq!(install.exit_code, Some(1603));
+    assert_eq!(
+        s.steps[StepId::StopCsServicesGac as usize].state,
+        StepState::Pending
+    );
+    assert_eq!(
+        s.steps[StepId::StopCsServicesGac as usize].start_seconds,
+        None
+    );
+
+    assert_eq!(r.failures.len(), 2);
+    let f = &r.failures[0];
+    assert_eq!(f.server, "se1.contoso.com");
+    assert_eq!(f.state, ServerState::Skipped);
+    assert_eq!(f.step, None);
+    let f = &r.failures[1];
+    assert_eq!(f.server, "sql1.contoso.com");
+    assert_eq!(f.step, Some(StepId::InstallUpdate));
+    assert_eq!(f.exit_code, Some(1603));
+    assert!(f.reason.as_deref().unwrap().contains("1603"));
+    assert!(f.output.as_deref().unwrap().contains("<files in use>"));
+    assert_eq!(
+        f.recovery_output.as_deref(),
+        Some("W3SVC started; services started")
+    );
+    let skipped = server(&r, "se1.contoso.com");
+    assert_eq!(skipped.state, ServerState::Skipped);
+    assert_eq!(skipped.start_seconds, None);
+    assert_eq!(skipped.end_seconds, Some(secs(end)));
+}
+
+#[test]
+fn a_failure_before_the_outage_window_causes_no_outage() {
+    let mut sim = Sim::new();
+    sim.patch(
+        "sql1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::CheckAdminRole),
+            ..Patch::default()
+        },
+    );
+    let r = sim.report();
+    let s = server(&r, "sql1.contoso.com");
+    assert_eq!(s.state, ServerState::Failed);
+    assert_eq!(s.outage_seconds, None);
+    assert!(s.recovery.is_none());
+    assert_eq!(pool(&r, "pool1.contoso.com").unavailable_seconds, 0.0);
+    assert_eq!(r.failures[0].step, Some(StepId::CheckAdminRole));
+}
+
+#[test]
+fn pools_sharing_a_back_end_are_each_affected() {
+    let mut sim = Sim::new();
+    sim.patch("shared.contoso.com", 0, slow_install(40.0));
+    let r = sim.report();
+    let p3 = pool(&r, "pool3.contoso.com");
+    let p4 = pool(&r, "pool4.contoso.com");
+    for p in [p3, p4] {
+        assert_eq!(p.servers, vec!["shared.contoso.com"]);
+        assert_eq!(p.backend, "shared.contoso.com");
+        assert!((p.resiliency_seconds - 23.2 * 60.0).abs() < 1e-9, "{p:?}");
+    }
+    // The server is planned once, under the first pool.
+    assert_eq!(
+        r.servers
+            .iter()
+            .filter(|s| s.fqdn == "shared.contoso.com")
+            .count(),
+        1
+    );
+    // Pools in topology order.
+    let order: Vec<&str> = r.pools.iter().map(|p| p.fqdn.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "se1.contoso.com",
+            "pool1.contoso.com",
+            "pool2.contoso.com",
+            "pool3.contoso.com",
+            "pool4.contoso.com"
+        ]
+    );
+}
+
+#[test]
+fn an_interrupted_run_measures_open_windows_to_the_last_record() {
+    let mut sim = Sim::new();
+    let end = sim.patch(
+        "sql1.contoso.com",
+        0,
+        Patch {
+            durations: vec![(StepId::InstallUpdate, 40 * MINUTE)],
+            interrupt: Some(StepId::StopCsServicesGac),
+            ..Patch::default()
+        },
+    );
+    sim.run.state = RunState::Interrupted;
+    let r = sim.report();
+    assert_eq!(r.run.state, RunState::Interrupted);
+    assert_eq!(r.run.makespan_seconds, secs(end));
+    let s = server(&r, "sql1.contoso.com");
+    assert_eq!(s.state, ServerState::Running);
+    assert_eq!(s.end_seconds, None);
+    assert_eq!(s.outage_end_seconds, None);
+    // stop-cs-services 2, stop-w3svc 0.5, shells 0.2, install 40 minutes, so far.
+    assert_eq!(s.outage_seconds, Some(42.7 * 60.0));
+    let gac = &s.steps[StepId::StopCsServicesGac as usize];
+    assert_eq!(gac.state, StepState::Running);
+    assert_eq!(gac.end_seconds, None);
+    let p = pool(&r, "pool1.contoso.com");
+    assert_eq!(p.unavailable[0].end_seconds, None);
+    assert_eq!(p.resiliency[0].end_seconds, None);
+    assert!((p.resiliency_seconds - 12.7 * 60.0).abs() < 1e-9);
+}
+
+#[test]
+fn journal_server_names_match_ignoring_case() {
+    let mut sim = Sim::new();
+    sim.patch("se1.contoso.com", 0, Patch::default());
+    for e in &mut sim.journal {
+        e.server = e.server.to_ascii_uppercase();
+    }
+    let r = sim.report();
+    assert_eq!(
+        server(&r, "se1.contoso.com").outage_seconds,
+        Some(secs(OUTAGE))
+    );
+}
+
+#[test]
+fn records_of_another_run_are_refused() {
+    let mut sim = Sim::new();
+    sim.patch("se1.contoso.com", 0, Patch::default());
+    sim.journal[3].run = 8;
+    let err = build(&sim.run, &sim.journal, &sim.audit).unwrap_err();
+    assert_eq!(err.code(), "SFB-R002");
+    assert!(matches!(err, ReportError::ForeignRecord { found: 8, .. }));
+}
+
+#[test]
+fn an_unreadable_topology_snapshot_is_an_error() {
+    let mut sim = Sim::new();
+    sim.run.spec.topology_snapshot = "<Topology".into();
+    let err = build(&sim.run, &[], &[]).unwrap_err();
+    assert_eq!(err.code(), "SFB-R001");
+    assert!(err.to_string().contains("contoso.toml"), "{err}");
+}
+
+#[test]
+fn json_has_the_contract_fields_first() {
+    let mut sim = Sim::new();
+    sim.patch("se1.contoso.com", 0, Patch::default());
+    let json = serde_json::to_string(&sim.report()).unwrap();
+    assert!(
+        json.starts_with(
+            r#"{"schema_version":1,"run":{"id":7,"state":"succeeded","makespan_seconds":1818.0,"#
+        ),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""servers":[{"fqdn":"se1.contoso.com","pool":"se1.contoso.com","state":"succeeded","start_seconds":0.0,"end_seconds":1818.0,"outage_seconds":1512.0,"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""pools":[{"fqdn":"se1.contoso.com","resiliency_seconds":0.0,"#),
+        "{json}"
+    );
+}
+
+/// The JSON of a run with every kind of server, pinned.
+#[test]
+fn json_snapshot() {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    sim.patch(
+        "sql1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::UpdateDatabases),
+            ..Patch::default()
+        },
+    );
+    sim.skip("ag-n1.contoso.com", end);
+    sim.run.state = RunState::Failed;
+    let mut r = sim.report();
+    // Keep the snapshot short: one server's steps and a few audit lines are enough.
+    for s in &mut r.servers[2..] {
+        s.steps.clear();
+    }
+    r.servers[0].steps.truncate(3);
+    r.audit.truncate(1);
+    insta::assert_json_snapshot!(r);
+}
+
+/// Checks a JSON value against the parts of JSON Schema that docs/schema/report.schema.json
+/// uses: `type`, `required`, `properties`, `items`, `enum`, `const`, `minimum`, `$ref` to `$defs`.
+fn check_schema(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+) {
+    use serde_json::Value;
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let name = r.strip_prefix("#/$defs/").expect("local $ref");
+            &root["$defs"][name]
+        }
+        None => schema,
+    };
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => panic!("bad type in schema at {path}"),
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "number" => value.is_number(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            other => panic!("unknown type {other}"),
+        });
+        assert!(ok, "{path}: {value} is not {types:?}");
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        assert!(e.contains(value), "{path}: {value} not in {e:?}");
+    }
+    if let Some(c) = schema.get("const") {
+        assert_eq!(c, value, "{path}");
+    }
+    if let (Some(min), Some(v)) = (
+        schema.get("minimum").and_then(Value::as_f64),
+        value.as_f64(),
+    ) {
+        assert!(v >= min, "{path}: {v} < {min}");
+    }
+    if let Some(obj) = value.as_object() {
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = req.as_str().unwrap();
+            assert!(obj.contains_key(key), "{path}: missing {key}");
+        }
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (key, sub) in props {
+                if let Some(v) = obj.get(key) {
+                    check_schema(root, sub, v, &format!("{path}.{key}"));
+                }
+            }
+            // Every field the report writes is described.
+            for key in obj.keys() {
+                assert!(
+                    props.contains_key(key),
+                    "{path}: {key} is not in the schema"
+                );
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            check_schema(root, items, v, &format!("{path}[{i}]"));
+        }
+    }
+}
+
+#[test]
+fn json_follows_the_published_schema() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../docs/schema/report.schema.json"),
+    )
+    .expect("docs/schema/report.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    sim.patch("sql1.contoso.com", 0, slow_install(40.0));
+    sim.patch(
+        "ag-n1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::StartCsServices),
+            ..Patch::default()
+        },
+    );
+    sim.skip("ag-n2.contoso.com", end);
+    sim.patch(
+        "shared.contoso.com",
+        end,
+        Patch {
+            durations: vec![(StepId::InstallUpdate, 50 * MINUTE)],
+            interrupt: Some(StepId::Verify),
+            ..Patch::default()
+        },
+    );
+    sim.run.state = RunState::Interrupted;
+    let value = serde_json::to_value(sim.report()).unwrap();
+    check_schema(&schema, &schema, &value, "$");
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML
+
+fn parse(html: &str) -> roxmltree::Document<'_> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(html, options)
+        .unwrap_or_else(|e| panic!("the report is not well-formed: {e}"))
+}
+
+fn has_class(n: &roxmltree::Node<'_, '_>, class: &str) -> bool {
+    n.attribute("class")
+        .is_some_and(|c| c.split_whitespace().any(|x| x == class))
+}
+
+fn varied_run() -> Report {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    sim.patch("sql1.contoso.com", 0, slow_install(40.0));
+    let n1 = sim.patch(
+        "ag-n1.contoso.com",
+        end,
+        Patch {
+            fail: Some(StepId::InstallUpdate),
+            ..Patch::default()
+        },
+    );
+    sim.skip("ag-n2.contoso.com", n1);
+    sim.patch("shared.contoso.com", end, Patch::default());
+    sim.run.state = RunState::Failed;
+    // Text from a server is data, never markup.
+    sim.journal.iter_mut().for_each(|e| {
+        if let Record::StepResult { output, result, .. } = &mut e.record
+            && *result == StepResultKind::Failed
+        {
+            output.push_str("\n<script>alert('x')</script>\u{1b}[31m https://evil.example/x.js");
+        }
+    });
+    sim.report()
+}
+
+#[test]
+fn html_is_well_formed_and_shows_every_server() {
+    let report = varied_run();
+    let html = render_html(&report);
+    let doc = parse(&html);
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "html");
+
+    let rows: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g") && has_class(n, "row"))
+        .collect();
+    assert_eq!(rows.len(), report.servers.len());
+    for s in &report.servers {
+        let row = rows
+            .iter()
+            .find(|r| r.attribute("data-server") == Some(s.fqdn.as_str()))
+            .unwrap_or_else(|| panic!("timeline row for {}", s.fqdn));
+        // A 30-minute line on every row with an outage window, none on the others.
+        let lines = row
+            .descendants()
+            .filter(|n| n.has_tag_name("line") && has_class(n, "limit-30"))
+            .count();
+        assert_eq!(lines, usize::from(s.outage_seconds.is_some()), "{}", s.fqdn);
+        // Every step that started is drawn.
+        let started = s
+            .steps
+            .iter()
+            .filter(|st| st.start_seconds.is_some())
+            .count();
+        let drawn = row
+            .descendants()
+            .filter(|n| n.has_tag_name("rect") && has_class(n, "step"))
+            .count();
+        assert_eq!(drawn, started, "{}", s.fqdn);
+        // In the servers table.
+        assert!(
+            doc.descendants().any(|n| n.has_tag_name("tr")
+                && n.attribute("data-server") == Some(s.fqdn.as_str())
+                && n.ancestors().any(|a| has_class(&a, "servers"))),
+            "{} in the servers table",
+            s.fqdn
+        );
+    }
+    for p in &report.pools {
+        let tr = doc
+            .descendants()
+            .find(|n| n.has_tag_name("tr") && n.attribute("data-pool") == Some(p.fqdn.as_str()))
+            .unwrap_or_else(|| panic!("pool {} in the impact table", p.fqdn));
+        assert_eq!(
+            has_class(&tr, "impact"),
+            p.resiliency_seconds > 0.0,
+            "{}",
+            p.fqdn
+        );
+    }
+    // The long outage of pool1 is shown in minutes.
+    assert!(html.contains("yes: 23.2 min"));
+    // A legend entry per step kind.
+    let legend = doc
+        .descendants()
+        .find(|n| n.has_tag_name("g") && has_class(n, "legend"))
+        .expect("legend");
+    let legend_text: String = legend
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for id in StepId::ALL {
+        assert!(legend_text.contains(id.as_str()), "legend lacks {id}");
+    }
+    // The failed step is marked in the picture and told in words.
+    assert!(doc.descendants().any(|n| n.has_tag_name("rect")
+        && n.attribute("data-step") == Some("install-update")
+        && n.attribute("data-state") == Some("failed")));
+    let failures: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("article") && has_class(n, "failure"))
+        .collect();
+    assert_eq!(failures.len(), report.failures.len());
+    // Audit trail: one row per line.
+    let audit_rows = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("tr")
+                && n.parent().is_some_and(|p| p.has_tag_name("tbody"))
+                && n.ancestors().any(|a| has_class(&a, "audit"))
+        })
+        .count();
+    assert_eq!(audit_rows, report.audit.len());
+}
+
+#[test]
+fn html_escapes_server_text_and_loads_nothing() {
+    let report = varied_run();
+    let html = render_html(&report);
+    let doc = parse(&html);
+    // The server's output is shown, as text.
+    assert!(doc.descendants().all(|n| !n.has_tag_name("script")));
+    let pre: String = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("pre"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(pre.contains("<script>alert('x')</script>"), "{pre}");
+    assert!(pre.contains("\u{241b}[31m"), "escape shown as a symbol");
+    assert!(html.contains("&lt;files in use&gt; &amp; &quot;locked&quot;"));
+
+    // No reference to anything outside the file: the only URLs are XML namespaces, and text
+    // that came from a server.
+    for node in doc.descendants() {
+        for a in node.attributes() {
+            if a.name() == "xmlns" || a.namespace().is_some() {
+                continue;
+            }
+            let v = a.value().to_ascii_lowercase();
+            assert!(
+                !v.contains("http:")
+                    && !v.contains("https:")
+                    && !v.contains("//")
+                    && !v.contains("data:"),
+                "<{}> {}={}",
+                node.tag_name().name(),
+                a.name(),
+                a.value()
+            );
+            if v.contains("url(") {
+                assert!(v.starts_with("url(#"), "{}={}", a.name(), a.value());
+            }
+            assert!(
+                !["href", "src", "srcset", "action"].contains(&a.name()),
+                "{}",
+                a.name()
+            );
+        }
+    }
+    let style: String = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("style"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(!style.contains("url(") && !style.contains("@import") && !style.contains("@font-face"));
+    let without_server_text = html.replace("https://evil.example/x.js", "");
+    let refs: Vec<&str> = without_server_text
+        .match_indices("http")
+        .map(|(i, _)| {
+            &without_server_text[i.saturating_sub(7)..(i + 30).min(without_server_text.len())]
+        })
+        .filter(|s| s.contains("://"))
+        .collect();
+    assert!(refs.iter().all(|s| s.starts_with("xmlns=\"")), "{refs:?}");
+    assert_eq!(refs.len(), 1, "{refs:?}");
+}
+
+#[test]
+fn html_of_an_interrupted_run_marks_the_end_of_the_journal() {
+    let mut sim = Sim::new();
+    sim.patch(
+        "sql1.contoso.com",
+        0,
+        Patch {
+            interrupt: Some(StepId::InstallUpdate),
+            ..Patch::default()
+        },
+    );
+    sim.run.state = RunState::Interrupted;
+    let html = render_html(&sim.report());
+    let doc = parse(&html);
+    assert!(html.contains("journal ends (interrupted)"));
+    assert!(html.contains("(open)"));
+    assert!(doc.descendants().any(|n| n.has_tag_name("rect")
+        && n.attribute("data-step") == Some("install-update")
+        && n.attribute("data-state") == Some("running")));
+}
+
+#[test]
+fn wave_approvals_are_reported_and_drawn() {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    sim.push(
+        "",
+        end + MINUTE,
+        Record::WaveApproved {
+            wave: 1,
+            by: "CONTOSO\\change-board".into(),
+        },
+    );
+    sim.patch("sql1.contoso.com", end + 2 * MINUTE, Patch::default());
+    let r = sim.report();
+    assert_eq!(r.run.approvals.len(), 1);
+    assert_eq!(r.run.approvals[0].wave, 1);
+    assert_eq!(r.run.approvals[0].at_seconds, secs(end + MINUTE));
+    // The run-level record belongs to no server.
+    assert_eq!(r.servers.len(), 5);
+    let html = render_html(&r);
+    let doc = parse(&html);
+    assert!(
+        doc.descendants()
+            .any(|n| n.has_tag_name("g") && has_class(&n, "approval"))
+    );
+    assert!(html.contains("wave 1 by CONTOSO\\change-board"));
+}
+
+#[test]
+fn servers_the_topology_does_not_place_keep_their_planned_pool() {
+    let mut sim = Sim::new();
+    // The recorded topology lost every pool but the Standard Edition server.
+    sim.run.spec.topology_snapshot =
+        "[[site]]\nname = \"Berlin\"\n\n[[pool]]\nfqdn = \"se1.contoso.com\"\nedition = \"standard\"\n".into();
+    sim.patch("sql1.contoso.com", 0, slow_install(40.0));
+    let r = sim.report();
+    let order: Vec<&str> = r.pools.iter().map(|p| p.fqdn.as_str()).collect();
+    assert_eq!(
+        order,
+        [
+            "se1.contoso.com",
+            "pool1.contoso.com",
+            "pool2.contoso.com",
+            "pool3.contoso.com"
+        ]
+    );
+    let p = pool(&r, "pool1.contoso.com");
+    assert_eq!(p.servers, vec!["sql1.contoso.com"]);
+    assert!((p.resiliency_seconds - 23.2 * 60.0).abs() < 1e-9);
+    // Both AlwaysOn nodes stay together, on their planned back end.
+    assert_eq!(
+        pool(&r, "pool2.contoso.com").servers,
+        vec!["ag-n1.contoso.com", "ag-n2.contoso.com"]
+    );
+    assert_eq!(pool(&r, "pool2.contoso.com").backend, "ag.contoso.com");
+}
