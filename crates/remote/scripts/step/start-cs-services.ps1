@@ -1,0 +1,44 @@
+# sfbpatch-template: step/start-cs-services v1
+# Step 10: start every Skype for Business Server service. The outage window ends here.
+# Sent by sfbpatch as powershell.exe -EncodedCommand; values arrive only as parameters.
+# Writes exactly one JSON line: template, exit_code, output, done, facts.
+[CmdletBinding()]
+param(
+    # The server this script is for; it refuses to run on any other.
+    [Parameter(Mandatory = $true)]
+    [ValidateLength(1, 253)]
+    [ValidatePattern('^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$')]
+    [string] $Server
+)
+
+$ErrorActionPreference = 'Stop'
+$ProgressPreference = 'SilentlyContinue'
+$result = [ordered]@{ template = 'step/start-cs-services'; exit_code = 0; output = ''; done = $null; facts = [ordered]@{} }
+$log = New-Object -TypeName 'System.Collections.Generic.List[object]'
+try {
+    $computer = Get-CimInstance -ClassName Win32_ComputerSystem
+    if (('{0}.{1}' -f $computer.DNSHostName, $computer.Domain) -ne $Server) {
+        throw ('This script is for {0}; this computer is {1}.{2}.' -f $Server, $computer.DNSHostName, $computer.Domain)
+    }
+    & {
+        Import-Module -Name SkypeForBusiness
+        Start-CsWindowsService
+        $services = @(Get-CsWindowsService)
+        $result.facts.services = @($services | ForEach-Object { [ordered]@{ name = [string]$_.Name; status = ([string]$_.Status).ToLowerInvariant() } })
+        $down = @($services | Where-Object { [string]$_.Status -ne 'Running' })
+        if ($down.Count -gt 0) { throw ('Services not running: {0}' -f (($down | ForEach-Object { '{0} ({1})' -f $_.Name, $_.Status }) -join ', ')) }
+        'Start-CsWindowsService: {0} services running' -f $services.Count
+    } *>&1 | ForEach-Object { $log.Add($_) }
+} catch {
+    $result.exit_code = 1
+    $log.Add($_)
+}
+$text = ($log | ForEach-Object {
+        if ($_ -is [System.Management.Automation.ErrorRecord]) { 'ERROR: ' + $_.Exception.Message }
+        elseif ($_ -is [System.Management.Automation.WarningRecord]) { 'WARNING: ' + $_.Message }
+        else { $_ }
+    } | Out-String).Trim()
+if ($text.Length -gt 4000) { $text = '...' + $text.Substring($text.Length - 4000) }
+$result.output = $text
+$json = ConvertTo-Json -InputObject $result -Compress -Depth 5
+[regex]::Replace($json, '[^\x20-\x7e]', { param($m) '\u{0:x4}' -f [int][char]$m.Value })

@@ -1,0 +1,277 @@
+//! From a planned step to the script a host runs, and its command line.
+
+use std::fmt;
+
+use base64::Engine as _;
+use sfbpatch_plan::{Action, Package, PlannedStep, ServerPlan, StepId, extract_dir, ps_quote};
+
+use crate::templates::{Kind, Template, spec};
+use crate::{RemoteError, ScriptResult, values};
+
+/// The program and flags every command line starts with; the base64 script follows.
+pub const COMMAND_PREFIX: &str = "powershell.exe -NoProfile -NonInteractive -EncodedCommand ";
+
+/// The longest command line sent, in characters. Windows accepts 32,767 characters for a
+/// process's command line; the rest is left to the shell sshd starts the command through.
+pub const MAX_COMMAND_LINE: usize = 30_000;
+
+/// What a script does on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Carry out a step (`step/<step id>`).
+    Execute,
+    /// Read whether a step's effect is there (`probe/<step id>`).
+    Probe,
+    /// Restart the server (`server/reboot`).
+    Reboot,
+    /// Bring W3SVC and the services back after a failure (`server/recover`).
+    Recover,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::Execute,
+        Operation::Probe,
+        Operation::Reboot,
+        Operation::Recover,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Execute => "execute",
+            Operation::Probe => "probe",
+            Operation::Reboot => "reboot",
+            Operation::Recover => "recover",
+        }
+    }
+
+    /// The name of the template that carries out this operation (`step` is ignored for
+    /// [`Operation::Reboot`] and [`Operation::Recover`]).
+    pub fn template_name(self, step: StepId) -> String {
+        match self {
+            Operation::Execute => format!("step/{step}"),
+            Operation::Probe => format!("probe/{step}"),
+            Operation::Reboot => "server/reboot".to_string(),
+            Operation::Recover => "server/recover".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A script ready to send: its template's name and the whole PowerShell text, the template
+/// wrapped in `& { ... }` with every parameter bound from a literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub template: String,
+    pub text: String,
+}
+
+impl Script {
+    /// `powershell.exe -NoProfile -NonInteractive -EncodedCommand <base64 of the UTF-16LE text>`.
+    pub fn command_line(&self) -> String {
+        let utf16: Vec<u8> = self
+            .text
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(utf16);
+        format!("{COMMAND_PREFIX}{encoded}")
+    }
+
+    /// [`crate::parse_result`], and the result must be this script's.
+    pub fn parse_result(&self, stdout: &str) -> Result<ScriptResult, RemoteError> {
+        let result = crate::parse_result(stdout)?;
+        if result.template != self.template {
+            return Err(RemoteError::WrongTemplate {
+                expected: self.template.clone(),
+                received: result.template,
+            });
+        }
+        Ok(result)
+    }
+}
+
+/// A parameter's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    Text(String),
+    Bool(bool),
+}
+
+fn text(s: impl Into<String>) -> Arg {
+    Arg::Text(s.into())
+}
+
+/// The script that carries out `op` for `step` on `server`. For [`Operation::Reboot`] and
+/// [`Operation::Recover`] only the server counts.
+///
+/// Every value is checked (FQDNs, builds and instance names are validated types; SHA-256s,
+/// paths, URLs and schema versions are checked here) and bound as a single-quoted literal
+/// ([`ps_quote`]), so no value can become PowerShell syntax.
+pub fn script_for(
+    op: Operation,
+    server: &ServerPlan,
+    step: &PlannedStep,
+    package: &Package,
+) -> Result<Script, RemoteError> {
+    let name = op.template_name(step.id);
+    let template = spec(&name).expect("a template for every operation and step");
+    let args = match op {
+        Operation::Execute | Operation::Probe => step_args(server, step, package)?,
+        Operation::Reboot | Operation::Recover => vec![("Server", text(server.fqdn.as_str()))],
+    };
+    let script = Script {
+        template: name,
+        text: wrap(template, &args),
+    };
+    let length = script.command_line().len();
+    if length > MAX_COMMAND_LINE {
+        return Err(RemoteError::TooLong {
+            template: script.template,
+            length,
+            max: MAX_COMMAND_LINE,
+        });
+    }
+    Ok(script)
+}
+
+/// `& {` + template + `}` + ` -Name 'value'` for every parameter, in the template's order.
+pub(crate) fn wrap(template: &Template, args: &[(&'static str, Arg)]) -> String {
+    debug_assert_eq!(
+        args.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        template.params.iter().map(|p| p.name).collect::<Vec<_>>(),
+        "{}",
+        template.name
+    );
+    let mut s = String::with_capacity(template.text.len() + 256);
+    s.push_str("& {\n");
+    s.push_str(template.text);
+    s.push('}');
+    for (name, arg) in args {
+        debug_assert_eq!(
+            template.param(name).map(|p| p.kind),
+            Some(match arg {
+                Arg::Text(_) => Kind::Text,
+                Arg::Bool(_) => Kind::Bool,
+            })
+        );
+        s.push_str(" -");
+        s.push_str(name);
+        s.push(' ');
+        match arg {
+            Arg::Text(v) => s.push_str(&ps_quote(v)),
+            Arg::Bool(true) => s.push_str("$true"),
+            Arg::Bool(false) => s.push_str("$false"),
+        }
+    }
+    s.push('\n');
+    s
+}
+
+fn mismatch(step: &PlannedStep) -> RemoteError {
+    RemoteError::ActionMismatch {
+        step: step.id,
+        action: format!("{:?}", step.action),
+    }
+}
+
+/// The parameters of `step/<id>` and `probe/<id>` (a probe takes its step's parameters).
+fn step_args(
+    server: &ServerPlan,
+    step: &PlannedStep,
+    package: &Package,
+) -> Result<Vec<(&'static str, Arg)>, RemoteError> {
+    use StepId as S;
+    let fqdn = ("Server", text(server.fqdn.as_str()));
+    let args = match (step.id, &step.action) {
+        (S::CheckAdminRole, Action::CheckAdminRole)
+        | (S::StopCsServices | S::StopCsServicesGac, Action::StopCsServices)
+        | (S::StopW3svc, Action::StopW3svc)
+        | (S::CloseManagementShells, Action::CloseManagementShells)
+        | (S::StartW3svc, Action::StartW3svc)
+        | (S::StartCsServices, Action::StartCsServices) => vec![fqdn],
+        (
+            S::StageUpdate,
+            Action::StageUpdate {
+                source,
+                sha256,
+                destination,
+            },
+        ) => {
+            let (kind, source) = values::source(source)?;
+            let destination = values::local_path("Destination", destination)?;
+            let extract = values::local_path("ExtractFolder", &extract_dir(&destination))?;
+            vec![
+                fqdn,
+                ("SourceKind", text(kind)),
+                ("Source", text(source)),
+                ("Sha256", text(values::sha256("Sha256", sha256)?)),
+                ("Destination", text(destination)),
+                ("ExtractFolder", text(extract)),
+            ]
+        }
+        (S::InstallUpdate, Action::InstallUpdate { path }) => vec![
+            fqdn,
+            ("Path", text(values::local_path("Path", path)?)),
+            ("Build", text(package.version.to_string())),
+            ("Sha256", text(values::sha256("Sha256", &package.sha256)?)),
+            (
+                "SchemaVersions",
+                text(values::schema_versions(&package.schema_versions)?),
+            ),
+        ],
+        (S::UpdateDatabases, action) => {
+            let (variant, sql, exclude, by) = match action {
+                Action::UpdateConfiguredDatabases {
+                    sql_server_fqdn,
+                    exclude_collocated_stores,
+                } => (
+                    "configured",
+                    sql_server_fqdn,
+                    *exclude_collocated_stores,
+                    "",
+                ),
+                Action::UpdateLocalDatabases => ("local", &server.sql_server_fqdn, false, ""),
+                Action::DatabasesUpdatedBy { server: by } => {
+                    ("deferred", &server.sql_server_fqdn, false, by.as_str())
+                }
+                _ => return Err(mismatch(step)),
+            };
+            vec![
+                fqdn,
+                ("Variant", text(variant)),
+                ("SqlServerFqdn", text(sql.as_str())),
+                ("ExcludeCollocatedStores", Arg::Bool(exclude)),
+                ("UpdatedBy", text(by)),
+            ]
+        }
+        (
+            S::Verify,
+            Action::Verify {
+                build,
+                sql_server_fqdn,
+                sql_instance,
+                check_databases,
+                local_databases,
+            },
+        ) => vec![
+            fqdn,
+            ("Build", text(build.to_string())),
+            ("SqlServerFqdn", text(sql_server_fqdn.as_str())),
+            ("SqlInstance", text(sql_instance.as_str())),
+            ("CheckDatabases", Arg::Bool(*check_databases)),
+            ("LocalDatabases", Arg::Bool(*local_databases)),
+            (
+                "SchemaVersions",
+                text(values::schema_versions(&package.schema_versions)?),
+            ),
+        ],
+        _ => return Err(mismatch(step)),
+    };
+    Ok(args)
+}
