@@ -70,6 +70,54 @@ pub struct Rollout {
     pub pairs: Vec<[String; 2]>,
 }
 
+impl DailyWindow {
+    /// `22:00-05:00 Europe/Berlin`: what [`DailyWindow::parse_spec`] reads back.
+    pub fn spec(&self) -> String {
+        format!("{}-{} {}", self.start, self.end, self.timezone)
+    }
+
+    pub fn parse_spec(spec: &str) -> Result<Self, Failure> {
+        let (range, tz) = spec.split_once(' ').unwrap_or((spec, "UTC"));
+        parse_window(range, Some(tz), "the run's policy")
+    }
+
+    /// The window open now, or the next one, on the target's clock: `clock_now` is the target
+    /// clock's reading at wall time `unix_now_ms`. A window that has closed is never given: a
+    /// run stops at the end of its night and `resume` takes the next.
+    pub fn next(&self, clock_now: Millis, unix_now_ms: i64) -> Result<Window, Failure> {
+        let tz = jiff::tz::TimeZone::get(&self.timezone)
+            .map_err(|e| Failure::bad_input(anyhow!("timezone '{}': {e}", self.timezone)))?;
+        let now = jiff::Timestamp::from_millisecond(unix_now_ms)
+            .map_err(|e| Failure::internal(anyhow!("clock: {e}")))?;
+        let today = now.to_zoned_datetime(tz.clone()).date();
+        let length = if self.end_min > self.start_min {
+            self.end_min - self.start_min
+        } else {
+            self.end_min + 24 * 60 - self.start_min
+        };
+        for day in -1..3i64 {
+            let date = today
+                .checked_add(jiff::Span::new().days(day))
+                .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
+            let open = date
+                .at((self.start_min / 60) as i8, (self.start_min % 60) as i8, 0, 0)
+                .to_zoned_datetime(tz.clone())
+                .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
+            let opens_unix = open.timestamp().as_millisecond();
+            let closes_unix = opens_unix + length * 60_000;
+            if closes_unix > unix_now_ms {
+                let to_clock =
+                    |unix: i64| -> Millis { (clock_now as i64 + (unix - unix_now_ms)).max(0) as Millis };
+                return Ok(Window {
+                    opens_at: to_clock(opens_unix),
+                    closes_at: to_clock(closes_unix),
+                });
+            }
+        }
+        Err(Failure::internal(anyhow!("no maintenance window in the next days")))
+    }
+}
+
 /// A daily maintenance window in a time zone.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DailyWindow {
@@ -281,42 +329,12 @@ pub fn rollout(file: &PolicyFile, flags: &RunOptions, origin: &str) -> Result<Ro
 }
 
 impl Rollout {
-    /// The engine's policy. Windows are placed on the target's clock: `clock_now` is the
-    /// target clock's reading at `unix_now_ms` (wall time); the next 14 days of windows.
+    /// The engine's policy, with the next maintenance window placed on the target's clock.
     pub fn run_policy(&self, clock_now: Millis, unix_now_ms: i64) -> Result<RunPolicy, Failure> {
-        let mut windows = Vec::new();
-        if let Some(w) = &self.window {
-            let tz = jiff::tz::TimeZone::get(&w.timezone)
-                .map_err(|e| Failure::bad_input(anyhow!("timezone '{}': {e}", w.timezone)))?;
-            let now = jiff::Timestamp::from_millisecond(unix_now_ms)
-                .map_err(|e| Failure::internal(anyhow!("clock: {e}")))?;
-            let today = now.to_zoned_datetime(tz.clone()).date();
-            let length = if w.end_min > w.start_min {
-                w.end_min - w.start_min
-            } else {
-                w.end_min + 24 * 60 - w.start_min
-            };
-            for day in -1..14i64 {
-                let date = today
-                    .checked_add(jiff::Span::new().days(day))
-                    .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
-                let open = date
-                    .at((w.start_min / 60) as i8, (w.start_min % 60) as i8, 0, 0)
-                    .to_zoned_datetime(tz.clone())
-                    .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
-                let opens_unix = open.timestamp().as_millisecond();
-                let closes_unix = opens_unix + length * 60_000;
-                let to_clock = |unix: i64| -> Millis {
-                    (clock_now as i64 + (unix - unix_now_ms)).max(0) as Millis
-                };
-                if closes_unix > unix_now_ms {
-                    windows.push(Window {
-                        opens_at: to_clock(opens_unix),
-                        closes_at: to_clock(closes_unix),
-                    });
-                }
-            }
-        }
+        let (windows, window_spec) = match &self.window {
+            Some(w) => (vec![w.next(clock_now, unix_now_ms)?], Some(w.spec())),
+            None => (Vec::new(), None),
+        };
         Ok(RunPolicy {
             outage_budget_ms: (self.outage_budget_minutes * MINUTE as f64).round() as Millis,
             accept_resiliency: self.accept_resiliency,
@@ -330,6 +348,7 @@ impl Rollout {
             pause_after_canary: self.pause_after_canary,
             pairs: self.pairs.clone(),
             windows,
+            window_spec,
         })
     }
 

@@ -108,7 +108,20 @@ impl<'a> Engine<'a> {
     /// Continue a run that did not finish: every completed step stays done, an in-flight step
     /// is probed before anything else happens on its server.
     pub fn resume(&mut self, id: RunId) -> Result<RunOutcome, EngineError> {
-        let run = self.store.run(id)?;
+        self.resume_with(id, None)
+    }
+
+    /// [`Engine::resume`], with the maintenance windows placed anew (a run that stopped at the
+    /// end of one night's window continues in the next).
+    pub fn resume_with(
+        &mut self,
+        id: RunId,
+        windows: Option<Vec<crate::policy::Window>>,
+    ) -> Result<RunOutcome, EngineError> {
+        let mut run = self.store.run(id)?;
+        if let Some(windows) = windows {
+            run.spec.policy.windows = windows;
+        }
         if run.state.is_finished() {
             return Err(EngineError::NotResumable {
                 run: id,

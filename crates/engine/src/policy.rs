@@ -49,6 +49,10 @@ pub struct RunPolicy {
     /// completion fits one. Empty: always.
     #[serde(default)]
     pub windows: Vec<Window>,
+    /// The daily window the `windows` were placed from (e.g. `22:00-05:00 Europe/Berlin`), so
+    /// that `resume` can place the next one.
+    #[serde(default)]
+    pub window_spec: Option<String>,
 }
 
 fn one() -> u32 {
@@ -94,6 +98,7 @@ impl Default for RunPolicy {
             pause_after_canary: false,
             pairs: Vec::new(),
             windows: Vec::new(),
+            window_spec: None,
         }
     }
 }

@@ -1,0 +1,232 @@
+//! Rollouts through the binary: policy files, parallel outage slots, pairs, canary waves with
+//! approval, maintenance windows. Each asserts the lab world or the journal-derived report.
+
+use serde_json::Value;
+
+use crate::common::{Scratch, code, stderr, stdout};
+
+fn lab_init(s: &Scratch) {
+    let o = s.run(&["lab", "init", "lab", "--topology", "demo-topology.xml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+fn apply(s: &Scratch, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
+        "--state",
+        "state.db",
+        "--yes",
+    ];
+    args.extend(extra);
+    s.run(&args)
+}
+
+fn intervals(lab: &Value, pool: &str) -> Vec<(f64, f64)> {
+    lab["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["fqdn"] == pool)
+        .unwrap()["outage_intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["start"].as_f64().unwrap(), i["end"].as_f64().unwrap()))
+        .collect()
+}
+
+fn overlap(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
+    a.iter()
+        .any(|x| b.iter().any(|y| x.0 < y.1 && y.0 < x.1))
+}
+
+fn builds(lab: &Value) -> Vec<(String, String)> {
+    lab["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["fqdn"].as_str().unwrap().to_string(),
+                s["installed_build"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn policy_check_prints_the_policy_and_rejects_bad_files() {
+    let s = Scratch::new();
+    s.write(
+        "rollout.toml",
+        "max_parallel = 4\nmax_parallel_per_site = 2\norder = [\"standard-edition\", \"enterprise-backend\"]\nwaves = \"1,5,25%\"\npause_after_canary = true\ncontinue_on_failure = true\nmax_failures = 3\n\n[window]\nstart = \"22:00\"\nend = \"05:00\"\ntimezone = \"Europe/Berlin\"\n\n[[pair]]\npools = [\"fepool1.berlin.demo.example\", \"fepool2.berlin.demo.example\"]\n",
+    );
+    let o = s.run(&["policy", "check", "rollout.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    for line in [
+        "parallel              4 server(s) in outage at once, 2 per site",
+        "failure budget        stop after more than 3 failed server(s)",
+        "order                 standard-edition, then enterprise-backend",
+        "waves                 1, 5, 25%, then the rest (pause for approval after the first)",
+        "maintenance window    22:00-05:00 Europe/Berlin",
+        "paired pools          fepool1.berlin.demo.example and fepool2.berlin.demo.example never in outage together",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    let o = s.run(&["policy", "check", "rollout.toml", "--format", "json"]);
+    let json: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["max_parallel"], 4);
+    assert_eq!(json["waves"][2]["percent"], 25.0);
+
+    s.write("bad.toml", "max_parallel = 2\nmax_paralel = 3\n");
+    let o = s.run(&["policy", "check", "bad.toml"]);
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    assert!(err.contains("bad.toml:2:1: unknown field `max_paralel`") && err.contains("[SFB-C001]"), "{err}");
+
+    s.write("waves.toml", "waves = \"1,0\"\n");
+    let o = s.run(&["policy", "check", "waves.toml"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("waves.toml: waves: '0' is not a positive number of servers or a percentage [SFB-C002]"),
+        "{}",
+        stderr(&o)
+    );
+
+    s.write("tz.toml", "[window]\nstart = \"22:00\"\nend = \"05:00\"\ntimezone = \"Mars/Olympus\"\n");
+    let o = s.run(&["policy", "check", "tz.toml"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("timezone 'Mars/Olympus'"), "{}", stderr(&o));
+}
+
+#[test]
+fn parallel_slots_overlap_pools_but_never_the_nodes_of_one_back_end_or_a_pair() {
+    let s = Scratch::new();
+    lab_init(&s);
+    s.write(
+        "pairs.toml",
+        "[[pair]]\npools = [\"fepool1.berlin.demo.example\", \"fepool2.berlin.demo.example\"]\n",
+    );
+    let o = apply(&s, &["--max-parallel", "3", "--policy", "pairs.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lab = s.lab_json("lab");
+    for (fqdn, build) in builds(&lab) {
+        assert_eq!(build, "7.0.2046.553", "{fqdn}");
+    }
+    let p1 = intervals(&lab, "fepool1.berlin.demo.example");
+    let p2 = intervals(&lab, "fepool2.berlin.demo.example");
+    let se1 = intervals(&lab, "se1.dublin.demo.example");
+    let se2 = intervals(&lab, "se2.dublin.demo.example");
+    assert!(!overlap(&p1, &p2), "paired pools overlapped: {p1:?} {p2:?}");
+    // Three slots: other pools did overlap.
+    assert!(
+        overlap(&p1, &se1) || overlap(&p1, &se2) || overlap(&se1, &se2) || overlap(&p2, &se1),
+        "nothing ran in parallel"
+    );
+    // The AlwaysOn group stayed available: its two nodes were never out together.
+    assert!(intervals(&lab, "fepool3.dublin.demo.example").is_empty());
+    // Faster than one at a time (sequential: about 150 simulated minutes).
+    let report = s.run(&["report", "--state", "state.db", "--format", "json"]);
+    assert_eq!(code(&report), 0, "{}", stderr(&report));
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let makespan = report["run"]["makespan_seconds"].as_f64().unwrap();
+    assert!(makespan < 100.0 * 60.0, "makespan {makespan}");
+}
+
+#[test]
+fn a_canary_wave_waits_for_approval() {
+    let s = Scratch::new();
+    lab_init(&s);
+    let o = apply(&s, &["--waves", "1", "--pause-after-canary"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("run 1 awaits approval of its canary wave: `sfbpatch approve 1`"),
+        "{}",
+        stderr(&o)
+    );
+    let status = s.status_json("state.db");
+    assert_eq!(status["run"]["state"], "awaiting-approval");
+    let lab = s.lab_json("lab");
+    let patched: Vec<_> = builds(&lab)
+        .into_iter()
+        .filter(|(_, b)| b == "7.0.2046.553")
+        .collect();
+    assert_eq!(patched.len(), 1, "only the canary: {patched:?}");
+    assert_eq!(patched[0].0, "sqlbe1.berlin.demo.example");
+
+    // Resume without approval changes nothing.
+    let r = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(code(&r), 4, "{}", stderr(&r));
+    assert_eq!(builds(&s.lab_json("lab")).iter().filter(|(_, b)| b == "7.0.2046.553").count(), 1);
+
+    let a = s.run(&["approve", "1", "--state", "state.db"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let again = s.run(&["approve", "1", "--state", "state.db"]);
+    assert_eq!(code(&again), 3, "{}", stderr(&again));
+    assert!(stderr(&again).contains("run 1 has no wave waiting for approval [SFB-E005]"), "{}", stderr(&again));
+    let r = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    for (fqdn, build) in builds(&s.lab_json("lab")) {
+        assert_eq!(build, "7.0.2046.553", "{fqdn}");
+    }
+}
+
+#[test]
+fn nothing_starts_outside_the_maintenance_window() {
+    let s = Scratch::new();
+    lab_init(&s);
+    // A one-hour window opening two hours from now (UTC): the run waits for it, fits two
+    // servers of about 30 minutes each, and leaves the rest for the next night.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minute_of_day = (now / 60 + 120) % 1440;
+    let end = (minute_of_day + 60) % 1440;
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        minute_of_day / 60,
+        minute_of_day % 60,
+        end / 60,
+        end % 60
+    );
+    let o = apply(&s, &["--window", &window, "--timezone", "UTC"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("the maintenance window cannot fit another server"), "{}", stderr(&o));
+    let report = s.run(&["report", "--state", "state.db", "--format", "json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let started: Vec<&Value> = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["start_seconds"].is_number())
+        .collect();
+    assert!(!started.is_empty() && started.len() < 6, "{started:?}");
+    for server in &started {
+        let start = server["start_seconds"].as_f64().unwrap();
+        let end = server["end_seconds"].as_f64().unwrap();
+        // Opened between 119 and 120 minutes from now; closes 60 minutes later.
+        assert!(start >= 119.0 * 60.0, "{server}");
+        assert!(end <= 181.0 * 60.0, "{server}");
+    }
+    assert_eq!(s.status_json("state.db")["run"]["state"], "interrupted");
+
+    // `resume` waits for the next night's window and goes on there.
+    let patched = |s: &Scratch| {
+        builds(&s.lab_json("lab"))
+            .into_iter()
+            .filter(|(_, b)| b == "7.0.2046.553")
+            .count()
+    };
+    let before = patched(&s);
+    assert_eq!(before, started.len());
+    let r = s.run(&["resume", "--state", "state.db"]);
+    assert!(code(&r) == 4 || code(&r) == 0, "{}", stderr(&r));
+    assert!(patched(&s) > before, "{}", stderr(&r));
+}
