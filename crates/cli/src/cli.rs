@@ -51,6 +51,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Show the state of a run, server by server.
     Status(StatusArgs),
+    /// Report on a run as HTML or JSON: timeline, user impact per pool, failures, audit.
+    Report(ReportArgs),
     /// Approve a run's canary wave; `sfbpatch resume` then starts the rest.
     Approve(ApproveArgs),
     /// Check rollout policy files.
@@ -165,6 +167,28 @@ pub enum LabCommand {
         #[arg(long, value_enum, default_value_t = DataFormat::Text)]
         format: DataFormat,
     },
+    /// Stand in for a Windows server behind sshd: run the script sfbpatch sent against the lab.
+    #[command(
+        long_about = "Stand in for a Windows server behind sshd: run the script sfbpatch sent \
+against the lab, and print the one JSON result line a Windows server would.\n\n\
+Meant as an sshd ForceCommand (`ForceCommand sfbpatch lab shell --lab DIR --host FQDN`): the \
+command the client sent is read from SSH_ORIGINAL_COMMAND. Only the scripts sfbpatch itself sends \
+are accepted: `powershell.exe -NoProfile -NonInteractive -EncodedCommand` with one of its templates, \
+unaltered, and validated parameters.\n\n\
+Exit status: 0 when a result line was printed (the step's own exit code is inside it); 2 for a \
+refused request (no SSH_ORIGINAL_COMMAND, an unknown or altered script, a host that is not in the \
+lab); 3 when the lab refuses the request; 124 when the step hung past its timeout; 255 when the \
+lab's fault plan makes the server unreachable, as a lost connection would. Without a result \
+line, the step's outcome is unknown to the caller."
+    )]
+    Shell {
+        /// The lab's directory.
+        #[arg(long)]
+        lab: PathBuf,
+        /// The lab server this host stands for.
+        #[arg(long, value_name = "FQDN")]
+        host: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -257,9 +281,18 @@ pub struct ApplyArgs {
     /// The package manifest (TOML).
     #[arg(long)]
     pub package: PathBuf,
-    /// Run against the simulated lab in this directory.
-    #[arg(long)]
-    pub lab: PathBuf,
+    /// Where the steps run: the simulated lab in --lab, or real servers over SSH.
+    #[arg(long, value_enum, default_value_t = TargetChoice::Lab)]
+    pub target: TargetChoice,
+    /// Run against the simulated lab in this directory (--target lab).
+    #[arg(long, required_if_eq("target", "lab"))]
+    pub lab: Option<PathBuf>,
+    /// How to reach each server over SSH (TOML, see docs/ssh.md); without it, the inventory's
+    /// connection keys (--target ssh).
+    #[arg(long, value_name = "FILE")]
+    pub connections: Option<PathBuf>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
     #[command(flatten)]
     pub state: StateArg,
     /// Only this server or pool (FQDN); repeatable.
@@ -275,6 +308,26 @@ pub struct ApplyArgs {
     pub run: RunOptions,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetChoice {
+    /// The simulated lab (--lab DIR).
+    Lab,
+    /// Real servers over SSH (--connections FILE, or the inventory's connection keys).
+    Ssh,
+}
+
+/// SSH target options, for `apply` and for `resume` of an SSH run.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Trust a server's host key the first time it is seen, and pin it in the state store,
+    /// instead of refusing to connect (a changed key is always refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// SSH connections open at once, at most (one per server).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub max_connections: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     #[command(flatten)]
@@ -282,6 +335,8 @@ pub struct ResumeArgs {
     /// The run to resume; default: the newest.
     #[arg(long)]
     pub run: Option<i64>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
@@ -297,6 +352,22 @@ pub struct StatusArgs {
     /// text for people, json for tools (docs/schema/status.schema.json).
     #[arg(long, value_enum, default_value_t = DataFormat::Text)]
     pub format: DataFormat,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("output").required(true).multiple(true).args(["html", "format"])))]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub state: StateArg,
+    /// The run to report on; default: the newest.
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// Write the report as one self-contained HTML file (no network needed to view or print it).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the report: json for tools (docs/schema/report.schema.json), text for a summary.
+    #[arg(long, value_enum)]
+    pub format: Option<DataFormat>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ fn main() -> std::process::ExitCode {
         Command::Apply(args) => commands::apply::apply(args, color),
         Command::Resume(args) => commands::apply::resume(args, color),
         Command::Status(args) => commands::status::run(args),
+        Command::Report(args) => commands::report::run(args),
         Command::Unlock(args) => commands::status::unlock(args),
         Command::Approve(args) => commands::status::approve(args),
         Command::Policy(cmd) => commands::policy::run(cmd),

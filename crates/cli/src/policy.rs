@@ -100,21 +100,29 @@ impl DailyWindow {
                 .checked_add(jiff::Span::new().days(day))
                 .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
             let open = date
-                .at((self.start_min / 60) as i8, (self.start_min % 60) as i8, 0, 0)
+                .at(
+                    (self.start_min / 60) as i8,
+                    (self.start_min % 60) as i8,
+                    0,
+                    0,
+                )
                 .to_zoned_datetime(tz.clone())
                 .map_err(|e| Failure::internal(anyhow!("calendar: {e}")))?;
             let opens_unix = open.timestamp().as_millisecond();
             let closes_unix = opens_unix + length * 60_000;
             if closes_unix > unix_now_ms {
-                let to_clock =
-                    |unix: i64| -> Millis { (clock_now as i64 + (unix - unix_now_ms)).max(0) as Millis };
+                let to_clock = |unix: i64| -> Millis {
+                    (clock_now as i64 + (unix - unix_now_ms)).max(0) as Millis
+                };
                 return Ok(Window {
                     opens_at: to_clock(opens_unix),
                     closes_at: to_clock(closes_unix),
                 });
             }
         }
-        Err(Failure::internal(anyhow!("no maintenance window in the next days")))
+        Err(Failure::internal(anyhow!(
+            "no maintenance window in the next days"
+        )))
     }
 }
 

@@ -87,6 +87,14 @@ CREATE TRIGGER audit_append_only_truncate BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION sfbpatch_append_only('audit log');
 "#;
 
+/// Added after schema 1 was released; created on every open, so that older stores get it.
+const HOST_KEYS: &str = r#"
+CREATE TABLE IF NOT EXISTS host_keys (
+    server TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL
+);
+"#;
+
 /// Serializes schema creation and upgrades between processes opening the same database.
 const SCHEMA_LOCK: i64 = i64::from_be_bytes(*b"sfbpatch");
 
@@ -248,6 +256,7 @@ fn prepare(client: &mut Client, schema: Option<&str>, location: &str) -> Result<
         Some(Ok(_)) => {}
         Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
     }
+    tx.batch_execute(HOST_KEYS).map_err(pg)?;
     tx.commit().map_err(pg)
 }
 
@@ -659,6 +668,29 @@ impl Store for PgStore {
                 })
             })
             .collect()
+    }
+    fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client
+            .borrow_mut()
+            .query_opt(
+                "SELECT fingerprint FROM host_keys WHERE server = $1",
+                &[&server.to_ascii_lowercase()],
+            )
+            .map_err(q)?;
+        row.as_ref().map(|row| col::<String>(row, 0)).transpose()
+    }
+
+    fn pin_host_key(&mut self, server: &str, fingerprint: &str) -> Result<(), StoreError> {
+        self.client
+            .get_mut()
+            .execute(
+                "INSERT INTO host_keys (server, fingerprint) VALUES ($1, $2)
+                 ON CONFLICT (server) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+                &[&server.to_ascii_lowercase(), &fingerprint],
+            )
+            .map_err(q)?;
+        Ok(())
     }
 }
 

@@ -398,6 +398,36 @@ pub fn lease_race_has_one_winner(db: &dyn Backend) {
     }
 }
 
+/// Host keys: none until pinned; a pin is seen by another handle, under any case of the
+/// server's name; pinning again replaces it; servers do not share pins.
+pub fn host_keys_pin_and_replace(db: &dyn Backend) {
+    const A: &str = "SHA256:Ar9Gq1rIu0dMZ4a6Pq0f0q3n1Y7Yw9D8Ck5x2m4b6cE";
+    const B: &str = "SHA256:yN2jz7wT3xQp5kV8rL1sB4dF6gH9jK0mN2pQ4rS6tUv";
+    let mut store = db.open();
+    assert_eq!(store.host_key("sql1.example.com").unwrap(), None);
+    store.pin_host_key("SQL1.Example.com", A).unwrap();
+    let other = db.open();
+    assert_eq!(
+        other.host_key("sql1.example.com").unwrap().as_deref(),
+        Some(A)
+    );
+    assert_eq!(
+        other.host_key("SQL1.EXAMPLE.COM").unwrap().as_deref(),
+        Some(A)
+    );
+    assert_eq!(other.host_key("sql2.example.com").unwrap(), None);
+    store.pin_host_key("sql1.example.com", B).unwrap();
+    store.pin_host_key("sql2.example.com", A).unwrap();
+    assert_eq!(
+        other.host_key("sql1.example.com").unwrap().as_deref(),
+        Some(B)
+    );
+    assert_eq!(
+        other.host_key("sql2.example.com").unwrap().as_deref(),
+        Some(A)
+    );
+}
+
 macro_rules! contract {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -436,6 +466,11 @@ macro_rules! contract {
             fn lease_race_has_one_winner() {
                 let Some(db) = $make else { return };
                 super::lease_race_has_one_winner(&*db);
+            }
+            #[test]
+            fn host_keys_pin_and_replace() {
+                let Some(db) = $make else { return };
+                super::host_keys_pin_and_replace(&*db);
             }
         }
     };
@@ -641,6 +676,47 @@ fn postgres_refuses_a_newer_schema() {
             if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION),
         "{err:?}"
     );
+}
+
+/// A store made before host keys were pinned (no `host_keys` table) gets the table when it is
+/// opened, and keeps its runs.
+#[test]
+fn postgres_adds_host_keys_to_an_older_store() {
+    let Some(db) = postgres_schema() else { return };
+    let run = db.open().create_run(&spec("a"), 0).unwrap();
+    db.client().batch_execute("DROP TABLE host_keys").unwrap();
+    let mut store = db.open();
+    assert_eq!(store.host_key("a.example.com").unwrap(), None);
+    store
+        .pin_host_key(
+            "a.example.com",
+            "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+        )
+        .unwrap();
+    assert_eq!(store.run(run).unwrap().spec, spec("a"));
+}
+
+#[test]
+fn sqlite_adds_host_keys_to_an_older_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let run = SqliteStore::open(&path)
+        .unwrap()
+        .create_run(&spec("a"), 0)
+        .unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE host_keys")
+        .unwrap();
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.host_key("a.example.com").unwrap(), None);
+    store
+        .pin_host_key(
+            "a.example.com",
+            "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU",
+        )
+        .unwrap();
+    assert_eq!(store.run(run).unwrap().spec, spec("a"));
 }
 
 /// `open` takes `postgres://` and `postgresql://` URLs; `options=-csearch_path%3D...` picks the

@@ -296,7 +296,7 @@ pub struct Backend {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub always_on_primary: Option<Fqdn>,
     /// The machines of the SQL cluster (one, or the AlwaysOn nodes).
-    #[serde(skip)]
+    /// Listed in JSON as `machines`: the servers sfbpatch patches for this back end.
     pub machines: Vec<Machine>,
     /// Every store installed on this instance, any pool's.
     pub stores: BTreeSet<StoreKind>,

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::anyhow;
 use sfbpatch_engine::{
-    Clock, Engine, Identity, Millis, RunOutcome, RunPolicy, RunSpec, RunState, Store, TargetSpec,
+    Clock, Engine, Identity, Millis, RunOutcome, RunPolicy, RunSpec, RunState, Store, Target,
+    TargetSpec,
 };
-use sfbpatch_lab::Lab;
+use sfbpatch_lab::{Lab, LabClock, LabTarget};
+use sfbpatch_ssh::{SshError, SshTarget};
 
-use crate::cli::{ApplyArgs, ResumeArgs, RunFormat, RunOptions};
+use crate::cli::{ApplyArgs, ResumeArgs, RunFormat, RunOptions, SshArgs, TargetChoice};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::{input, output, progress, summary};
 
@@ -121,17 +123,8 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
     let plan = super::plan::make_plan(&deployment, package, &args.only)?;
-    let lab = open_lab(&args.lab)?;
-    let policy = policy(&args.run, &plan, &deployment, lab.clock().now())?;
-    for server in &plan.servers {
-        if lab.server(server.fqdn.as_str()).is_err() {
-            return Err(Failure::bad_input(anyhow!(
-                "server {} is in the plan but not in the lab at {} (was the lab made from another topology?)",
-                server.fqdn,
-                args.lab.display()
-            )));
-        }
-    }
+    let (opened, target_spec) = open_target(&args, &text, &plan)?;
+    let policy = policy(&args.run, &plan, &deployment, opened.clock().now())?;
     let mut store = open_store(&args.state.state)?;
     let pools: std::collections::BTreeSet<String> =
         plan.servers.iter().map(|s| s.pool.to_string()).collect();
@@ -157,24 +150,18 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let spec = RunSpec {
         topology_origin: args.topology.display().to_string(),
         topology_snapshot: text,
-        operator: lab.operator().to_string(),
+        operator: opened.operator(),
         plan,
         policy,
-        target: TargetSpec::Lab {
-            dir: std::path::absolute(&args.lab)
-                .unwrap_or(args.lab.clone())
-                .display()
-                .to_string(),
-        },
+        target: target_spec,
     };
     let outcome = {
-        let target = lab.target();
-        let clock = lab.clock();
+        let (target, clock) = (opened.target(), opened.clock());
         let mut observer = progress::observer(args.run.format, color);
         let mut engine = Engine {
             store: &mut *store,
-            target: &target,
-            clock: &clock,
+            target,
+            clock,
             wall: &SystemClock,
             observer: &mut *observer,
             identity: identity(),
@@ -182,7 +169,216 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
         };
         engine.start(spec)?
     };
-    finish(&outcome, &lab, args.run.format, store.as_ref())
+    finish_run(&outcome, opened.lab(), args.run.format, store.as_ref())
+}
+
+/// Where a run's steps go, opened.
+pub enum RunTarget {
+    Lab {
+        lab: Lab,
+        target: LabTarget,
+        clock: LabClock,
+    },
+    Ssh(Box<SshTarget>),
+}
+
+impl RunTarget {
+    fn open_lab(lab: Lab) -> Self {
+        RunTarget::Lab {
+            target: lab.target(),
+            clock: lab.clock(),
+            lab,
+        }
+    }
+
+    pub fn target(&self) -> &(dyn Target + Sync) {
+        match self {
+            RunTarget::Lab { target, .. } => target,
+            RunTarget::Ssh(ssh) => ssh.as_ref(),
+        }
+    }
+
+    /// The lab's virtual clock, or the wall clock for real servers.
+    pub fn clock(&self) -> &(dyn Clock + Sync) {
+        match self {
+            RunTarget::Lab { clock, .. } => clock,
+            RunTarget::Ssh(_) => &SystemClock,
+        }
+    }
+
+    pub fn lab(&self) -> Option<&Lab> {
+        match self {
+            RunTarget::Lab { lab, .. } => Some(lab),
+            RunTarget::Ssh(_) => None,
+        }
+    }
+
+    /// The account acting on the servers: the lab's operator, or the SSH user(s).
+    pub fn operator(&self) -> String {
+        match self {
+            RunTarget::Lab { lab, .. } => lab.operator().to_string(),
+            RunTarget::Ssh(ssh) => ssh.users().join(", "),
+        }
+    }
+}
+
+/// The target `apply` was asked for, checked: every planned server is in the lab, or has
+/// connection details, a usable key and a trusted host key that accepts it.
+fn open_target(
+    args: &ApplyArgs,
+    topology_text: &str,
+    plan: &sfbpatch_plan::Plan,
+) -> Result<(RunTarget, TargetSpec), Failure> {
+    match args.target {
+        TargetChoice::Lab => {
+            if args.connections.is_some() || args.ssh.accept_new_host_keys {
+                return Err(Failure::bad_input(anyhow!(
+                    "--connections and --accept-new-host-keys are for --target ssh"
+                )));
+            }
+            let dir = args
+                .lab
+                .as_ref()
+                .ok_or_else(|| Failure::bad_input(anyhow!("--target lab needs --lab DIR")))?;
+            let lab = open_lab(dir)?;
+            for server in &plan.servers {
+                if lab.server(server.fqdn.as_str()).is_err() {
+                    return Err(Failure::bad_input(anyhow!(
+                        "server {} is in the plan but not in the lab at {} (was the lab made from another topology?)",
+                        server.fqdn,
+                        dir.display()
+                    )));
+                }
+            }
+            let spec = TargetSpec::Lab {
+                dir: std::path::absolute(dir)
+                    .unwrap_or(dir.clone())
+                    .display()
+                    .to_string(),
+            };
+            Ok((RunTarget::open_lab(lab), spec))
+        }
+        TargetChoice::Ssh => {
+            if args.lab.is_some() {
+                return Err(Failure::bad_input(anyhow!(
+                    "--lab is for --target lab; --target ssh reaches the servers themselves"
+                )));
+            }
+            let connections = args
+                .connections
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or(p.clone()));
+            let ssh = ssh_target(
+                topology_text,
+                &args.topology.display().to_string(),
+                connections.as_deref(),
+                plan,
+                &args.state.state,
+                &args.ssh,
+            )?;
+            check_ssh(&ssh)?;
+            let spec = TargetSpec::Ssh {
+                connections: connections.map(|p| p.display().to_string()),
+            };
+            Ok((RunTarget::Ssh(Box::new(ssh)), spec))
+        }
+    }
+}
+
+/// The SSH target for `plan`'s servers: connection details from the connections file (if
+/// any) over the inventory's, host keys pinned in the state store at `state`.
+fn ssh_target(
+    topology_text: &str,
+    topology_origin: &str,
+    connections: Option<&Path>,
+    plan: &sfbpatch_plan::Plan,
+    state: &str,
+    ssh: &SshArgs,
+) -> Result<SshTarget, Failure> {
+    if ssh.max_connections == 0 {
+        return Err(Failure::bad_input(anyhow!(
+            "--max-connections must be at least 1"
+        )));
+    }
+    let file = match connections {
+        Some(path) => {
+            let text = input::read_text(path, "connections file")?;
+            let base = path.parent().unwrap_or(Path::new("."));
+            Some(
+                sfbpatch_ssh::config::parse_connections(&text, &path.display().to_string(), base)
+                    .map_err(Failure::bad_input)?,
+            )
+        }
+        None => None,
+    };
+    // Only an inventory has connection keys; it was read once already, so it reads again.
+    let inventory = sfbpatch_topology::read_topology(topology_text, topology_origin)
+        .map(|t| t.connections)
+        .unwrap_or_default();
+    let base = Path::new(topology_origin)
+        .parent()
+        .unwrap_or(Path::new("."));
+    let inventory = sfbpatch_ssh::config::inventory_entries(&inventory, topology_origin, base)
+        .map_err(Failure::bad_input)?;
+    let endpoints = sfbpatch_ssh::config::endpoints(
+        plan.servers.iter().map(|s| s.fqdn.as_str()),
+        file.as_ref(),
+        &inventory,
+    )
+    .map_err(Failure::bad_input)?;
+    let options = sfbpatch_ssh::SshOptions {
+        max_connections: ssh.max_connections,
+        accept_new_host_keys: ssh.accept_new_host_keys,
+        ..sfbpatch_ssh::SshOptions::default()
+    };
+    SshTarget::new(endpoints, Box::new(host_key_store(state)?), options).map_err(|e| match e {
+        SshError::Identity { .. } | SshError::Agent { .. } => Failure::bad_input(e),
+        other => Failure::internal(other),
+    })
+}
+
+/// A second handle on the state store, for the SSH target's host keys: `Send`, so that the
+/// target can be shared by the engine's threads. Opens what `sfbpatch_store::open` opens.
+fn host_key_store(location: &str) -> Result<Box<dyn Store + Send>, Failure> {
+    let store: Box<dyn Store + Send> =
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Box::new(sfbpatch_store::PgStore::open(location)?)
+        } else {
+            let path = location.strip_prefix("sqlite:").unwrap_or(location);
+            Box::new(sfbpatch_store::SqliteStore::open(Path::new(path))?)
+        };
+    Ok(store)
+}
+
+/// Connect to every server before anything runs: an unknown or changed host key is refused
+/// (exit 3), a server that cannot be reached or refuses the key fails the check (exit 5).
+fn check_ssh(ssh: &SshTarget) -> Result<(), Failure> {
+    let failed: Vec<SshError> = ssh
+        .check()
+        .into_iter()
+        .filter_map(|(_, r)| r.err())
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let host_keys = failed.iter().all(|e| {
+        matches!(
+            e,
+            SshError::HostKeyUnknown { .. } | SshError::HostKeyChanged { .. }
+        )
+    });
+    let mut message = format!(
+        "{} server(s) failed the SSH check; nothing was changed",
+        failed.len()
+    );
+    for e in &failed {
+        message.push_str(&format!("\n  - {e}"));
+    }
+    Err(if host_keys {
+        Failure::refused(anyhow!(message))
+    } else {
+        Failure::internal(anyhow!(message))
+    })
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
@@ -200,34 +396,54 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
             run.state.as_str()
         )));
     }
-    let TargetSpec::Lab { dir } = &run.spec.target else {
-        return Err(Failure::refused(anyhow!(
-            "run {} used a target this build cannot open",
-            run.id
-        )));
+    let opened = match &run.spec.target {
+        TargetSpec::Lab { dir } => RunTarget::open_lab(open_lab(Path::new(dir))?),
+        TargetSpec::Ssh { connections } => RunTarget::Ssh(Box::new(ssh_target(
+            &run.spec.topology_snapshot,
+            &run.spec.topology_origin,
+            connections.as_deref().map(Path::new),
+            &run.spec.plan,
+            &args.state.state,
+            &args.ssh,
+        )?)),
     };
-    let lab = open_lab(Path::new(dir))?;
     let outcome = {
-        let target = lab.target();
-        let clock = lab.clock();
+        let (target, clock) = (opened.target(), opened.clock());
         let mut observer = progress::observer(args.format, color);
         let mut engine = Engine {
             store: &mut *store,
-            target: &target,
-            clock: &clock,
+            target,
+            clock,
             wall: &SystemClock,
             observer: &mut *observer,
             identity: identity(),
             cancel: Some(interrupt_flag()),
         };
-        engine.resume(run.id)?
+        let windows = match &run.spec.policy.window_spec {
+            Some(spec) => Some(vec![
+                crate::policy::DailyWindow::parse_spec(spec)?
+                    .next(clock.now(), SystemClock.now() as i64)?,
+            ]),
+            None => None,
+        };
+        engine.resume_with(run.id, windows)?
     };
-    finish(&outcome, &lab, args.format, store.as_ref())
+    finish_run(&outcome, opened.lab(), args.format, store.as_ref())
 }
 
 pub fn finish(outcome: &RunOutcome, lab: &Lab, format: RunFormat, store: &dyn Store) -> CmdResult {
+    finish_run(outcome, Some(lab), format, store)
+}
+
+/// The summary and the exit code; with the lab, the lab's own record of outages.
+pub fn finish_run(
+    outcome: &RunOutcome,
+    lab: Option<&Lab>,
+    format: RunFormat,
+    store: &dyn Store,
+) -> CmdResult {
     let run = store.run(outcome.run)?;
-    let summary = summary::Summary::new(outcome, &run, Some(lab)).map_err(Failure::internal)?;
+    let summary = summary::Summary::new(outcome, &run, lab).map_err(Failure::internal)?;
     match format {
         RunFormat::Text => output::data(&summary.render_text())?,
         RunFormat::Json => output::json(&summary)?,

@@ -1,7 +1,13 @@
-//! `sfbpatch lab init|show`.
+//! `sfbpatch lab init|show|shell`.
+
+use std::path::Path;
 
 use anyhow::anyhow;
-use sfbpatch_lab::{Lab, LabOptions};
+use serde_json::json;
+use sfbpatch_engine::{ProbeVerdict, StepOutcome, TargetError};
+use sfbpatch_lab::{Lab, LabError, LabOptions, StepCall};
+use sfbpatch_plan::{Action, Installer, Package};
+use sfbpatch_remote::{Operation, Request, RequestedStep, ScriptResult, host_exit};
 
 use crate::cli::{DataFormat, LabCommand};
 use crate::exit::{CmdResult, Exit, Failure};
@@ -58,5 +64,164 @@ pub fn run(cmd: LabCommand) -> CmdResult {
             }
             Ok(Exit::Success)
         }
+        LabCommand::Shell { lab, host } => shell(&lab, &host),
     }
+}
+
+/// The variable sshd sets to the command the client sent, when a ForceCommand runs instead.
+const SSH_ORIGINAL_COMMAND: &str = "SSH_ORIGINAL_COMMAND";
+
+/// `sfbpatch lab shell`: carry out the one request in `SSH_ORIGINAL_COMMAND` on the lab server
+/// `host` and print its result line, as the Windows server would.
+fn shell(dir: &Path, host: &str) -> CmdResult {
+    let command = match std::env::var(SSH_ORIGINAL_COMMAND) {
+        Ok(command) if !command.trim().is_empty() => command,
+        Ok(_) | Err(std::env::VarError::NotPresent) => {
+            return Err(Failure::bad_input(anyhow!(
+                "{SSH_ORIGINAL_COMMAND} is not set or empty: `lab shell` runs as an sshd \
+                 ForceCommand and carries out the command the client sent; an interactive \
+                 login has nothing to run"
+            )));
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(Failure::bad_input(anyhow!(
+                "{SSH_ORIGINAL_COMMAND} is not valid UTF-8: not a command sfbpatch sends"
+            )));
+        }
+    };
+    let lab = Lab::open(dir).map_err(Failure::bad_input)?;
+    let this = match lab.server(host) {
+        Ok(detail) => detail.server.fqdn,
+        Err(e @ LabError::UnknownServer(_)) => {
+            return Err(Failure::bad_input(anyhow!("--host: {e}")));
+        }
+        // The lab's database failed: the lab target reports that as an unreachable server.
+        Err(e) => exit_without_result(host_exit::UNREACHABLE, &e),
+    };
+    let request = sfbpatch_remote::decode_command_line(&command)
+        .and_then(|decoded| decoded.request().map(|r| (decoded.template, r)))
+        .map_err(|e| Failure::bad_input(anyhow!("refused: {e}")))?;
+    let (template, request) = request;
+    let result = if request.server.as_str().eq_ignore_ascii_case(&this) {
+        match carry_out(&lab, &this, &template, &request) {
+            Ok(result) => result,
+            Err(e @ TargetError::Refused(_)) => return Err(Failure::refused(e)),
+            Err(e @ TargetError::TimedOut { .. }) => exit_without_result(host_exit::TIMED_OUT, &e),
+            Err(e @ TargetError::Unreachable { .. }) => {
+                exit_without_result(host_exit::UNREACHABLE, &e)
+            }
+        }
+    } else {
+        // What the template itself answers on the wrong computer.
+        ScriptResult {
+            template,
+            exit_code: 1,
+            output: format!(
+                "ERROR: This script is for {}; this computer is {this}.",
+                request.server
+            ),
+            done: None,
+            facts: json!({}),
+        }
+    };
+    output::data(&sfbpatch_remote::result_line(&result))?;
+    Ok(Exit::Success)
+}
+
+/// One operation on the lab, as the result line its template would write.
+fn carry_out(
+    lab: &Lab,
+    server: &str,
+    template: &str,
+    request: &Request,
+) -> Result<ScriptResult, TargetError> {
+    let target = lab.target();
+    let outcome = |template: &str, o: StepOutcome, facts: serde_json::Value| ScriptResult {
+        template: template.to_string(),
+        exit_code: o.exit_code,
+        output: sfbpatch_remote::cap_output(&o.output),
+        done: None,
+        facts,
+    };
+    let result = match (request.operation, &request.step) {
+        (Operation::Reboot, _) => outcome(
+            template,
+            target.reboot_server(server)?,
+            json!({ "restart": "completed" }),
+        ),
+        (Operation::Recover, _) => outcome(template, target.recover_server(server)?, json!({})),
+        (Operation::Execute, Some(step)) => {
+            let package = package(lab, request, step);
+            let call = step_call(server, step, &package);
+            outcome(template, target.execute_step(&call)?, json!({}))
+        }
+        (Operation::Probe, Some(step)) => {
+            let package = package(lab, request, step);
+            let probe = target.probe_step(&step_call(server, step, &package))?;
+            let done = probe.verdict == ProbeVerdict::Done;
+            let facts = match serde_json::from_str::<serde_json::Value>(&probe.facts) {
+                Ok(facts @ serde_json::Value::Object(_)) => facts,
+                _ => json!({ "lab": probe.facts }),
+            };
+            ScriptResult {
+                template: template.to_string(),
+                exit_code: 0,
+                output: format!(
+                    "{}: the step's effect is {}there",
+                    step.id,
+                    if done { "" } else { "not " }
+                ),
+                done: Some(done),
+                facts,
+            }
+        }
+        (Operation::Execute | Operation::Probe, None) => {
+            unreachable!("step and probe requests carry their step")
+        }
+    };
+    Ok(result)
+}
+
+fn step_call<'a>(server: &'a str, step: &'a RequestedStep, package: &'a Package) -> StepCall<'a> {
+    StepCall {
+        server,
+        step: step.id,
+        action: &step.action,
+        package,
+        timeout: sfbpatch_engine::policy::retry_rule(step.id).timeout,
+    }
+}
+
+/// The package as far as the lab reads it: the build, the installer's SHA-256 and the schema
+/// versions, which the `install-update` and `verify` scripts carry. The name is not sent, and
+/// the other steps read none of it.
+fn package(lab: &Lab, request: &Request, step: &RequestedStep) -> Package {
+    let (installer, sha256) = match &step.action {
+        Action::StageUpdate { source, sha256, .. } => (source.clone(), Some(sha256.clone())),
+        Action::InstallUpdate { path } => (Installer::Path(path.clone()), None),
+        _ => (Installer::Path(String::new()), None),
+    };
+    Package {
+        name: String::new(),
+        version: request
+            .package
+            .version
+            .unwrap_or_else(|| lab.initial_build()),
+        installer,
+        sha256: request
+            .package
+            .sha256
+            .clone()
+            .or(sha256)
+            .unwrap_or_default(),
+        schema_versions: request.package.schema_versions.clone(),
+    }
+}
+
+/// A hung step or a server that does not answer leaves no result line, as on a Windows server
+/// whose connection is lost; the status ([`host_exit`]) tells the two apart. These statuses
+/// belong to the host protocol and lie outside sfbpatch's own exit codes, hence the direct exit.
+fn exit_without_result(status: i32, e: &dyn std::fmt::Display) -> ! {
+    eprintln!("error: {e}; no result line");
+    std::process::exit(status)
 }

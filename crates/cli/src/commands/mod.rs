@@ -4,5 +4,6 @@ pub mod generated;
 pub mod lab;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod status;
 pub mod topology;

@@ -86,6 +86,10 @@ pub fn render_text(deployment: &Deployment) -> String {
                 None => String::new(),
             }
         );
+        if pool.edition == Edition::Enterprise {
+            let nodes: Vec<&str> = b.machines.iter().map(|m| m.fqdn.as_str()).collect();
+            let _ = writeln!(s, "  patched    {}", nodes.join(", "));
+        }
         let list = |set: &std::collections::BTreeSet<sfbpatch_topology::StoreKind>| {
             if set.is_empty() {
                 "none".to_string()

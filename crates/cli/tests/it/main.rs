@@ -3,3 +3,8 @@
 mod apply;
 mod common;
 mod inputs;
+mod lab_shell;
+mod report;
+mod rollout;
+mod schedule;
+mod ssh;

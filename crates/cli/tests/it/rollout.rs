@@ -41,8 +41,7 @@ fn intervals(lab: &Value, pool: &str) -> Vec<(f64, f64)> {
 }
 
 fn overlap(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
-    a.iter()
-        .any(|x| b.iter().any(|y| x.0 < y.1 && y.0 < x.1))
+    a.iter().any(|x| b.iter().any(|y| x.0 < y.1 && y.0 < x.1))
 }
 
 fn builds(lab: &Value) -> Vec<(String, String)> {
@@ -88,21 +87,33 @@ fn policy_check_prints_the_policy_and_rejects_bad_files() {
     let o = s.run(&["policy", "check", "bad.toml"]);
     assert_eq!(code(&o), 2);
     let err = stderr(&o);
-    assert!(err.contains("bad.toml:2:1: unknown field `max_paralel`") && err.contains("[SFB-C001]"), "{err}");
+    assert!(
+        err.contains("bad.toml:2:1: unknown field `max_paralel`") && err.contains("[SFB-C001]"),
+        "{err}"
+    );
 
     s.write("waves.toml", "waves = \"1,0\"\n");
     let o = s.run(&["policy", "check", "waves.toml"]);
     assert_eq!(code(&o), 2);
     assert!(
-        stderr(&o).contains("waves.toml: waves: '0' is not a positive number of servers or a percentage [SFB-C002]"),
+        stderr(&o).contains(
+            "waves.toml: waves: '0' is not a positive number of servers or a percentage [SFB-C002]"
+        ),
         "{}",
         stderr(&o)
     );
 
-    s.write("tz.toml", "[window]\nstart = \"22:00\"\nend = \"05:00\"\ntimezone = \"Mars/Olympus\"\n");
+    s.write(
+        "tz.toml",
+        "[window]\nstart = \"22:00\"\nend = \"05:00\"\ntimezone = \"Mars/Olympus\"\n",
+    );
     let o = s.run(&["policy", "check", "tz.toml"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("timezone 'Mars/Olympus'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("timezone 'Mars/Olympus'"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -163,13 +174,23 @@ fn a_canary_wave_waits_for_approval() {
     // Resume without approval changes nothing.
     let r = s.run(&["resume", "--state", "state.db"]);
     assert_eq!(code(&r), 4, "{}", stderr(&r));
-    assert_eq!(builds(&s.lab_json("lab")).iter().filter(|(_, b)| b == "7.0.2046.553").count(), 1);
+    assert_eq!(
+        builds(&s.lab_json("lab"))
+            .iter()
+            .filter(|(_, b)| b == "7.0.2046.553")
+            .count(),
+        1
+    );
 
     let a = s.run(&["approve", "1", "--state", "state.db"]);
     assert_eq!(code(&a), 0, "{}", stderr(&a));
     let again = s.run(&["approve", "1", "--state", "state.db"]);
     assert_eq!(code(&again), 3, "{}", stderr(&again));
-    assert!(stderr(&again).contains("run 1 has no wave waiting for approval [SFB-E005]"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("run 1 has no wave waiting for approval [SFB-E005]"),
+        "{}",
+        stderr(&again)
+    );
     let r = s.run(&["resume", "--state", "state.db"]);
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     for (fqdn, build) in builds(&s.lab_json("lab")) {
@@ -198,7 +219,11 @@ fn nothing_starts_outside_the_maintenance_window() {
     );
     let o = apply(&s, &["--window", &window, "--timezone", "UTC"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
-    assert!(stderr(&o).contains("the maintenance window cannot fit another server"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the maintenance window cannot fit another server"),
+        "{}",
+        stderr(&o)
+    );
     let report = s.run(&["report", "--state", "state.db", "--format", "json"]);
     let report: Value = serde_json::from_slice(&report.stdout).unwrap();
     let started: Vec<&Value> = report["servers"]

@@ -1,0 +1,127 @@
+//! `sfbpatch report`: a run's report as one self-contained HTML file, as JSON
+//! (`docs/schema/report.schema.json`), or as a short text summary.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::anyhow;
+use sfbpatch_engine::{Store, StoreError};
+use sfbpatch_report::Report;
+
+use crate::cli::{DataFormat, ReportArgs};
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::output;
+
+use super::apply::open_store;
+use super::status::effective_state;
+
+pub fn run(args: ReportArgs) -> CmdResult {
+    let store = open_store(&args.state.state)?;
+    let report = report(store.as_ref(), args.run)?;
+    if let Some(path) = &args.html {
+        write_file(path, &sfbpatch_report::render_html(&report))?;
+        output::note(&format!(
+            "wrote the report of run {} to {}",
+            report.run.id,
+            path.display()
+        ));
+    }
+    match args.format {
+        Some(DataFormat::Json) => output::json(&report)?,
+        Some(DataFormat::Text) => output::data(&render_text(&report))?,
+        None => {}
+    }
+    Ok(Exit::Success)
+}
+
+/// The report of run `id`, or of the newest run.
+fn report(store: &dyn Store, id: Option<i64>) -> Result<Report, Failure> {
+    let mut run = match id {
+        Some(id) => store.run(id).map_err(|e| match e {
+            StoreError::NoSuchRun(_) => Failure::refused(e),
+            e => e.into(),
+        })?,
+        None => store
+            .latest_run()?
+            .ok_or_else(|| Failure::refused(anyhow!("there is no run in {}", store.location())))?,
+    };
+    let journal = store.journal(run.id)?;
+    let audit = store.audit(run.id)?;
+    // A run recorded as running whose process is gone was interrupted.
+    run.state = effective_state(&run, &store.leases()?);
+    sfbpatch_report::build(&run, &journal, &audit)
+        .map_err(|e| Failure::internal(anyhow!("{e} [{}]", e.code())))
+}
+
+/// Writes through a temporary file beside `path`, so that a reader never sees half a report.
+fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
+    let cannot =
+        |e: std::io::Error| Failure::bad_input(anyhow!("cannot write {}: {e}", path.display()));
+    let name = path.file_name().ok_or_else(|| {
+        Failure::bad_input(anyhow!("--html {} is not a file name", path.display()))
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, text).map_err(cannot)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        cannot(e)
+    })
+}
+
+fn minutes(seconds: f64) -> String {
+    format!("{:.1} min", seconds / 60.0)
+}
+
+fn render_text(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "run {} {}: {} server(s), makespan {}",
+        r.run.id,
+        r.run.state.as_str(),
+        r.servers.len(),
+        minutes(r.run.makespan_seconds)
+    );
+    for server in &r.servers {
+        let outage = server
+            .outage_seconds
+            .map(|o| format!("outage {}", minutes(o)))
+            .unwrap_or_else(|| "no outage".to_string());
+        let _ = writeln!(
+            s,
+            "  {:<40} {:<10} {outage}",
+            server.fqdn,
+            server.state.as_str()
+        );
+    }
+    let _ = writeln!(s, "pools");
+    for pool in &r.pools {
+        let impact = if pool.resiliency_seconds > 0.0 {
+            format!(
+                "users in resiliency mode {}",
+                minutes(pool.resiliency_seconds)
+            )
+        } else {
+            "no resiliency mode".to_string()
+        };
+        let _ = writeln!(
+            s,
+            "  {:<40} back end unavailable {}, {impact}",
+            pool.fqdn,
+            minutes(pool.unavailable_seconds)
+        );
+    }
+    for f in &r.failures {
+        let _ = writeln!(
+            s,
+            "{} {}: {}",
+            f.server,
+            f.state.as_str(),
+            f.reason.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    s
+}

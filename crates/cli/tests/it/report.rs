@@ -1,0 +1,379 @@
+//! `report` after runs on the lab: its numbers are the lab world's own (`lab show`) and the
+//! status's, its HTML shows every server, and headless Chromium renders it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Scratch, code, stderr, stdout};
+
+const SERVERS: [&str; 6] = [
+    "sqlbe1.berlin.demo.example",
+    "sqlbe2.berlin.demo.example",
+    "sqlag-n1.dublin.demo.example",
+    "sqlag-n2.dublin.demo.example",
+    "se1.dublin.demo.example",
+    "se2.dublin.demo.example",
+];
+
+const POOLS: [&str; 5] = [
+    "fepool1.berlin.demo.example",
+    "fepool2.berlin.demo.example",
+    "fepool3.dublin.demo.example",
+    "se1.dublin.demo.example",
+    "se2.dublin.demo.example",
+];
+
+const LONG_INSTALL: &str = "[[fault]]\nserver = \"sqlbe1.berlin.demo.example\"\nstep = \"install-update\"\nduration_minutes = 40\n";
+
+const FAILED_UPDATE: &str = "[[fault]]\nserver = \"se2.dublin.demo.example\"\nstep = \"update-databases\"\nexit_code = 1603\n";
+
+/// A lab of the demo topology with `faults`, patched by one `apply` with `extra` flags.
+fn patched(faults: &str, extra: &[&str]) -> Scratch {
+    let s = Scratch::new();
+    let mut init = vec!["lab", "init", "lab", "--topology", "demo-topology.xml"];
+    if !faults.is_empty() {
+        s.write("faults.toml", faults);
+        init.extend(["--faults", "faults.toml"]);
+    }
+    let o = s.run(&init);
+    assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
+    let mut apply = vec![
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
+        "--state",
+        "state.db",
+        "--yes",
+    ];
+    apply.extend(extra);
+    let o = s.run(&apply);
+    assert!(
+        matches!(code(&o), 0 | 1),
+        "apply: {} {}",
+        code(&o),
+        stderr(&o)
+    );
+    s
+}
+
+fn report_json(s: &Scratch) -> Value {
+    let o = s.run(&["report", "--state", "state.db", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("report json")
+}
+
+fn find<'a>(list: &'a Value, fqdn: &str) -> &'a Value {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|v| v["fqdn"] == fqdn)
+        .unwrap_or_else(|| panic!("{fqdn} in {list}"))
+}
+
+/// Total length of a list of lab intervals (`{"start", "end"}` in seconds).
+fn total(intervals: &Value) -> f64 {
+    intervals
+        .as_array()
+        .expect("intervals")
+        .iter()
+        .map(|i| i["end"].as_f64().expect("closed interval") - i["start"].as_f64().unwrap())
+        .sum()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+/// Every number of the report against what the lab recorded and what `status` says.
+fn assert_matches_lab_and_status(s: &Scratch, report: &Value) {
+    let lab = s.lab_json("lab");
+    let status = s.status_json("state.db");
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["run"]["id"], status["run"]["id"]);
+    assert_eq!(report["run"]["state"], status["run"]["state"]);
+
+    let servers = report["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), SERVERS.len());
+    for fqdn in SERVERS {
+        let r = find(&report["servers"], fqdn);
+        let st = find(&status["servers"], fqdn);
+        assert_eq!(r["state"], st["state"], "{fqdn}");
+        assert_eq!(r["pool"], st["pool"], "{fqdn}");
+        assert_eq!(r["outage_seconds"], st["outage_seconds"], "{fqdn}");
+        let start = r["start_seconds"].as_f64().unwrap();
+        let end = r["end_seconds"].as_f64().unwrap();
+        assert!(0.0 <= start && start < end, "{r}");
+        assert!(end <= report["run"]["makespan_seconds"].as_f64().unwrap());
+    }
+
+    let pools = report["pools"].as_array().unwrap();
+    assert_eq!(pools.len(), POOLS.len());
+    for fqdn in POOLS {
+        let r = find(&report["pools"], fqdn);
+        let l = find(&lab["pools"], fqdn);
+        let lab_resiliency = total(&l["resiliency_intervals"]);
+        let ours = r["resiliency_seconds"].as_f64().unwrap();
+        assert!(close(ours, lab_resiliency), "{fqdn}: {ours} vs lab {l}");
+        let unavailable = r["unavailable_seconds"].as_f64().unwrap();
+        let lab_outage = total(&l["outage_intervals"]);
+        assert!(
+            close(unavailable, lab_outage),
+            "{fqdn}: {unavailable} vs lab {l}"
+        );
+    }
+}
+
+#[test]
+fn report_json_matches_the_lab_and_the_status() {
+    let s = patched("", &[]);
+    let report = report_json(&s);
+    assert_eq!(report["run"]["state"], "succeeded");
+    assert_matches_lab_and_status(&s, &report);
+    for fqdn in POOLS {
+        assert_eq!(find(&report["pools"], fqdn)["resiliency_seconds"], 0.0);
+    }
+    // The AlwaysOn back end stayed available: its nodes were patched one after the other.
+    let ag = find(&report["pools"], "fepool3.dublin.demo.example");
+    assert_eq!(ag["unavailable_seconds"], 0.0);
+    assert_eq!(
+        ag["servers"],
+        serde_json::json!([
+            "sqlag-n1.dublin.demo.example",
+            "sqlag-n2.dublin.demo.example"
+        ])
+    );
+    assert_eq!(report["failures"], serde_json::json!([]));
+    assert!(!report["audit"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_40_minute_install_puts_its_pool_in_resiliency_mode_for_23_2_minutes() {
+    // Two servers in their outage window at once: the journal interleaves them.
+    let s = patched(LONG_INSTALL, &["--max-parallel", "2"]);
+    let report = report_json(&s);
+    assert_matches_lab_and_status(&s, &report);
+    let pool = find(&report["pools"], "fepool1.berlin.demo.example");
+    assert!(
+        close(pool["resiliency_seconds"].as_f64().unwrap(), 1392.0),
+        "{pool}"
+    );
+    let server = find(&report["servers"], "sqlbe1.berlin.demo.example");
+    assert!(
+        close(server["outage_seconds"].as_f64().unwrap(), 53.2 * 60.0),
+        "{server}"
+    );
+    for fqdn in &POOLS[1..] {
+        assert_eq!(
+            find(&report["pools"], fqdn)["resiliency_seconds"],
+            0.0,
+            "{fqdn}"
+        );
+    }
+
+    let o = s.run(&["report", "--state", "state.db", "--format", "text"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("users in resiliency mode 23.2 min"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn report_html_shows_every_server_and_pool() {
+    let s = patched(
+        &format!("{LONG_INSTALL}{FAILED_UPDATE}"),
+        &["--max-failures", "1"],
+    );
+    let o = s.run(&["report", "--state", "state.db", "--html", "out.html"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("out.html"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "HTML goes to the file only");
+    let html = std::fs::read_to_string(s.path().join("out.html")).expect("out.html");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for fqdn in SERVERS {
+        assert!(
+            html.contains(&format!("<g class=\"row\" data-server=\"{fqdn}\"")),
+            "timeline row for {fqdn}"
+        );
+        assert!(
+            html.contains(&format!(
+                "<tr data-server=\"{fqdn}\"><td class=\"name\">{fqdn}</td>"
+            )),
+            "servers table row for {fqdn}"
+        );
+    }
+    for fqdn in POOLS {
+        assert!(
+            html.contains(&format!("<tr data-pool=\"{fqdn}\"")),
+            "{fqdn}"
+        );
+    }
+    // Every server had an outage window, each drawn with its 30-minute line.
+    assert_eq!(html.matches("class=\"limit-30\"").count(), SERVERS.len());
+    assert!(html.contains("yes: 23.2 min"));
+    // The failure, with its reason and output.
+    assert!(html.contains("<article class=\"failure\" data-server=\"se2.dublin.demo.example\">"));
+    assert!(html.contains("lab fault 2"));
+    assert!(!html.contains("<script"));
+
+    // HTML and JSON in one call.
+    let o = s.run(&[
+        "report",
+        "--state",
+        "state.db",
+        "--html",
+        "again.html",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let json: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(json["run"]["state"], "failed");
+    assert_eq!(json["failures"][0]["server"], "se2.dublin.demo.example");
+    assert_eq!(json["failures"][0]["step"], "update-databases");
+    assert_eq!(json["failures"][0]["exit_code"], 1603);
+    assert!(s.path().join("again.html").exists());
+}
+
+#[test]
+fn report_refuses_without_a_run_and_needs_an_output() {
+    let s = Scratch::new();
+    let o = s.run(&["report", "--state", "empty.db", "--format", "json"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("there is no run"), "{}", stderr(&o));
+
+    let o = s.run(&["report", "--state", "empty.db"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--html"), "{}", stderr(&o));
+
+    let o = s.run(&["report", "--state", "empty.db", "--format", "yaml"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn report_on_a_run_that_does_not_exist_is_refused_and_writes_nothing() {
+    let s = patched("", &["--only", "se1.dublin.demo.example"]);
+    let o = s.run(&[
+        "report", "--state", "state.db", "--run", "99", "--html", "out.html",
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(!s.path().join("out.html").exists());
+
+    // An explicit run; the plan covered one server, so one server and one pool.
+    let o = s.run(&[
+        "report", "--state", "state.db", "--run", "1", "--format", "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let json: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["servers"].as_array().unwrap().len(), 1);
+    assert_eq!(json["pools"].as_array().unwrap().len(), 1);
+    assert_eq!(json["pools"][0]["fqdn"], "se1.dublin.demo.example");
+
+    // A folder that does not exist is bad input.
+    let o = s.run(&[
+        "report",
+        "--state",
+        "state.db",
+        "--html",
+        "no/such/dir/out.html",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
+/// Renders the report of a run with a long install and a failure in headless Chromium and keeps
+/// the screenshot (and the page) in the target folder for people to look at.
+#[test]
+fn report_renders_in_headless_chromium() {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "skipping report_renders_in_headless_chromium: chromium is not installed \
+             (scripts/chromium.sh installs it)"
+        );
+        return;
+    };
+    let s = patched(
+        &format!("{LONG_INSTALL}{FAILED_UPDATE}"),
+        &["--max-parallel", "2", "--max-failures", "1"],
+    );
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .to_path_buf();
+    let page = target.join("report-screenshot.html");
+    let shot = target.join("report-screenshot.png");
+    let _ = std::fs::remove_file(&shot);
+    let o = s.run(&[
+        "report",
+        "--state",
+        "state.db",
+        "--html",
+        page.to_str().expect("UTF-8 path"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut child = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1400,1000")
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chromium starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "chromium: {status}\n{err}");
+
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}\n{err}", shot.display()));
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
+    // IHDR: width and height, big-endian, right after the signature and chunk header.
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    assert_eq!((width, height), (1400, 1000));
+    // A blank page compresses to a few kilobytes; the report's text, tables and timeline don't.
+    assert!(png.len() > 50_000, "{} bytes: nothing drawn?", png.len());
+    eprintln!("screenshot of the report: {}", shot.display());
+}

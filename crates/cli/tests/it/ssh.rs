@@ -1,0 +1,693 @@
+//! `apply --target ssh` against real OpenSSH servers standing in for Windows hosts: one sshd per
+//! lab server on 127.0.0.1 (scripts/sshd-lab.sh), key-only login, a ForceCommand into
+//! `sfbpatch lab shell`. The client is sfbpatch's own (russh). Every test asserts the lab's
+//! world (`lab show`), as the in-process tests do.
+//!
+//! sshd is installed when missing (apt-get); the tests skip, saying so, only when it cannot be.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Scratch, code, repo, stderr, stdout};
+
+const NEW: &str = "7.0.2046.553";
+
+/// Every server of the demo topology the lab has.
+const ALL: [&str; 6] = [
+    "sqlbe1.berlin.demo.example",
+    "sqlbe2.berlin.demo.example",
+    "sqlag-n1.dublin.demo.example",
+    "sqlag-n2.dublin.demo.example",
+    "se1.dublin.demo.example",
+    "se2.dublin.demo.example",
+];
+
+const SE1: &str = "se1.dublin.demo.example";
+
+fn script() -> PathBuf {
+    repo().join("scripts/sshd-lab.sh")
+}
+
+/// sshd is there or was installed; `false` (with a message) when it cannot be.
+fn sshd_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let o = Command::new("bash")
+            .arg(script())
+            .arg("install")
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        if !o.status.success() {
+            eprintln!(
+                "skipping the SSH tests: sshd is not installed and could not be installed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        o.status.success()
+    })
+}
+
+/// The sshd instances of one test, stopped when dropped.
+struct Hosts {
+    dir: PathBuf,
+    lab: PathBuf,
+    keys: PathBuf,
+    /// FQDN -> (port, host-key fingerprint).
+    hosts: BTreeMap<String, (u16, String)>,
+}
+
+impl Hosts {
+    /// Start one sshd per host for the lab `lab` of `s`, accepting the client key `id_ed25519`
+    /// (made here). `None` when sshd cannot be had.
+    fn start(s: &Scratch, lab: &str, hosts: &[&str]) -> Option<Hosts> {
+        if !sshd_available() {
+            return None;
+        }
+        let key = s.path().join("id_ed25519");
+        if !key.exists() {
+            keygen(&key);
+        }
+        let mut h = Hosts {
+            dir: s.path().join("sshd"),
+            lab: s.path().join(lab),
+            keys: key.with_extension("pub"),
+            hosts: BTreeMap::new(),
+        };
+        h.launch(hosts);
+        Some(h)
+    }
+
+    fn launch(&mut self, hosts: &[&str]) {
+        let o = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--lab")
+            .arg(&self.lab)
+            .arg("--bin")
+            .arg(env!("CARGO_BIN_EXE_sfbpatch"))
+            .arg("--authorized-keys")
+            .arg(&self.keys)
+            .arg("--owner")
+            .arg(std::process::id().to_string())
+            .args(hosts)
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        assert!(
+            o.status.success(),
+            "sshd-lab.sh start: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(f.len(), 4, "sshd-lab.sh printed {line:?}");
+            self.hosts
+                .insert(f[0].to_string(), (f[2].parse().unwrap(), f[3].to_string()));
+        }
+    }
+
+    fn signal(&self, what: &str, host: &str) {
+        let o = Command::new("bash")
+            .arg(script())
+            .arg(what)
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg(host)
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// The host drops off the network: its sshd, its sessions and what they run, killed.
+    fn kill(&self, host: &str) {
+        self.signal("kill", host);
+    }
+
+    /// Start it again: same port, same host key.
+    fn restart(&mut self, host: &str) {
+        self.launch(&[host]);
+    }
+
+    /// Start it again with a new host key.
+    fn rekey(&mut self, host: &str) {
+        self.signal("stop", host);
+        std::fs::remove_file(self.dir.join(host).join("ssh_host_ed25519_key")).unwrap();
+        self.launch(&[host]);
+    }
+
+    fn port(&self, host: &str) -> u16 {
+        self.hosts[host].0
+    }
+
+    fn fingerprint(&self, host: &str) -> &str {
+        &self.hosts[host].1
+    }
+
+    /// A connections file for these hosts; `extra` adds lines to a host's table.
+    fn connections(&self, identity: &str, extra: &[(&str, &str)]) -> String {
+        let user = Command::new("id").arg("-un").output().unwrap();
+        let user = String::from_utf8_lossy(&user.stdout).trim().to_string();
+        let mut text = format!(
+            "# sshd-lab.sh: one OpenSSH server per lab server\n[defaults]\nuser = \"{user}\"\nidentity_file = \"{identity}\"\n"
+        );
+        for (fqdn, (port, _)) in &self.hosts {
+            text.push_str(&format!(
+                "\n[[server]]\nfqdn = \"{fqdn}\"\nhost = \"127.0.0.1\"\nport = {port}\n"
+            ));
+            for (h, line) in extra {
+                if h == fqdn {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .arg("stop")
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+fn keygen(path: &Path) {
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "sfbpatch-test", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn lab_init(s: &Scratch, lab: &str, extra: &[&str]) {
+    let mut args = vec!["lab", "init", lab, "--topology", "demo-topology.xml"];
+    args.extend(extra);
+    let o = s.run(&args);
+    assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
+}
+
+fn apply_ssh(s: &Scratch, only: &[&str], extra: &[&str]) -> Output {
+    s.run(&apply_ssh_args(only, extra))
+}
+
+fn apply_ssh_args<'a>(only: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--target",
+        "ssh",
+        "--connections",
+        "conn.toml",
+        "--state",
+        "state.db",
+        "--yes",
+    ];
+    for o in only {
+        args.extend(["--only", o]);
+    }
+    args.extend(extra);
+    args
+}
+
+fn server<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
+    lab["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["fqdn"] == fqdn)
+        .unwrap_or_else(|| panic!("{fqdn} in lab"))
+}
+
+fn assert_patched(lab: &Value, fqdn: &str) {
+    let s = server(lab, fqdn);
+    assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
+    assert_eq!(s["installer_runs"], 1, "{fqdn}: the installer runs once");
+    assert_eq!(s["w3svc"], "running", "{fqdn}");
+    assert_eq!(s["reboot_pending"], false, "{fqdn}");
+    for svc in s["services"].as_array().unwrap() {
+        assert_eq!(svc["state"], "running", "{fqdn} {svc}");
+        assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
+    }
+}
+
+fn assert_untouched(lab: &Value, fqdn: &str) {
+    let s = server(lab, fqdn);
+    assert_eq!(s["installer_runs"], 0, "{fqdn}: {s}");
+    assert_ne!(s["installed_build"], NEW, "{fqdn}");
+}
+
+#[test]
+fn apply_over_ssh_reaches_the_same_world_as_the_in_process_target() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    lab_init(&s, "lab-local", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &ALL) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+
+    let o = apply_ssh(&s, &[], &["--accept-new-host-keys"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    assert!(stdout(&o).contains("run 1 succeeded"), "{}", stdout(&o));
+
+    let local = s.run(&[
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab-local",
+        "--state",
+        "local.db",
+        "--yes",
+    ]);
+    assert_eq!(code(&local), 0, "{}", stderr(&local));
+
+    let over_ssh = s.lab_json("lab");
+    let in_process = s.lab_json("lab-local");
+    for fqdn in ALL {
+        assert_patched(&over_ssh, fqdn);
+    }
+    // The same servers, services, builds and databases, field for field.
+    assert_eq!(over_ssh["servers"], in_process["servers"]);
+    assert_eq!(over_ssh["sql_instances"], in_process["sql_instances"]);
+    for inst in over_ssh["sql_instances"].as_array().unwrap() {
+        for st in inst["stores"].as_array().unwrap() {
+            assert_eq!(st["version"], st["expected_version"], "{st}");
+        }
+    }
+    // Every pool is back to normal. (Outage intervals are not compared: over SSH the engine
+    // runs servers on threads in real time, and a lab at speed 0 adds up the simulated time of
+    // operations that overlapped; the in-process run is a simulation in virtual time.)
+    for (a, b) in over_ssh["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(in_process["pools"].as_array().unwrap())
+    {
+        assert_eq!(a["fqdn"], b["fqdn"]);
+        assert_eq!(a["mode"], "normal", "{a}");
+    }
+
+    let status = s.status_json("state.db");
+    assert_eq!(status["run"]["state"], "succeeded");
+    for sv in status["servers"].as_array().unwrap() {
+        assert_eq!(sv["state"], "succeeded", "{sv}");
+    }
+
+    // The keys were pinned in the state store: without the flag, the next check passes.
+    let again = apply_ssh(&s, &[], &["--dry-run"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_without_the_flag() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    let o = apply_ssh(&s, &[SE1], &[]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(
+        err.contains(&format!("the host key of server {SE1}"))
+            && err.contains("is not known")
+            && err.contains(hosts.fingerprint(SE1))
+            && err.contains("--accept-new-host-keys"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_untouched(&s.lab_json("lab"), SE1);
+    // No run was recorded.
+    let status = s.run(&["status", "--state", "state.db"]);
+    assert_ne!(code(&status), 0, "{}", stdout(&status));
+}
+
+#[test]
+fn a_changed_host_key_is_refused_naming_the_server_and_both_fingerprints() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(mut hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    // A dry run checks the connection and pins the key.
+    let o = apply_ssh(&s, &[SE1], &["--dry-run", "--accept-new-host-keys"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let old = hosts.fingerprint(SE1).to_string();
+
+    hosts.rekey(SE1);
+    let new = hosts.fingerprint(SE1).to_string();
+    assert_ne!(old, new);
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    // Pinned in the state store: refused, even with the flag.
+    let o = apply_ssh(&s, &[SE1], &["--accept-new-host-keys"]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(
+        err.contains(&format!("the host key of server {SE1}"))
+            && err.contains("has changed")
+            && err.contains(&format!("expected {old}"))
+            && err.contains(&format!("presented {new}")),
+        "{err}"
+    );
+    assert_untouched(&s.lab_json("lab"), SE1);
+
+    // Configured in the connections file: the same, with a fresh state store.
+    s.write(
+        "conn.toml",
+        &hosts.connections("id_ed25519", &[(SE1, &format!("host_key = \"{old}\""))]),
+    );
+    let args: Vec<&str> = apply_ssh_args(&[SE1], &[])
+        .into_iter()
+        .map(|a| if a == "state.db" { "fresh.db" } else { a })
+        .collect();
+    let o = s.run(&args);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 3, "{err}");
+    assert!(
+        err.contains(&format!("expected {old} (from the connections file"))
+            && err.contains(&format!("presented {new}")),
+        "{err}"
+    );
+    // With the new key configured, the run goes ahead.
+    s.write(
+        "conn.toml",
+        &hosts.connections("id_ed25519", &[(SE1, &format!("host_key = \"{new}\""))]),
+    );
+    let o = apply_ssh(&s, &[SE1], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_patched(&s.lab_json("lab"), SE1);
+}
+
+#[test]
+fn a_wrong_client_key_is_an_authentication_error_naming_the_server() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    keygen(&s.path().join("other_ed25519"));
+    s.write("conn.toml", &hosts.connections("other_ed25519", &[]));
+    let o = apply_ssh(&s, &[SE1], &["--accept-new-host-keys"]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 5, "{err}");
+    assert!(
+        err.contains(&format!("authentication failed on server {SE1}"))
+            && err.contains(&format!("127.0.0.1:{}", hosts.port(SE1)))
+            && err.contains("other_ed25519"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("PRIVATE KEY"),
+        "no key material in errors: {err}"
+    );
+    assert_untouched(&s.lab_json("lab"), SE1);
+}
+
+#[test]
+fn bad_connection_input_is_refused_before_anything_runs() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    // A key that others can read.
+    let key = s.path().join("open_ed25519");
+    keygen(&key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        s.write(
+            "conn.toml",
+            &format!(
+                "[defaults]\nuser = \"root\"\nidentity_file = \"open_ed25519\"\n[[server]]\nfqdn = \"{SE1}\"\nhost = \"127.0.0.1\"\nport = 1\n"
+            ),
+        );
+        let o = apply_ssh(&s, &[SE1], &[]);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{err}");
+        assert!(
+            err.contains("open_ed25519") && err.contains("mode 0644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        let text = std::fs::read_to_string(&key).unwrap();
+        let body = text.lines().nth(1).unwrap();
+        assert!(!err.contains(body), "no key material in errors: {err}");
+    }
+    // A connections file with a mistake: file, line and server.
+    s.write(
+        "conn.toml",
+        &format!(
+            "[defaults]\nuser = \"root\"\n\n[[server]]\nfqdn = \"{SE1}\"\nhost = \"127.0.0.1\"\nport = 70000\n"
+        ),
+    );
+    let o = apply_ssh(&s, &[SE1], &[]);
+    let err = stderr(&o);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "conn.toml:7: server {SE1}: 'port' must be an integer"
+        )),
+        "{err}"
+    );
+    // No user anywhere.
+    s.write(
+        "conn.toml",
+        &format!("[[server]]\nfqdn = \"{SE1}\"\nidentity_file = \"x\"\n"),
+    );
+    let o = apply_ssh(&s, &[SE1], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no user to connect as"),
+        "{}",
+        stderr(&o)
+    );
+    // --lab with --target ssh, and --connections with the lab.
+    let o = s.run(&[
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--target",
+        "ssh",
+        "--lab",
+        "lab",
+        "--yes",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let o = s.run(&[
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
+        "--connections",
+        "conn.toml",
+        "--yes",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_untouched(&s.lab_json("lab"), SE1);
+}
+
+fn step_state(status: &Value, fqdn: &str, step: &str) -> Option<String> {
+    let sv = status["servers"]
+        .as_array()?
+        .iter()
+        .find(|s| s["fqdn"] == fqdn)?;
+    let st = sv["steps"].as_array()?.iter().find(|s| s["id"] == step)?;
+    st["state"].as_str().map(str::to_string)
+}
+
+/// Poll `status` until `want` holds or `limit` passes.
+fn wait_for(s: &Scratch, limit: Duration, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let o = s.run(&["status", "--state", "state.db", "--format", "json"]);
+        if code(&o) == 0
+            && let Ok(v) = serde_json::from_slice::<Value>(&o.stdout)
+            && want(&v)
+        {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sshd_killed_during_install_update_then_resume_runs_the_installer_once() {
+    let s = Scratch::new();
+    // install-update takes 100 simulated minutes = 10 s at speed 600; the rest is quick.
+    s.write(
+        "faults.toml",
+        &format!(
+            "[[fault]]\nserver = \"{SE1}\"\nstep = \"install-update\"\nduration_minutes = 100\n"
+        ),
+    );
+    lab_init(&s, "lab", &["--speed", "600", "--faults", "faults.toml"]);
+    let Some(mut hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+
+    let mut apply = crate::common::bin()
+        .current_dir(s.path())
+        .args(apply_ssh_args(&[SE1], &["--accept-new-host-keys"]))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apply starts");
+    wait_for(
+        &s,
+        Duration::from_secs(60),
+        "install-update to start",
+        |v| step_state(v, SE1, "install-update").as_deref() == Some("running"),
+    );
+    // Inside the installer's 10 seconds: the host drops off the network mid-step.
+    std::thread::sleep(Duration::from_millis(1500));
+    hosts.kill(SE1);
+    // The engine records the step's outcome as unknown (the connection was lost).
+    wait_for(&s, Duration::from_secs(30), "the step to be unknown", |v| {
+        step_state(v, SE1, "install-update").as_deref() == Some("unknown")
+    });
+    // The operator gives up on this process (it would wait and probe again).
+    apply.kill().expect("apply is killed");
+    let _ = apply.wait();
+    let lab = s.lab_json("lab");
+    assert_eq!(server(&lab, SE1)["installer_runs"], 0, "killed mid-install");
+
+    hosts.restart(SE1);
+    let o = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    let lab = s.lab_json("lab");
+    assert_patched(&lab, SE1);
+    let status = s.status_json("state.db");
+    assert_eq!(status["run"]["state"], "succeeded");
+    assert_eq!(
+        step_state(&status, SE1, "install-update").as_deref(),
+        Some("succeeded")
+    );
+}
+
+#[test]
+fn an_installer_that_asks_for_a_restart_gets_one_over_ssh() {
+    let s = Scratch::new();
+    s.write(
+        "faults.toml",
+        &format!("[[fault]]\nserver = \"{SE1}\"\nstep = \"install-update\"\nexit_code = 3010\n"),
+    );
+    lab_init(&s, "lab", &["--faults", "faults.toml"]);
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    let o = apply_ssh(&s, &[SE1], &["--accept-new-host-keys", "--format", "jsonl"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"rebooted\""), "{}", stdout(&o));
+    assert_patched(&s.lab_json("lab"), SE1);
+}
+
+/// Base64 of the UTF-16LE text, as `powershell.exe -EncodedCommand` takes it.
+fn encoded_command(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    format!("powershell.exe -NoProfile -NonInteractive -EncodedCommand {out}")
+}
+
+#[test]
+fn an_unknown_script_sent_through_sshd_is_refused() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    let port = hosts.port(SE1).to_string();
+    let ssh = |command: &str| {
+        Command::new("ssh")
+            .args([
+                "-i",
+                "id_ed25519",
+                "-p",
+                &port,
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "127.0.0.1",
+            ])
+            .arg(command)
+            .current_dir(s.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh runs")
+    };
+    for command in [
+        encoded_command("Remove-Item -Recurse C:\\\n"),
+        encoded_command(
+            "# sfbpatch-template: step/format-disk v1\n& { Format-Volume -DriveLetter C }\n",
+        ),
+        encoded_command(
+            "& {\n# sfbpatch-template: step/stop-w3svc v1\nparam([string] $Server)\nStop-Computer\n} -Server 'se1.dublin.demo.example'\n",
+        ),
+        "rm -rf /".to_string(),
+        String::new(),
+    ] {
+        let o = ssh(&command);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{command}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).trim().is_empty(),
+            "a refusal says why"
+        );
+    }
+    let lab = s.lab_json("lab");
+    assert_untouched(&lab, SE1);
+    assert_eq!(server(&lab, SE1)["w3svc"], "running");
+}

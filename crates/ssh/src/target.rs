@@ -1,0 +1,572 @@
+//! [`SshTarget`]: the engine's [`Target`] over SSH.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client;
+use sfbpatch_engine::{Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError};
+use sfbpatch_plan::StepId;
+
+use crate::config::{Endpoint, Identity};
+use crate::error::SshError;
+use crate::hostkey::HostKeys;
+use crate::pool::Pool;
+use crate::remote::{self, Operation, Script, ScriptResult, host_exit};
+use crate::session::{self, Connection, Connector, ExecError, Finished, LoadedKey};
+
+/// Tuning of the SSH target. The defaults suit real servers.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// Connections open at once, at most (one per server).
+    pub max_connections: usize,
+    /// When the pool is full, an idle connection is closed for another server only after it
+    /// has been idle this long.
+    pub idle_grace: Duration,
+    /// Pin the host key of a server that has none pinned or configured, instead of refusing.
+    pub accept_new_host_keys: bool,
+    /// How long to wait for a TCP connection and an SSH session.
+    pub connect_timeout: Duration,
+    /// The most of each stream (stdout, stderr) kept per command; the end is kept.
+    pub output_cap: usize,
+    /// Silence after which the client sends a keepalive; three unanswered ones drop the
+    /// connection (a host that vanished without closing it).
+    pub keepalive_interval: Duration,
+    /// How long a server may take to come back after a restart.
+    pub reboot_timeout: Duration,
+    /// How often to try to reach a restarting server.
+    pub reboot_poll: Duration,
+    /// The ssh-agent to use for servers without an identity file: its socket (Unix) or pipe
+    /// (Windows). Default: `SSH_AUTH_SOCK`; on Windows, OpenSSH's agent pipe.
+    pub agent: Option<PathBuf>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            max_connections: 10,
+            idle_grace: Duration::from_millis(500),
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(20),
+            output_cap: 1 << 20,
+            keepalive_interval: Duration::from_secs(15),
+            reboot_timeout: Duration::from_secs(30 * 60),
+            reboot_poll: Duration::from_secs(10),
+            agent: None,
+        }
+    }
+}
+
+/// Runs every step, probe, reboot and recovery as the remote protocol's PowerShell over SSH.
+/// `Send + Sync`: calls for different servers may run at the same time from several threads;
+/// each server's connection is shared by its calls.
+pub struct SshTarget {
+    inner: Arc<Inner>,
+    // Dropped last, after the connections it drives.
+    runtime: tokio::runtime::Runtime,
+}
+
+struct Inner {
+    endpoints: HashMap<String, Endpoint>,
+    keys: HashMap<PathBuf, LoadedKey>,
+    connector: Connector,
+    pool: Pool<Connection>,
+    options: SshOptions,
+}
+
+/// Why a command gave no result.
+enum RunError {
+    /// Nothing ran (the connection could not be made or refused us).
+    Ssh(SshError),
+    /// The connection went away while the command ran.
+    Lost {
+        address: String,
+        reason: String,
+    },
+    TimedOut,
+    Refused(String),
+}
+
+impl SshTarget {
+    /// A target for `endpoints`. Identity files are read (and refused when group or others
+    /// can read them) and ssh-agent is looked for now, so that bad input shows before any
+    /// server is touched. `host_keys` is where pins are read and, with
+    /// [`SshOptions::accept_new_host_keys`], written.
+    pub fn new(
+        endpoints: Vec<Endpoint>,
+        host_keys: Box<dyn HostKeys>,
+        options: SshOptions,
+    ) -> Result<SshTarget, SshError> {
+        let agent = options.agent.clone().or_else(default_agent);
+        let mut keys = HashMap::new();
+        for ep in &endpoints {
+            match &ep.identity {
+                Identity::File(path) => {
+                    if !keys.contains_key(path) {
+                        keys.insert(path.clone(), session::load_key(path)?);
+                    }
+                }
+                Identity::Agent if agent.is_none() => {
+                    return Err(SshError::Agent {
+                        server: ep.server.clone(),
+                        reason: "no identity_file is set for it and no ssh-agent is running \
+                                 (SSH_AUTH_SOCK is not set)"
+                            .into(),
+                    });
+                }
+                Identity::Agent => {}
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sfbpatch-ssh")
+            .enable_all()
+            .build()
+            .map_err(|e| SshError::Internal(format!("cannot start the I/O runtime: {e}")))?;
+        let config = client::Config {
+            keepalive_interval: Some(options.keepalive_interval),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..client::Config::default()
+        };
+        let connector = Connector {
+            config: Arc::new(config),
+            connect_timeout: options.connect_timeout,
+            accept_new_host_keys: options.accept_new_host_keys,
+            host_keys: Arc::new(Mutex::new(host_keys)),
+            agent,
+        };
+        let inner = Inner {
+            endpoints: endpoints
+                .into_iter()
+                .map(|ep| (ep.server.to_ascii_lowercase(), ep))
+                .collect(),
+            keys,
+            connector,
+            pool: Pool::new(options.max_connections, options.idle_grace),
+            options,
+        };
+        Ok(SshTarget {
+            inner: Arc::new(inner),
+            runtime,
+        })
+    }
+
+    /// How each server is reached.
+    pub fn endpoint(&self, server: &str) -> Option<&Endpoint> {
+        self.inner.endpoints.get(&server.to_ascii_lowercase())
+    }
+
+    /// The accounts used on the servers, each once, sorted.
+    pub fn users(&self) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .inner
+            .endpoints
+            .values()
+            .map(|ep| ep.user.clone())
+            .collect();
+        users.sort();
+        users.dedup();
+        users
+    }
+
+    /// Connect to every server (as many at once as the pool allows), checking its host key
+    /// and authenticating, without running anything. The connections stay in the pool.
+    pub fn check(&self) -> Vec<(String, Result<(), SshError>)> {
+        let mut servers: Vec<String> = self
+            .inner
+            .endpoints
+            .values()
+            .map(|ep| ep.server.clone())
+            .collect();
+        servers.sort();
+        self.runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, server) in servers.iter().enumerate() {
+                let inner = self.inner.clone();
+                let server = server.clone();
+                tasks.spawn(async move { (i, inner.connect_only(&server).await) });
+            }
+            let mut results: Vec<Option<Result<(), SshError>>> = vec![None; servers.len()];
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((i, r)) => results[i] = Some(r),
+                    Err(e) => {
+                        return servers
+                            .iter()
+                            .map(|s| (s.clone(), Err(SshError::Internal(e.to_string()))))
+                            .collect();
+                    }
+                }
+            }
+            servers
+                .iter()
+                .cloned()
+                .zip(results.into_iter().map(|r| r.expect("every task answered")))
+                .collect()
+        })
+    }
+
+    /// Connections opened since the target was made (for measurements).
+    pub fn connections_opened(&self) -> usize {
+        self.inner.pool.opened()
+    }
+
+    /// Connections open now.
+    pub fn connections_open(&self) -> usize {
+        self.inner.pool.open()
+    }
+
+    fn script(&self, op: Operation, req: &StepRequest<'_>) -> Result<Script, TargetError> {
+        remote::script_for(op, req.server, req.step, req.package).map_err(|e| {
+            TargetError::Refused(format!(
+                "cannot build the script for {} on {}: {e}",
+                req.step.id, req.server.fqdn
+            ))
+        })
+    }
+
+    /// Run `script` for `req` and read its result line.
+    fn run(
+        &self,
+        script: &Script,
+        req: &StepRequest<'_>,
+        timeout: Duration,
+    ) -> Result<ScriptResult, TargetError> {
+        let server = req.server.fqdn.as_str();
+        let command = script.command_line();
+        // After `verify` (the last step) or a recovery, the server's procedure is over.
+        let last = script.template == format!("step/{}", StepId::Verify)
+            || script.template.starts_with("server/recover");
+        let finished = self
+            .runtime
+            .block_on(self.inner.run(server, &command, timeout, last))
+            .map_err(|e| target_error(e, server, req.step.id, timeout))?;
+        read_result(server, req.step.id, script, &finished, timeout)
+    }
+}
+
+impl Inner {
+    fn endpoint(&self, server: &str) -> Result<&Endpoint, SshError> {
+        self.endpoints
+            .get(&server.to_ascii_lowercase())
+            .ok_or_else(|| SshError::UnknownServer(server.to_string()))
+    }
+
+    async fn lease(&self, ep: &Endpoint) -> Result<crate::pool::Lease<Connection>, SshError> {
+        let key = match &ep.identity {
+            Identity::File(path) => self.keys.get(path),
+            Identity::Agent => None,
+        };
+        self.pool
+            .acquire(&ep.server, || self.connector.connect(ep, key))
+            .await
+    }
+
+    /// Connect (checking the host key and authenticating) and run nothing. The connection
+    /// stays for the server's first step, unless another server needs its slot.
+    async fn connect_only(&self, server: &str) -> Result<(), SshError> {
+        let ep = self.endpoint(server)?;
+        self.lease(ep).await.map(crate::pool::Lease::retire)
+    }
+
+    /// Run `command` on `server`. `last`: the server's procedure ends with it (its
+    /// connection may go to another server at once).
+    async fn run(
+        &self,
+        server: &str,
+        command: &str,
+        timeout: Duration,
+        last: bool,
+    ) -> Result<Finished, RunError> {
+        let ep = self.endpoint(server).map_err(RunError::Ssh)?;
+        let cap = self.options.output_cap;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let conn = self.lease(ep).await.map_err(RunError::Ssh)?;
+            match conn.exec(command, timeout, cap).await {
+                Ok(finished) => {
+                    if last {
+                        conn.retire();
+                    }
+                    return Ok(finished);
+                }
+                // Nothing ran: a pooled connection that died while idle. Once more, anew.
+                Err(ExecError::NotStarted(reason)) => {
+                    self.pool.discard(&ep.server, &conn).await;
+                    if tries >= 2 {
+                        return Err(RunError::Ssh(SshError::Unreachable {
+                            server: ep.server.clone(),
+                            address: ep.address(),
+                            reason,
+                        }));
+                    }
+                }
+                Err(ExecError::Lost(reason)) => {
+                    self.pool.discard(&ep.server, &conn).await;
+                    return Err(RunError::Lost {
+                        address: ep.address(),
+                        reason,
+                    });
+                }
+                Err(ExecError::TimedOut) => return Err(RunError::TimedOut),
+                Err(ExecError::Refused(reason)) => return Err(RunError::Refused(reason)),
+            }
+        }
+    }
+}
+
+/// The agent `ssh` would use.
+fn default_agent() -> Option<PathBuf> {
+    if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+        return Some(PathBuf::from(sock));
+    }
+    if cfg!(windows) {
+        return Some(PathBuf::from(r"\\.\pipe\openssh-ssh-agent"));
+    }
+    None
+}
+
+fn target_error(e: RunError, server: &str, step: StepId, timeout: Duration) -> TargetError {
+    match e {
+        RunError::Ssh(SshError::Unreachable {
+            server,
+            address,
+            reason,
+        }) => TargetError::Unreachable {
+            server,
+            reason: format!("{address}: {reason}"),
+        },
+        RunError::Ssh(other) => TargetError::Refused(other.to_string()),
+        RunError::Lost { address, reason } => TargetError::Unreachable {
+            server: server.to_string(),
+            reason: format!(
+                "the connection to {address} was lost while {step} ran ({reason}); its outcome \
+                 is unknown"
+            ),
+        },
+        RunError::TimedOut => TargetError::TimedOut {
+            server: server.to_string(),
+            step: step.to_string(),
+            after_ms: timeout.as_millis() as u64,
+        },
+        RunError::Refused(reason) => TargetError::Refused(format!("server {server}: {reason}")),
+    }
+}
+
+/// The script's JSON result line, or what the host's exit status says instead
+/// (`sfbpatch_remote::host_exit`): a request refused before anything ran is a refusal; a
+/// status it does not know, or none, leaves the outcome unknown, like a lost connection, so
+/// that a probe decides.
+fn read_result(
+    server: &str,
+    step: StepId,
+    script: &Script,
+    finished: &Finished,
+    timeout: Duration,
+) -> Result<ScriptResult, TargetError> {
+    let stdout = finished.stdout.text();
+    let error = match script.parse_result(&stdout) {
+        Ok(result) => return Ok(result),
+        Err(e @ remote::RemoteError::WrongTemplate { .. }) => {
+            return Err(TargetError::Refused(format!("server {server}: {e}")));
+        }
+        Err(e) => e,
+    };
+    let stderr = finished.stderr.text();
+    let said = last_lines(if stderr.trim().is_empty() {
+        &stdout
+    } else {
+        &stderr
+    });
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    };
+    let status = finished.exit_status.map(|s| s as i32);
+    match status {
+        Some(host_exit::BAD_REQUEST | host_exit::REFUSED) => Err(TargetError::Refused(format!(
+            "server {server} refused script '{}' (exit status {}){said}",
+            script.template,
+            status.unwrap_or_default()
+        ))),
+        Some(host_exit::TIMED_OUT) => Err(TargetError::TimedOut {
+            server: server.to_string(),
+            step: step.to_string(),
+            after_ms: timeout.as_millis() as u64,
+        }),
+        _ => {
+            let cut = match finished.stdout.dropped() {
+                0 => String::new(),
+                n => format!(", {n} bytes of output before the last ones not kept"),
+            };
+            Err(TargetError::Unreachable {
+                server: server.to_string(),
+                reason: format!(
+                    "script '{}' gave no result (exit status {}{cut}: {error}); its outcome is \
+                     unknown{said}",
+                    script.template,
+                    status.map_or_else(|| "none".to_string(), |s| s.to_string()),
+                ),
+            })
+        }
+    }
+}
+
+/// The last few non-empty lines, joined, at most 500 characters.
+fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let joined = lines[lines.len().saturating_sub(3)..].join(" / ");
+    if joined.chars().count() > 500 {
+        let tail: String = joined
+            .chars()
+            .rev()
+            .take(500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("...{tail}")
+    } else {
+        joined
+    }
+}
+
+fn outcome(result: ScriptResult) -> StepOutcome {
+    StepOutcome {
+        exit_code: result.exit_code,
+        output: result.output,
+    }
+}
+
+impl Target for SshTarget {
+    fn kind(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
+        let script = self.script(Operation::Execute, req)?;
+        self.run(&script, req, Duration::from_millis(req.timeout.max(1)))
+            .map(outcome)
+    }
+
+    fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError> {
+        let script = self.script(Operation::Probe, req)?;
+        let result = self.run(&script, req, Duration::from_millis(req.timeout.max(1)))?;
+        let verdict = match result.done {
+            Some(true) => ProbeVerdict::Done,
+            Some(false) => ProbeVerdict::NotDone,
+            None => {
+                return Err(TargetError::Refused(format!(
+                    "server {}: the probe of {} answered without saying whether it is done (exit \
+                     code {}: {})",
+                    req.server.fqdn,
+                    req.step.id,
+                    result.exit_code,
+                    last_lines(&result.output)
+                )));
+            }
+        };
+        Ok(Probe {
+            verdict,
+            facts: result.facts.to_string(),
+        })
+    }
+
+    /// Runs `server/reboot`. A host that restarts at once (the lab) says
+    /// `"restart":"completed"`. A Windows server schedules the restart and says when it last
+    /// booted: the server is back once a probe answers with a later boot time.
+    fn reboot(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
+        let server = req.server.fqdn.as_str();
+        let opts = &self.inner.options;
+        let started = Instant::now();
+        let script = self.script(Operation::Reboot, req)?;
+        let (said, booted, delay) = match self.run(&script, req, opts.connect_timeout * 3) {
+            Ok(result) if result.exit_code != 0 => return Ok(outcome(result)),
+            Ok(result) if result.facts["restart"] == "completed" => return Ok(outcome(result)),
+            Ok(result) => {
+                let booted = result.facts["last_boot"].as_str().map(str::to_string);
+                let delay = result.facts["delay_seconds"].as_u64().unwrap_or(0);
+                (result.output, booted, Duration::from_secs(delay))
+            }
+            // The host went down before it answered.
+            Err(e) if e.outcome_unknown() => (e.to_string(), None, Duration::ZERO),
+            Err(e) => return Err(e),
+        };
+        let probe = self.script(Operation::Probe, req)?;
+        self.runtime.block_on(async {
+            self.inner.pool.forget(server).await;
+            tokio::time::sleep(delay).await;
+        });
+        let deadline = started + opts.reboot_timeout;
+        loop {
+            let answer = self.run(&probe, req, opts.connect_timeout);
+            match answer {
+                Ok(result) => {
+                    let now = result.facts["last_boot"].as_str();
+                    let back = match (&booted, now) {
+                        (Some(before), Some(now)) => before != now,
+                        _ => true,
+                    };
+                    if back {
+                        return Ok(StepOutcome::ok(format!(
+                            "{said}\nserver {server} answered again {} s after the restart was \
+                             requested",
+                            started.elapsed().as_secs()
+                        )));
+                    }
+                }
+                Err(TargetError::Refused(reason)) => return Err(TargetError::Refused(reason)),
+                Err(e) if Instant::now() + opts.reboot_poll > deadline => {
+                    return Err(TargetError::Unreachable {
+                        server: server.to_string(),
+                        reason: format!(
+                            "it did not come back within {} s of the restart ({e})",
+                            opts.reboot_timeout.as_secs()
+                        ),
+                    });
+                }
+                Err(_) => {}
+            }
+            if Instant::now() + opts.reboot_poll > deadline {
+                return Err(TargetError::Unreachable {
+                    server: server.to_string(),
+                    reason: format!(
+                        "it still ran since its last boot ({}) {} s after the restart was \
+                         requested",
+                        booted.as_deref().unwrap_or("unknown"),
+                        opts.reboot_timeout.as_secs()
+                    ),
+                });
+            }
+            std::thread::sleep(opts.reboot_poll);
+        }
+    }
+
+    fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
+        let script = self.script(Operation::Recover, req)?;
+        self.run(&script, req, Duration::from_millis(req.timeout.max(1)))
+            .map(outcome)
+    }
+}
+
+impl Drop for SshTarget {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        self.runtime.block_on(async move {
+            let mut closing = tokio::task::JoinSet::new();
+            for conn in inner.pool.take_all().await {
+                closing.spawn(async move { conn.disconnect().await });
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(3), closing.join_all()).await;
+        });
+    }
+}
