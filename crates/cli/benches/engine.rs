@@ -1,39 +1,14 @@
 //! Engine overhead on the lab with `--speed 0`: N servers applied end to end, SQLite
-//! durability on (WAL, synchronous = FULL) for the state store and the lab world.
+//! durability on (WAL, synchronous = NORMAL: commits survive a process crash) for the state store and the lab world.
 //!
 //! `cargo bench -p sfbpatch --bench engine [-- SERVERS]` (default 1000).
 
+mod support;
+
 use std::time::Instant;
 
-use sfbpatch_engine::{
-    Clock, Engine, Identity, Millis, NoObserver, RunPolicy, RunSpec, RunState, TargetSpec,
-};
+use sfbpatch_engine::{Engine, NoObserver, RunPolicy, RunSpec, RunState, TargetSpec};
 use sfbpatch_lab::LabOptions;
-use sfbpatch_plan::{Installer, PlanPolicy};
-
-struct Wall;
-impl Clock for Wall {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as Millis
-    }
-    fn sleep(&self, d: Millis) {
-        std::thread::sleep(std::time::Duration::from_millis(d));
-    }
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 fn main() {
     let servers: usize = std::env::args()
@@ -41,25 +16,8 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
-    let installer = dir.path().join("SkypeServerUpdateInstaller.exe");
-    let bytes = include_bytes!("../assets/SkypeServerUpdateInstaller.exe");
-    std::fs::write(&installer, bytes).unwrap();
-    let manifest = include_str!("../assets/demo-package.toml");
-    let mut package = sfbpatch_plan::parse_manifest(manifest, "demo-package.toml").unwrap();
-    package.installer = Installer::Path(installer.display().to_string());
-
-    // Enough pools for the requested servers.
-    let mut pools = servers;
-    let (topology, deployment, plan) = loop {
-        let text = sfbpatch_topology::generate(pools, 42);
-        let deployment = sfbpatch_topology::load(&text, "generated").unwrap();
-        let mut plan = sfbpatch_plan::plan(&deployment, &package, &PlanPolicy::default()).unwrap();
-        if plan.servers.len() >= servers {
-            plan.servers.truncate(servers);
-            break (text, deployment, plan);
-        }
-        pools += pools / 2;
-    };
+    let package = support::package(dir.path());
+    let (topology, deployment, plan) = support::fleet(servers, 42, &package);
     let lab_dir = dir.path().join("lab");
     let t = Instant::now();
     let lab = sfbpatch_lab::init(&lab_dir, &deployment, &LabOptions::default()).unwrap();
@@ -84,13 +42,9 @@ fn main() {
         store: &mut store,
         target: &target,
         clock: &clock,
-        wall: &Wall,
+        wall: &sfbpatch_engine::SystemClock,
         observer: &mut observer,
-        identity: Identity {
-            holder: "bench".into(),
-            host: "localhost".into(),
-            pid: std::process::id(),
-        },
+        identity: support::identity(),
         cancel: None,
     };
     let t = Instant::now();
@@ -102,6 +56,6 @@ fn main() {
         run.as_secs_f64(),
         run.as_secs_f64() * 1e6 / steps as f64,
         init.as_secs_f64(),
-        peak_rss_mb()
+        support::peak_rss_mb()
     );
 }

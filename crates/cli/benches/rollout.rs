@@ -5,39 +5,15 @@
 //!
 //! `cargo bench -p sfbpatch --bench rollout [-- SERVERS PARALLEL]` (default 10000 servers, 50).
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
 use sfbpatch_engine::{
-    Clock, Engine, Identity, Millis, NoObserver, RunPolicy, RunSpec, RunState, TargetSpec,
-    policy::default_duration,
+    Engine, Millis, NoObserver, RunPolicy, RunSpec, RunState, TargetSpec, policy::default_duration,
 };
 use sfbpatch_lab::LabOptions;
-use sfbpatch_plan::{Installer, PlanPolicy};
-
-struct Wall;
-impl Clock for Wall {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as Millis
-    }
-    fn sleep(&self, d: Millis) {
-        std::thread::sleep(std::time::Duration::from_millis(d));
-    }
-}
-
-fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
 
 fn main() {
     let args: Vec<usize> = std::env::args()
@@ -47,33 +23,8 @@ fn main() {
     let servers = args.first().copied().unwrap_or(10_000);
     let parallel = args.get(1).copied().unwrap_or(50);
     let dir = tempfile::tempdir().unwrap();
-    let installer = dir.path().join("SkypeServerUpdateInstaller.exe");
-    std::fs::write(
-        &installer,
-        include_bytes!("../assets/SkypeServerUpdateInstaller.exe"),
-    )
-    .unwrap();
-    let mut package =
-        sfbpatch_plan::parse_manifest(include_str!("../assets/demo-package.toml"), "pkg").unwrap();
-    package.installer = Installer::Path(installer.display().to_string());
-
-    let mut pools = servers;
-    let (topology, deployment, plan) = loop {
-        let text = sfbpatch_topology::generate(pools, 7);
-        let deployment = sfbpatch_topology::load(&text, "generated").unwrap();
-        let mut plan = sfbpatch_plan::plan(&deployment, &package, &PlanPolicy::default()).unwrap();
-        if plan.servers.len() >= servers {
-            // Keep whole back ends.
-            let cut = plan.servers[servers - 1].sql_server_fqdn.clone();
-            let mut n = servers;
-            while n < plan.servers.len() && plan.servers[n].sql_server_fqdn == cut {
-                n += 1;
-            }
-            plan.servers.truncate(n);
-            break (text, deployment, plan);
-        }
-        pools += pools / 2;
-    };
+    let package = support::package(dir.path());
+    let (topology, deployment, plan) = support::fleet(servers, 7, &package);
     let n = plan.servers.len();
     let lab_dir = dir.path().join("lab");
     let lab = sfbpatch_lab::init(&lab_dir, &deployment, &LabOptions::default()).unwrap();
@@ -134,13 +85,9 @@ fn main() {
         store: &mut store,
         target: &target,
         clock: &clock,
-        wall: &Wall,
+        wall: &sfbpatch_engine::SystemClock,
         observer: &mut observer,
-        identity: Identity {
-            holder: "bench".into(),
-            host: "localhost".into(),
-            pid: std::process::id(),
-        },
+        identity: support::identity(),
         cancel: None,
     };
     let t = Instant::now();
@@ -151,7 +98,7 @@ fn main() {
     println!(
         "rollout: {n} servers, {parallel} in outage at once: {:.2} s wall, peak RSS {:.0} MB; simulated makespan {:.1} min, lower bound {:.1} min (longest server {:.1}, outage work/parallelism {:.1}, longest back-end chain {:.1}): {:+.2}%",
         wall.as_secs_f64(),
-        peak_rss_mb(),
+        support::peak_rss_mb(),
         makespan as f64 / 60_000.0,
         bound as f64 / 60_000.0,
         longest as f64 / 60_000.0,

@@ -24,26 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use sfbpatch_engine::{
-    Clock, Engine, Event, Identity, Millis, Observer, Probe, RunPolicy, RunSpec, RunState,
-    StepOutcome, StepRequest, Target, TargetError, TargetSpec,
+    Engine, Event, Identity, Millis, Observer, Probe, RunPolicy, RunSpec, RunState, StepOutcome,
+    StepRequest, Target, TargetError, TargetSpec,
 };
 use sfbpatch_lab::LabOptions;
 use sfbpatch_plan::{Installer, Plan, PlanPolicy};
 use sfbpatch_ssh::config::{Endpoint, Identity as Key};
 use sfbpatch_ssh::{MemoryHostKeys, SshOptions, SshTarget};
-
-struct Wall;
-impl Clock for Wall {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as Millis
-    }
-    fn sleep(&self, d: Millis) {
-        std::thread::sleep(std::time::Duration::from_millis(d));
-    }
-}
 
 /// Counts the calls that reach a target.
 struct Counted<'a> {
@@ -189,8 +176,8 @@ fn run(
     let mut engine = Engine {
         store: &mut store,
         target: &counted,
-        clock: &Wall,
-        wall: &Wall,
+        clock: &sfbpatch_engine::SystemClock,
+        wall: &sfbpatch_engine::SystemClock,
         observer: &mut steps,
         identity: Identity {
             holder: "bench".into(),

@@ -129,3 +129,20 @@ pub trait Clock {
         let _ = at;
     }
 }
+
+/// Wall-clock time (milliseconds since the Unix epoch), for real targets and for leases. The
+/// engine never picks a clock itself: callers pass this one or a virtual one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Millis)
+    }
+
+    fn sleep(&self, duration: Millis) {
+        std::thread::sleep(std::time::Duration::from_millis(duration));
+    }
+}

@@ -16,19 +16,7 @@ use crate::cli::{ApplyArgs, ResumeArgs, RunFormat, RunOptions, SshArgs, TargetCh
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::{input, output, progress, summary};
 
-/// Wall-clock time, for leases.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as Millis)
-    }
-    fn sleep(&self, duration: Millis) {
-        std::thread::sleep(std::time::Duration::from_millis(duration));
-    }
-}
+pub use sfbpatch_engine::SystemClock;
 
 pub fn identity() -> Identity {
     let host = std::env::var("HOSTNAME")

@@ -8,25 +8,12 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use sfbpatch_engine::{
-    Clock, Engine, Identity, Millis, NoObserver, Record, RunPolicy, RunSpec, RunState, ServerState,
-    Store, TargetSpec, fold,
+    Engine, Identity, Millis, NoObserver, Record, RunPolicy, RunSpec, RunState, ServerState, Store,
+    TargetSpec, fold,
     policy::{Window, default_duration},
 };
 use sfbpatch_lab::LabOptions;
 use sfbpatch_plan::{Installer, PlanPolicy, StepId};
-
-struct Wall;
-impl Clock for Wall {
-    fn now(&self) -> Millis {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as Millis
-    }
-    fn sleep(&self, d: Millis) {
-        std::thread::sleep(std::time::Duration::from_millis(d));
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -190,7 +177,7 @@ fn run(case: &Case) -> Ran {
         store: &mut store,
         target: &target,
         clock: &clock,
-        wall: &Wall,
+        wall: &sfbpatch_engine::SystemClock,
         observer: &mut observer,
         identity: Identity {
             holder: "test".into(),
