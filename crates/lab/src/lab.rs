@@ -74,6 +74,10 @@ pub(crate) struct Shared {
     /// A clock setting not yet written: applied inside the next transaction, so that setting
     /// the clock before an operation costs no commit of its own.
     pending_now: Mutex<Option<i64>>,
+    /// Set once the engine drives the clock (`Clock::set`): the wall instant and world time of
+    /// the first setting. From then on the engine's settings pace the world in real time and
+    /// operations do not sleep themselves, so servers side by side overlap in real time too.
+    pacer: Mutex<Option<(std::time::Instant, i64)>>,
     hashes: Mutex<HashMap<PathBuf, FileHash>>,
 }
 
@@ -104,8 +108,34 @@ impl Shared {
         Ok(value)
     }
 
+    /// Whether the engine paces the world (see [`Shared::pacer`]).
+    pub fn paced(&self) -> bool {
+        self.pacer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// At a real-time speed, wait until world time `at` is due in real time.
+    fn pace(&self, at: i64) {
+        if self.speed <= 0.0 {
+            return;
+        }
+        let due = {
+            let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
+            let (wall, world) = *pacer.get_or_insert((std::time::Instant::now(), at));
+            let ahead = (at - world).max(0) as f64 / 1000.0 / self.speed;
+            wall + std::time::Duration::from_secs_f64(ahead)
+        };
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+
     /// Put the clock at `at` with the next transaction (see [`Shared::pending_now`]).
     pub fn set_now(&self, at: Millis) {
+        self.pace(db::ms(at));
         *self
             .pending_now
             .lock()
@@ -677,6 +707,7 @@ impl Lab {
                 fault_steps,
                 last_now: AtomicU64::new(u64::try_from(now).unwrap_or(0)),
                 pending_now: Mutex::new(None),
+                pacer: Mutex::new(None),
                 hashes: Mutex::new(HashMap::new()),
             }),
         })

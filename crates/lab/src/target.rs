@@ -148,7 +148,12 @@ impl LabTarget {
             db::advance_to(tx, window.end)?;
             Ok(outcome)
         };
-        let speed = self.shared.speed;
+        // Engine-paced worlds do not sleep in operations (see `Shared::pacer`).
+        let speed = if self.shared.paced() {
+            0.0
+        } else {
+            self.shared.speed
+        };
         let result = if speed <= 0.0 {
             self.shared.write(|tx| match started(tx)? {
                 Ok(s) => finish(tx, s, true),

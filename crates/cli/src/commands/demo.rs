@@ -70,7 +70,11 @@ pub fn run(args: DemoArgs, color: bool) -> CmdResult {
         topology_snapshot: TOPOLOGY.to_string(),
         operator: lab.operator().to_string(),
         plan,
-        policy: RunPolicy::default(),
+        // Two back ends out at once, never two nodes of the AlwaysOn group.
+        policy: RunPolicy {
+            max_parallel: 2,
+            ..RunPolicy::default()
+        },
         target: TargetSpec::Lab {
             dir: lab_dir.display().to_string(),
         },
