@@ -51,6 +51,7 @@ fn deployment(pools: usize) -> Deployment {
                         mirroring: None,
                     },
                     database_update: DatabaseUpdate::Local,
+                    paired_with: None,
                 };
             }
             let collocated: BTreeSet<StoreKind> = if i % 4 == 2 {
@@ -96,6 +97,7 @@ fn deployment(pools: usize) -> Deployment {
                 } else {
                     DatabaseUpdate::ConfiguredExcludeCollocated
                 },
+                paired_with: None,
             }
         })
         .collect();

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::Fqdn;
 use crate::error::{ErrorKind, TopologyError};
 use crate::model::{
     Backend, Cluster, DatabaseUpdate, Deployment, Edition, InstalledOn, Pool, Service, Site, Span,
@@ -139,6 +140,7 @@ impl<'t> Index<'t> {
             if let Some(missing) = service
                 .depends_on
                 .iter()
+                .chain(&service.backups)
                 .find(|d| !services.contains_key(d.as_str()))
             {
                 return Err(dangling(format!("DependsOn refers to Service {missing}")));
@@ -367,5 +369,54 @@ fn pool(
             mirroring: (!mirroring.is_empty()).then(|| mirroring.join("; ")),
         },
         database_update,
+        paired_with: paired_with(index, cluster),
     })
+}
+
+/// The pool whose Registrar this pool's Registrar names as its backup (or that names this
+/// one's), when that is another pool with a back end.
+fn paired_with(index: &Index<'_>, cluster: &Cluster) -> Option<Fqdn> {
+    let on_cluster =
+        |s: &Service, id: &str| matches!(&s.installed_on, InstalledOn::Cluster(c) if c == id);
+    let pools_with_user_services = |id: &str| {
+        index
+            .topology
+            .services
+            .iter()
+            .any(|s| s.role == "UserServices" && on_cluster(s, id))
+    };
+    for service in &index.topology.services {
+        if service.role != "Registrar" {
+            continue;
+        }
+        let partner_cluster = if on_cluster(service, &cluster.id) {
+            // This pool names a backup.
+            service.backups.iter().find_map(|b| {
+                match &index.services.get(b.as_str())?.installed_on {
+                    InstalledOn::Cluster(c) if *c != cluster.id => Some(c.clone()),
+                    _ => None,
+                }
+            })
+        } else if service.backups.iter().any(|b| {
+            index
+                .services
+                .get(b.as_str())
+                .is_some_and(|t| on_cluster(t, &cluster.id))
+        }) {
+            // Another pool names this one as its backup.
+            match &service.installed_on {
+                InstalledOn::Cluster(c) => Some(c.clone()),
+                InstalledOn::SqlInstance(_) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(c) = partner_cluster
+            && pools_with_user_services(&c)
+            && let Some(partner) = index.clusters.get(c.as_str())
+        {
+            return Some(partner.fqdn.clone());
+        }
+    }
+    None
 }

@@ -922,6 +922,7 @@ impl Reader<'_, '_> {
                     site_id: cluster.site_id.clone(),
                     installed_on: InstalledOn::SqlInstance(id.clone()),
                     depends_on: Vec::new(),
+                    backups: Vec::new(),
                     mirroring: None,
                     span: decl.span,
                 });
@@ -946,6 +947,7 @@ impl Reader<'_, '_> {
                     StoreKind::User.role_name(),
                     self.sql[pool.backend].id()
                 )],
+                backups: Vec::new(),
                 mirroring: None,
                 span: pool.span,
             });

@@ -136,6 +136,9 @@ pub struct Service {
     pub site_id: String,
     pub installed_on: InstalledOn,
     pub depends_on: Vec<String>,
+    /// Services this one names as its backup (`Dependency Usage="Backup"`): a Registrar's
+    /// backup Registrar, which is how a topology shows pools paired for disaster recovery.
+    pub backups: Vec<String>,
     /// Set when the file shows database mirroring for this store: what it shows.
     pub mirroring: Option<String>,
     pub span: Span,
@@ -316,6 +319,10 @@ pub struct Pool {
     pub machines: Vec<Machine>,
     pub backend: Backend,
     pub database_update: DatabaseUpdate,
+    /// The pool paired with this one for disaster recovery, when the topology shows it (a
+    /// backup Registrar on another pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paired_with: Option<Fqdn>,
 }
 
 /// Stores placed on one SQL Server instance, for the lab and for `Install-CsDatabase` semantics.

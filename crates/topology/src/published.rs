@@ -91,14 +91,23 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             ));
         };
         let mut depends_on = Vec::new();
+        let mut backups = Vec::new();
         for dependency in children(service, "DependsOn").flat_map(|d| children(d, "Dependency")) {
+            let backup = dependency
+                .attribute("Usage")
+                .is_some_and(|u| u.eq_ignore_ascii_case("Backup"));
             let target = required_child(
                 src,
                 dependency,
                 "ServiceId",
                 &format_args!("Dependency in {what}"),
             )?;
-            depends_on.push(service_id(src, target)?.2);
+            let id = service_id(src, target)?.2;
+            if backup {
+                backups.push(id);
+            } else {
+                depends_on.push(id);
+            }
         }
         let mirroring =
             StoreKind::from_role_name(role).and_then(|_| xml::mirroring(src, service, &what));
@@ -108,6 +117,7 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             site_id: site_id.to_string(),
             installed_on,
             depends_on,
+            backups,
             mirroring,
             span: span(src, service),
         });

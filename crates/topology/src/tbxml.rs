@@ -71,14 +71,22 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             None => (InstalledOn::Cluster(on.to_string()), ""),
         };
         let mut depends_on = Vec::new();
+        let mut backups = Vec::new();
         for dependency in children(service, "DependsOn").flat_map(|d| children(d, "Dependency")) {
+            let backup = dependency
+                .attribute("Usage")
+                .is_some_and(|u| u.eq_ignore_ascii_case("Backup"));
             let target = required(
                 src,
                 dependency,
                 "ServiceUniqueId",
                 &format_args!("Dependency in {what}"),
             )?;
-            depends_on.push(target.to_string());
+            if backup {
+                backups.push(target.to_string());
+            } else {
+                depends_on.push(target.to_string());
+            }
         }
         services.push(Service {
             id: id.to_string(),
@@ -86,6 +94,7 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             site_id: site_id.to_string(),
             installed_on,
             depends_on,
+            backups,
             mirroring: if is_store {
                 xml::mirroring(src, service, &what)
             } else {

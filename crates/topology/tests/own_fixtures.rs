@@ -561,3 +561,38 @@ fn the_documented_inventory_example_derives_like_the_fixture() {
     };
     assert_eq!(summary(&example), summary(&fixture));
 }
+
+/// A Registrar that names another pool's Registrar as its backup (`Usage="Backup"`) pairs the
+/// two pools for disaster recovery, both ways; pools with no backup are paired with nothing.
+#[test]
+fn backup_registrars_pair_pools() {
+    let d = ok("paired.xml");
+    let paired: Vec<(&str, Option<&str>)> = d
+        .pools
+        .iter()
+        .map(|p| (p.fqdn.as_str(), p.paired_with.as_ref().map(|f| f.as_str())))
+        .collect();
+    assert_eq!(
+        paired,
+        vec![
+            (
+                "fepool1.berlin.demo.example",
+                Some("fepool2.berlin.demo.example")
+            ),
+            (
+                "fepool2.berlin.demo.example",
+                Some("fepool1.berlin.demo.example")
+            ),
+            ("fepool3.dublin.demo.example", None),
+            ("se1.dublin.demo.example", None),
+            ("se2.dublin.demo.example", None),
+        ]
+    );
+    // The fabrikam deployment shows no pairing.
+    assert!(
+        ok("fabrikam.xml")
+            .pools
+            .iter()
+            .all(|p| p.paired_with.is_none())
+    );
+}

@@ -62,7 +62,14 @@ pub fn policy(
     let rollout = crate::policy::rollout(&file, run, &origin)?;
     let mut policy = rollout.run_policy(clock_now, SystemClock.now() as i64)?;
     let mut pairs = Vec::new();
-    for [a, b] in &policy.pairs {
+    // Pairs the topology shows, then the policy file's.
+    let mut named: Vec<[String; 2]> = deployment
+        .pools
+        .iter()
+        .filter_map(|p| Some([p.fqdn.to_string(), p.paired_with.as_ref()?.to_string()]))
+        .collect();
+    named.extend(policy.pairs.iter().cloned());
+    for [a, b] in &named {
         let planned = |name: &str| -> Result<Vec<String>, Failure> {
             let pool = deployment.pool(name).ok_or_else(|| {
                 Failure::bad_input(anyhow!(
@@ -84,6 +91,7 @@ pub fn policy(
             }
         }
     }
+    pairs.sort();
     pairs.dedup();
     policy.pairs = pairs;
     Ok(policy)

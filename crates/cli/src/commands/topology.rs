@@ -105,6 +105,9 @@ pub fn render_text(deployment: &Deployment) -> String {
         if let Some(m) = &b.mirroring {
             let _ = writeln!(s, "  mirroring  {m}");
         }
+        if let Some(partner) = &pool.paired_with {
+            let _ = writeln!(s, "  paired     {partner} (disaster recovery)");
+        }
         let _ = writeln!(s, "  database   {}", pool.database_update.as_str());
         s.push('\n');
     }

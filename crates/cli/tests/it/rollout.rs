@@ -255,3 +255,40 @@ fn nothing_starts_outside_the_maintenance_window() {
     assert!(code(&r) == 4 || code(&r) == 0, "{}", stderr(&r));
     assert!(patched(&s) > before, "{}", stderr(&r));
 }
+
+#[test]
+fn pools_the_topology_pairs_are_never_out_together() {
+    let s = Scratch::new();
+    std::fs::copy(
+        crate::common::fixture("paired.xml"),
+        s.path().join("paired.xml"),
+    )
+    .unwrap();
+    let o = s.run(&["lab", "init", "lab", "--topology", "paired.xml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let show = s.run(&["topology", "show", "paired.xml"]);
+    assert!(
+        stdout(&show).contains("  paired     fepool2.berlin.demo.example (disaster recovery)"),
+        "{}",
+        stdout(&show)
+    );
+    let o = s.run(&[
+        "apply",
+        "paired.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
+        "--state",
+        "state.db",
+        "--yes",
+        "--max-parallel",
+        "3",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lab = s.lab_json("lab");
+    let p1 = intervals(&lab, "fepool1.berlin.demo.example");
+    let p2 = intervals(&lab, "fepool2.berlin.demo.example");
+    assert!(!p1.is_empty() && !p2.is_empty());
+    assert!(!overlap(&p1, &p2), "paired pools overlapped: {p1:?} {p2:?}");
+}

@@ -81,6 +81,7 @@ fn pool(
             (Edition::Enterprise, true) => DatabaseUpdate::Configured,
             (Edition::Enterprise, false) => DatabaseUpdate::ConfiguredExcludeCollocated,
         },
+        paired_with: None,
     }
 }
 

@@ -130,6 +130,7 @@ impl Ee {
                 mirroring: self.mirroring,
             },
             database_update,
+            paired_with: None,
         }
     }
 }
@@ -161,6 +162,7 @@ pub fn se_in(server: &str, site: &str) -> Pool {
             mirroring: None,
         },
         database_update: DatabaseUpdate::Local,
+        paired_with: None,
     }
 }
 
