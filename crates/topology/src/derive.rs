@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::Fqdn;
 use crate::error::{ErrorKind, TopologyError};
 use crate::model::{
     Backend, Cluster, DatabaseUpdate, Deployment, Edition, InstalledOn, Pool, Service, Site, Span,
@@ -210,10 +209,16 @@ pub fn derive(topology: &Topology) -> Result<Deployment> {
         }
     }
 
+    let partners = partners(&index, &user_services);
     let mut pools = Vec::with_capacity(user_services.len());
     for cluster in &topology.clusters {
         if let Some(service) = user_services.get(cluster.id.as_str()) {
-            pools.push(pool(&index, cluster, service, &stores_on, &mirroring_on)?);
+            let mut pool = pool(&index, cluster, service, &stores_on, &mirroring_on)?;
+            pool.paired_with = partners
+                .get(cluster.id.as_str())
+                .and_then(|c| index.clusters.get(c))
+                .map(|c| c.fqdn.clone());
+            pools.push(pool);
         }
     }
 
@@ -369,54 +374,36 @@ fn pool(
             mirroring: (!mirroring.is_empty()).then(|| mirroring.join("; ")),
         },
         database_update,
-        paired_with: paired_with(index, cluster),
+        paired_with: None,
     })
 }
 
-/// The pool whose Registrar this pool's Registrar names as its backup (or that names this
-/// one's), when that is another pool with a back end.
-fn paired_with(index: &Index<'_>, cluster: &Cluster) -> Option<Fqdn> {
-    let on_cluster =
-        |s: &Service, id: &str| matches!(&s.installed_on, InstalledOn::Cluster(c) if c == id);
-    let pools_with_user_services = |id: &str| {
-        index
-            .topology
-            .services
-            .iter()
-            .any(|s| s.role == "UserServices" && on_cluster(s, id))
-    };
+/// Pools paired for disaster recovery, by cluster id, both ways: a Registrar on one pool that
+/// names a Registrar on another pool as its backup. The first pairing a pool takes part in wins.
+fn partners<'t>(
+    index: &Index<'t>,
+    user_services: &HashMap<&str, &Service>,
+) -> HashMap<&'t str, &'t str> {
+    let mut out: HashMap<&str, &str> = HashMap::new();
     for service in &index.topology.services {
-        if service.role != "Registrar" {
+        let InstalledOn::Cluster(own) = &service.installed_on else {
+            continue;
+        };
+        if service.role != "Registrar" || !user_services.contains_key(own.as_str()) {
             continue;
         }
-        let partner_cluster = if on_cluster(service, &cluster.id) {
-            // This pool names a backup.
-            service.backups.iter().find_map(|b| {
-                match &index.services.get(b.as_str())?.installed_on {
-                    InstalledOn::Cluster(c) if *c != cluster.id => Some(c.clone()),
-                    _ => None,
-                }
-            })
-        } else if service.backups.iter().any(|b| {
-            index
-                .services
-                .get(b.as_str())
-                .is_some_and(|t| on_cluster(t, &cluster.id))
-        }) {
-            // Another pool names this one as its backup.
-            match &service.installed_on {
-                InstalledOn::Cluster(c) => Some(c.clone()),
-                InstalledOn::SqlInstance(_) => None,
+        for backup in &service.backups {
+            let Some(target) = index.services.get(backup.as_str()) else {
+                continue;
+            };
+            if let InstalledOn::Cluster(other) = &target.installed_on
+                && other != own
+                && user_services.contains_key(other.as_str())
+            {
+                out.entry(own.as_str()).or_insert(other.as_str());
+                out.entry(other.as_str()).or_insert(own.as_str());
             }
-        } else {
-            None
-        };
-        if let Some(c) = partner_cluster
-            && pools_with_user_services(&c)
-            && let Some(partner) = index.clusters.get(c.as_str())
-        {
-            return Some(partner.fqdn.clone());
         }
     }
-    None
+    out
 }
