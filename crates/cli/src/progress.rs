@@ -59,6 +59,7 @@ pub fn describe(event: &Event) -> Option<String> {
             pool,
             predicted_outage_ms,
             at,
+            ..
         } => format!(
             "{} {server}: started (pool {pool}, predicted outage {})",
             clock(*at),
@@ -178,11 +179,12 @@ pub fn describe(event: &Event) -> Option<String> {
 }
 
 /// A progress bar per server on stderr: its step, and the outage clock, which turns amber once
-/// the outage passes 80 % of the 30-minute line and red past it.
+/// the outage passes 80 % of the outage budget and red past it.
 pub struct Bars {
     multi: MultiProgress,
     bars: HashMap<String, ProgressBar>,
     outage_start: HashMap<String, u64>,
+    budget: u64,
     color: bool,
 }
 
@@ -192,6 +194,7 @@ impl Bars {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             bars: HashMap::new(),
             outage_start: HashMap::new(),
+            budget: 30 * 60_000,
             color,
         }
     }
@@ -219,9 +222,9 @@ impl Bars {
         if !self.color {
             return text;
         }
-        if ms >= 30 * 60_000 {
+        if ms >= self.budget {
             format!("\x1b[31m{text}\x1b[0m")
-        } else if ms >= 24 * 60_000 {
+        } else if ms >= self.budget / 5 * 4 {
             format!("\x1b[33m{text}\x1b[0m")
         } else {
             text
@@ -232,7 +235,12 @@ impl Bars {
 impl Observer for Bars {
     fn on_event(&mut self, event: &Event) {
         match event {
-            Event::ServerStarted { server, .. } => {
+            Event::ServerStarted {
+                server,
+                outage_budget_ms,
+                ..
+            } => {
+                self.budget = *outage_budget_ms;
                 self.bar(server).set_message("starting");
             }
             Event::OutageStarted { server, at, .. } => {

@@ -21,6 +21,8 @@ pub enum Event {
         server: String,
         pool: String,
         predicted_outage_ms: Millis,
+        /// The run's outage budget, for renderers that show how close an outage is to it.
+        outage_budget_ms: Millis,
         at: Millis,
     },
     StepStarted {

@@ -292,6 +292,7 @@ impl<'p> Executor<'p> {
                 server: self.plan.fqdn.to_string(),
                 pool: self.plan.pool.to_string(),
                 predicted_outage_ms: self.predicted_outage,
+                outage_budget_ms: cx.run.spec.policy.outage_budget_ms,
                 at: cx.now,
             });
         }
