@@ -6,96 +6,40 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Scratch, code, stderr, stdout};
-
-const NEW: &str = "7.0.2046.553";
-const OLD: &str = "7.0.2046.0";
+use crate::common::{self, OLD, Scratch, assert_patched, code, item, stderr, stdout};
 
 fn lab_init(s: &Scratch, faults: Option<&str>, extra: &[&str]) {
-    let mut args = vec!["lab", "init", "lab", "--topology", "demo-topology.xml"];
+    let mut args = Vec::new();
     if let Some(f) = faults {
         s.write("faults.toml", f);
         args.extend(["--faults", "faults.toml"]);
     }
     args.extend(extra);
-    let o = s.run(&args);
-    assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
+    s.lab_init("lab", &args);
 }
 
 fn apply_args<'a>(only: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "apply",
-        "demo-topology.xml",
-        "--package",
-        "demo-package.toml",
-        "--lab",
-        "lab",
-        "--state",
-        "state.db",
-        "--yes",
-    ];
-    for o in only {
-        args.extend(["--only", o]);
-    }
-    args.extend(extra);
-    args
+    common::apply_args(&["--lab", "lab"], only, extra)
+}
+
+fn server<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
+    item(lab, "servers", "fqdn", fqdn)
+}
+
+fn pool<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
+    item(lab, "pools", "fqdn", fqdn)
+}
+
+fn status_server<'a>(status: &'a Value, fqdn: &str) -> &'a Value {
+    item(status, "servers", "fqdn", fqdn)
+}
+
+fn step<'a>(server: &'a Value, id: &str) -> &'a Value {
+    item(server, "steps", "id", id)
 }
 
 fn apply(s: &Scratch, only: &[&str], extra: &[&str]) -> std::process::Output {
     s.run(&apply_args(only, extra))
-}
-
-fn server<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
-    lab["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["fqdn"] == fqdn)
-        .unwrap_or_else(|| panic!("{fqdn} in lab"))
-}
-
-fn pool<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
-    lab["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["fqdn"] == fqdn)
-        .unwrap_or_else(|| panic!("pool {fqdn} in lab"))
-}
-
-fn status_server<'a>(status: &'a Value, fqdn: &str) -> &'a Value {
-    status["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["fqdn"] == fqdn)
-        .unwrap_or_else(|| panic!("{fqdn} in status"))
-}
-
-fn step<'a>(server: &'a Value, id: &str) -> &'a Value {
-    server["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap()
-}
-
-/// The server is patched: new build, installer run once, every service on the new build.
-fn assert_patched(lab: &Value, fqdn: &str) {
-    let s = server(lab, fqdn);
-    assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
-    assert_eq!(
-        s["installer_runs"], 1,
-        "{fqdn}: installer must run exactly once"
-    );
-    assert_eq!(s["w3svc"], "running", "{fqdn}");
-    assert_eq!(s["open_shells"], 0, "{fqdn}");
-    assert_eq!(s["reboot_pending"], false, "{fqdn}");
-    for svc in s["services"].as_array().unwrap() {
-        assert_eq!(svc["state"], "running", "{fqdn} {svc}");
-        assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
-    }
 }
 
 /// The server is untouched or recovered: old build, everything running on it.

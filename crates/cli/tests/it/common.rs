@@ -137,3 +137,69 @@ impl Scratch {
 
 /// The crash hook's environment variable (see `crates/cli/src/crash.rs`).
 pub const KILL_ENV: &str = "SFBPATCH_TEST_KILL_AT_APPEND";
+
+/// The build the lab starts at, and the demo package's.
+pub const OLD: &str = "7.0.2046.0";
+pub const NEW: &str = "7.0.2046.553";
+
+impl Scratch {
+    /// `lab init LAB --topology demo-topology.xml EXTRA...`, which must succeed.
+    pub fn lab_init(&self, lab: &str, extra: &[&str]) {
+        let mut args = vec!["lab", "init", lab, "--topology", "demo-topology.xml"];
+        args.extend(extra);
+        let o = self.run(&args);
+        assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
+    }
+}
+
+/// `apply` of the demo topology and package with state in `state.db`, confirmed: `target`
+/// names where (`--lab lab`, or `--target ssh --connections ...`), then `--only` each of
+/// `only`, then `extra`.
+pub fn apply_args<'a>(target: &[&'a str], only: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+    ];
+    args.extend(target);
+    args.extend(["--state", "state.db", "--yes"]);
+    for o in only {
+        args.extend(["--only", o]);
+    }
+    args.extend(extra);
+    args
+}
+
+/// The element of the JSON array `v[list]` whose `key` is `value`.
+pub fn item<'a>(
+    v: &'a serde_json::Value,
+    list: &str,
+    key: &str,
+    value: &str,
+) -> &'a serde_json::Value {
+    v[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no array {list:?} in {v}"))
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no {list} with {key} = {value}"))
+}
+
+/// In the lab world: the server is patched, with the installer run once and every service
+/// running on the new build.
+pub fn assert_patched(lab: &serde_json::Value, fqdn: &str) {
+    let s = item(lab, "servers", "fqdn", fqdn);
+    assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
+    assert_eq!(
+        s["installer_runs"], 1,
+        "{fqdn}: installer must run exactly once"
+    );
+    assert_eq!(s["w3svc"], "running", "{fqdn}");
+    assert_eq!(s["open_shells"], 0, "{fqdn}");
+    assert_eq!(s["reboot_pending"], false, "{fqdn}");
+    for svc in s["services"].as_array().unwrap() {
+        assert_eq!(svc["state"], "running", "{fqdn} {svc}");
+        assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
+    }
+}

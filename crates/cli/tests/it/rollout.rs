@@ -3,36 +3,18 @@
 
 use serde_json::Value;
 
-use crate::common::{Scratch, code, stderr, stdout};
+use crate::common::{self, Scratch, code, item, stderr, stdout};
 
 fn lab_init(s: &Scratch) {
-    let o = s.run(&["lab", "init", "lab", "--topology", "demo-topology.xml"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    s.lab_init("lab", &[]);
 }
 
 fn apply(s: &Scratch, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "apply",
-        "demo-topology.xml",
-        "--package",
-        "demo-package.toml",
-        "--lab",
-        "lab",
-        "--state",
-        "state.db",
-        "--yes",
-    ];
-    args.extend(extra);
-    s.run(&args)
+    s.run(&common::apply_args(&["--lab", "lab"], &[], extra))
 }
 
 fn intervals(lab: &Value, pool: &str) -> Vec<(f64, f64)> {
-    lab["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["fqdn"] == pool)
-        .unwrap()["outage_intervals"]
+    item(lab, "pools", "fqdn", pool)["outage_intervals"]
         .as_array()
         .unwrap()
         .iter()

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Scratch, code, repo, stderr, stdout};
-
-const NEW: &str = "7.0.2046.553";
+use crate::common::{self, NEW, Scratch, assert_patched, code, item, repo, stderr, stdout};
 
 /// Every server of the demo topology the lab has.
 const ALL: [&str; 6] = [
@@ -196,57 +194,24 @@ fn keygen(path: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-fn lab_init(s: &Scratch, lab: &str, extra: &[&str]) {
-    let mut args = vec!["lab", "init", lab, "--topology", "demo-topology.xml"];
-    args.extend(extra);
-    let o = s.run(&args);
-    assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
-}
-
 fn apply_ssh(s: &Scratch, only: &[&str], extra: &[&str]) -> Output {
     s.run(&apply_ssh_args(only, extra))
 }
 
 fn apply_ssh_args<'a>(only: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "apply",
-        "demo-topology.xml",
-        "--package",
-        "demo-package.toml",
-        "--target",
-        "ssh",
-        "--connections",
-        "conn.toml",
-        "--state",
-        "state.db",
-        "--yes",
-    ];
-    for o in only {
-        args.extend(["--only", o]);
-    }
-    args.extend(extra);
-    args
+    common::apply_args(
+        &["--target", "ssh", "--connections", "conn.toml"],
+        only,
+        extra,
+    )
+}
+
+fn lab_init(s: &Scratch, lab: &str, extra: &[&str]) {
+    s.lab_init(lab, extra);
 }
 
 fn server<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
-    lab["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["fqdn"] == fqdn)
-        .unwrap_or_else(|| panic!("{fqdn} in lab"))
-}
-
-fn assert_patched(lab: &Value, fqdn: &str) {
-    let s = server(lab, fqdn);
-    assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
-    assert_eq!(s["installer_runs"], 1, "{fqdn}: the installer runs once");
-    assert_eq!(s["w3svc"], "running", "{fqdn}");
-    assert_eq!(s["reboot_pending"], false, "{fqdn}");
-    for svc in s["services"].as_array().unwrap() {
-        assert_eq!(svc["state"], "running", "{fqdn} {svc}");
-        assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
-    }
+    item(lab, "servers", "fqdn", fqdn)
 }
 
 fn assert_untouched(lab: &Value, fqdn: &str) {
