@@ -472,6 +472,8 @@ struct Dispatch<'r> {
     cursor: usize,
     /// Something changed that may let a server start.
     dirty: bool,
+    /// Servers an earlier process started and did not finish.
+    resumed: Vec<usize>,
     approved: bool,
     queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
     inputs: HashMap<(u64, usize), Input>,
@@ -538,7 +540,11 @@ impl<'r> Dispatch<'r> {
                 }
             }
         }
+        let resumed = (0..statuses.len())
+            .filter(|&i| statuses[i].state == ServerState::Running)
+            .collect();
         Dispatch {
+            resumed,
             wave_left,
             wave_of,
             cursor: 0,
@@ -611,14 +617,10 @@ impl<'r> Dispatch<'r> {
         {
             return;
         }
-        // Servers already started in an earlier process go first, whatever the limits.
-        for idx in 0..self.statuses.len() {
-            if self.statuses[idx]
-                .as_ref()
-                .is_some_and(|s| s.state == ServerState::Running)
-            {
-                self.start(idx, now);
-            }
+        // Servers already started in an earlier process go first, whatever the limits. They
+        // exist only when the run begins, so one look is enough.
+        for idx in std::mem::take(&mut self.resumed) {
+            self.start(idx, now);
         }
         while self.wave < self.waves.len() && self.wave_left[self.wave] == 0 {
             if self.wave == 0
