@@ -135,6 +135,23 @@ pub struct PlanArgs {
     /// Only this server or pool (FQDN); repeatable.
     #[arg(long, value_name = "FQDN|POOL")]
     pub only: Vec<String>,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+}
+
+/// What the planner needs beyond the topology, for `plan` and `apply`.
+#[derive(Debug, Args)]
+pub struct PlanningArgs {
+    /// A back-end or store SQL Server machine that has the Skype for Business Core Components
+    /// and Management Shell, so that `Install-CsDatabase` runs there (as the inventory's
+    /// `sfb_components = true`); repeatable.
+    #[arg(long = "sfb-components-on", value_name = "FQDN")]
+    pub sfb_components_on: Vec<String>,
+    /// A Front End pool whose fabric shows missing replicas is recovered with
+    /// `Reset-CsPoolRegistrarState -ResetType QuorumLossRecovery` first, instead of left
+    /// unpatched.
+    #[arg(long)]
+    pub reset_missing_replicas: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +175,11 @@ pub enum LabCommand {
         /// The account that acts on the lab's servers.
         #[arg(long, default_value = "LAB\\sfbadmin")]
         operator: String,
+        /// Back-end or store SQL Server machines that have the Skype for Business Core
+        /// Components and Management Shell (as the inventory's `sfb_components = true`);
+        /// repeatable.
+        #[arg(long = "sfb-components-on", value_name = "FQDN")]
+        sfb_components_on: Vec<String>,
     },
     /// Print the lab's servers, databases and pools.
     Show {
@@ -240,6 +262,10 @@ pub struct RunOptions {
     /// Which servers go first.
     #[arg(long, value_enum)]
     pub order: Option<OrderChoice>,
+    /// Front End servers of one pool out at once: one server (Microsoft's procedure), or the
+    /// servers of one upgrade domain [default: server].
+    #[arg(long, value_enum, value_name = "BATCH")]
+    pub front_end_batch: Option<FrontEndBatchChoice>,
     /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
@@ -251,8 +277,16 @@ pub enum OrderChoice {
     Plan,
     /// Standard Edition servers first.
     StandardFirst,
-    /// Enterprise Edition back ends first.
+    /// Enterprise pools (Front End servers, then their back ends) first.
     EnterpriseFirst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FrontEndBatchChoice {
+    /// One Front End server of a pool at a time.
+    Server,
+    /// One upgrade domain of a pool at a time.
+    UpgradeDomain,
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,6 +332,8 @@ pub struct ApplyArgs {
     /// Only this server or pool (FQDN); repeatable.
     #[arg(long, value_name = "FQDN|POOL")]
     pub only: Vec<String>,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
     /// Check everything and show what would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -8,7 +8,7 @@ use sfbpatch_engine::{
     AuditEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope, StepStat, Store,
     StoreError,
 };
-use sfbpatch_plan::ServerRole;
+use sfbpatch_plan::ServerKind;
 
 pub const ENV: &str = "SFBPATCH_TEST_KILL_AT_APPEND";
 
@@ -83,7 +83,7 @@ impl Store for KillAt {
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         self.inner.leases()
     }
-    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
+    fn step_stats(&self, role: ServerKind, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
         self.inner.step_stats(role, exclude)
     }
     fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
-use sfbpatch_engine::policy::{MINUTE, WaveSize, Window};
+use sfbpatch_engine::policy::{FrontEndBatch, MINUTE, WaveSize, Window};
 use sfbpatch_engine::{Millis, RunPolicy};
-use sfbpatch_plan::ServerRole;
+use sfbpatch_plan::ServerKind;
 
 use crate::cli::RunOptions;
 use crate::exit::Failure;
@@ -28,11 +28,13 @@ pub struct PolicyFile {
     pub max_failure_percent: Option<f64>,
     pub continue_on_failure: Option<bool>,
     /// Roles in the order they go: `standard-edition`, `enterprise-backend`.
-    pub order: Option<Vec<ServerRole>>,
+    pub order: Option<Vec<ServerKind>>,
     /// Canary waves, e.g. `"1,5,25%"`.
     pub waves: Option<String>,
     pub pause_after_canary: Option<bool>,
     pub window: Option<WindowFile>,
+    /// Front End servers of one pool out at once: `server` (default) or `upgrade-domain`.
+    pub front_end_batch: Option<FrontEndBatch>,
     #[serde(default, rename = "pair")]
     pub pairs: Vec<PairFile>,
 }
@@ -63,10 +65,11 @@ pub struct Rollout {
     pub max_failures: Option<u32>,
     pub max_failure_percent: Option<f64>,
     pub continue_on_failure: bool,
-    pub order: Vec<ServerRole>,
+    pub order: Vec<ServerKind>,
     pub waves: Vec<WaveSize>,
     pub pause_after_canary: bool,
     pub window: Option<DailyWindow>,
+    pub front_end_batch: FrontEndBatch,
     pub pairs: Vec<[String; 2]>,
 }
 
@@ -310,17 +313,29 @@ pub fn rollout(file: &PolicyFile, flags: &RunOptions, origin: &str) -> Result<Ro
         }
     };
     let order = match flags.order {
-        Some(crate::cli::OrderChoice::StandardFirst) => {
-            vec![ServerRole::StandardEdition, ServerRole::EnterpriseBackend]
-        }
-        Some(crate::cli::OrderChoice::EnterpriseFirst) => {
-            vec![ServerRole::EnterpriseBackend, ServerRole::StandardEdition]
-        }
+        Some(crate::cli::OrderChoice::StandardFirst) => vec![
+            ServerKind::StandardEdition,
+            ServerKind::FrontEnd,
+            ServerKind::BackEnd,
+            ServerKind::Store,
+        ],
+        Some(crate::cli::OrderChoice::EnterpriseFirst) => vec![
+            ServerKind::FrontEnd,
+            ServerKind::BackEnd,
+            ServerKind::Store,
+            ServerKind::StandardEdition,
+        ],
         Some(crate::cli::OrderChoice::Plan) => Vec::new(),
         None => file.order.clone().unwrap_or_default(),
     };
     let pairs = file.pairs.iter().map(|p| p.pools.clone()).collect();
+    let front_end_batch = match flags.front_end_batch {
+        Some(crate::cli::FrontEndBatchChoice::Server) => FrontEndBatch::Server,
+        Some(crate::cli::FrontEndBatchChoice::UpgradeDomain) => FrontEndBatch::UpgradeDomain,
+        None => file.front_end_batch.unwrap_or_default(),
+    };
     Ok(Rollout {
+        front_end_batch,
         outage_budget_minutes,
         accept_resiliency: flags.accept_resiliency || file.accept_resiliency.unwrap_or(false),
         max_parallel,
@@ -354,6 +369,7 @@ impl Rollout {
             order: self.order.clone(),
             waves: self.waves.clone(),
             pause_after_canary: self.pause_after_canary,
+            front_end_batch: self.front_end_batch,
             pairs: self.pairs.clone(),
             windows,
             window_spec,

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use sfbpatch_plan::{ServerPlan, ServerRole};
+use sfbpatch_plan::{ServerKind, ServerPlan};
 
 use crate::event::{Event, Observer};
 use crate::executor::{Call, CallOutput, Cx, Executor, Input, Want};
@@ -146,7 +146,7 @@ impl<'a> Engine<'a> {
         let scope = Scope {
             run: id,
             server: RUN_SCOPE,
-            role: ServerRole::EnterpriseBackend,
+            role: ServerKind::BackEnd,
         };
         store.append(
             at,
@@ -200,27 +200,16 @@ impl<'a> Engine<'a> {
         result
     }
 
-    /// Predicted outage and predicted total duration for a role: earlier runs' mean step
-    /// durations, the defaults where no run measured a step.
+    /// Predicted outage and predicted total duration of one server: earlier runs' mean step
+    /// durations for servers of its kind, the defaults where no run measured a step. Steps
+    /// that do not apply take no time.
     pub fn predict(
         &self,
         run: &RunRecord,
         plan: &ServerPlan,
     ) -> Result<(Millis, Millis), EngineError> {
-        let stats = self.store.step_stats(plan.role, run.id)?;
-        let mut outage = 0;
-        let mut total = 0;
-        for s in &plan.steps {
-            let d = stats
-                .iter()
-                .find(|st| st.step == s.id && st.samples > 0)
-                .map_or_else(|| policy::default_duration(s.id), |st| st.mean_ms);
-            total += d;
-            if s.in_outage {
-                outage += d;
-            }
-        }
-        Ok((outage, total))
+        let stats = self.store.step_stats(plan.kind, run.id)?;
+        Ok(predict_with(&stats, plan))
     }
 
     fn drive(&mut self, run: &RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
@@ -236,11 +225,13 @@ impl<'a> Engine<'a> {
             resumed,
             at: self.clock.now(),
         });
-        let mut predictions = HashMap::new();
+        let mut stats = HashMap::new();
+        let mut predictions = Vec::with_capacity(servers.len());
         for plan in servers {
-            if let std::collections::hash_map::Entry::Vacant(e) = predictions.entry(plan.role) {
-                e.insert(self.predict(run, plan)?);
+            if let std::collections::hash_map::Entry::Vacant(e) = stats.entry(plan.kind) {
+                e.insert(self.store.step_stats(plan.kind, run.id)?);
             }
+            predictions.push(predict_with(&stats[&plan.kind], plan));
         }
         let mut d = Dispatch::new(run, statuses, predictions, approved);
         let result = if self.clock.is_virtual() {
@@ -344,11 +335,15 @@ impl<'a> Engine<'a> {
         step: usize,
         attempt: u32,
     ) -> Result<CallOutput, TargetError> {
+        if call == Call::Preflight {
+            return target.preflight(plan).map(CallOutput::Facts);
+        }
         let step = &plan.steps[step];
         let req = StepRequest {
             run_id: run.id,
             server: plan,
             step,
+            host: step.run_on.as_ref().unwrap_or(&plan.fqdn),
             package: &run.spec.plan.package,
             operator: &run.spec.operator,
             attempt,
@@ -359,6 +354,7 @@ impl<'a> Engine<'a> {
             Call::Probe => target.probe(&req).map(CallOutput::Probe),
             Call::Reboot => target.reboot(&req).map(CallOutput::Outcome),
             Call::Recover => target.recover(&req).map(CallOutput::Outcome),
+            Call::Preflight => unreachable!("answered above"),
         }
     }
 
@@ -461,7 +457,10 @@ struct Dispatch<'r> {
     run: &'r RunRecord,
     statuses: Vec<Option<ServerStatus>>,
     execs: Vec<Option<Executor<'r>>>,
-    predictions: HashMap<ServerRole, (Millis, Millis)>,
+    /// Per server: predicted outage and predicted total duration.
+    predictions: Vec<(Millis, Millis)>,
+    /// Per server: the servers (indices) that must have finished successfully first.
+    after: Vec<Vec<usize>>,
     /// Server indices in policy order, split into waves.
     waves: Vec<Vec<usize>>,
     wave: usize,
@@ -482,8 +481,11 @@ struct Dispatch<'r> {
     waiting: Vec<usize>,
     in_outage: BTreeSet<usize>,
     active: BTreeSet<usize>,
-    /// Back ends with a server in flight.
-    busy_backends: BTreeSet<String>,
+    /// Serial groups with servers in flight ([`ServerPlan::serial_key`]): the batch they belong
+    /// to and how many are in flight.
+    busy: HashMap<String, (String, usize)>,
+    /// Serial groups stopped by a failure, with the reason: their other servers are skipped.
+    stopped_groups: HashMap<String, String>,
     failed: usize,
     stopping: Option<String>,
     window_closed: bool,
@@ -496,14 +498,28 @@ impl<'r> Dispatch<'r> {
     fn new(
         run: &'r RunRecord,
         statuses: Vec<ServerStatus>,
-        predictions: HashMap<ServerRole, (Millis, Millis)>,
+        predictions: Vec<(Millis, Millis)>,
         approved: bool,
     ) -> Self {
         let servers = &run.spec.plan.servers;
         let policy = &run.spec.policy;
+        let index: HashMap<String, usize> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.fqdn.key(), i))
+            .collect();
+        let after: Vec<Vec<usize>> = servers
+            .iter()
+            .map(|s| {
+                s.after
+                    .iter()
+                    .filter_map(|f| index.get(&f.key()).copied())
+                    .collect()
+            })
+            .collect();
         let mut order: Vec<usize> = (0..servers.len()).collect();
         order.sort_by_key(|&i| {
-            let role = servers[i].role;
+            let role = servers[i].kind;
             (
                 policy
                     .order
@@ -513,6 +529,7 @@ impl<'r> Dispatch<'r> {
                 i,
             )
         });
+        let order = dependencies_first(&order, &after);
         let mut waves = Vec::new();
         let mut rest = &order[..];
         for size in &policy.waves {
@@ -553,6 +570,7 @@ impl<'r> Dispatch<'r> {
             execs: (0..servers.len()).map(|_| None).collect(),
             statuses: statuses.into_iter().map(Some).collect(),
             predictions,
+            after,
             waves,
             wave: 0,
             approved,
@@ -562,7 +580,8 @@ impl<'r> Dispatch<'r> {
             waiting: Vec::new(),
             in_outage: BTreeSet::new(),
             active: BTreeSet::new(),
-            busy_backends: BTreeSet::new(),
+            busy: HashMap::new(),
+            stopped_groups: HashMap::new(),
             failed,
             stopping: None,
             window_closed: false,
@@ -657,7 +676,17 @@ impl<'r> Dispatch<'r> {
                 continue;
             }
             let plan = self.plan(idx);
-            if self.busy_backends.contains(&plan.sql_server_fqdn.key()) {
+            if let Some(reason) = self.must_skip(idx) {
+                self.start(idx, now);
+                if let Some(e) = self.execs[idx].as_mut() {
+                    e.skip = Some(reason);
+                }
+                if all_started_before_k {
+                    self.cursor = k;
+                }
+                continue;
+            }
+            if !self.dependencies_done(idx) || !self.group_admits(plan) {
                 all_started_before_k = false;
                 continue;
             }
@@ -673,7 +702,7 @@ impl<'r> Dispatch<'r> {
                 }
             }
             if !policy.windows.is_empty() {
-                let (_, total) = self.predictions[&plan.role];
+                let (_, total) = self.predictions[idx];
                 let fits = policy
                     .windows
                     .iter()
@@ -723,11 +752,15 @@ impl<'r> Dispatch<'r> {
             return;
         };
         let plan = self.plan(idx);
-        let (outage, _) = self.predictions[&plan.role];
+        let (outage, _) = self.predictions[idx];
         let in_outage = status.in_outage();
         self.execs[idx] = Some(Executor::new(plan, status, outage));
         self.active.insert(idx);
-        self.busy_backends.insert(plan.sql_server_fqdn.key());
+        let batch = self.batch_of(plan);
+        self.busy
+            .entry(plan.serial_key())
+            .and_modify(|(_, n)| *n += 1)
+            .or_insert((batch, 1));
         if in_outage {
             // Resumed inside its outage window: it holds its slot.
             self.in_outage.insert(idx);
@@ -740,9 +773,34 @@ impl<'r> Dispatch<'r> {
         self.wave_left[self.wave_of[idx]] -= 1;
         self.active.remove(&idx);
         self.release_slot(idx);
-        self.busy_backends
-            .remove(&self.plan(idx).sql_server_fqdn.key());
+        let plan = self.plan(idx);
+        let key = plan.serial_key();
+        if let Some((_, n)) = self.busy.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy.remove(&key);
+            }
+        }
         let exec = self.execs[idx].as_ref().expect("finished executor");
+        if matches!(exec.status.state, ServerState::Failed)
+            && !self.stopped_groups.contains_key(&key)
+        {
+            let what = match plan.kind {
+                ServerKind::FrontEnd => format!("pool {}", plan.pool),
+                _ => format!("SQL Server {}", plan.sql_server_fqdn),
+            };
+            self.stopped_groups.insert(
+                key,
+                format!(
+                    "not started: {what} was stopped after {} failed: {}",
+                    plan.fqdn,
+                    exec.status
+                        .reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ),
+            );
+        }
         if exec.status.state == ServerState::Failed {
             self.failed += 1;
             let total = self.run.spec.plan.servers.len();
@@ -764,6 +822,70 @@ impl<'r> Dispatch<'r> {
                 }
             }
         }
+    }
+
+    /// The batch a server belongs to within its serial group: Front End servers of one
+    /// upgrade domain share one when the policy takes a domain at a time.
+    fn batch_of(&self, plan: &ServerPlan) -> String {
+        match (
+            plan.kind,
+            self.policy().front_end_batch,
+            &plan.upgrade_domain,
+        ) {
+            (ServerKind::FrontEnd, policy::FrontEndBatch::UpgradeDomain, Some(ud)) => {
+                format!("ud:{}", ud.to_ascii_lowercase())
+            }
+            _ => format!("server:{}", plan.fqdn.key()),
+        }
+    }
+
+    /// Whether the server's serial group lets it start: nothing of the group in flight, or
+    /// only servers of its own batch.
+    fn group_admits(&self, plan: &ServerPlan) -> bool {
+        match self.busy.get(&plan.serial_key()) {
+            None => true,
+            Some((batch, _)) => *batch == self.batch_of(plan) && !batch.starts_with("server:"),
+        }
+    }
+
+    fn status_of(&self, idx: usize) -> Option<&ServerStatus> {
+        self.execs[idx]
+            .as_ref()
+            .map(|e| &e.status)
+            .or(self.statuses[idx].as_ref())
+    }
+
+    fn dependencies_done(&self, idx: usize) -> bool {
+        self.after[idx]
+            .iter()
+            .all(|&d| self.status_of(d).is_some_and(ServerStatus::is_finished))
+    }
+
+    /// Why a pending server must be skipped rather than started: a server it depends on ended
+    /// without succeeding, or its serial group (pool, back end) was stopped by a failure.
+    fn must_skip(&self, idx: usize) -> Option<String> {
+        let plan = self.plan(idx);
+        if let Some(reason) = self.stopped_groups.get(&plan.serial_key()) {
+            return Some(reason.clone());
+        }
+        for &d in &self.after[idx] {
+            if let Some(st) = self.status_of(d)
+                && st.is_finished()
+                && st.state != ServerState::Succeeded
+            {
+                return Some(format!(
+                    "not started: {} ({}) must run the new build first and ended {}{}",
+                    st.fqdn,
+                    st.kind,
+                    st.state.as_str(),
+                    st.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        None
     }
 
     fn release_slot(&mut self, idx: usize) {
@@ -844,6 +966,47 @@ impl<'r> Dispatch<'r> {
             })
             .collect()
     }
+}
+
+/// Predicted outage and total duration of `plan` from `stats` (defaults where unmeasured).
+fn predict_with(stats: &[crate::store::StepStat], plan: &ServerPlan) -> (Millis, Millis) {
+    let mut outage = 0;
+    let mut total = 0;
+    for s in plan.steps.iter().filter(|s| s.not_applicable.is_none()) {
+        if matches!(s.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. }) {
+            continue;
+        }
+        let d = stats
+            .iter()
+            .find(|st| st.step == s.id && st.samples > 0)
+            .map_or_else(|| policy::default_duration(s.id), |st| st.mean_ms);
+        total += d;
+        if s.in_outage {
+            outage += d;
+        }
+    }
+    (outage, total)
+}
+
+/// `order` with every server moved after the servers it depends on (stable otherwise), so
+/// that waves never hold a server whose dependencies come in a later wave.
+fn dependencies_first(order: &[usize], after: &[Vec<usize>]) -> Vec<usize> {
+    let mut placed = vec![false; after.len()];
+    let mut out = Vec::with_capacity(order.len());
+    fn place(i: usize, after: &[Vec<usize>], placed: &mut [bool], out: &mut Vec<usize>) {
+        if placed[i] {
+            return;
+        }
+        placed[i] = true;
+        for &d in &after[i] {
+            place(d, after, placed, out);
+        }
+        out.push(i);
+    }
+    for &i in order {
+        place(i, after, &mut placed, &mut out);
+    }
+    out
 }
 
 fn pools_of(spec: &RunSpec) -> BTreeSet<String> {

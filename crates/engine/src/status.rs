@@ -2,10 +2,10 @@
 //! status, resume and reports are all computed from it with [`ServerStatus::apply`].
 
 use serde::Serialize;
-use sfbpatch_plan::{ServerPlan, StepId};
+use sfbpatch_plan::{ServerKind, ServerPlan, StepId};
 
 use crate::store::{JournalEntry, Record, ServerOutcome, StepResultKind};
-use crate::target::Millis;
+use crate::target::{MachineFacts, Millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,6 +39,8 @@ pub enum StepState {
     Unknown,
     Succeeded,
     Failed,
+    /// The machine has nothing for the step to act on; it is not run.
+    NotApplicable,
 }
 
 impl StepState {
@@ -49,7 +51,13 @@ impl StepState {
             StepState::Unknown => "unknown",
             StepState::Succeeded => "succeeded",
             StepState::Failed => "failed",
+            StepState::NotApplicable => "not-applicable",
         }
+    }
+
+    /// Done with: succeeded, or not applicable.
+    pub fn is_settled(self) -> bool {
+        matches!(self, StepState::Succeeded | StepState::NotApplicable)
     }
 }
 
@@ -57,6 +65,9 @@ impl StepState {
 pub struct StepStatus {
     pub id: StepId,
     pub state: StepState,
+    /// Why the step is not applicable, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub attempts: u32,
     /// When the first attempt started and the last one ended (target clock).
     pub started_at: Option<Millis>,
@@ -67,6 +78,7 @@ pub struct StepStatus {
 pub struct ServerStatus {
     pub fqdn: String,
     pub pool: String,
+    pub kind: ServerKind,
     pub state: ServerState,
     pub reason: Option<String>,
     pub steps: Vec<StepStatus>,
@@ -78,6 +90,12 @@ pub struct ServerStatus {
     pub outage_ended_at: Option<Millis>,
     pub budget_exceeded: bool,
     pub last_output: Option<String>,
+    /// What the pre-flight probe found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<MachineFacts>,
+    /// The steps of the outage window, in order (from the plan).
+    #[serde(skip)]
+    pub outage_steps: Vec<StepId>,
 }
 
 impl ServerStatus {
@@ -85,6 +103,7 @@ impl ServerStatus {
         ServerStatus {
             fqdn: plan.fqdn.to_string(),
             pool: plan.pool.to_string(),
+            kind: plan.kind,
             state: ServerState::Pending,
             reason: None,
             steps: plan
@@ -93,6 +112,7 @@ impl ServerStatus {
                 .map(|s| StepStatus {
                     id: s.id,
                     state: StepState::Pending,
+                    reason: None,
                     attempts: 0,
                     started_at: None,
                     ended_at: None,
@@ -104,14 +124,28 @@ impl ServerStatus {
             outage_ended_at: None,
             budget_exceeded: false,
             last_output: None,
+            preflight: None,
+            outage_steps: plan
+                .steps
+                .iter()
+                .filter(|s| s.in_outage)
+                .map(|s| s.id)
+                .collect(),
         }
     }
 
     pub fn step(&self, id: StepId) -> &StepStatus {
-        self.steps
-            .iter()
-            .find(|s| s.id == id)
-            .expect("status has every planned step")
+        self.find_step(id).expect("status has every planned step")
+    }
+
+    /// The status of a step, if the server's procedure has it.
+    pub fn find_step(&self, id: StepId) -> Option<&StepStatus> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// Whether `step` closes the outage window: the last step of the window.
+    fn ends_outage(&self, step: StepId) -> bool {
+        self.outage_steps.last() == Some(&step)
     }
 
     fn step_mut(&mut self, id: StepId) -> &mut StepStatus {
@@ -145,8 +179,17 @@ impl ServerStatus {
                 self.state = ServerState::Running;
                 self.started_at.get_or_insert(at);
             }
+            Record::Preflight { facts } => self.preflight = Some(facts.clone()),
+            Record::StepNotApplicable { step, reason } => {
+                if self.ends_outage(*step) && self.in_outage() {
+                    self.outage_ended_at = Some(at);
+                }
+                let s = self.step_mut(*step);
+                s.state = StepState::NotApplicable;
+                s.reason = Some(reason.clone());
+            }
             Record::StepIntent { step, attempt, .. } => {
-                if *step == StepId::StopCsServices && self.outage_started_at.is_none() {
+                if self.outage_started_at.is_none() && self.outage_steps.contains(step) {
                     self.outage_started_at = Some(at);
                 }
                 let s = self.step_mut(*step);
@@ -167,7 +210,10 @@ impl ServerStatus {
                     StepResultKind::Unknown => StepState::Unknown,
                 };
                 s.ended_at = Some(at);
-                if *step == StepId::StartCsServices && *result == StepResultKind::Succeeded {
+                if self.ends_outage(*step)
+                    && *result == StepResultKind::Succeeded
+                    && self.outage_started_at.is_some()
+                {
                     self.outage_ended_at = Some(at);
                 }
                 self.last_output = Some(output.clone());
@@ -177,7 +223,7 @@ impl ServerStatus {
                 if *done {
                     s.state = StepState::Succeeded;
                     s.ended_at = Some(at);
-                    if *step == StepId::StartCsServices {
+                    if self.ends_outage(*step) && self.outage_started_at.is_some() {
                         self.outage_ended_at = Some(at);
                     }
                 } else {

@@ -2,7 +2,7 @@
 //! SQLite is the default implementation, PostgreSQL the other; both pass one contract suite.
 
 use serde::{Deserialize, Serialize};
-use sfbpatch_plan::{Plan, ServerRole, StepId};
+use sfbpatch_plan::{Plan, ServerKind, StepId};
 
 use crate::policy::RunPolicy;
 use crate::target::Millis;
@@ -106,6 +106,16 @@ pub enum ServerOutcome {
 pub enum Record {
     ServerStarted {
         predicted_outage_ms: Millis,
+    },
+    /// What the pre-flight probe found on the machine, before anything changed on it.
+    Preflight {
+        facts: crate::target::MachineFacts,
+    },
+    /// The step has nothing to act on here (the plan says so, or the pre-flight found the
+    /// machine without its object); it is not run and counts as neither done nor failed.
+    StepNotApplicable {
+        step: StepId,
+        reason: String,
     },
     /// Written before a step is carried out.
     StepIntent {
@@ -218,7 +228,7 @@ pub struct StepStat {
 pub struct Scope<'a> {
     pub run: RunId,
     pub server: &'a str,
-    pub role: ServerRole,
+    pub role: ServerKind,
 }
 
 /// One [`Store::append`], held back to be committed with others.
@@ -227,7 +237,7 @@ pub struct Append {
     pub at: Millis,
     pub run: RunId,
     pub server: String,
-    pub role: ServerRole,
+    pub role: ServerKind,
     pub records: Vec<Record>,
     pub audit: Option<AuditEntry>,
 }
@@ -280,7 +290,7 @@ pub trait Store {
 
     /// Mean duration of each step that succeeded in runs other than `exclude`, for servers
     /// of `role`.
-    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError>;
+    fn step_stats(&self, role: ServerKind, exclude: RunId) -> Result<Vec<StepStat>, StoreError>;
 
     /// The host-key fingerprint pinned for `server` (an FQDN, compared ignoring case), as
     /// OpenSSH prints it (`SHA256:...`), if one was pinned.

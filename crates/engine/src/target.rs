@@ -12,6 +12,8 @@ pub struct StepRequest<'a> {
     pub run_id: i64,
     pub server: &'a ServerPlan,
     pub step: &'a PlannedStep,
+    /// Where the step runs: `step.run_on`, or the server itself.
+    pub host: &'a sfbpatch_topology::Fqdn,
     pub package: &'a Package,
     /// The account acting on the server.
     pub operator: &'a str,
@@ -56,6 +58,43 @@ pub struct Probe {
     pub facts: String,
 }
 
+/// What a machine runs, read before anything changes on it (the pre-flight probe): the
+/// engine decides from it which planned steps have nothing to act on, and refuses a server
+/// that must be restarted first.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct MachineFacts {
+    /// The Skype for Business Windows services present (`Get-CsWindowsService`), by name.
+    pub services: Vec<String>,
+    /// Of those, the ones running.
+    pub services_running: usize,
+    /// IIS (W3SVC) is installed.
+    pub w3svc: bool,
+    /// The Skype for Business Management Shell module is installed.
+    pub management_shell: bool,
+    /// A SQL Server instance runs on the machine.
+    pub sql_server: bool,
+    /// The installed Skype for Business build (`Get-CsServerPatchVersion`), if any component is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<sfbpatch_plan::Build>,
+    /// Windows has a restart pending.
+    pub reboot_pending: bool,
+    /// Every service present runs on the installed build and W3SVC (where present) runs.
+    pub in_service: bool,
+}
+
+impl MachineFacts {
+    /// The product line of the installed build (`Lync Server 2013`, `Skype for Business
+    /// Server 2015`, `Skype for Business Server 2019`), when known.
+    pub fn product_line(&self) -> Option<&'static str> {
+        match self.build?.0[0] {
+            5 => Some("Lync Server 2013"),
+            6 => Some("Skype for Business Server 2015"),
+            7 => Some("Skype for Business Server 2019"),
+            _ => None,
+        }
+    }
+}
+
 /// Why a target could not carry out or probe a step. Distinct from a step that ran and failed
 /// (a non-zero [`StepOutcome::exit_code`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +137,9 @@ pub trait Target {
 
     /// Read the server's real state and say whether the step's effect is there.
     fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError>;
+
+    /// Read what the machine runs without changing anything (the pre-flight probe).
+    fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError>;
 
     /// Restart the server after an installer asked for it (exit 3010) and wait until it is
     /// back. Services set to start automatically come back on their own.

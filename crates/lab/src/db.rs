@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
-use sfbpatch_plan::{Build, ServerRole};
+use sfbpatch_plan::{Build, ServerKind};
 use sfbpatch_topology::StoreKind;
 
 use crate::rules;
 
 /// The layout version of `lab.db`.
-pub(crate) const FORMAT: i64 = 1;
+pub(crate) const FORMAT: i64 = 2;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE lab (
@@ -60,8 +60,21 @@ CREATE TABLE servers (
     id INTEGER PRIMARY KEY,
     fqdn TEXT NOT NULL,
     fqdn_key TEXT NOT NULL UNIQUE,
-    role TEXT NOT NULL,
+    -- standard-edition, front-end, back-end or store
+    kind TEXT NOT NULL,
+    -- the SQL instance whose databases the server's services use (a SQL machine: its own)
     backend_id INTEGER NOT NULL REFERENCES sql_instances(id),
+    -- a Front End server's pool and its position in it (Get-CsComputer order)
+    pool_id INTEGER REFERENCES pools(id),
+    pool_ord INTEGER,
+    upgrade_domain TEXT,
+    -- what the machine has installed: IIS, the Management Shell (Core Components)
+    w3svc_present INTEGER NOT NULL,
+    shell_present INTEGER NOT NULL,
+    -- a Front End server taken out of its pool by Invoke-CsComputerFailOver
+    failed_over INTEGER NOT NULL DEFAULT 0,
+    -- Skype for Business commands the machine could not run (it has no such component)
+    refused_commands INTEGER NOT NULL DEFAULT 0,
     installed_build TEXT NOT NULL,
     -- the build installed before the last installer run (what a pending restart still runs)
     previous_build TEXT NOT NULL,
@@ -93,7 +106,25 @@ CREATE TABLE service_intervals (
 CREATE INDEX service_intervals_server ON service_intervals (server_id, end_ms);
 CREATE TABLE pools (
     id INTEGER PRIMARY KEY,
-    fqdn TEXT NOT NULL
+    fqdn TEXT NOT NULL,
+    edition TEXT NOT NULL,
+    -- Get-CsPoolFabricState shows missing replicas (a lab fault)
+    missing_replicas INTEGER NOT NULL DEFAULT 0
+);
+-- Front End pool state over time: 'down' (below quorum), 'impact' (users' sessions dropped)
+CREATE TABLE pool_intervals (
+    id INTEGER PRIMARY KEY,
+    pool_id INTEGER NOT NULL REFERENCES pools(id),
+    kind TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER
+);
+CREATE INDEX pool_intervals_pool ON pool_intervals (pool_id, kind, end_ms);
+-- Front End servers in service, each time the number changes
+CREATE TABLE front_end_samples (
+    pool_id INTEGER NOT NULL REFERENCES pools(id),
+    at_ms INTEGER NOT NULL,
+    in_service INTEGER NOT NULL
 );
 CREATE TABLE pool_members (
     pool_id INTEGER NOT NULL REFERENCES pools(id),
@@ -167,10 +198,8 @@ impl ToSql for BuildCol {
     }
 }
 
-pub(crate) fn role_from_str(s: &str) -> Option<ServerRole> {
-    [ServerRole::EnterpriseBackend, ServerRole::StandardEdition]
-        .into_iter()
-        .find(|r| r.as_str() == s)
+pub(crate) fn kind_from_str(s: &str) -> Option<ServerKind> {
+    ServerKind::parse(s)
 }
 
 pub(crate) fn store_from_sql(s: &str) -> rusqlite::Result<StoreKind> {
@@ -220,8 +249,15 @@ pub(crate) struct Service {
 pub(crate) struct Server {
     pub id: i64,
     pub fqdn: String,
-    pub role: ServerRole,
+    pub kind: ServerKind,
     pub backend_id: i64,
+    /// A Front End server's pool.
+    pub pool_id: Option<i64>,
+    pub upgrade_domain: Option<String>,
+    pub w3svc_present: bool,
+    pub shell_present: bool,
+    pub failed_over: bool,
+    pub refused_commands: i64,
     pub installed: Build,
     pub previous: Build,
     pub installer_runs: i64,
@@ -240,24 +276,31 @@ impl Server {
     pub fn load(tx: &Connection, id: i64) -> rusqlite::Result<Server> {
         let mut server = tx
             .prepare_cached(
-                "SELECT fqdn, role, backend_id, installed_build, previous_build, installer_runs,
+                "SELECT fqdn, kind, backend_id, installed_build, previous_build, installer_runs,
                         w3svc, open_shells, reboot_pending, staged_path, staged_sha256,
-                        unreachable_until, in_service
+                        unreachable_until, in_service, pool_id, upgrade_domain, w3svc_present,
+                        shell_present, failed_over, refused_commands
                  FROM servers WHERE id = ?1",
             )?
             .query_row([id], |r| {
-                let role: String = r.get(1)?;
+                let kind: String = r.get(1)?;
                 Ok(Server {
                     id,
                     fqdn: r.get(0)?,
-                    role: role_from_str(&role).ok_or_else(|| {
+                    kind: kind_from_str(&kind).ok_or_else(|| {
                         rusqlite::Error::FromSqlConversionFailure(
                             1,
                             rusqlite::types::Type::Text,
-                            format!("unknown server role '{role}'").into(),
+                            format!("unknown server kind '{kind}'").into(),
                         )
                     })?,
                     backend_id: r.get(2)?,
+                    pool_id: r.get(13)?,
+                    upgrade_domain: r.get(14)?,
+                    w3svc_present: r.get(15)?,
+                    shell_present: r.get(16)?,
+                    failed_over: r.get(17)?,
+                    refused_commands: r.get(18)?,
                     installed: r.get::<_, BuildCol>(3)?.0,
                     previous: r.get::<_, BuildCol>(4)?.0,
                     installer_runs: r.get(5)?,
@@ -295,7 +338,8 @@ impl Server {
         tx.prepare_cached(
             "UPDATE servers SET installed_build = ?1, previous_build = ?2, installer_runs = ?3,
                     w3svc = ?4, open_shells = ?5, reboot_pending = ?6, staged_path = ?7,
-                    staged_sha256 = ?8, unreachable_until = ?9, in_service = ?10
+                    staged_sha256 = ?8, unreachable_until = ?9, in_service = ?10,
+                    failed_over = ?12, refused_commands = ?13
              WHERE id = ?11",
         )?
         .execute(params![
@@ -310,6 +354,8 @@ impl Server {
             self.unreachable_until,
             self.in_service,
             self.id,
+            self.failed_over,
+            self.refused_commands,
         ])?;
         if self.services == before.services {
             return Ok(());
@@ -347,9 +393,12 @@ impl Server {
         }
     }
 
-    /// In service: every Skype for Business service runs on the installed build and W3SVC runs.
+    /// In service: every Skype for Business service runs on the installed build, W3SVC runs
+    /// where IIS is installed, and a Front End server is a member of its pool (not failed
+    /// over). A SQL Server machine is in service while SQL Server runs (always, in the lab).
     pub fn consistent(&self) -> bool {
-        self.w3svc
+        (self.w3svc || !self.w3svc_present)
+            && !self.failed_over
             && self
                 .services
                 .iter()
@@ -388,15 +437,16 @@ impl Server {
     }
 }
 
-/// The highest build installed on a machine of the SQL cluster `sql_server_fqdn` (the
-/// servers whose back end is on it), if any.
+/// The highest build installed on a server with Skype for Business components whose
+/// services use the SQL Server `sql_server_fqdn` (its pools' Front End servers, a Standard
+/// Edition server, a back-end machine with the Core Components), if any.
 pub(crate) fn cluster_build(
     tx: &Connection,
     sql_server_fqdn: &str,
 ) -> rusqlite::Result<Option<Build>> {
     let mut stmt = tx.prepare_cached(
         "SELECT s.installed_build FROM servers s JOIN sql_instances i ON i.id = s.backend_id
-         WHERE i.sql_server_key = ?1",
+         WHERE i.sql_server_key = ?1 AND s.shell_present = 1",
     )?;
     let builds = stmt
         .query_map([sql_server_fqdn.to_ascii_lowercase()], |r| {
@@ -421,7 +471,8 @@ pub(crate) fn expected_build(
 }
 
 pub(crate) fn highest_build(tx: &Connection, initial: Build) -> rusqlite::Result<Build> {
-    let mut stmt = tx.prepare_cached("SELECT installed_build FROM servers")?;
+    let mut stmt =
+        tx.prepare_cached("SELECT installed_build FROM servers WHERE shell_present = 1")?;
     let builds = stmt
         .query_map([], |r| r.get::<_, BuildCol>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -645,6 +696,29 @@ pub(crate) fn record_transition(
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Records that the pools whose back end is on `sql_server_fqdn` could not reach it from
+/// `start` to `end` (`Install-CsDatabase` held its databases).
+pub(crate) fn record_backend_outage(
+    tx: &Transaction<'_>,
+    sql_server_fqdn: &str,
+    start: i64,
+    end: i64,
+) -> rusqlite::Result<()> {
+    let pools: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT DISTINCT m.pool_id FROM pool_members m JOIN servers s ON s.id = m.server_id
+             JOIN sql_instances i ON i.id = s.backend_id
+             WHERE i.sql_server_key = ?1 AND s.kind = 'back-end'",
+        )?
+        .query_map([sql_server_fqdn.to_ascii_lowercase()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for pool in pools {
+        tx.prepare_cached("INSERT INTO outages (pool_id, start_ms, end_ms) VALUES (?1, ?2, ?3)")?
+            .execute([pool, start, end.max(start)])?;
     }
     Ok(())
 }

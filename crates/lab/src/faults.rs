@@ -38,6 +38,12 @@ pub enum FaultKind {
     OpenShells { count: u32 },
     /// The server's disk is full: `stage-update` fails on every attempt.
     DiskFull,
+    /// `Get-CsPoolFabricState` shows missing replicas for the pool of this Front End server
+    /// (step `check-fabric-state`) from the start.
+    MissingReplicas,
+    /// The pool's upgrade readiness answers `Busy` on the first `times` attempts of
+    /// `check-fabric-state` on this server (0 = every attempt).
+    Busy { times: u32 },
 }
 
 impl FaultKind {
@@ -50,17 +56,21 @@ impl FaultKind {
             FaultKind::Unreachable { .. } => "unreachable_minutes",
             FaultKind::OpenShells { .. } => "open_shells",
             FaultKind::DiskFull => "disk_full",
+            FaultKind::MissingReplicas => "missing_replicas",
+            FaultKind::Busy { .. } => "busy",
         }
     }
 }
 
-const KIND_KEYS: [&str; 6] = [
+const KIND_KEYS: [&str; 8] = [
     "exit_code",
     "duration_minutes",
     "hang",
     "unreachable_minutes",
     "open_shells",
     "disk_full",
+    "missing_replicas",
+    "busy",
 ];
 
 /// The longest duration a fault may give, in minutes (one week).
@@ -249,6 +259,22 @@ impl TableReader<'_> {
                 }
                 FaultKind::DiskFull
             }
+            "missing_replicas" | "busy" if step != StepId::CheckFabricState => {
+                return Err(self.error_at(
+                    value_line,
+                    format!("{kind_key} applies to step check-fabric-state, not {step}"),
+                ));
+            }
+            "missing_replicas" => {
+                self.must_be_true(value, value_line, "missing_replicas")?;
+                FaultKind::MissingReplicas
+            }
+            "busy" => {
+                self.must_be_true(value, value_line, "busy")?;
+                FaultKind::Busy {
+                    times: times.unwrap_or(1),
+                }
+            }
             _ => unreachable!("kind keys are listed in KIND_KEYS"),
         };
         Ok(Fault {
@@ -265,10 +291,10 @@ impl TableReader<'_> {
         let Some((value, line)) = self.get("times") else {
             return Ok(None);
         };
-        if !matches!(kind_key, "exit_code" | "hang") {
+        if !matches!(kind_key, "exit_code" | "hang" | "busy") {
             return Err(self.error_at(
                 line,
-                format!("times applies to exit_code and hang faults, not to {kind_key}"),
+                format!("times applies to exit_code, hang and busy faults, not to {kind_key}"),
             ));
         }
         let n = self.integer(value, line, "times")?;

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 use sfbpatch_engine::Millis;
-use sfbpatch_plan::{Build, ServerRole, StepId};
+use sfbpatch_plan::{Build, ServerKind, StepId};
 use sfbpatch_topology::{Deployment, Edition, StoreKind};
 use sha2::{Digest, Sha256};
 
@@ -19,8 +19,8 @@ use crate::db::{self, BuildCol};
 use crate::faults::{Fault, FaultKind};
 use crate::rules::{self, MINUTE, RESILIENCY_AFTER};
 use crate::snapshot::{
-    DatabaseSnapshot, Interval, LabSnapshot, PoolMode, PoolSnapshot, ServerSnapshot,
-    ServiceSnapshot, ServiceState, SqlInstanceSnapshot,
+    DatabaseSnapshot, FrontEnds, Interval, LabSnapshot, PoolMode, PoolSnapshot, Runs,
+    ServerSnapshot, ServiceSnapshot, ServiceState, SqlInstanceSnapshot,
 };
 use crate::{LabClock, LabError, LabTarget};
 
@@ -37,6 +37,9 @@ pub struct LabOptions {
     /// The account that acts on the servers.
     pub operator: String,
     pub faults: Vec<Fault>,
+    /// Back-end (or store) SQL Server machines that have the Skype for Business Core
+    /// Components and Management Shell installed, besides those the inventory marks.
+    pub sfb_components: Vec<String>,
 }
 
 impl Default for LabOptions {
@@ -46,6 +49,7 @@ impl Default for LabOptions {
             speed: 0.0,
             operator: rules::DEFAULT_OPERATOR.to_string(),
             faults: Vec::new(),
+            sfb_components: Vec::new(),
         }
     }
 }
@@ -248,16 +252,38 @@ struct InstancePlan {
 
 struct ServerPlanRow {
     fqdn: String,
-    role: ServerRole,
+    kind: ServerKind,
     backend: usize,
+    /// A Front End server's pool (index into the pools) and its position in it.
+    pool: Option<(usize, usize)>,
+    upgrade_domain: Option<String>,
+    /// The Skype for Business Core Components and Management Shell are installed.
+    components: bool,
+}
+
+impl ServerPlanRow {
+    /// What the machine runs (SPEC.md section 5): every Skype for Business server runs the
+    /// services, IIS and the Management Shell; a SQL Server machine runs none of them, unless
+    /// the Core Components (the Management Shell only) are installed.
+    fn runs_sfb(&self) -> bool {
+        matches!(
+            self.kind,
+            ServerKind::StandardEdition | ServerKind::FrontEnd
+        )
+    }
 }
 
 struct PoolPlan {
     fqdn: String,
+    edition: Edition,
+    /// The machines whose being out of service makes the pool's back end unavailable: the
+    /// Standard Edition server, or the back end's SQL Server machines.
     members: Vec<usize>,
+    /// A Get-CsPoolFabricState fault.
+    missing_replicas: bool,
 }
 
-fn blueprint(deployment: &Deployment) -> Result<Blueprint, LabError> {
+fn blueprint(deployment: &Deployment, options: &LabOptions) -> Result<Blueprint, LabError> {
     let mut instances: Vec<InstancePlan> = Vec::new();
     let mut instance_index: HashMap<(String, String), usize> = HashMap::new();
     let mut add_instance = |fqdn: &str, name: &str, stores: &BTreeSet<StoreKind>| -> usize {
@@ -280,12 +306,13 @@ fn blueprint(deployment: &Deployment) -> Result<Blueprint, LabError> {
             }
         }
     };
+    let mut sql_first = Vec::with_capacity(deployment.sql_instances.len());
     for si in &deployment.sql_instances {
-        add_instance(
+        sql_first.push(add_instance(
             si.sql_server_fqdn.as_str(),
             si.sql_instance.as_str(),
             &si.stores,
-        );
+        ));
     }
     let mut backends = Vec::with_capacity(deployment.pools.len());
     for pool in &deployment.pools {
@@ -296,64 +323,146 @@ fn blueprint(deployment: &Deployment) -> Result<Blueprint, LabError> {
             &b.stores,
         ));
     }
+    let components = |m: &sfbpatch_topology::Machine| {
+        m.sfb_components
+            || options
+                .sfb_components
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(m.fqdn.as_str()))
+    };
 
     let mut servers: Vec<ServerPlanRow> = Vec::new();
     let mut server_index: HashMap<String, usize> = HashMap::new();
+    let mut add_server = |servers: &mut Vec<ServerPlanRow>,
+                          row: ServerPlanRow,
+                          instances: &[InstancePlan]|
+     -> Result<usize, LabError> {
+        let key = row.fqdn.to_ascii_lowercase();
+        if let Some(&i) = server_index.get(&key) {
+            // Pools whose back ends are on the same SQL Server share its machines.
+            let existing = &servers[i];
+            let same_sql_server = instances[existing.backend]
+                .sql_server_fqdn
+                .eq_ignore_ascii_case(&instances[row.backend].sql_server_fqdn);
+            if existing.kind != row.kind
+                || !same_sql_server
+                || matches!(row.kind, ServerKind::FrontEnd | ServerKind::StandardEdition)
+            {
+                return Err(LabError::Deployment(format!(
+                    "server {} belongs to two pools or back ends ({} as {}, and {} as {})",
+                    row.fqdn,
+                    instance_label(&instances[existing.backend]),
+                    existing.kind.as_str(),
+                    instance_label(&instances[row.backend]),
+                    row.kind.as_str()
+                )));
+            }
+            return Ok(i);
+        }
+        servers.push(row);
+        server_index.insert(key, servers.len() - 1);
+        Ok(servers.len() - 1)
+    };
+    let missing: Vec<String> = options
+        .faults
+        .iter()
+        .filter(|f| matches!(f.kind, FaultKind::MissingReplicas))
+        .map(|f| f.server.to_ascii_lowercase())
+        .collect();
     let mut pools = Vec::with_capacity(deployment.pools.len());
-    for (pool, &backend) in deployment.pools.iter().zip(&backends) {
-        let (role, machines) = match pool.edition {
-            Edition::Enterprise => (ServerRole::EnterpriseBackend, &pool.backend.machines),
-            Edition::Standard => (ServerRole::StandardEdition, &pool.machines),
-        };
+    for (pool_index, (pool, &backend)) in deployment.pools.iter().zip(&backends).enumerate() {
         let instance = &mut instances[backend];
         instance
             .collocated
             .extend(pool.backend.collocated_stores.iter().copied());
         instance.standard_edition |= pool.edition == Edition::Standard;
         let mut members = Vec::new();
-        for machine in machines {
-            let key = machine.fqdn.key();
-            let index = match server_index.get(&key) {
-                Some(&i) => {
-                    // Pools whose back ends are on the same SQL Server share its machines.
-                    let existing = &servers[i];
-                    let same_sql_server = instances[existing.backend]
-                        .sql_server_fqdn
-                        .eq_ignore_ascii_case(&instances[backend].sql_server_fqdn);
-                    if existing.role != role || !same_sql_server {
-                        return Err(LabError::Deployment(format!(
-                            "server {} belongs to two back ends ({} as {}, and {} as {})",
-                            machine.fqdn,
-                            instance_label(&instances[existing.backend]),
-                            existing.role.as_str(),
-                            instance_label(&instances[backend]),
-                            role.as_str()
-                        )));
-                    }
-                    i
-                }
-                None => {
-                    servers.push(ServerPlanRow {
+        match pool.edition {
+            Edition::Standard => {
+                for machine in &pool.machines {
+                    let row = ServerPlanRow {
                         fqdn: machine.fqdn.as_str().to_string(),
-                        role,
+                        kind: ServerKind::StandardEdition,
                         backend,
-                    });
-                    server_index.insert(key, servers.len() - 1);
-                    servers.len() - 1
+                        pool: None,
+                        upgrade_domain: None,
+                        components: true,
+                    };
+                    members.push(add_server(&mut servers, row, &instances)?);
                 }
-            };
-            if !members.contains(&index) {
-                members.push(index);
+            }
+            Edition::Enterprise => {
+                for (ord, machine) in pool.machines.iter().enumerate() {
+                    let row = ServerPlanRow {
+                        fqdn: machine.fqdn.as_str().to_string(),
+                        kind: ServerKind::FrontEnd,
+                        backend,
+                        pool: Some((pool_index, ord)),
+                        upgrade_domain: machine.upgrade_domain.clone(),
+                        components: true,
+                    };
+                    add_server(&mut servers, row, &instances)?;
+                }
+                for machine in &pool.backend.machines {
+                    let row = ServerPlanRow {
+                        fqdn: machine.fqdn.as_str().to_string(),
+                        kind: ServerKind::BackEnd,
+                        backend,
+                        pool: None,
+                        upgrade_domain: None,
+                        components: components(machine),
+                    };
+                    let i = add_server(&mut servers, row, &instances)?;
+                    if !members.contains(&i) {
+                        members.push(i);
+                    }
+                }
             }
         }
+        let fault_here = pool
+            .machines
+            .iter()
+            .any(|m| missing.contains(&m.fqdn.key()));
         pools.push(PoolPlan {
             fqdn: pool.fqdn.as_str().to_string(),
+            edition: pool.edition,
             members,
+            missing_replicas: fault_here,
         });
+    }
+    // SQL Servers that hold stores but no pool's back end: store machines.
+    for (si, &instance) in deployment.sql_instances.iter().zip(&sql_first) {
+        let key = si.sql_server_fqdn.key();
+        if si.stores.is_empty()
+            || servers.iter().any(|s| {
+                instances[s.backend].sql_server_fqdn.to_ascii_lowercase() == key
+                    && !matches!(s.kind, ServerKind::FrontEnd)
+            })
+            || deployment.pools.iter().any(|p| p.fqdn.key() == key)
+        {
+            continue;
+        }
+        for machine in &si.machines {
+            if servers
+                .iter()
+                .any(|s| s.fqdn.eq_ignore_ascii_case(machine.fqdn.as_str()))
+            {
+                continue;
+            }
+            let row = ServerPlanRow {
+                fqdn: machine.fqdn.as_str().to_string(),
+                kind: ServerKind::Store,
+                backend: instance,
+                pool: None,
+                upgrade_domain: None,
+                components: components(machine),
+            };
+            add_server(&mut servers, row, &instances)?;
+        }
     }
     if servers.is_empty() {
         return Err(LabError::Deployment(
-            "it has no Back End Server or Standard Edition server to patch".to_string(),
+            "it has no Skype for Business server to patch".to_string(),
         ));
     }
     Ok(Blueprint {
@@ -382,6 +491,13 @@ fn fault_row(kind: &FaultKind) -> (&'static str, i64, Option<i64>) {
         FaultKind::Unreachable { minutes } => ("unreachable", ms(minutes), Some(1)),
         FaultKind::OpenShells { count } => ("open_shells", i64::from(count), Some(1)),
         FaultKind::DiskFull => ("disk_full", 0, None),
+        // Set on the pool when the lab is made; the row only documents it.
+        FaultKind::MissingReplicas => ("missing_replicas", 0, Some(0)),
+        FaultKind::Busy { times: t } => (
+            "exit_code",
+            i64::from(sfbpatch_plan::POOL_BUSY_EXIT),
+            times(t),
+        ),
     }
 }
 
@@ -399,7 +515,7 @@ pub fn init(dir: &Path, deployment: &Deployment, options: &LabOptions) -> Result
             "the operator account is empty".to_string(),
         ));
     }
-    let plan = blueprint(deployment)?;
+    let plan = blueprint(deployment, options)?;
     let mut fault_servers = Vec::with_capacity(options.faults.len());
     for fault in &options.faults {
         let key = fault.server.to_ascii_lowercase();
@@ -521,12 +637,23 @@ fn write_world(
         }
     }
 
+    let mut pool_ids = Vec::with_capacity(plan.pools.len());
+    {
+        let mut insert =
+            tx.prepare("INSERT INTO pools (fqdn, edition, missing_replicas) VALUES (?1, ?2, ?3)")?;
+        for p in &plan.pools {
+            insert.execute(params![p.fqdn, p.edition.as_str(), p.missing_replicas])?;
+            pool_ids.push(tx.last_insert_rowid());
+        }
+    }
+
     let mut server_ids = Vec::with_capacity(plan.servers.len());
     {
         let mut insert = tx.prepare(
-            "INSERT INTO servers (fqdn, fqdn_key, role, backend_id, installed_build, previous_build,
-                                  installer_runs, w3svc, open_shells, reboot_pending, in_service)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 1, 0, 0, 1)",
+            "INSERT INTO servers (fqdn, fqdn_key, kind, backend_id, installed_build, previous_build,
+                                  installer_runs, w3svc, open_shells, reboot_pending, in_service,
+                                  pool_id, pool_ord, upgrade_domain, w3svc_present, shell_present)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, 0, 0, 1, ?7, ?8, ?9, ?6, ?10)",
         )?;
         let mut insert_service = tx.prepare(
             "INSERT INTO services (server_id, ord, name, running, loaded_build)
@@ -536,12 +663,20 @@ fn write_world(
             insert.execute(params![
                 s.fqdn,
                 s.fqdn.to_ascii_lowercase(),
-                s.role.as_str(),
+                s.kind.as_str(),
                 instance_ids[s.backend],
                 initial,
+                s.runs_sfb(),
+                s.pool.map(|(p, _)| pool_ids[p]),
+                s.pool.map(|(_, ord)| ord as i64),
+                s.upgrade_domain,
+                s.components,
             ])?;
             let id = tx.last_insert_rowid();
             server_ids.push(id);
+            if !s.runs_sfb() {
+                continue;
+            }
             let cms = plan.instances[s.backend]
                 .stores
                 .contains(&StoreKind::CentralManagement);
@@ -556,14 +691,16 @@ fn write_world(
     }
 
     {
-        let mut insert = tx.prepare("INSERT INTO pools (fqdn) VALUES (?1)")?;
         let mut member =
             tx.prepare("INSERT INTO pool_members (pool_id, server_id) VALUES (?1, ?2)")?;
-        for p in &plan.pools {
-            insert.execute([&p.fqdn])?;
-            let id = tx.last_insert_rowid();
+        for (p, &id) in plan.pools.iter().zip(&pool_ids) {
             for &m in &p.members {
                 member.execute([id, server_ids[m]])?;
+            }
+        }
+        for (p, &id) in plan.pools.iter().zip(&pool_ids) {
+            if p.edition == Edition::Enterprise {
+                crate::frontend::record_pool_state(&tx, id, 0)?;
             }
         }
     }
@@ -595,7 +732,7 @@ fn write_world(
 pub struct ServerDetail {
     #[serde(flatten)]
     pub server: ServerSnapshot,
-    pub role: ServerRole,
+    pub kind: ServerKind,
     /// The pools whose back end this server is (or whose server it is).
     pub pools: Vec<String>,
     /// The SQL Server and instance this server's pool keeps its User store on.
@@ -782,7 +919,7 @@ impl Lab {
                 )?;
                 Ok(ServerDetail {
                     server: server_snapshot(&s),
-                    role: s.role,
+                    kind: s.kind,
                     pools,
                     backend_sql_server_fqdn: backend.sql_server_fqdn,
                     backend_instance: backend.instance,
@@ -808,9 +945,19 @@ impl Lab {
 fn server_snapshot(s: &db::Server) -> ServerSnapshot {
     ServerSnapshot {
         fqdn: s.fqdn.clone(),
+        kind: s.kind,
+        runs: Runs {
+            sfb_services: !s.services.is_empty(),
+            iis: s.w3svc_present,
+            management_shell: s.shell_present,
+            sql_server: s.kind != ServerKind::FrontEnd,
+        },
+        upgrade_domain: s.upgrade_domain.clone(),
+        failed_over: s.failed_over,
+        refused_commands: u32::try_from(s.refused_commands).unwrap_or(u32::MAX),
         installed_build: s.installed,
         installer_runs: u32::try_from(s.installer_runs).unwrap_or(u32::MAX),
-        w3svc: ServiceState::from_running(s.w3svc),
+        w3svc: w3svc_state(s),
         open_shells: u32::try_from(s.open_shells).unwrap_or(u32::MAX),
         reboot_pending: s.reboot_pending,
         services: s
@@ -822,6 +969,14 @@ fn server_snapshot(s: &db::Server) -> ServerSnapshot {
                 loaded_build: svc.loaded,
             })
             .collect(),
+    }
+}
+
+fn w3svc_state(s: &db::Server) -> ServiceState {
+    if s.w3svc_present {
+        ServiceState::from_running(s.w3svc)
+    } else {
+        ServiceState::NotInstalled
     }
 }
 
@@ -839,51 +994,13 @@ fn intervals(tx: &Connection, sql: &str, id: i64) -> rusqlite::Result<Vec<Interv
 fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
     let now = db::now(tx)?;
 
-    let mut servers: Vec<ServerSnapshot> = Vec::new();
-    let mut positions: HashMap<i64, usize> = HashMap::new();
-    {
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, fqdn, installed_build, installer_runs, w3svc, open_shells, reboot_pending
-             FROM servers ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                ServerSnapshot {
-                    fqdn: r.get(1)?,
-                    installed_build: r.get::<_, BuildCol>(2)?.0,
-                    installer_runs: r.get(3)?,
-                    w3svc: ServiceState::from_running(r.get(4)?),
-                    open_shells: r.get(5)?,
-                    reboot_pending: r.get(6)?,
-                    services: Vec::new(),
-                },
-            ))
-        })?;
-        for row in rows {
-            let (id, server) = row?;
-            positions.insert(id, servers.len());
-            servers.push(server);
-        }
-        let mut stmt = tx.prepare_cached(
-            "SELECT server_id, name, running, loaded_build FROM services ORDER BY server_id, ord",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                ServiceSnapshot {
-                    name: r.get(1)?,
-                    state: ServiceState::from_running(r.get(2)?),
-                    loaded_build: r.get::<_, BuildCol>(3)?.0,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (id, service) = row?;
-            if let Some(&i) = positions.get(&id) {
-                servers[i].services.push(service);
-            }
-        }
+    let ids: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM servers ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut servers: Vec<ServerSnapshot> = Vec::with_capacity(ids.len());
+    for id in ids {
+        servers.push(server_snapshot(&db::Server::load(tx, id)?));
     }
 
     let world_build = db::highest_build(tx, initial)?;
@@ -922,11 +1039,17 @@ fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
 
     let mut pools = Vec::new();
     {
-        let mut stmt = tx.prepare_cached("SELECT id, fqdn FROM pools ORDER BY id")?;
+        let mut stmt = tx.prepare_cached("SELECT id, fqdn, edition FROM pools ORDER BY id")?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        for (id, fqdn) in rows {
+        for (id, fqdn, edition) in rows {
             let mut stmt = tx.prepare_cached(
                 "SELECT start_ms, end_ms FROM outages WHERE pool_id = ?1 ORDER BY start_ms, id",
             )?;
@@ -935,7 +1058,12 @@ fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            pools.push(pool_snapshot(fqdn, &raw, now));
+            let mut pool = pool_snapshot(fqdn, &raw, now);
+            pool.edition = edition.clone();
+            if edition == Edition::Enterprise.as_str() {
+                pool.front_ends = Some(front_ends(tx, id)?);
+            }
+            pools.push(pool);
         }
     }
 
@@ -944,6 +1072,40 @@ fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
         sql_instances,
         pools,
         now: secs(now),
+    })
+}
+
+/// A Front End pool's servers now and over time.
+fn front_ends(tx: &Connection, pool_id: i64) -> rusqlite::Result<FrontEnds> {
+    let members = crate::frontend::members(tx, pool_id)?;
+    let (quorum, among) = crate::frontend::quorum(members.len());
+    let samples = tx
+        .prepare_cached(
+            "SELECT at_ms, in_service FROM front_end_samples WHERE pool_id = ?1 ORDER BY at_ms, rowid",
+        )?
+        .query_map([pool_id], |r| Ok((secs(r.get(0)?), r.get::<_, u32>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let of_kind = |kind: &str| -> rusqlite::Result<Vec<Interval>> {
+        tx.prepare_cached(
+            "SELECT start_ms, end_ms FROM pool_intervals WHERE pool_id = ?1 AND kind = ?2
+             ORDER BY start_ms, id",
+        )?
+        .query_map(params![pool_id, kind], |r| {
+            Ok(Interval {
+                start: secs(r.get(0)?),
+                end: r.get::<_, Option<i64>>(1)?.map(secs),
+            })
+        })?
+        .collect()
+    };
+    Ok(FrontEnds {
+        total: members.len() as u32,
+        in_service: members.iter().filter(|m| m.active).count() as u32,
+        quorum: quorum as u32,
+        quorum_among: among as u32,
+        in_service_over_time: samples,
+        down_intervals: of_kind("down")?,
+        user_impact_intervals: of_kind("impact")?,
     })
 }
 
@@ -975,6 +1137,8 @@ fn pool_snapshot(fqdn: String, outages: &[(i64, Option<i64>)], now: i64) -> Pool
     }
     PoolSnapshot {
         fqdn,
+        edition: String::new(),
+        front_ends: None,
         mode,
         outage_intervals: outages
             .iter()

@@ -15,7 +15,9 @@
 mod db;
 mod error;
 mod faults;
+mod frontend;
 mod lab;
+mod machine;
 pub mod rules;
 mod snapshot;
 mod target;
@@ -24,7 +26,7 @@ pub use error::LabError;
 pub use faults::{Fault, FaultKind, parse_faults};
 pub use lab::{LAB_DB, Lab, LabOptions, ServerDetail, init};
 pub use snapshot::{
-    DatabaseSnapshot, Interval, LabSnapshot, PoolMode, PoolSnapshot, ServerSnapshot,
-    ServiceSnapshot, ServiceState, SqlInstanceSnapshot, render_text,
+    DatabaseSnapshot, FrontEnds, Interval, LabSnapshot, PoolMode, PoolSnapshot, Runs,
+    ServerSnapshot, ServiceSnapshot, ServiceState, SqlInstanceSnapshot, render_text,
 };
 pub use target::{LabClock, LabTarget, StepCall};

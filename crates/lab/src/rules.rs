@@ -46,8 +46,14 @@ pub fn step_duration(step: StepId) -> Millis {
         StepId::UpdateDatabases => 6 * MINUTE,
         StepId::StartCsServices => 3 * MINUTE,
         StepId::Verify => MINUTE,
+        StepId::CheckFabricState => MINUTE / 2,
+        StepId::Failover => 5 * MINUTE,
+        StepId::Failback => 5 * MINUTE,
     }
 }
+
+/// `Reset-CsPoolRegistrarState -ResetType QuorumLossRecovery` before a check can go on.
+pub const RESET_REGISTRAR_STATE_DURATION: Millis = 5 * MINUTE;
 
 /// The Skype for Business services every patched server runs (SPEC.md section 3), in the order
 /// the lab lists them. `MASTER` follows where the server's back end holds the Central

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use sfbpatch_plan::Build;
+use sfbpatch_plan::{Build, ServerKind};
 use sfbpatch_topology::StoreKind;
 
 /// The whole world. Times are seconds of virtual time since the lab's creation (`f64`, so
@@ -24,6 +24,9 @@ pub struct LabSnapshot {
 pub enum ServiceState {
     Running,
     Stopped,
+    /// The machine does not have the service (IIS on a SQL Server machine).
+    #[serde(rename = "not-installed")]
+    NotInstalled,
 }
 
 impl ServiceState {
@@ -39,6 +42,7 @@ impl ServiceState {
         match self {
             ServiceState::Running => "running",
             ServiceState::Stopped => "stopped",
+            ServiceState::NotInstalled => "not installed",
         }
     }
 }
@@ -46,6 +50,19 @@ impl ServiceState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerSnapshot {
     pub fqdn: String,
+    /// `standard-edition`, `front-end`, `back-end` or `store`.
+    pub kind: ServerKind,
+    /// What the machine runs (SPEC.md section 5).
+    pub runs: Runs,
+    /// A Front End server's upgrade domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_domain: Option<String>,
+    /// A Front End server taken out of its pool by `Invoke-CsComputerFailOver`.
+    pub failed_over: bool,
+    /// Skype for Business commands sent to the machine that it could not run, because it does
+    /// not have what they act on.
+    pub refused_commands: u32,
+    /// The Skype for Business build installed (meaningful where `runs.management_shell`).
     pub installed_build: Build,
     /// How many times the installer ran far enough to apply the update.
     pub installer_runs: u32,
@@ -53,6 +70,19 @@ pub struct ServerSnapshot {
     pub open_shells: u32,
     pub reboot_pending: bool,
     pub services: Vec<ServiceSnapshot>,
+}
+
+/// What a machine has installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runs {
+    /// Skype for Business Windows services (RTCSRV, ...).
+    pub sfb_services: bool,
+    /// IIS (W3SVC).
+    pub iis: bool,
+    /// The Skype for Business Management Shell (with the Core Components).
+    pub management_shell: bool,
+    /// SQL Server (a back end, a store, or a Standard Edition server's SQL Express).
+    pub sql_server: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,11 +137,33 @@ impl PoolMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolSnapshot {
     pub fqdn: String,
+    /// `standard` or `enterprise`.
+    pub edition: String,
     pub mode: PoolMode,
     /// When the pool's back end was unavailable.
     pub outage_intervals: Vec<Interval>,
     /// The part of each outage beyond 30 minutes from its start.
     pub resiliency_intervals: Vec<Interval>,
+    /// Enterprise pools: Front End servers, and how many are in service now (members of the
+    /// pool with every service running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_ends: Option<FrontEnds>,
+}
+
+/// A Front End pool's servers over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrontEnds {
+    pub total: u32,
+    pub in_service: u32,
+    /// Active servers the pool needs among its first `quorum_among` (SPEC.md section 6).
+    pub quorum: u32,
+    pub quorum_among: u32,
+    /// Each change of the number in service: `[seconds, count]`.
+    pub in_service_over_time: Vec<(f64, u32)>,
+    /// When the pool was below quorum (down).
+    pub down_intervals: Vec<Interval>,
+    /// When users' sessions were dropped: a server stopped without failover, or the pool down.
+    pub user_impact_intervals: Vec<Interval>,
 }
 
 /// A span of virtual time in seconds since the lab's creation; `end` is `None` while it lasts.
@@ -135,11 +187,34 @@ pub fn render_text(snapshot: &LabSnapshot) -> String {
 
     let _ = writeln!(out, "\nservers");
     for s in &snapshot.servers {
+        let mut runs = Vec::new();
+        if s.runs.sfb_services {
+            runs.push("Skype for Business services");
+        }
+        if s.runs.iis {
+            runs.push("IIS");
+        }
+        if s.runs.management_shell {
+            runs.push("Management Shell");
+        }
+        if s.runs.sql_server {
+            runs.push("SQL Server");
+        }
         let _ = writeln!(
             out,
-            "  {}  build {}  installer runs {}  W3SVC {}  open shells {}{}",
+            "  {} ({}; runs {})",
             s.fqdn,
-            s.installed_build,
+            s.kind.as_str(),
+            runs.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "    build {}  installer runs {}  W3SVC {}  open shells {}{}{}{}",
+            if s.runs.management_shell {
+                s.installed_build.to_string()
+            } else {
+                "-".to_string()
+            },
             s.installer_runs,
             s.w3svc.as_str(),
             s.open_shells,
@@ -147,6 +222,12 @@ pub fn render_text(snapshot: &LabSnapshot) -> String {
                 "  REBOOT PENDING"
             } else {
                 ""
+            },
+            if s.failed_over { "  FAILED OVER" } else { "" },
+            if s.refused_commands > 0 {
+                format!("  REFUSED COMMANDS {}", s.refused_commands)
+            } else {
+                String::new()
             }
         );
         // Group services by (state, build) in first-seen order.
@@ -230,6 +311,28 @@ pub fn render_text(snapshot: &LabSnapshot) -> String {
                 "    outage {} .. {}",
                 clock(i.start),
                 i.end.map_or_else(|| "now".to_string(), clock)
+            );
+        }
+        if let Some(fe) = &p.front_ends {
+            let down: f64 = fe
+                .down_intervals
+                .iter()
+                .map(|i| i.seconds(snapshot.now))
+                .sum();
+            let impact: f64 = fe
+                .user_impact_intervals
+                .iter()
+                .map(|i| i.seconds(snapshot.now))
+                .sum();
+            let _ = writeln!(
+                out,
+                "    front ends {}/{} in service (quorum {} of the first {})  down {} min  user impact {} min",
+                fe.in_service,
+                fe.total,
+                fe.quorum,
+                fe.quorum_among,
+                minutes(down),
+                minutes(impact)
             );
         }
     }

@@ -10,20 +10,24 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, params};
 use serde_json::json;
 use sfbpatch_engine::{
-    Clock, Millis, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
+    Clock, MachineFacts, Millis, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
 };
-use sfbpatch_plan::{Action, Build, Installer, Package, ServerRole, StepId};
+use sfbpatch_plan::{Action, Build, Installer, Package, ServerKind, ServerPlan, StepId};
 
 use crate::db::{self, BuildCol, Server};
+use crate::frontend;
 use crate::lab::Shared;
+use crate::machine::{self, Missing};
 use crate::rules::{self, MINUTE};
 
 /// One step to carry out or probe, without the rest of a plan: what a separate process (such
 /// as `sfbpatch lab shell`) can rebuild from a single request.
 #[derive(Debug, Clone, Copy)]
 pub struct StepCall<'a> {
-    /// The server's FQDN (any ASCII case).
+    /// The server's FQDN (any ASCII case): faults are the server's.
     pub server: &'a str,
+    /// Where the step runs: the server, or the machine the plan runs it on (`run_on`).
+    pub host: &'a str,
     pub step: StepId,
     pub action: &'a Action,
     pub package: &'a Package,
@@ -35,6 +39,7 @@ impl<'a> StepCall<'a> {
     pub fn from_request(req: &StepRequest<'a>) -> Self {
         StepCall {
             server: req.server.fqdn.as_str(),
+            host: req.host.as_str(),
             step: req.step.id,
             action: &req.step.action,
             package: req.package,
@@ -174,7 +179,8 @@ impl LabTarget {
 
     /// Carries out one step on the world.
     pub fn execute_step(&self, call: &StepCall<'_>) -> Result<StepOutcome, TargetError> {
-        let id = self.server_id(call.server)?;
+        let fault_id = self.server_id(call.server)?;
+        let id = self.server_id(call.host)?;
         check_action(call.step, call.action)?;
         let installer_hash = match call.action {
             Action::StageUpdate {
@@ -183,10 +189,14 @@ impl LabTarget {
             } => Some(self.shared.hash_file(Path::new(path))),
             _ => None,
         };
-        let has_faults = self.shared.fault_steps.contains(&(id, call.step));
+        let has_faults = self
+            .shared
+            .fault_steps
+            .contains(&(fault_id, call.step))
+            .then_some(fault_id);
         let shared = &self.shared;
         self.timed(
-            call.server,
+            call.host,
             |tx, now| begin_step(tx, id, call, has_faults, now),
             |tx, begun, window| {
                 // After a real-time wait, another process may have changed the server.
@@ -210,7 +220,7 @@ impl LabTarget {
 
     /// Reads the server's state and says whether the step's effect is there. Takes no time.
     pub fn probe_step(&self, call: &StepCall<'_>) -> Result<Probe, TargetError> {
-        let id = self.server_id(call.server)?;
+        let id = self.server_id(call.host)?;
         check_action(call.step, call.action)?;
         let initial = self.shared.initial_build;
         let result = self.shared.read(|tx| {
@@ -244,7 +254,7 @@ impl LabTarget {
                 server.reboot_pending = false;
                 server.previous = server.installed;
                 server.open_shells = 0;
-                server.w3svc = true;
+                server.w3svc = server.w3svc_present;
                 for s in &mut server.services {
                     s.running = true;
                     s.loaded = server.installed;
@@ -278,8 +288,11 @@ impl LabTarget {
                     return Ok(Err(unreachable(&server, until, now)));
                 }
                 let mut duration = 0;
-                if !server.w3svc {
+                if !server.w3svc && server.w3svc_present {
                     duration += rules::RECOVER_W3SVC_DURATION;
+                }
+                if server.failed_over {
+                    duration += rules::step_duration(StepId::Failback);
                 }
                 let files = server.files_build();
                 if !server.reboot_pending
@@ -296,7 +309,7 @@ impl LabTarget {
                 let mut server = Server::load(tx, id)?;
                 let before = server.clone();
                 let mut done = Vec::new();
-                if !server.w3svc {
+                if !server.w3svc && server.w3svc_present {
                     server.w3svc = true;
                     done.push("started W3SVC".to_string());
                 }
@@ -329,6 +342,26 @@ impl LabTarget {
                             started.len(),
                             files,
                             started.join(", ")
+                        ));
+                    }
+                }
+                if server.failed_over {
+                    // Back to the pool only on a consistent build; otherwise it stays out.
+                    let consistent = !server.reboot_pending
+                        && server
+                            .services
+                            .iter()
+                            .all(|s| s.running && s.loaded == server.installed);
+                    if consistent {
+                        server.failed_over = false;
+                        done.push(format!(
+                            "Invoke-CsComputerFailBack -ComputerName {}: returned to its pool",
+                            server.fqdn
+                        ));
+                    } else {
+                        done.push(format!(
+                            "left failed over: {} is not on one consistent build, so its users stay on the pool's other Front End servers",
+                            server.fqdn
                         ));
                     }
                 }
@@ -374,6 +407,9 @@ fn check_action(step: StepId, action: &Action) -> Result<(), TargetError> {
     let fits = matches!(
         (step, action),
         (StepId::CheckAdminRole, Action::CheckAdminRole)
+            | (StepId::CheckFabricState, Action::CheckFabricState { .. })
+            | (StepId::Failover, Action::Failover { .. })
+            | (StepId::Failback, Action::Failback { .. })
             | (StepId::StageUpdate, Action::StageUpdate { .. })
             | (
                 StepId::StopCsServices | StepId::StopCsServicesGac,
@@ -441,7 +477,7 @@ fn begin_step(
     tx: &Transaction<'_>,
     id: i64,
     call: &StepCall<'_>,
-    has_faults: bool,
+    fault_server: Option<i64>,
     now: i64,
 ) -> rusqlite::Result<Attempt<(i64, Begun)>> {
     let mut server = Server::load(tx, id)?;
@@ -450,9 +486,9 @@ fn begin_step(
     }
     let mut duration = default_duration(call);
     let mut disposition = Disposition::Run;
-    if has_faults {
+    if let Some(fault_server) = fault_server {
         let before = server.clone();
-        let faults = active_faults(tx, id, call.step)?;
+        let faults = active_faults(tx, fault_server, call.step)?;
         let find = |kind: &str| faults.iter().find(|f| f.kind == kind);
         if let Some(f) = find("unreachable") {
             fire(tx, f)?;
@@ -515,6 +551,17 @@ fn finish_step(
             after_ms: call.timeout,
         }),
         Disposition::Exit { code, fault }
+            if call.step == StepId::CheckFabricState && code == sfbpatch_plan::POOL_BUSY_EXIT =>
+        {
+            Ok(StepOutcome {
+                exit_code: code,
+                output: format!(
+                    "PoolUpgradeState: Busy (lab fault {fault}): the pool is still moving routing \
+                     groups; ask again in 10 minutes"
+                ),
+            })
+        }
+        Disposition::Exit { code, fault }
             if !(call.step == StepId::InstallUpdate && code == 3010) =>
         {
             Ok(StepOutcome {
@@ -536,6 +583,17 @@ fn finish_step(
         Disposition::Exit { .. } => Ok(apply(tx, shared, call, &mut server, installer_hash, true)?),
         Disposition::Run => Ok(apply(tx, shared, call, &mut server, installer_hash, false)?),
     };
+    // The back end is unavailable to its pools while Install-CsDatabase updates it.
+    if let (
+        Action::UpdateConfiguredDatabases {
+            sql_server_fqdn, ..
+        },
+        Ok(o),
+    ) = (call.action, &outcome)
+        && o.exit_code == 0
+    {
+        db::record_backend_outage(tx, sql_server_fqdn.as_str(), window.start, window.end)?;
+    }
     settle(tx, &mut server, &before, window)?;
     Ok(outcome)
 }
@@ -556,6 +614,13 @@ fn settle(
         let at = if in_service { window.end } else { window.start };
         db::record_transition(tx, server.id, in_service, at)?;
     }
+    if let Some(pool) = server.pool_id
+        && server != before
+    {
+        // Leaving counts from the start of the operation, coming back from its end.
+        let at = if in_service { window.end } else { window.start };
+        frontend::record_pool_state(tx, pool, at)?;
+    }
     Ok(())
 }
 
@@ -575,8 +640,25 @@ fn apply(
     installer_hash: Option<&Result<String, String>>,
     reboot_exit: bool,
 ) -> rusqlite::Result<StepOutcome> {
+    if let Some(missing) = machine::lacks(server, call.action) {
+        server.refused_commands += 1;
+        return Ok(not_there(server, call.action, missing));
+    }
     let outcome = match call.action {
         Action::CheckAdminRole => check_admin_role(tx, &shared.operator)?,
+        Action::CheckFabricState {
+            pool,
+            readiness,
+            reset_missing_replicas,
+        } => check_fabric_state(
+            tx,
+            server,
+            pool.as_str(),
+            *readiness,
+            *reset_missing_replicas,
+        )?,
+        Action::Failover { computer } => failover(tx, server, computer.as_str())?,
+        Action::Failback { computer } => failback(server, computer.as_str()),
         Action::StageUpdate {
             source,
             sha256,
@@ -651,6 +733,8 @@ fn apply(
             sql_instance,
             check_databases,
             local_databases,
+            check_services,
+            fabric_pool,
         } => {
             let check = match (*check_databases, *local_databases) {
                 (false, _) => DatabaseCheck::None,
@@ -659,10 +743,244 @@ fn apply(
                     DatabaseCheck::Configured(sql_server_fqdn.as_str(), sql_instance.as_str())
                 }
             };
-            verify(tx, server, *build, check, shared.initial_build)?
+            let mut outcome = verify(
+                tx,
+                server,
+                *build,
+                check,
+                *check_services,
+                shared.initial_build,
+            )?;
+            if let Some(pool) = fabric_pool {
+                verify_fabric(tx, server, pool.as_str(), &mut outcome)?;
+            }
+            outcome
         }
     };
     Ok(outcome)
+}
+
+/// What a machine answers when told to run something it does not have: PowerShell's "not
+/// recognized" for a cmdlet of a module that is not installed, `net`'s "service name is
+/// invalid" for a service that does not exist.
+fn not_there(server: &Server, action: &Action, missing: Missing) -> StepOutcome {
+    let command = machine::command_word(action);
+    match missing {
+        Missing::Service => StepOutcome {
+            exit_code: 2,
+            output: format!(
+                "{command} on {}: The service name is invalid. (IIS is not installed on this machine)",
+                server.fqdn
+            ),
+        },
+        Missing::Module => fail(format!(
+            "{command} : The term '{command}' is not recognized as the name of a cmdlet, function, \
+             script file, or operable program ({} has no Skype for Business Management Shell)",
+            server.fqdn
+        )),
+        Missing::Components => fail(format!(
+            "SkypeServerUpdateInstaller on {}: no Skype for Business Server component is \
+             installed on this machine; nothing to update",
+            server.fqdn
+        )),
+    }
+}
+
+/// The pool a Front End server belongs to, checked against the name the step gives.
+fn pool_of(
+    tx: &Connection,
+    server: &Server,
+    pool: &str,
+) -> rusqlite::Result<Result<i64, StepOutcome>> {
+    let Some(id) = server.pool_id else {
+        return Ok(Err(fail(format!(
+            "{} is not a Front End server of an Enterprise pool",
+            server.fqdn
+        ))));
+    };
+    let name = frontend::pool_fqdn(tx, id)?;
+    if !name.eq_ignore_ascii_case(pool) {
+        return Ok(Err(fail(format!(
+            "{} is a Front End server of pool {name}, not of {pool}",
+            server.fqdn
+        ))));
+    }
+    Ok(Ok(id))
+}
+
+/// `Get-CsPoolFabricState` and the pool's upgrade readiness, run on a Front End server of the
+/// pool about to lose it.
+fn check_fabric_state(
+    tx: &Connection,
+    server: &Server,
+    pool: &str,
+    readiness: sfbpatch_plan::Readiness,
+    reset: bool,
+) -> rusqlite::Result<StepOutcome> {
+    let pool_id = match pool_of(tx, server, pool)? {
+        Ok(id) => id,
+        Err(outcome) => return Ok(outcome),
+    };
+    let mut lines = Vec::new();
+    if frontend::missing_replicas(tx, pool_id)? {
+        if !reset {
+            let members = frontend::members(tx, pool_id)?;
+            return Ok(fail(format!(
+                "{}\npool {pool} has missing replicas: recover it first \
+                 (Reset-CsPoolRegistrarState -PoolFqdn {pool} -ResetType QuorumLossRecovery); \
+                 no server of the pool is patched",
+                frontend::fabric_state(&members, true)
+            )));
+        }
+        frontend::clear_missing_replicas(tx, pool_id)?;
+        lines.push(format!(
+            "Reset-CsPoolRegistrarState -PoolFqdn {pool} -ResetType QuorumLossRecovery: the \
+             routing groups' replicas were rebuilt"
+        ));
+    }
+    let members = frontend::members(tx, pool_id)?;
+    lines.push(frontend::fabric_state(&members, false));
+    let i = members.iter().position(|m| m.id == server.id).unwrap_or(0);
+    let cmdlet = readiness.cmdlet();
+    match frontend::leaving_refused(&members, i) {
+        Some(why) if members.len() > 1 => {
+            lines.push(format!(
+                "{cmdlet}: PoolUpgradeState InsufficientActiveFrontEnds: {why}"
+            ));
+            Ok(fail(lines.join("\n")))
+        }
+        _ => {
+            lines.push(format!(
+                "{cmdlet}: PoolUpgradeState Ready; {} of {} Front End servers active",
+                members.iter().filter(|m| m.active).count(),
+                members.len()
+            ));
+            Ok(StepOutcome::ok(lines.join("\n")))
+        }
+    }
+}
+
+/// `Invoke-CsComputerFailOver`: moves the server's routing groups to the pool's other Front
+/// End servers, stops its services and takes it out of the pool; refused when that would
+/// leave a routing group without an active replica or the pool below quorum.
+fn failover(tx: &Connection, server: &mut Server, computer: &str) -> rusqlite::Result<StepOutcome> {
+    if !server.fqdn.eq_ignore_ascii_case(computer) {
+        return Ok(fail(format!(
+            "Invoke-CsComputerFailOver -ComputerName {computer} was sent to {}",
+            server.fqdn
+        )));
+    }
+    let Some(pool_id) = server.pool_id else {
+        return Ok(fail(format!(
+            "{} is not a Front End server of an Enterprise pool",
+            server.fqdn
+        )));
+    };
+    if server.failed_over {
+        return Ok(StepOutcome::ok(format!(
+            "Invoke-CsComputerFailOver: {computer} is already out of its pool"
+        )));
+    }
+    if frontend::missing_replicas(tx, pool_id)? {
+        return Ok(fail(format!(
+            "Invoke-CsComputerFailOver -ComputerName {computer}: refused: the pool has missing replicas"
+        )));
+    }
+    let members = frontend::members(tx, pool_id)?;
+    let i = members.iter().position(|m| m.id == server.id).unwrap_or(0);
+    if let Some(why) = frontend::leaving_refused(&members, i) {
+        return Ok(fail(format!(
+            "Invoke-CsComputerFailOver -ComputerName {computer}: refused: {why}; nothing changed"
+        )));
+    }
+    let stopped = server.stop_services();
+    server.failed_over = true;
+    Ok(StepOutcome::ok(format!(
+        "Invoke-CsComputerFailOver -ComputerName {computer}: its routing groups moved to the pool's \
+         other Front End servers; stopped {} services; the server is out of the pool",
+        stopped.len()
+    )))
+}
+
+/// `Invoke-CsComputerFailBack`: starts the server's services and returns it to its pool.
+fn failback(server: &mut Server, computer: &str) -> StepOutcome {
+    if !server.fqdn.eq_ignore_ascii_case(computer) {
+        return fail(format!(
+            "Invoke-CsComputerFailBack -ComputerName {computer} was sent to {}",
+            server.fqdn
+        ));
+    }
+    if server.reboot_pending {
+        return fail(format!(
+            "Invoke-CsComputerFailBack -ComputerName {computer}: refused: a restart is pending"
+        ));
+    }
+    if !server.failed_over {
+        return StepOutcome::ok(format!(
+            "Invoke-CsComputerFailBack: {computer} is a member of its pool already"
+        ));
+    }
+    let started = server.start_services();
+    server.failed_over = false;
+    StepOutcome::ok(format!(
+        "Invoke-CsComputerFailBack -ComputerName {computer}: started {} services; the server is \
+         back in its pool on build {}",
+        started.len(),
+        server.files_build()
+    ))
+}
+
+/// `verify` on a Front End server: the pool's fabric is healthy again with the server in it.
+fn verify_fabric(
+    tx: &Connection,
+    server: &Server,
+    pool: &str,
+    outcome: &mut StepOutcome,
+) -> rusqlite::Result<()> {
+    let pool_id = match pool_of(tx, server, pool)? {
+        Ok(id) => id,
+        Err(o) => {
+            *outcome = o;
+            return Ok(());
+        }
+    };
+    let members = frontend::members(tx, pool_id)?;
+    let missing = frontend::missing_replicas(tx, pool_id)?;
+    let me_active = members.iter().any(|m| m.id == server.id && m.active);
+    let mut problems = Vec::new();
+    if missing {
+        problems.push(format!(
+            "Get-CsPoolFabricState: pool {pool} has missing replicas"
+        ));
+    }
+    if !me_active {
+        problems.push(format!(
+            "Get-CsPoolFabricState: {} holds no active replica (failed over, or its services are stopped)",
+            server.fqdn
+        ));
+    }
+    if problems.is_empty() {
+        outcome.output.push_str(&format!(
+            "\nGet-CsPoolFabricState: pool {pool} healthy, {} of {} Front End servers active",
+            members.iter().filter(|m| m.active).count(),
+            members.len()
+        ));
+    } else if outcome.exit_code == 0 {
+        *outcome = fail(format!(
+            "verification failed on {}:\n{}",
+            server.fqdn,
+            problems
+                .iter()
+                .map(|p| format!("- {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    } else {
+        for p in problems {
+            outcome.output.push_str(&format!("\n- {p}"));
+        }
+    }
+    Ok(())
 }
 
 fn check_admin_role(tx: &Connection, operator: &str) -> rusqlite::Result<StepOutcome> {
@@ -879,7 +1197,7 @@ fn update_configured(
 
 /// The instances on a Standard Edition server's own cluster; none for a back-end server.
 fn local_instances(tx: &Connection, server: &Server) -> rusqlite::Result<Vec<db::Instance>> {
-    if server.role != ServerRole::StandardEdition {
+    if server.kind != ServerKind::StandardEdition {
         return Ok(Vec::new());
     }
     let backend = db::instance_by_id(tx, server.backend_id)?;
@@ -895,9 +1213,9 @@ fn serving_instances(tx: &Connection, server: &Server) -> rusqlite::Result<Vec<d
 
 fn update_local(tx: &Connection, server: &Server) -> rusqlite::Result<StepOutcome> {
     const COMMAND: &str = "Install-CsDatabase -Update -LocalDatabases";
-    if server.role != ServerRole::StandardEdition {
+    if server.kind != ServerKind::StandardEdition {
         return Ok(StepOutcome::ok(format!(
-            "{COMMAND}: {} is an Enterprise Edition back-end server; its local databases hold \
+            "{COMMAND}: {} is not a Standard Edition server; its local databases hold \
              none of the back end's stores: no back-end database changed",
             server.fqdn
         )));
@@ -926,6 +1244,7 @@ fn verify(
     server: &Server,
     build: Build,
     databases: DatabaseCheck<'_>,
+    check_services: bool,
     initial: Build,
 ) -> rusqlite::Result<StepOutcome> {
     let mut problems = Vec::new();
@@ -944,7 +1263,7 @@ fn verify(
     let stopped: Vec<&str> = server
         .services
         .iter()
-        .filter(|s| !s.running)
+        .filter(|s| !s.running && check_services)
         .map(|s| s.name.as_str())
         .collect();
     if !stopped.is_empty() {
@@ -957,7 +1276,7 @@ fn verify(
     let stale: Vec<String> = server
         .services
         .iter()
-        .filter(|s| s.running && s.loaded != server.installed)
+        .filter(|s| check_services && s.running && s.loaded != server.installed)
         .map(|s| format!("{} ({})", s.name, s.loaded))
         .collect();
     if !stale.is_empty() {
@@ -968,17 +1287,19 @@ fn verify(
             stale.join(", ")
         ));
     }
-    if stopped.is_empty() && stale.is_empty() {
-        good.push(format!(
-            "Get-CsWindowsService: {} services running on {}",
-            server.services.len(),
-            server.installed
-        ));
-    }
-    if server.w3svc {
-        good.push("W3SVC: running".to_string());
-    } else {
-        problems.push("W3SVC is stopped".to_string());
+    if check_services {
+        if stopped.is_empty() && stale.is_empty() {
+            good.push(format!(
+                "Get-CsWindowsService: {} services running on {}",
+                server.services.len(),
+                server.installed
+            ));
+        }
+        if server.w3svc {
+            good.push("W3SVC: running".to_string());
+        } else {
+            problems.push("W3SVC is stopped".to_string());
+        }
     }
     let instances = match databases {
         DatabaseCheck::None => Vec::new(),
@@ -996,6 +1317,24 @@ fn verify(
             }
         }
     };
+    if let DatabaseCheck::Configured(sql_server_fqdn, _) = databases {
+        let newest = instances
+            .iter()
+            .map(|i| db::databases(tx, i.id))
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .map(|d| d.build)
+            .max();
+        if let Some(newest) = newest {
+            for (fe, fe_build) in frontend::behind_databases(tx, sql_server_fqdn, newest)? {
+                problems.push(format!(
+                    "Front End server {fe} runs build {fe_build} while the databases on \
+                     {sql_server_fqdn} have the schema of build {newest}"
+                ));
+            }
+        }
+    }
     for instance in &instances {
         let (count, behind) = db::databases_behind(tx, instance, initial)?;
         if behind.is_empty() {
@@ -1054,8 +1393,14 @@ fn probe(
         "open_shells": server.open_shells,
         "reboot_pending": server.reboot_pending,
     });
+    facts["failed_over"] = json!(server.failed_over);
     let done = match call.action {
-        Action::CheckAdminRole | Action::CloseManagementShells | Action::Verify { .. } => false,
+        Action::CheckAdminRole
+        | Action::CloseManagementShells
+        | Action::Verify { .. }
+        | Action::CheckFabricState { .. } => false,
+        Action::Failover { .. } => server.failed_over,
+        Action::Failback { .. } => !server.failed_over,
         Action::StageUpdate {
             sha256,
             destination,
@@ -1139,6 +1484,26 @@ impl Target for LabTarget {
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
         self.recover_server(req.server.fqdn.as_str())
+    }
+
+    fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
+        self.preflight_server(server.fqdn.as_str())
+    }
+}
+
+impl LabTarget {
+    /// What a machine runs, read without changing anything. Takes no time.
+    pub fn preflight_server(&self, fqdn: &str) -> Result<MachineFacts, TargetError> {
+        let id = self.server_id(fqdn)?;
+        let result = self.shared.read(|tx| {
+            let now = db::now(tx)?;
+            let server = Server::load(tx, id)?;
+            if let Some(until) = server.unreachable_at(now) {
+                return Ok(Err(unreachable(&server, until, now)));
+            }
+            Ok(Ok(machine::facts(&server)))
+        });
+        result.map_err(|e| self.db_failure(fqdn, e))?
     }
 }
 

@@ -26,6 +26,7 @@ fn machine(s: &str) -> Machine {
         fqdn: fqdn(s),
         upgrade_domain: None,
         fault_domain: None,
+        sfb_components: false,
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Action, Installer, Package};
+use crate::model::{Action, Installer, Package, Readiness};
 use crate::text::is_single_quote;
 
 /// The file name the installer is staged under.
@@ -28,6 +28,17 @@ const MANAGEMENT_ASSEMBLY: &str = "Microsoft.Rtc.Management.dll";
 pub fn render_command(action: &Action, package: &Package) -> Option<String> {
     let command = match action {
         Action::CheckAdminRole => check_admin_role(),
+        Action::CheckFabricState {
+            pool,
+            readiness,
+            reset_missing_replicas,
+        } => check_fabric_state(pool, *readiness, *reset_missing_replicas),
+        Action::Failover { computer } => {
+            format!("Invoke-CsComputerFailOver -ComputerName {computer} -Confirm:$false")
+        }
+        Action::Failback { computer } => {
+            format!("Invoke-CsComputerFailBack -ComputerName {computer} -Confirm:$false")
+        }
         Action::StageUpdate {
             source,
             sha256,
@@ -61,6 +72,8 @@ pub fn render_command(action: &Action, package: &Package) -> Option<String> {
             sql_instance: _,
             check_databases,
             local_databases,
+            check_services,
+            fabric_pool,
         } => {
             let mut s = String::new();
             if *check_databases {
@@ -72,10 +85,15 @@ pub fn render_command(action: &Action, package: &Package) -> Option<String> {
                 verify_databases(&mut s, &test, package);
             }
             let build = ps_quote(&build.to_string());
-            s.push_str(
-                "$stopped = @(Get-CsWindowsService | Where-Object { $_.Status -ne 'Running' })\n\
-                 if ($stopped.Count -gt 0) { throw ('Services not running: {0}' -f ($stopped.Name -join ', ')) }\n",
-            );
+            if *check_services {
+                s.push_str(
+                    "$stopped = @(Get-CsWindowsService | Where-Object { $_.Status -ne 'Running' })\n\
+                     if ($stopped.Count -gt 0) { throw ('Services not running: {0}' -f ($stopped.Name -join ', ')) }\n",
+                );
+            }
+            if let Some(pool) = fabric_pool {
+                let _ = writeln!(s, "{}", missing_replicas_check(pool));
+            }
             let _ = write!(
                 s,
                 "if (-not (Get-CsServerPatchVersion | Where-Object {{ $_.Version -eq {build} }})) \
@@ -123,6 +141,44 @@ fn check_admin_role() -> String {
      | Where-Object { $_.Value -match '\\\\(CsAdministrator|RTCUniversalServerAdmins)$' })) \
      { throw 'The current account is not a member of CsAdministrator or RTCUniversalServerAdmins: log on as a member of the CsAdministrator role.' }"
         .to_string()
+}
+
+/// Exit code of `check-fabric-state` when the pool answers `Busy`: try again in 10 minutes.
+pub const POOL_BUSY_EXIT: i32 = 75;
+
+/// Throws when `Get-CsPoolFabricState` reports missing replicas for the pool.
+fn missing_replicas_check(pool: &sfbpatch_topology::Fqdn) -> String {
+    format!(
+        "$fabric = Get-CsPoolFabricState -PoolFqdn {pool} -Verbose 4>&1 | Out-String\n\
+         if ($fabric -match 'missing replica') {{ throw ('Get-CsPoolFabricState -PoolFqdn {pool} reports missing replicas: {{0}}' -f $fabric.Trim()) }}"
+    )
+}
+
+fn check_fabric_state(
+    pool: &sfbpatch_topology::Fqdn,
+    readiness: Readiness,
+    reset_missing_replicas: bool,
+) -> String {
+    let mut s =
+        format!("$fabric = Get-CsPoolFabricState -PoolFqdn {pool} -Verbose 4>&1 | Out-String\n");
+    if reset_missing_replicas {
+        let _ = writeln!(
+            s,
+            "if ($fabric -match 'missing replica') {{ Reset-CsPoolRegistrarState -PoolFqdn {pool} -ResetType QuorumLossRecovery -Confirm:$false }}"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "if ($fabric -match 'missing replica') {{ throw ('Pool {pool} has missing replicas; recover it first (Reset-CsPoolRegistrarState -PoolFqdn {pool} -ResetType QuorumLossRecovery): {{0}}' -f $fabric.Trim()) }}"
+        );
+    }
+    let _ = writeln!(s, "$readiness = {}", readiness.cmdlet());
+    let _ = write!(
+        s,
+        "if ($readiness.PoolUpgradeState -eq 'Busy') {{ Write-Output 'PoolUpgradeState: Busy'; exit {POOL_BUSY_EXIT} }}\n\
+         if ($readiness.PoolUpgradeState -ne 'Ready') {{ throw ('Pool {pool} is not ready for a server to leave it: PoolUpgradeState {{0}}' -f $readiness.PoolUpgradeState) }}"
+    );
+    s
 }
 
 fn stage_update(source: &Installer, sha256: &str, destination: &str) -> String {

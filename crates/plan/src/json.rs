@@ -8,18 +8,22 @@
 //!     {
 //!       "fqdn": "be01.contoso.com",
 //!       "pool": "pool01.contoso.com",
-//!       "role": "enterprise-backend",
+//!       "kind": "back-end",
 //!       "database_update": "configured",
-//!       "steps": [ { "id": "check-admin-role", "command": "...", "in_outage": false } ]
+//!       "after": ["fe01.contoso.com"],
+//!       "steps": [ { "id": "update-databases", "command": "...", "in_outage": true,
+//!                    "run_on": "fe01.contoso.com" } ]
 //!     }
 //!   ]
 //! }
 //! ```
 //!
-//! `role` is `enterprise-backend` or `standard-edition`; `database_update` is `configured`,
-//! `configured-exclude-collocated` or `local`; `steps` holds the eleven step ids in order, and
-//! `command` is `null` for a step that does nothing on that server (`update-databases` on every
-//! machine of a multi-machine back end but the last). The JSON Schema is
+//! `kind` is `standard-edition`, `front-end`, `back-end` or `store`; `database_update` is
+//! `configured`, `configured-exclude-collocated` or `local`; `steps` holds the kind's procedure
+//! in order. `command` is `null` for a step that does nothing on that server
+//! (`update-databases` on every machine of a multi-machine back end but the last, or a step
+//! with `not_applicable`, which gives the reason). `run_on` names the machine a step runs on
+//! when it is not the server itself; `after` lists the servers that must finish first. The JSON Schema is
 //! `crates/plan/schema/plan.schema.json`.
 //!
 //! Compatibility: fields may be added without changing [`SCHEMA_VERSION`]; removing or
@@ -29,10 +33,10 @@
 use serde::{Deserialize, Serialize};
 use sfbpatch_topology::DatabaseUpdate;
 
-use crate::model::{Plan, ServerRole};
+use crate::model::{Plan, ServerKind};
 
 /// The version of this contract, written as `schema_version`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The JSON Schema (draft 2020-12) of [`PlanJson`].
 pub const PLAN_SCHEMA: &str = include_str!("../schema/plan.schema.json");
@@ -58,16 +62,13 @@ pub struct PackageJson {
 pub struct ServerJson {
     pub fqdn: String,
     pub pool: String,
-    pub role: RoleJson,
+    pub kind: ServerKind,
     pub database_update: DatabaseUpdateJson,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
     pub steps: Vec<StepJson>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoleJson {
-    EnterpriseBackend,
-    StandardEdition,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,10 @@ pub struct StepJson {
     /// this server.
     pub command: Option<String>,
     pub in_outage: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_applicable: Option<String>,
 }
 
 impl From<&Plan> for PlanJson {
@@ -103,10 +108,7 @@ impl From<&Plan> for PlanJson {
                 .map(|server| ServerJson {
                     fqdn: server.fqdn.to_string(),
                     pool: server.pool.to_string(),
-                    role: match server.role {
-                        ServerRole::EnterpriseBackend => RoleJson::EnterpriseBackend,
-                        ServerRole::StandardEdition => RoleJson::StandardEdition,
-                    },
+                    kind: server.kind,
                     database_update: match server.database_update {
                         DatabaseUpdate::Configured => DatabaseUpdateJson::Configured,
                         DatabaseUpdate::ConfiguredExcludeCollocated => {
@@ -114,6 +116,8 @@ impl From<&Plan> for PlanJson {
                         }
                         DatabaseUpdate::Local => DatabaseUpdateJson::Local,
                     },
+                    upgrade_domain: server.upgrade_domain.clone(),
+                    after: server.after.iter().map(ToString::to_string).collect(),
                     steps: server
                         .steps
                         .iter()
@@ -121,6 +125,8 @@ impl From<&Plan> for PlanJson {
                             id: step.id.as_str().to_string(),
                             command: step.command.clone(),
                             in_outage: step.in_outage,
+                            run_on: step.run_on.as_ref().map(ToString::to_string),
+                            not_applicable: step.not_applicable.clone(),
                         })
                         .collect(),
                 })

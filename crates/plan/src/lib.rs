@@ -19,7 +19,9 @@ mod planner;
 mod render;
 mod text;
 
-pub use command::{EXTRACT_DIR_NAME, INSTALLER_FILE_NAME, extract_dir, ps_quote, render_command};
+pub use command::{
+    EXTRACT_DIR_NAME, INSTALLER_FILE_NAME, POOL_BUSY_EXIT, extract_dir, ps_quote, render_command,
+};
 pub use manifest::{Location, ManifestError, ManifestErrorKind, parse_manifest};
 pub use model::*;
 pub use planner::{DEFAULT_STAGING_DIR, MirroredBackend, PlanError, PlanPolicy, plan};

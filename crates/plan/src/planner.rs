@@ -5,11 +5,11 @@
 //!
 //! What gets planned:
 //! - every machine of every Enterprise Edition back end (the SQL cluster the pool's User store
-//!   lives on), role [`ServerRole::EnterpriseBackend`]. Pools whose back ends are on the same SQL
+//!   lives on), role [`ServerKind::BackEnd`]. Pools whose back ends are on the same SQL
 //!   cluster (same SQL Server FQDN) share those machines: they are planned once, under the
 //!   first such pool. `Install-CsDatabase -ConfiguredDatabases -SqlServerFqdn` updates every
 //!   database the topology places on that SQL Server, whatever the instance.
-//! - every machine of every Standard Edition pool, role [`ServerRole::StandardEdition`].
+//! - every machine of every Standard Edition pool, role [`ServerKind::StandardEdition`].
 //!
 //! Front End servers are not part of the procedure. On a back end with several machines
 //! (AlwaysOn nodes, failover cluster nodes) only the last machine updates the databases, so
@@ -21,10 +21,12 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use sfbpatch_topology::{DatabaseUpdate, Deployment, Edition, Fqdn, Machine, Pool};
+use sfbpatch_topology::{
+    DatabaseUpdate, Deployment, Edition, Fqdn, Machine, Pool, SqlInstanceName,
+};
 
 use crate::command::{INSTALLER_FILE_NAME, render_command};
-use crate::model::{Action, Package, Plan, PlannedStep, ServerPlan, ServerRole, StepId};
+use crate::model::{Action, Package, Plan, PlannedStep, Readiness, ServerKind, ServerPlan, StepId};
 use crate::text::{clean, describe_char, is_printable, is_single_quote};
 
 /// Where `stage-update` puts the installer unless told otherwise.
@@ -43,6 +45,12 @@ pub struct PlanPolicy {
     /// A local folder (`X:\...`) on each server; the installer is staged in
     /// `<staging_dir>\<version>\SkypeServerUpdateInstaller.exe`.
     pub staging_dir: String,
+    /// Machines known to have the Skype for Business components (besides those the
+    /// inventory marks `sfb_components = true`): the lab's, or what a pre-flight found.
+    pub sfb_components: Vec<String>,
+    /// A Front End pool whose fabric shows missing replicas is recovered with
+    /// `Reset-CsPoolRegistrarState -ResetType QuorumLossRecovery` instead of left alone.
+    pub reset_missing_replicas: bool,
 }
 
 impl Default for PlanPolicy {
@@ -50,6 +58,8 @@ impl Default for PlanPolicy {
         PlanPolicy {
             only: Vec::new(),
             staging_dir: DEFAULT_STAGING_DIR.to_string(),
+            sfb_components: Vec::new(),
+            reset_missing_replicas: false,
         }
     }
 }
@@ -171,8 +181,9 @@ fn mirrored(backends: &[MirroredBackend]) -> String {
     backends.iter().map(|b| format!("{b}; ")).collect()
 }
 
-/// Plan the update of every Enterprise Edition back-end machine and every Standard Edition
-/// server of `deployment` (narrowed by `policy.only`), in file order.
+/// Plan the update of every server of `deployment` (narrowed by `policy.only`), in file order:
+/// per pool its Front End servers, then its back end's machines (where not planned already); a
+/// Standard Edition server as one; then SQL Servers that hold stores but no pool's back end.
 pub fn plan(
     deployment: &Deployment,
     package: &Package,
@@ -181,65 +192,37 @@ pub fn plan(
     let staging_dir = check_staging_dir(&policy.staging_dir)?;
     let destination = format!("{staging_dir}\\{}\\{INSTALLER_FILE_NAME}", package.version);
 
-    let units = units(deployment);
-    if units.is_empty() {
-        return Err(PlanError::EmptyPlan);
-    }
-    let selected = select(deployment, &units, &policy.only)?;
-
-    let mut mirrored = Vec::new();
-    for unit in units
+    let mirrored: Vec<MirroredBackend> = deployment
+        .pools
         .iter()
-        .zip(&selected)
-        .filter(|(_, s)| s.any())
-        .map(|(u, _)| u)
-    {
-        for pool in &unit.pools {
-            if let Some(m) = &pool.backend.mirroring {
-                mirrored.push(MirroredBackend {
-                    pool: pool.fqdn.clone(),
-                    sql_server_fqdn: pool.backend.sql_server_fqdn.clone(),
-                    mirroring: m.clone(),
-                });
-            }
-        }
-    }
-    if !mirrored.is_empty() {
-        return Err(PlanError::MirroredBackend(mirrored));
-    }
+        .filter_map(|pool| {
+            pool.backend.mirroring.as_ref().map(|m| MirroredBackend {
+                pool: pool.fqdn.clone(),
+                sql_server_fqdn: pool.backend.sql_server_fqdn.clone(),
+                mirroring: m.clone(),
+            })
+        })
+        .collect();
 
     let fixed = FixedSteps::new(package, &destination);
-    let mut servers = Vec::new();
-    let mut seen: HashMap<String, &Fqdn> = HashMap::new();
-    for (unit, selection) in units.iter().zip(&selected) {
-        if !selection.any() {
-            continue;
-        }
-        let owner = unit.pools[0];
-        let Some(last) = unit.machines.last() else {
-            return Err(PlanError::NoMachines {
-                pool: owner.fqdn.clone(),
-                sql_server_fqdn: owner.backend.sql_server_fqdn.clone(),
-                standard_edition: unit.role == ServerRole::StandardEdition,
-            });
-        };
-        for (i, machine) in unit.machines.iter().enumerate() {
-            if !selection.includes(i) {
-                continue;
-            }
-            if let Some(first) = seen.insert(machine.fqdn.key(), &owner.fqdn) {
-                return Err(PlanError::ServerInTwoPools {
-                    server: machine.fqdn.clone(),
-                    first: first.clone(),
-                    second: owner.fqdn.clone(),
-                });
-            }
-            let updated_by = (i + 1 < unit.machines.len()).then_some(&last.fqdn);
-            servers.push(server_plan(unit, machine, updated_by, package, &fixed));
-        }
-    }
-    if servers.is_empty() {
+    let builder = Builder {
+        deployment,
+        package,
+        policy,
+        fixed: &fixed,
+    };
+    let all = builder.all()?;
+    if all.is_empty() {
         return Err(PlanError::EmptyPlan);
+    }
+    let servers = select(deployment, all, &policy.only)?;
+    let selected_pools: Vec<&Fqdn> = servers.iter().map(|s| &s.pool).collect();
+    let mirrored: Vec<MirroredBackend> = mirrored
+        .into_iter()
+        .filter(|m| selected_pools.iter().any(|p| **p == m.pool))
+        .collect();
+    if !mirrored.is_empty() {
+        return Err(PlanError::MirroredBackend(mirrored));
     }
     Ok(Plan {
         package: package.clone(),
@@ -247,164 +230,490 @@ pub fn plan(
     })
 }
 
-/// One back end (or Standard Edition server) and the machines updated for it.
-struct Unit<'d> {
-    role: ServerRole,
-    /// The pools served; the first, in file order, is the one the servers are planned under.
-    pools: Vec<&'d Pool>,
-    machines: &'d [Machine],
+struct Builder<'a> {
+    deployment: &'a Deployment,
+    package: &'a Package,
+    policy: &'a PlanPolicy,
+    fixed: &'a FixedSteps,
 }
 
-impl Unit<'_> {
-    /// The variant `update-databases` runs.
-    fn database_update(&self) -> DatabaseUpdate {
-        match self.role {
-            ServerRole::StandardEdition => DatabaseUpdate::Local,
-            ServerRole::EnterpriseBackend => {
-                if self
+/// What a step on a machine without the Skype for Business components reads.
+const NO_COMPONENTS: &str = "no Skype for Business components on this SQL Server machine";
+
+impl Builder<'_> {
+    fn has_components(&self, machine: &Machine) -> bool {
+        machine.sfb_components
+            || self
+                .policy
+                .sfb_components
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(machine.fqdn.as_str()))
+    }
+
+    /// Every server of the deployment, in plan order, with dependencies between them.
+    fn all(&self) -> Result<Vec<ServerPlan>, PlanError> {
+        let mut out: Vec<ServerPlan> = Vec::new();
+        let mut seen: HashMap<String, Fqdn> = HashMap::new();
+        let mut claim = |fqdn: &Fqdn, pool: &Fqdn| -> Result<(), PlanError> {
+            if let Some(first) = seen.insert(fqdn.key(), pool.clone()) {
+                return Err(PlanError::ServerInTwoPools {
+                    server: fqdn.clone(),
+                    first,
+                    second: pool.clone(),
+                });
+            }
+            Ok(())
+        };
+        let mut backends_done: Vec<String> = Vec::new();
+        for pool in &self.deployment.pools {
+            match pool.edition {
+                Edition::Standard => {
+                    let Some(machine) = pool.machines.first() else {
+                        return Err(PlanError::NoMachines {
+                            pool: pool.fqdn.clone(),
+                            sql_server_fqdn: pool.backend.sql_server_fqdn.clone(),
+                            standard_edition: true,
+                        });
+                    };
+                    claim(&machine.fqdn, &pool.fqdn)?;
+                    out.push(self.standard_edition(pool, machine));
+                }
+                Edition::Enterprise => {
+                    for machine in &pool.machines {
+                        claim(&machine.fqdn, &pool.fqdn)?;
+                        out.push(self.front_end(pool, machine));
+                    }
+                    let key = pool.backend.sql_server_fqdn.key();
+                    if backends_done.contains(&key) {
+                        continue;
+                    }
+                    backends_done.push(key);
+                    if pool.backend.machines.is_empty() {
+                        return Err(PlanError::NoMachines {
+                            pool: pool.fqdn.clone(),
+                            sql_server_fqdn: pool.backend.sql_server_fqdn.clone(),
+                            standard_edition: false,
+                        });
+                    }
+                    for plan in self.back_end(pool) {
+                        claim(&plan.fqdn, &pool.fqdn)?;
+                        out.push(plan);
+                    }
+                }
+            }
+        }
+        for plan in self.store_servers(&out) {
+            claim(&plan.fqdn, &plan.pool)?;
+            out.push(plan);
+        }
+        Ok(out)
+    }
+
+    fn step(&self, id: StepId, action: Action) -> PlannedStep {
+        let command = render_command(&action, self.package);
+        PlannedStep {
+            id,
+            command,
+            in_outage: false,
+            run_on: None,
+            not_applicable: None,
+            action,
+        }
+    }
+
+    fn fixed(&self, id: StepId) -> PlannedStep {
+        let f = self.fixed;
+        let (action, command) = match id {
+            StepId::CheckAdminRole => f.check_admin_role.clone(),
+            StepId::StageUpdate => f.stage_update.clone(),
+            StepId::StopCsServices | StepId::StopCsServicesGac => f.stop_cs_services.clone(),
+            StepId::StopW3svc => f.stop_w3svc.clone(),
+            StepId::CloseManagementShells => f.close_management_shells.clone(),
+            StepId::InstallUpdate => f.install_update.clone(),
+            StepId::StartW3svc => f.start_w3svc.clone(),
+            StepId::StartCsServices => f.start_cs_services.clone(),
+            other => unreachable!("{other} is not a fixed step"),
+        };
+        PlannedStep {
+            id,
+            command,
+            in_outage: false,
+            run_on: None,
+            not_applicable: None,
+            action,
+        }
+    }
+
+    fn standard_edition(&self, pool: &Pool, machine: &Machine) -> ServerPlan {
+        let backend = &pool.backend;
+        let steps = StepId::SEED
+            .into_iter()
+            .map(|id| {
+                let mut step = match id {
+                    StepId::UpdateDatabases => self.step(id, Action::UpdateLocalDatabases),
+                    StepId::Verify => self.step(
+                        id,
+                        Action::Verify {
+                            build: self.package.version,
+                            sql_server_fqdn: backend.sql_server_fqdn.clone(),
+                            sql_instance: backend.sql_instance.clone(),
+                            check_databases: true,
+                            local_databases: true,
+                            check_services: true,
+                            fabric_pool: None,
+                        },
+                    ),
+                    id => self.fixed(id),
+                };
+                step.in_outage = id >= StepId::StopCsServices && id <= StepId::StartCsServices;
+                step
+            })
+            .collect();
+        ServerPlan {
+            fqdn: machine.fqdn.clone(),
+            pool: pool.fqdn.clone(),
+            site: pool.site.clone(),
+            kind: ServerKind::StandardEdition,
+            database_update: DatabaseUpdate::Local,
+            sql_server_fqdn: backend.sql_server_fqdn.clone(),
+            sql_instance: backend.sql_instance.clone(),
+            upgrade_domain: None,
+            after: Vec::new(),
+            steps,
+        }
+    }
+
+    fn front_end(&self, pool: &Pool, machine: &Machine) -> ServerPlan {
+        let backend = &pool.backend;
+        let alone = pool.machines.len() < 2;
+        let steps = StepId::FRONT_END
+            .into_iter()
+            .map(|id| {
+                let mut step = match id {
+                    StepId::CheckFabricState => self.step(
+                        id,
+                        Action::CheckFabricState {
+                            pool: pool.fqdn.clone(),
+                            readiness: Readiness::for_build(self.package.version),
+                            reset_missing_replicas: self.policy.reset_missing_replicas,
+                        },
+                    ),
+                    StepId::Failover => self.step(
+                        id,
+                        Action::Failover {
+                            computer: machine.fqdn.clone(),
+                        },
+                    ),
+                    StepId::Failback => self.step(
+                        id,
+                        Action::Failback {
+                            computer: machine.fqdn.clone(),
+                        },
+                    ),
+                    StepId::Verify => self.step(
+                        id,
+                        Action::Verify {
+                            build: self.package.version,
+                            sql_server_fqdn: backend.sql_server_fqdn.clone(),
+                            sql_instance: backend.sql_instance.clone(),
+                            check_databases: false,
+                            local_databases: false,
+                            check_services: true,
+                            fabric_pool: (!alone).then(|| pool.fqdn.clone()),
+                        },
+                    ),
+                    id => self.fixed(id),
+                };
+                if alone && matches!(id, StepId::Failover | StepId::Failback) {
+                    step.not_applicable(format!(
+                        "pool {} has no other Front End server to take over its users; the pool \
+                         is unavailable while this server is out of service",
+                        pool.fqdn
+                    ));
+                }
+                step.in_outage = if alone {
+                    id >= StepId::StopCsServices && id <= StepId::StartCsServices
+                } else {
+                    id >= StepId::Failover && id <= StepId::Failback
+                };
+                step
+            })
+            .collect();
+        ServerPlan {
+            fqdn: machine.fqdn.clone(),
+            pool: pool.fqdn.clone(),
+            site: pool.site.clone(),
+            kind: ServerKind::FrontEnd,
+            database_update: pool.database_update,
+            sql_server_fqdn: backend.sql_server_fqdn.clone(),
+            sql_instance: backend.sql_instance.clone(),
+            upgrade_domain: machine.upgrade_domain.clone(),
+            after: Vec::new(),
+            steps,
+        }
+    }
+
+    /// The machines of `pool`'s back end. The databases are updated once, by the last machine:
+    /// from the machine itself when it has the Management Shell, otherwise from the last Front
+    /// End server of the first pool using the back end, after every Front End server of every
+    /// pool using it runs the new build.
+    fn back_end(&self, owner: &Pool) -> Vec<ServerPlan> {
+        let backend = &owner.backend;
+        let pools: Vec<&Pool> = self
+            .deployment
+            .pools
+            .iter()
+            .filter(|p| {
+                p.edition == Edition::Enterprise
+                    && p.backend.sql_server_fqdn.key() == backend.sql_server_fqdn.key()
+            })
+            .collect();
+        let exclude = pools
+            .iter()
+            .any(|p| p.database_update == DatabaseUpdate::ConfiguredExcludeCollocated);
+        let database_update = if exclude {
+            DatabaseUpdate::ConfiguredExcludeCollocated
+        } else {
+            DatabaseUpdate::Configured
+        };
+        let front_ends: Vec<Fqdn> = pools
+            .iter()
+            .flat_map(|p| p.machines.iter().map(|m| m.fqdn.clone()))
+            .collect();
+        let runner_fe = owner.machines.last().map(|m| m.fqdn.clone());
+        self.database_machines(DatabaseMachines {
+            pool: owner,
+            kind: ServerKind::BackEnd,
+            sql_server_fqdn: &backend.sql_server_fqdn,
+            sql_instance: &backend.sql_instance,
+            machines: &backend.machines,
+            database_update,
+            after: front_ends,
+            runner: runner_fe,
+        })
+    }
+
+    /// SQL Servers that hold stores but no pool's back end and no Standard Edition server's
+    /// own databases: one database-only unit each, after every server using the stores.
+    fn store_servers(&self, planned: &[ServerPlan]) -> Vec<ServerPlan> {
+        let mut out = Vec::new();
+        let mut done: Vec<String> = Vec::new();
+        for instance in &self.deployment.sql_instances {
+            let key = instance.sql_server_fqdn.key();
+            if instance.stores.is_empty()
+                || done.contains(&key)
+                || planned.iter().any(|p| p.sql_server_fqdn.key() == key)
+                || self
+                    .deployment
                     .pools
                     .iter()
-                    .any(|p| p.database_update == DatabaseUpdate::ConfiguredExcludeCollocated)
-                {
-                    DatabaseUpdate::ConfiguredExcludeCollocated
-                } else {
-                    DatabaseUpdate::Configured
-                }
+                    .any(|p| p.fqdn.key() == key || p.machines.iter().any(|m| m.fqdn.key() == key))
+            {
+                continue;
             }
+            done.push(key.clone());
+            let users: Vec<&Pool> = self
+                .deployment
+                .pools
+                .iter()
+                .filter(|p| p.uses_stores_on.iter().any(|f| f.key() == key))
+                .collect();
+            let Some(owner) = users.first().copied().or(self.deployment.pools.first()) else {
+                continue;
+            };
+            let using: Vec<Fqdn> = planned
+                .iter()
+                .filter(|p| {
+                    matches!(p.kind, ServerKind::FrontEnd | ServerKind::StandardEdition)
+                        && (users.is_empty() || users.iter().any(|u| u.fqdn == p.pool))
+                })
+                .map(|p| p.fqdn.clone())
+                .collect();
+            let runner = using.last().cloned();
+            out.extend(self.database_machines(DatabaseMachines {
+                pool: owner,
+                kind: ServerKind::Store,
+                sql_server_fqdn: &instance.sql_server_fqdn,
+                sql_instance: &instance.sql_instance,
+                machines: &instance.machines,
+                database_update: DatabaseUpdate::Configured,
+                after: using,
+                runner,
+            }));
         }
+        out
     }
-}
 
-fn units(deployment: &Deployment) -> Vec<Unit<'_>> {
-    let mut units: Vec<Unit<'_>> = Vec::new();
-    let mut backends: HashMap<String, usize> = HashMap::new();
-    for pool in &deployment.pools {
-        match pool.edition {
-            Edition::Standard => units.push(Unit {
-                role: ServerRole::StandardEdition,
-                pools: vec![pool],
-                machines: &pool.machines,
-            }),
-            Edition::Enterprise => {
-                let key = pool.backend.sql_server_fqdn.key();
-                if let Some(&i) = backends.get(&key) {
-                    units[i].pools.push(pool);
-                } else {
-                    backends.insert(key, units.len());
-                    units.push(Unit {
-                        role: ServerRole::EnterpriseBackend,
-                        pools: vec![pool],
-                        machines: &pool.backend.machines,
-                    });
+    fn database_machines(&self, unit: DatabaseMachines<'_>) -> Vec<ServerPlan> {
+        let Some(last) = unit.machines.last() else {
+            return Vec::new();
+        };
+        let last_has = self.has_components(last);
+        // Where Install-CsDatabase runs: the last machine itself, or a server running the new build.
+        let runner: Option<Fqdn> = if last_has { None } else { unit.runner.clone() };
+        unit.machines
+            .iter()
+            .enumerate()
+            .map(|(i, machine)| {
+                let is_last = i + 1 == unit.machines.len();
+                let components = self.has_components(machine);
+                let steps = StepId::SEED
+                    .into_iter()
+                    .map(|id| {
+                        let mut step = match id {
+                            StepId::UpdateDatabases if !is_last => self.step(
+                                id,
+                                Action::DatabasesUpdatedBy {
+                                    server: last.fqdn.clone(),
+                                },
+                            ),
+                            StepId::UpdateDatabases => self.step(
+                                id,
+                                Action::UpdateConfiguredDatabases {
+                                    sql_server_fqdn: unit.sql_server_fqdn.clone(),
+                                    exclude_collocated_stores: unit.database_update
+                                        == DatabaseUpdate::ConfiguredExcludeCollocated,
+                                },
+                            ),
+                            StepId::Verify => self.step(
+                                id,
+                                Action::Verify {
+                                    build: self.package.version,
+                                    sql_server_fqdn: unit.sql_server_fqdn.clone(),
+                                    sql_instance: unit.sql_instance.clone(),
+                                    check_databases: is_last,
+                                    local_databases: false,
+                                    check_services: false,
+                                    fabric_pool: None,
+                                },
+                            ),
+                            id => self.fixed(id),
+                        };
+                        let runs_remotely = is_last && !components;
+                        match id {
+                            StepId::StopCsServices
+                            | StepId::StopCsServicesGac
+                            | StepId::StartCsServices => step.not_applicable(format!(
+                                "no Skype for Business services run on SQL Server machine {}",
+                                machine.fqdn
+                            )),
+                            StepId::StopW3svc | StepId::StartW3svc => step.not_applicable(
+                                format!("no IIS (W3SVC) on SQL Server machine {}", machine.fqdn),
+                            ),
+                            StepId::StageUpdate
+                            | StepId::CloseManagementShells
+                            | StepId::InstallUpdate
+                                if !components =>
+                            {
+                                step.not_applicable(NO_COMPONENTS.to_string())
+                            }
+                            StepId::CheckAdminRole | StepId::UpdateDatabases | StepId::Verify
+                                if runs_remotely =>
+                            {
+                                match &runner {
+                                    Some(r) => step.run_on = Some(r.clone()),
+                                    None => step.not_applicable(format!(
+                                        "{NO_COMPONENTS}, and no planned server with the \
+                                         Management Shell uses it"
+                                    )),
+                                }
+                            }
+                            StepId::CheckAdminRole | StepId::Verify if !components && !is_last => {
+                                step.not_applicable(format!(
+                                    "{NO_COMPONENTS}; the databases are updated and checked once, for {}",
+                                    last.fqdn
+                                ))
+                            }
+                            _ => {}
+                        }
+                        step.in_outage = id == StepId::UpdateDatabases
+                            && is_last
+                            && step.not_applicable.is_none();
+                        step
+                    })
+                    .collect();
+                ServerPlan {
+                    fqdn: machine.fqdn.clone(),
+                    pool: unit.pool.fqdn.clone(),
+                    site: unit.pool.site.clone(),
+                    kind: unit.kind,
+                    database_update: unit.database_update,
+                    sql_server_fqdn: unit.sql_server_fqdn.clone(),
+                    sql_instance: unit.sql_instance.clone(),
+                    upgrade_domain: None,
+                    after: unit.after.clone(),
+                    steps,
                 }
-            }
-        }
-    }
-    units
-}
-
-/// Which machines of a unit are planned.
-#[derive(Debug, Clone)]
-enum Selection {
-    None,
-    All,
-    Some(Vec<bool>),
-}
-
-impl Selection {
-    fn any(&self) -> bool {
-        !matches!(self, Selection::None)
-    }
-
-    fn includes(&self, machine: usize) -> bool {
-        match self {
-            Selection::None => false,
-            Selection::All => true,
-            Selection::Some(v) => v.get(machine).copied().unwrap_or(false),
-        }
+            })
+            .collect()
     }
 }
 
-/// What a name given to `only` can stand for.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Unit(usize),
-    Machine(usize, usize),
+/// The SQL Server machines of one back end or store server.
+struct DatabaseMachines<'a> {
+    pool: &'a Pool,
+    kind: ServerKind,
+    sql_server_fqdn: &'a Fqdn,
+    sql_instance: &'a SqlInstanceName,
+    machines: &'a [Machine],
+    database_update: DatabaseUpdate,
+    /// Servers that must run the new build first.
+    after: Vec<Fqdn>,
+    /// The server that runs `Install-CsDatabase` when the machine lacks the Management Shell.
+    runner: Option<Fqdn>,
 }
 
+impl PlannedStep {
+    fn not_applicable(&mut self, reason: String) {
+        self.command = None;
+        self.not_applicable = Some(reason);
+    }
+}
+
+/// Narrow `all` to what `only` names: a pool (its servers), a SQL Server (its machines), or a
+/// machine. Dependencies on servers left out are dropped.
 fn select(
     deployment: &Deployment,
-    units: &[Unit<'_>],
+    all: Vec<ServerPlan>,
     only: &[String],
-) -> Result<Vec<Selection>, PlanError> {
+) -> Result<Vec<ServerPlan>, PlanError> {
     if only.is_empty() {
-        return Ok(vec![Selection::All; units.len()]);
+        return Ok(all);
     }
-    let mut index: HashMap<String, Vec<Target>> = HashMap::new();
-    for (u, unit) in units.iter().enumerate() {
-        for pool in &unit.pools {
-            index
-                .entry(pool.fqdn.key())
-                .or_default()
-                .push(Target::Unit(u));
-            if unit.role == ServerRole::EnterpriseBackend {
-                index
-                    .entry(pool.backend.sql_server_fqdn.key())
-                    .or_default()
-                    .push(Target::Unit(u));
-            }
-        }
-        for (m, machine) in unit.machines.iter().enumerate() {
-            index
-                .entry(machine.fqdn.key())
-                .or_default()
-                .push(Target::Machine(u, m));
-        }
-    }
-
-    let mut selected = vec![Selection::None; units.len()];
+    let mut keep = vec![false; all.len()];
     for name in only {
-        let Some(targets) = index.get(&name.to_ascii_lowercase()) else {
-            return Err(nothing_matches(deployment, units, name));
-        };
-        for &target in targets {
-            match target {
-                Target::Unit(u) => selected[u] = Selection::All,
-                Target::Machine(u, m) => match &mut selected[u] {
-                    Selection::All => {}
-                    Selection::Some(v) => v[m] = true,
-                    s @ Selection::None => {
-                        let mut v = vec![false; units[u].machines.len()];
-                        v[m] = true;
-                        *s = Selection::Some(v);
-                    }
-                },
+        let key = name.to_ascii_lowercase();
+        let mut any = false;
+        for (i, s) in all.iter().enumerate() {
+            let hit = s.fqdn.key() == key
+                || s.pool.key() == key
+                || (matches!(s.kind, ServerKind::BackEnd | ServerKind::Store)
+                    && s.sql_server_fqdn.key() == key);
+            if hit {
+                keep[i] = true;
+                any = true;
             }
         }
+        if !any {
+            return Err(PlanError::OnlyMatchesNothing {
+                name: name.to_string(),
+                front_end_of: None,
+                pools: deployment.pools.iter().map(|p| p.fqdn.clone()).collect(),
+                servers: all.iter().map(|s| s.fqdn.clone()).collect(),
+            });
+        }
     }
-    Ok(selected)
-}
-
-fn nothing_matches(deployment: &Deployment, units: &[Unit<'_>], name: &str) -> PlanError {
-    let front_end_of = deployment
-        .pools
-        .iter()
-        .filter(|p| p.edition == Edition::Enterprise)
-        .find(|p| {
-            p.machines
-                .iter()
-                .any(|m| m.fqdn.as_str().eq_ignore_ascii_case(name))
-        })
-        .map(|p| p.fqdn.clone());
-    PlanError::OnlyMatchesNothing {
-        name: name.to_string(),
-        front_end_of,
-        pools: deployment.pools.iter().map(|p| p.fqdn.clone()).collect(),
-        servers: units
-            .iter()
-            .flat_map(|u| u.machines.iter().map(|m| m.fqdn.clone()))
-            .collect(),
+    let mut out: Vec<ServerPlan> = all
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|(s, _)| s)
+        .collect();
+    let kept: Vec<String> = out.iter().map(|s| s.fqdn.key()).collect();
+    for s in &mut out {
+        s.after.retain(|a| kept.contains(&a.key()));
     }
+    Ok(out)
 }
 
 /// `X:\folder`, without quotes, control characters, wildcards or characters Windows refuses
@@ -478,78 +787,6 @@ impl FixedSteps {
             start_w3svc: rendered(Action::StartW3svc),
             start_cs_services: rendered(Action::StartCsServices),
         }
-    }
-}
-
-fn server_plan(
-    unit: &Unit<'_>,
-    machine: &Machine,
-    updated_by: Option<&Fqdn>,
-    package: &Package,
-    fixed: &FixedSteps,
-) -> ServerPlan {
-    let owner = unit.pools[0];
-    let backend = &owner.backend;
-    let database_update = unit.database_update();
-    let update_databases = match (updated_by, database_update) {
-        (Some(last), _) => Action::DatabasesUpdatedBy {
-            server: last.clone(),
-        },
-        (None, DatabaseUpdate::Local) => Action::UpdateLocalDatabases,
-        (None, variant) => Action::UpdateConfiguredDatabases {
-            sql_server_fqdn: backend.sql_server_fqdn.clone(),
-            exclude_collocated_stores: variant == DatabaseUpdate::ConfiguredExcludeCollocated,
-        },
-    };
-    let verify = Action::Verify {
-        build: package.version,
-        sql_server_fqdn: backend.sql_server_fqdn.clone(),
-        sql_instance: backend.sql_instance.clone(),
-        check_databases: updated_by.is_none(),
-        local_databases: unit.role == ServerRole::StandardEdition,
-    };
-
-    let steps = StepId::ALL
-        .into_iter()
-        .map(|id| {
-            let (action, command) = match id {
-                StepId::CheckAdminRole => fixed.check_admin_role.clone(),
-                StepId::StageUpdate => fixed.stage_update.clone(),
-                StepId::StopCsServices | StepId::StopCsServicesGac => {
-                    fixed.stop_cs_services.clone()
-                }
-                StepId::StopW3svc => fixed.stop_w3svc.clone(),
-                StepId::CloseManagementShells => fixed.close_management_shells.clone(),
-                StepId::InstallUpdate => fixed.install_update.clone(),
-                StepId::StartW3svc => fixed.start_w3svc.clone(),
-                StepId::UpdateDatabases => {
-                    let command = render_command(&update_databases, package);
-                    (update_databases.clone(), command)
-                }
-                StepId::StartCsServices => fixed.start_cs_services.clone(),
-                StepId::Verify => {
-                    let command = render_command(&verify, package);
-                    (verify.clone(), command)
-                }
-            };
-            PlannedStep {
-                id,
-                command,
-                in_outage: id.in_outage(),
-                action,
-            }
-        })
-        .collect();
-
-    ServerPlan {
-        fqdn: machine.fqdn.clone(),
-        pool: owner.fqdn.clone(),
-        site: owner.site.clone(),
-        role: unit.role,
-        database_update,
-        sql_server_fqdn: backend.sql_server_fqdn.clone(),
-        sql_instance: backend.sql_instance.clone(),
-        steps,
     }
 }
 

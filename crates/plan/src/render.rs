@@ -4,11 +4,13 @@
 use std::fmt::Write as _;
 
 use crate::command::{ps_quote, start_installer};
-use crate::model::{Action, Installer, Package, Plan, PlannedStep, ServerPlan, ServerRole, StepId};
+use crate::model::{Action, Installer, Package, Plan, PlannedStep, ServerKind, ServerPlan, StepId};
 use crate::text::clean;
 
-const OUTAGE_NOTE: &str = "Steps 3 to 10 (stop-cs-services through start-cs-services) are the outage window: \
-     if a back end stays unavailable for 30 minutes or more, its pool's users go into resiliency mode.";
+const OUTAGE_NOTE: &str = "[outage] marks each server's outage window: stop-cs-services through start-cs-services \
+     on a Standard Edition server, failover through failback on a Front End server, update-databases on a back end \
+     or store SQL Server. If a back end stays unavailable for 30 minutes or more, its pool's users go into \
+     resiliency mode; a Front End server taken out after failover costs users nothing.";
 
 /// The plan as text: the package, then per server a header
 /// `<fqdn> (pool <pool>, <role>, database update: <variant>)` and the numbered steps with their
@@ -19,17 +21,15 @@ pub fn render_text(plan: &Plan) -> String {
     let _ = writeln!(s, "Package: {} {}", clean(&package.name), package.version);
     let _ = writeln!(s, "Installer: {}", clean(installer(&package.installer)));
     let _ = writeln!(s, "SHA-256: {}", clean(&package.sha256));
-    let backends = plan
-        .servers
-        .iter()
-        .filter(|sp| sp.role == ServerRole::EnterpriseBackend)
-        .count();
+    let of = |kind: ServerKind| plan.servers.iter().filter(|sp| sp.kind == kind).count();
     let _ = writeln!(
         s,
-        "Servers: {} ({}, {})",
+        "Servers: {} ({}, {}, {}, {})",
         plan.servers.len(),
-        count(backends, "Enterprise Edition back-end server"),
-        count(plan.servers.len() - backends, "Standard Edition server")
+        count(of(ServerKind::FrontEnd), "Front End server"),
+        count(of(ServerKind::BackEnd), "back-end SQL Server machine"),
+        count(of(ServerKind::Store), "store SQL Server machine"),
+        count(of(ServerKind::StandardEdition), "Standard Edition server")
     );
     let _ = writeln!(s, "{OUTAGE_NOTE}");
 
@@ -39,9 +39,13 @@ pub fn render_text(plan: &Plan) -> String {
             "\n{} (pool {}, {}, database update: {})",
             server.fqdn,
             server.pool,
-            server.role.as_str(),
+            server.kind.as_str(),
             server.database_update.as_str()
         );
+        if !server.after.is_empty() {
+            let names: Vec<&str> = server.after.iter().map(|f| f.as_str()).collect();
+            let _ = writeln!(s, "  after: {}", names.join(", "));
+        }
         let _ = writeln!(
             s,
             "  site {}; back end {}, {}",
@@ -56,11 +60,19 @@ pub fn render_text(plan: &Plan) -> String {
             }
             let _ = writeln!(
                 s,
-                "  {:>2}. {}{}",
-                step.id.number(),
+                "  {:>2}. {}{}{}",
+                i + 1,
                 if step.in_outage { "[outage] " } else { "" },
-                step.id
+                step.id,
+                step.run_on
+                    .as_ref()
+                    .map(|r| format!(" (run on {r})"))
+                    .unwrap_or_default()
             );
+            if let Some(reason) = &step.not_applicable {
+                let _ = writeln!(s, "        (not applicable: {})", clean(reason));
+                continue;
+            }
             match (&step.command, &step.action) {
                 (Some(command), _) => {
                     for line in command.lines() {
@@ -113,7 +125,7 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
     s.push_str(RULE);
     let _ = writeln!(s, "# sfbpatch update procedure for {fqdn}");
     s.push_str("#\n");
-    let _ = writeln!(s, "# Server:          {fqdn} ({})", server.role.as_str());
+    let _ = writeln!(s, "# Server:          {fqdn} ({})", server.kind.as_str());
     let _ = writeln!(
         s,
         "# Pool:            {}, site {}",
@@ -150,8 +162,8 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
          # Skype for Business Server Management Shell: step 5 closes every shell that has\n\
          # the Skype for Business module loaded, because the installer replaces its files.\n\
          # The script stops at the first failure.\n\
-         # Steps 3 to 10 are the outage window: if the back end stays unavailable for 30\n\
-         # minutes or more, the pool's users go into resiliency mode.\n",
+         # Steps marked \"outage window\" are the outage window: if a back end stays\n\
+         # unavailable for 30 minutes or more, the pool's users go into resiliency mode.\n",
     );
     s.push_str(RULE);
     s.push_str("#Requires -RunAsAdministrator\n");
@@ -174,8 +186,34 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
             (true, false, true) => " (outage window ends)",
             (true, false, false) => " (outage window)",
         };
-        let label = format!("Step {}/{total} {}", step.id.number(), step.id);
+        let label = format!("Step {}/{total} {}", i + 1, step.id);
         let _ = writeln!(s, "\n# {label}{window}");
+        if let Some(reason) = &step.not_applicable {
+            let _ = writeln!(s, "# Not applicable: {}.", clean(reason));
+            let _ = writeln!(
+                s,
+                "Write-Host {}",
+                ps_quote(&format!("==> {label}: not applicable"))
+            );
+            continue;
+        }
+        if let Some(host) = &step.run_on {
+            let _ = writeln!(
+                s,
+                "# Runs on {host}, not here: run these lines there, in an elevated Windows PowerShell window."
+            );
+            let _ = writeln!(
+                s,
+                "Write-Host {}",
+                ps_quote(&format!("==> {label}: run on {host}"))
+            );
+            if let Some(command) = &step.command {
+                for line in command.lines() {
+                    let _ = writeln!(s, "# {line}");
+                }
+            }
+            continue;
+        }
         let progress = match step.command {
             Some(_) => format!("==> {label}"),
             None => format!("==> {label}: not run on this server"),

@@ -295,6 +295,12 @@ impl DecodedScript {
     fn action(&self, id: StepId, package: &mut PackageFacts) -> Result<Action, RemoteError> {
         use StepId as S;
         let action = match id {
+            S::CheckFabricState | S::Failover | S::Failback => {
+                return Err(RemoteError::UnknownTemplate {
+                    reason: "no template for this step yet".to_string(),
+                    received: format!("step/{id}"),
+                });
+            }
             S::CheckAdminRole => Action::CheckAdminRole,
             S::StopCsServices | S::StopCsServicesGac => Action::StopCsServices,
             S::StopW3svc => Action::StopW3svc,
@@ -385,6 +391,8 @@ impl DecodedScript {
                     sql_instance: values::instance("SqlInstance", self.get("SqlInstance"))?,
                     check_databases: values::flag("CheckDatabases", self.get("CheckDatabases"))?,
                     local_databases: values::flag("LocalDatabases", self.get("LocalDatabases"))?,
+                    check_services: true,
+                    fabric_pool: None,
                 }
             }
         };

@@ -258,6 +258,7 @@ fn step_args(
                 sql_instance,
                 check_databases,
                 local_databases,
+                ..
             },
         ) => vec![
             fqdn,

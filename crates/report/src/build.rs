@@ -266,7 +266,7 @@ fn server_report(
         end_seconds: status.finished_at.map(|at| clock.seconds(at)),
         outage_seconds: status.outage_ms(now).map(|ms| ms as f64 / 1000.0),
         site: plan.site.clone(),
-        role: plan.role,
+        role: plan.kind,
         sql_server_fqdn: plan.sql_server_fqdn.to_string(),
         outage_start_seconds: status.outage_started_at.map(|at| clock.seconds(at)),
         outage_end_seconds: status.outage_ended_at.map(|at| clock.seconds(at)),

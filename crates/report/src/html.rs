@@ -238,6 +238,9 @@ fn step_colour(id: StepId) -> &'static str {
     match id {
         StepId::CheckAdminRole => "#d9d9d9",
         StepId::StageUpdate => "#80b1d3",
+        StepId::CheckFabricState => "#e0ecf4",
+        StepId::Failover => "#fbb4ae",
+        StepId::Failback => "#decbe4",
         StepId::StopCsServices => "#fdb462",
         StepId::StopW3svc => "#ffed6f",
         StepId::CloseManagementShells => "#fccde5",

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 use sfbpatch_engine::{RunId, RunState, ServerState, StepState};
-use sfbpatch_plan::{ServerRole, StepId};
+use sfbpatch_plan::{ServerKind, StepId};
 
 /// The version of the JSON contract.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -69,7 +69,7 @@ pub struct ServerReport {
     /// while it is still open. `None` if the server never entered it.
     pub outage_seconds: Option<f64>,
     pub site: String,
-    pub role: ServerRole,
+    pub role: ServerKind,
     /// The back end's SQL Server FQDN (the AlwaysOn listener for availability groups).
     pub sql_server_fqdn: String,
     pub outage_start_seconds: Option<f64>,

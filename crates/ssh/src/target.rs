@@ -6,8 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use russh::client;
-use sfbpatch_engine::{Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError};
-use sfbpatch_plan::StepId;
+use sfbpatch_engine::{
+    MachineFacts, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
+};
+use sfbpatch_plan::{ServerPlan, StepId};
 
 use crate::config::{Endpoint, Identity};
 use crate::error::SshError;
@@ -549,6 +551,13 @@ impl Target for SshTarget {
             }
             std::thread::sleep(opts.reboot_poll);
         }
+    }
+
+    fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
+        Err(TargetError::Refused(format!(
+            "server {}: the SSH target has no pre-flight template yet",
+            server.fqdn
+        )))
     }
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {

@@ -19,7 +19,7 @@ use sfbpatch_engine::{
     AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope,
     StepResultKind, StepStat, Store, StoreError,
 };
-use sfbpatch_plan::{ServerRole, StepId};
+use sfbpatch_plan::{ServerKind, StepId};
 
 use crate::{SCHEMA_VERSION, corrupt, run_record};
 
@@ -646,7 +646,7 @@ impl Store for PgStore {
         rows.iter().map(lease_from_row).collect()
     }
 
-    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
+    fn step_stats(&self, role: ServerKind, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
         let rows = self
             .client
             .borrow_mut()

@@ -12,7 +12,7 @@ use sfbpatch_engine::{
     Append, AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState,
     Scope, StepStat, Store, StoreError,
 };
-use sfbpatch_plan::{ServerRole, StepId};
+use sfbpatch_plan::{ServerKind, StepId};
 
 use crate::{SCHEMA_VERSION, corrupt};
 
@@ -337,7 +337,7 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(q)
     }
 
-    fn step_stats(&self, role: ServerRole, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
+    fn step_stats(&self, role: ServerKind, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(

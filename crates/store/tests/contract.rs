@@ -12,7 +12,7 @@ use sfbpatch_engine::{
     AuditEntry, Lease, Record, RunPolicy, RunSpec, RunState, Scope, ServerOutcome, StepResultKind,
     Store, StoreError, TargetSpec,
 };
-use sfbpatch_plan::{Build, Installer, Package, Plan, ServerRole, StepId};
+use sfbpatch_plan::{Build, Installer, Package, Plan, ServerKind, StepId};
 use sfbpatch_store::{PgStore, SCHEMA_VERSION, SqliteStore};
 
 fn spec(operator: &str) -> RunSpec {
@@ -41,7 +41,7 @@ fn scope(run: i64, server: &str) -> Scope<'_> {
     Scope {
         run,
         server,
-        role: ServerRole::EnterpriseBackend,
+        role: ServerKind::BackEnd,
     }
 }
 
@@ -231,7 +231,7 @@ pub fn step_stats_by_role_excluding_run(store: &mut dyn Store) {
     let se = Scope {
         run: r1,
         server: "se",
-        role: ServerRole::StandardEdition,
+        role: ServerKind::StandardEdition,
     };
     store
         .append(0, &se, &[result(StepId::InstallUpdate, 1)], None)
@@ -252,7 +252,7 @@ pub fn step_stats_by_role_excluding_run(store: &mut dyn Store) {
             None,
         )
         .unwrap();
-    let stats = store.step_stats(ServerRole::EnterpriseBackend, r2).unwrap();
+    let stats = store.step_stats(ServerKind::BackEnd, r2).unwrap();
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].step, StepId::InstallUpdate);
     assert_eq!(stats[0].samples, 2);
@@ -283,12 +283,7 @@ pub fn append_is_all_or_nothing(store: &mut dyn Store) {
     assert!(matches!(err, StoreError::Query(_)), "{err:?}");
     assert!(store.journal(run).unwrap().is_empty());
     assert!(store.audit(run).unwrap().is_empty());
-    assert!(
-        store
-            .step_stats(ServerRole::EnterpriseBackend, 0)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.step_stats(ServerKind::BackEnd, 0).unwrap().is_empty());
 }
 
 /// Text is stored as given: any script, quotes, control characters, and in command output (and

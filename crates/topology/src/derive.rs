@@ -214,6 +214,7 @@ pub fn derive(topology: &Topology) -> Result<Deployment> {
     for cluster in &topology.clusters {
         if let Some(service) = user_services.get(cluster.id.as_str()) {
             let mut pool = pool(&index, cluster, service, &stores_on, &mirroring_on)?;
+            pool.uses_stores_on = stores_used(&index, cluster);
             pool.paired_with = partners
                 .get(cluster.id.as_str())
                 .and_then(|c| index.clusters.get(c))
@@ -232,6 +233,9 @@ pub fn derive(topology: &Topology) -> Result<Deployment> {
                 .get(instance.id.as_str())
                 .cloned()
                 .unwrap_or_default(),
+            machines: index.clusters[instance.cluster_id.as_str()]
+                .machines
+                .clone(),
         })
         .collect();
 
@@ -375,7 +379,40 @@ fn pool(
         },
         database_update,
         paired_with: None,
+        uses_stores_on: Vec::new(),
     })
+}
+
+/// The SQL Servers holding stores that services installed on `cluster` depend on, in file
+/// order of the dependencies.
+fn stores_used(index: &Index<'_>, cluster: &Cluster) -> Vec<crate::names::Fqdn> {
+    let mut out: Vec<crate::names::Fqdn> = Vec::new();
+    for service in &index.topology.services {
+        if !matches!(&service.installed_on, InstalledOn::Cluster(c) if *c == cluster.id) {
+            continue;
+        }
+        for dep in &service.depends_on {
+            let Some(target) = index.services.get(dep.as_str()) else {
+                continue;
+            };
+            if StoreKind::from_role_name(&target.role).is_none() {
+                continue;
+            }
+            let InstalledOn::SqlInstance(on) = &target.installed_on else {
+                continue;
+            };
+            let Some(instance) = index.sql_instances.get(on.as_str()) else {
+                continue;
+            };
+            let Some(sql) = index.clusters.get(instance.cluster_id.as_str()) else {
+                continue;
+            };
+            if !out.iter().any(|f| f == &sql.fqdn) {
+                out.push(sql.fqdn.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Pools paired for disaster recovery, by cluster id, both ways: a Registrar on one pool that

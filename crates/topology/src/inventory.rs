@@ -48,6 +48,7 @@ const MACHINE_KEYS: &[&str] = &[
     "fqdn",
     "upgrade_domain",
     "fault_domain",
+    "sfb_components",
     "host",
     "port",
     "user",
@@ -198,6 +199,16 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    fn boolean(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.get_ref().as_bool() {
+                Some(b) => Ok(Some(b)),
+                None => Err(self.wrong_type(key, v, "true or false")),
+            },
+        }
+    }
+
     fn required_string(&self, key: &str) -> Result<(&'a str, usize)> {
         self.string(key)?.ok_or_else(|| self.missing(key))
     }
@@ -324,16 +335,13 @@ impl<'a, 'i> Table<'a, 'i> {
                         fqdn,
                         upgrade_domain: entry.string("upgrade_domain")?.map(|s| s.0.to_string()),
                         fault_domain: entry.string("fault_domain")?.map(|s| s.0.to_string()),
+                        sfb_components: entry.boolean("sfb_components")?.unwrap_or(false),
                     });
                     continue;
                 }
                 _ => return Err(self.wrong_type(key, item, "an array of FQDNs or machine tables")),
             };
-            machines.push(Machine {
-                fqdn: machine,
-                upgrade_domain: None,
-                fault_domain: None,
-            });
+            machines.push(Machine::new(machine));
         }
         Ok(Some(machines))
     }
@@ -812,11 +820,7 @@ impl Reader<'_, '_> {
         let mut connections = Vec::new();
         let machines = table.machines("machines", &mut connections)?;
         let machines = match (local, machines) {
-            (true, None) => vec![Machine {
-                fqdn: fqdn.clone(),
-                upgrade_domain: None,
-                fault_domain: None,
-            }],
+            (true, None) => vec![Machine::new(fqdn.clone())],
             (true, Some(machines)) => {
                 if !matches!(machines.as_slice(), [only] if only.fqdn == fqdn) {
                     return Err(table.error(
@@ -876,13 +880,10 @@ impl Reader<'_, '_> {
         }
         for decl in &self.sql {
             let site = decl.site.clone().unwrap_or_else(|| t.sites[0].id.clone());
-            let nodes = decl.nodes.clone().unwrap_or_else(|| {
-                vec![Machine {
-                    fqdn: decl.fqdn.clone(),
-                    upgrade_domain: None,
-                    fault_domain: None,
-                }]
-            });
+            let nodes = decl
+                .nodes
+                .clone()
+                .unwrap_or_else(|| vec![Machine::new(decl.fqdn.clone())]);
             let cluster = match clusters.get(&decl.fqdn.key()) {
                 Some(&c) => {
                     let existing = &t.clusters[c];

@@ -105,6 +105,22 @@ pub struct Machine {
     pub fqdn: Fqdn,
     pub upgrade_domain: Option<String>,
     pub fault_domain: Option<String>,
+    /// A SQL Server machine with the Skype for Business Core Components and Management Shell
+    /// installed (inventory key `sfb_components`); published topologies do not say.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sfb_components: bool,
+}
+
+impl Machine {
+    /// A machine known by its FQDN only.
+    pub fn new(fqdn: Fqdn) -> Self {
+        Machine {
+            fqdn,
+            upgrade_domain: None,
+            fault_domain: None,
+            sfb_components: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +339,10 @@ pub struct Pool {
     /// backup Registrar on another pool).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paired_with: Option<Fqdn>,
+    /// SQL Servers (cluster FQDNs) holding stores that the pool's services depend on, its own
+    /// back end included: a separate Archiving or Monitoring SQL Server shows here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uses_stores_on: Vec<Fqdn>,
 }
 
 /// Stores placed on one SQL Server instance, for the lab and for `Install-CsDatabase` semantics.
@@ -333,6 +353,8 @@ pub struct SqlInstanceStores {
     pub sql_server_fqdn: Fqdn,
     pub sql_instance: SqlInstanceName,
     pub stores: BTreeSet<StoreKind>,
+    /// The machines of the SQL cluster.
+    pub machines: Vec<Machine>,
 }
 
 /// The derived view: every pool with a back end, in file order, and every SQL instance with

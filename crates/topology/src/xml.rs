@@ -233,14 +233,11 @@ pub(crate) fn machines(
             fqdn,
             upgrade_domain: attr(m, "UpgradeDomain").map(str::to_string),
             fault_domain: attr(m, "FaultDomain").map(str::to_string),
+            sfb_components: false,
         });
     }
     if machines.is_empty() && single_machine {
-        machines.push(Machine {
-            fqdn: cluster_fqdn.clone(),
-            upgrade_domain: None,
-            fault_domain: None,
-        });
+        machines.push(Machine::new(cluster_fqdn.clone()));
     }
     Ok(machines)
 }

@@ -115,10 +115,38 @@ pub fn interrupt_flag() -> &'static AtomicBool {
     &FLAG
 }
 
+/// The lab's SQL Server machines that have the Management Shell: the plan runs
+/// `Install-CsDatabase` on them rather than from a Front End server.
+fn lab_components(dir: &std::path::Path) -> Result<Vec<String>, Failure> {
+    let lab = sfbpatch_lab::Lab::open(dir).map_err(Failure::bad_input)?;
+    let world = lab.show().map_err(Failure::internal)?;
+    Ok(world
+        .servers
+        .into_iter()
+        .filter(|s| {
+            matches!(
+                s.kind,
+                sfbpatch_plan::ServerKind::BackEnd | sfbpatch_plan::ServerKind::Store
+            ) && s.runs.management_shell
+        })
+        .map(|s| s.fqdn)
+        .collect())
+}
+
 pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
-    let plan = super::plan::make_plan(&deployment, package, &args.only)?;
+    let mut components = args.planning.sfb_components_on.clone();
+    if let (crate::cli::TargetChoice::Lab, Some(dir)) = (args.target, &args.lab) {
+        components.extend(lab_components(dir)?);
+    }
+    let plan = super::plan::make_plan(
+        &deployment,
+        package,
+        &args.only,
+        &components,
+        args.planning.reset_missing_replicas,
+    )?;
     let (opened, target_spec) = open_target(&args, &text, &plan)?;
     let policy = policy(&args.run, &plan, &deployment, opened.clock().now())?;
     let mut store = open_store(&args.state.state)?;

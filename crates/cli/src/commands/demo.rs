@@ -46,7 +46,7 @@ pub fn run(args: DemoArgs, color: bool) -> CmdResult {
     let deployment = sfbpatch_topology::load(TOPOLOGY, "demo-topology.xml")
         .map_err(|e| Failure::internal(anyhow!("the bundled topology does not read: {e}")))?;
     let package = crate::input::package(&package_path)?;
-    let plan = super::plan::make_plan(&deployment, package, &[])?;
+    let plan = super::plan::make_plan(&deployment, package, &[], &[], false)?;
     let lab_dir = root.join("lab");
     let lab = sfbpatch_lab::init(
         &lab_dir,

@@ -22,6 +22,7 @@ pub fn run(cmd: LabCommand) -> CmdResult {
             speed,
             faults,
             operator,
+            sfb_components_on,
         } => {
             let (_, deployment) = input::topology(&topology)?;
             let build = build
@@ -45,6 +46,7 @@ pub fn run(cmd: LabCommand) -> CmdResult {
                 speed,
                 operator,
                 faults,
+                sfb_components: sfb_components_on,
             };
             let lab =
                 sfbpatch_lab::init(&dir, &deployment, &options).map_err(Failure::bad_input)?;
@@ -185,6 +187,7 @@ fn carry_out(
 fn step_call<'a>(server: &'a str, step: &'a RequestedStep, package: &'a Package) -> StepCall<'a> {
     StepCall {
         server,
+        host: server,
         step: step.id,
         action: &step.action,
         package,

@@ -10,7 +10,13 @@ use crate::{input, output};
 pub fn run(args: PlanArgs) -> CmdResult {
     let (_, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
-    let plan = make_plan(&deployment, package, &args.only)?;
+    let plan = make_plan(
+        &deployment,
+        package,
+        &args.only,
+        &args.planning.sfb_components_on,
+        args.planning.reset_missing_replicas,
+    )?;
     match args.format {
         PlanFormat::Text => output::data(&sfbpatch_plan::render_text(&plan))?,
         PlanFormat::Powershell => output::data(&sfbpatch_plan::render_powershell(&plan))?,
@@ -19,13 +25,19 @@ pub fn run(args: PlanArgs) -> CmdResult {
     Ok(Exit::Success)
 }
 
+/// The plan for `deployment`; `sfb_components` names the SQL Server machines known to have
+/// the Management Shell (the flags', and a lab's).
 pub fn make_plan(
     deployment: &Deployment,
     package: sfbpatch_plan::Package,
     only: &[String],
+    sfb_components: &[String],
+    reset_missing_replicas: bool,
 ) -> Result<Plan, Failure> {
     let policy = PlanPolicy {
         only: only.to_vec(),
+        sfb_components: sfb_components.to_vec(),
+        reset_missing_replicas,
         ..PlanPolicy::default()
     };
     sfbpatch_plan::plan(deployment, &package, &policy).map_err(Failure::bad_input)

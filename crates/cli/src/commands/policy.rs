@@ -34,6 +34,7 @@ fn no_flags() -> RunOptions {
         window: None,
         timezone: None,
         order: None,
+        front_end_batch: None,
         format: RunFormat::Text,
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use sfbpatch_engine::{Probe, StepOutcome, StepRequest, Target, TargetError};
 use sfbpatch_lab::{Lab, LabOptions, LabSnapshot, LabTarget, PoolSnapshot, ServerSnapshot};
 use sfbpatch_plan::{
-    Action, Build, Installer, Package, PlannedStep, ServerPlan, ServerRole, StepId,
+    Action, Build, Installer, Package, PlannedStep, ServerKind, ServerPlan, StepId,
 };
 use sfbpatch_topology::{
     Backend, DatabaseUpdate, Deployment, Edition, Fqdn, Machine, Pool, SourceFormat,
@@ -42,6 +42,7 @@ fn machine(s: &str) -> Machine {
         fqdn: fqdn(s),
         upgrade_domain: None,
         fault_domain: None,
+        sfb_components: false,
     }
 }
 
@@ -287,7 +288,7 @@ pub fn server_plan(
     package: &Package,
     server: &str,
     pool: &str,
-    role: ServerRole,
+    role: ServerKind,
     (sql, sql_instance): (&str, &str),
     variant: Variant,
 ) -> ServerPlan {
@@ -316,7 +317,7 @@ pub fn server_plan(
         ),
     };
     // Verify checks what the server's role says, whatever the database variant.
-    let local_databases = role == ServerRole::StandardEdition;
+    let local_databases = role == ServerKind::StandardEdition;
     let action = |id: StepId| match id {
         StepId::CheckAdminRole => Action::CheckAdminRole,
         StepId::StageUpdate => Action::StageUpdate {
@@ -366,7 +367,7 @@ pub fn ee_plan(f: &Fixture, variant: Variant) -> ServerPlan {
         &f.package,
         EE,
         "pool1.contoso.com",
-        ServerRole::EnterpriseBackend,
+        ServerKind::BackEnd,
         (EE, "rtc"),
         variant,
     )
@@ -377,7 +378,7 @@ pub fn ee_collocated_plan(f: &Fixture, variant: Variant) -> ServerPlan {
         &f.package,
         EE_COLLOCATED,
         "pool2.contoso.com",
-        ServerRole::EnterpriseBackend,
+        ServerKind::BackEnd,
         (EE_COLLOCATED, "rtc"),
         variant,
     )
@@ -388,7 +389,7 @@ pub fn se_plan(f: &Fixture, variant: Variant) -> ServerPlan {
         &f.package,
         SE,
         SE,
-        ServerRole::StandardEdition,
+        ServerKind::StandardEdition,
         (SE, "rtc"),
         variant,
     )
@@ -399,7 +400,7 @@ pub fn node_plan(f: &Fixture, node: &str, variant: Variant) -> ServerPlan {
         &f.package,
         node,
         "pool3.contoso.com",
-        ServerRole::EnterpriseBackend,
+        ServerKind::BackEnd,
         (AG, ""),
         variant,
     )

@@ -47,7 +47,7 @@ fn child_process_stops_w3svc() {
         &package,
         SE,
         SE,
-        sfbpatch_plan::ServerRole::StandardEdition,
+        sfbpatch_plan::ServerKind::StandardEdition,
         (SE, "rtc"),
         Variant::Local,
     );
@@ -316,7 +316,7 @@ fn a_thousand_servers_take_little_time() {
                 &package,
                 p.fqdn.as_str(),
                 p.fqdn.as_str(),
-                sfbpatch_plan::ServerRole::StandardEdition,
+                sfbpatch_plan::ServerKind::StandardEdition,
                 (p.fqdn.as_str(), "rtc"),
                 Variant::Local,
             )

@@ -1,5 +1,5 @@
 use sfbpatch_plan::{
-    Action, DEFAULT_STAGING_DIR, Installer, PlanError, PlanPolicy, ServerRole, StepId, plan,
+    Action, DEFAULT_STAGING_DIR, Installer, PlanError, PlanPolicy, ServerKind, StepId, plan,
 };
 use sfbpatch_topology::{DatabaseUpdate, StoreKind};
 
@@ -48,12 +48,12 @@ fn the_three_database_update_commands_are_exact() {
     assert_eq!(
         roles,
         [
-            (ServerRole::EnterpriseBackend, DatabaseUpdate::Configured),
+            (ServerKind::BackEnd, DatabaseUpdate::Configured),
             (
-                ServerRole::EnterpriseBackend,
+                ServerKind::BackEnd,
                 DatabaseUpdate::ConfiguredExcludeCollocated
             ),
-            (ServerRole::StandardEdition, DatabaseUpdate::Local),
+            (ServerKind::StandardEdition, DatabaseUpdate::Local),
         ]
     );
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use sfbpatch_plan::{Action, PlanPolicy, ServerRole, StepId, plan};
+use sfbpatch_plan::{Action, PlanPolicy, ServerKind, StepId, plan};
 use sfbpatch_topology::{Pool, StoreKind};
 
 use crate::support::*;
@@ -102,8 +102,8 @@ proptest! {
         let mut members: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, server) in plan.servers.iter().enumerate() {
             let backend = match server.role {
-                ServerRole::EnterpriseBackend => server.sql_server_fqdn.key(),
-                ServerRole::StandardEdition => format!("se:{}", server.fqdn.key()),
+                ServerKind::BackEnd => server.sql_server_fqdn.key(),
+                ServerKind::StandardEdition => format!("se:{}", server.fqdn.key()),
             };
             members.entry(backend.clone()).or_default().push(i);
             let step = server.step(StepId::UpdateDatabases);

@@ -23,6 +23,7 @@ pub fn machine(s: &str) -> Machine {
         fqdn: fqdn(s),
         upgrade_domain: None,
         fault_domain: None,
+        sfb_components: false,
     }
 }
 
