@@ -58,6 +58,13 @@ impl Target for Counted<'_> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.recover(req)
     }
+    fn preflight(
+        &self,
+        server: &sfbpatch_plan::ServerPlan,
+    ) -> Result<sfbpatch_engine::MachineFacts, TargetError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.preflight(server)
+    }
 }
 
 /// `sfbpatch lab shell` as a local process per call: the lab stand-in without SSH.
@@ -120,6 +127,14 @@ impl Target for LocalShell {
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
         self.call(sfbpatch_remote::Operation::Recover, req)
             .map(outcome)
+    }
+    fn preflight(
+        &self,
+        server: &sfbpatch_plan::ServerPlan,
+    ) -> Result<sfbpatch_engine::MachineFacts, TargetError> {
+        let lab =
+            sfbpatch_lab::Lab::open(&self.lab).map_err(|e| TargetError::Refused(e.to_string()))?;
+        lab.target().preflight_server(server.fqdn.as_str())
     }
 }
 

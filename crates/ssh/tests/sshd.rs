@@ -253,6 +253,7 @@ fn request<'a>(plan: &'a Plan, server: &str, step: StepId, timeout: u64) -> Step
         run_id: 1,
         server: sp,
         step: sp.step(step),
+        host: &sp.fqdn,
         package: &plan.package,
         operator: "test",
         attempt: 1,
