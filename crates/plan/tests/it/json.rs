@@ -56,15 +56,29 @@ fn the_output_has_exactly_the_documented_fields() {
     let server = &json["servers"][0];
     assert_eq!(
         keys(server),
-        ["database_update", "fqdn", "pool", "role", "steps"]
+        ["database_update", "fqdn", "kind", "pool", "steps"]
     );
     assert_eq!(keys(&server["steps"][0]), ["command", "id", "in_outage"]);
-    assert_eq!(server["role"], "enterprise-backend");
+    assert_eq!(server["kind"], "front-end");
     assert_eq!(server["database_update"], "configured-exclude-collocated");
-    assert_eq!(server["steps"][8]["id"], "update-databases");
-    assert_eq!(server["steps"][8]["command"], Value::Null);
-    assert_eq!(json["servers"][2]["role"], "standard-edition");
-    assert_eq!(json["servers"][2]["database_update"], "local");
+    // The AlwaysOn nodes: the first defers, the last updates from a Front End server.
+    let n1 = &json["servers"][2];
+    assert_eq!(keys(n1), ["after", "database_update", "fqdn", "kind", "pool", "steps"]);
+    assert_eq!(n1["kind"], "back-end");
+    assert_eq!(n1["steps"][8]["id"], "update-databases");
+    assert_eq!(n1["steps"][8]["command"], Value::Null);
+    assert_eq!(
+        keys(&n1["steps"][3]),
+        ["command", "id", "in_outage", "not_applicable"]
+    );
+    let n2 = &json["servers"][3];
+    assert_eq!(
+        keys(&n2["steps"][8]),
+        ["command", "id", "in_outage", "run_on"]
+    );
+    assert_eq!(n2["steps"][8]["run_on"], "pool1-fe02.contoso.com");
+    assert_eq!(json["servers"][4]["kind"], "standard-edition");
+    assert_eq!(json["servers"][4]["database_update"], "local");
 }
 
 #[test]
@@ -79,14 +93,25 @@ fn the_schema_declares_the_same_fields() {
         SCHEMA_VERSION
     );
     let json: Value = serde_json::from_str(&render_json(&sample())).unwrap();
-    for (def, value) in [
-        (None, &json),
-        (Some("package"), &json["package"]),
-        (Some("server"), &json["servers"][0]),
-        (Some("step"), &json["servers"][0]["steps"][0]),
+    for (def, value, optional) in [
+        (None, &json, &[][..]),
+        (Some("package"), &json["package"], &[]),
+        (
+            Some("server"),
+            &json["servers"][0],
+            &["after", "upgrade_domain"][..],
+        ),
+        (
+            Some("step"),
+            &json["servers"][0]["steps"][0],
+            &["not_applicable", "run_on"],
+        ),
     ] {
         let (props, required) = declared(&schema, def);
-        assert_eq!(props, keys(value), "{def:?}");
+        let mut all = keys(value);
+        all.extend_from_slice(optional);
+        all.sort_unstable();
+        assert_eq!(props, all, "{def:?}");
         assert_eq!(required, keys(value), "{def:?}");
     }
     let ids: Vec<&str> = schema["$defs"]["step"]["properties"]["id"]["enum"]
@@ -97,13 +122,17 @@ fn the_schema_declares_the_same_fields() {
         .collect();
     let expected: Vec<&str> = StepId::ALL.iter().map(|id| id.as_str()).collect();
     assert_eq!(ids, expected);
-    let prefix = schema["$defs"]["server"]["properties"]["steps"]["prefixItems"]
+    let kinds: Vec<&str> = schema["$defs"]["server"]["properties"]["kind"]["enum"]
         .as_array()
-        .unwrap();
-    for (item, id) in prefix.iter().zip(StepId::ALL) {
-        assert_eq!(item["properties"]["id"]["const"], id.as_str());
-        assert_eq!(item["properties"]["in_outage"]["const"], id.in_outage());
-    }
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = sfbpatch_plan::ServerKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(kinds, expected);
 }
 
 #[test]

@@ -43,7 +43,8 @@ fn the_three_database_update_commands_are_exact() {
     let roles: Vec<_> = plan
         .servers
         .iter()
-        .map(|s| (s.role, s.database_update))
+        .filter(|s| s.kind != ServerKind::FrontEnd)
+        .map(|s| (s.kind, s.database_update))
         .collect();
     assert_eq!(
         roles,
@@ -59,50 +60,144 @@ fn the_three_database_update_commands_are_exact() {
 }
 
 #[test]
-fn every_server_gets_the_eleven_steps_in_order() {
-    let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
+fn each_kind_gets_its_procedure_in_order() {
+    let d = deployment(vec![
+        ee("pool1.contoso.com", "sql1.contoso.com").build(),
+        se("se1.contoso.com"),
+    ]);
     let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
-    let server = &plan.servers[0];
-    let ids: Vec<_> = server.steps.iter().map(|s| s.id).collect();
-    assert_eq!(ids, StepId::ALL);
-    let outage: Vec<_> = server.steps.iter().map(|s| s.in_outage).collect();
+    let kinds: Vec<_> = plan.servers.iter().map(|s| (s.fqdn.as_str(), s.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("pool1-fe01.contoso.com", ServerKind::FrontEnd),
+            ("pool1-fe02.contoso.com", ServerKind::FrontEnd),
+            ("sql1.contoso.com", ServerKind::BackEnd),
+            ("se1.contoso.com", ServerKind::StandardEdition),
+        ]
+    );
+    let fe = &plan.servers[0];
+    let ids: Vec<_> = fe.steps.iter().map(|s| s.id).collect();
+    assert_eq!(ids, StepId::FRONT_END);
+    // A Front End server is out of its pool from failover to failback.
+    let outage: Vec<_> = fe.steps.iter().map(|s| s.in_outage).collect();
+    assert_eq!(
+        outage,
+        [
+            false, false, false, true, true, true, true, true, true, true, true, true, false
+        ]
+    );
+    assert_eq!(
+        fe.step(StepId::Failover).command,
+        cmd("Invoke-CsComputerFailOver -ComputerName pool1-fe01.contoso.com -Confirm:$false")
+    );
+    assert_eq!(
+        fe.step(StepId::Failback).command,
+        cmd("Invoke-CsComputerFailBack -ComputerName pool1-fe01.contoso.com -Confirm:$false")
+    );
+    let check = fe.step(StepId::CheckFabricState).command.clone().unwrap();
+    assert!(
+        check.starts_with("$fabric = Get-CsPoolFabricState -PoolFqdn pool1.contoso.com"),
+        "{check}"
+    );
+    // The package is a 2019 build: the 2019 readiness cmdlet.
+    assert!(check.contains("$readiness = Get-CsUpgradeDomainInfo"), "{check}");
+    assert!(!fe.outage_costs_users());
+
+    let se = &plan.servers[3];
+    let ids: Vec<_> = se.steps.iter().map(|s| s.id).collect();
+    assert_eq!(ids, StepId::SEED);
+    let outage: Vec<_> = se.steps.iter().map(|s| s.in_outage).collect();
     assert_eq!(
         outage,
         [
             false, false, true, true, true, true, true, true, true, true, false
         ]
     );
+    for (id, command) in [
+        (StepId::StopCsServices, "Stop-CsWindowsService"),
+        (StepId::StopCsServicesGac, "Stop-CsWindowsService"),
+        (StepId::StopW3svc, "net stop w3svc"),
+        (StepId::StartW3svc, "net start w3svc"),
+        (StepId::StartCsServices, "Start-CsWindowsService"),
+    ] {
+        assert_eq!(se.step(id).command, cmd(command), "{id}");
+    }
+    assert!(se.outage_costs_users());
+}
+#[test]
+fn a_sql_only_back_end_runs_nothing_of_skype_for_business_itself() {
+    let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
+    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let be = plan.servers.last().unwrap();
+    assert_eq!(be.kind, ServerKind::BackEnd);
     assert_eq!(
-        server.step(StepId::StopCsServices).command,
-        cmd("Stop-CsWindowsService")
+        be.after,
+        [fqdn("pool1-fe01.contoso.com"), fqdn("pool1-fe02.contoso.com")]
+    );
+    let steps: Vec<_> = be
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.id,
+                s.run_on.as_ref().map(|r| r.to_string()),
+                s.not_applicable.is_some(),
+                s.in_outage,
+            )
+        })
+        .collect();
+    let fe = Some("pool1-fe02.contoso.com".to_string());
+    assert_eq!(
+        steps,
+        [
+            (StepId::CheckAdminRole, fe.clone(), false, false),
+            (StepId::StageUpdate, None, true, false),
+            (StepId::StopCsServices, None, true, false),
+            (StepId::StopW3svc, None, true, false),
+            (StepId::CloseManagementShells, None, true, false),
+            (StepId::InstallUpdate, None, true, false),
+            (StepId::StopCsServicesGac, None, true, false),
+            (StepId::StartW3svc, None, true, false),
+            (StepId::UpdateDatabases, fe.clone(), false, true),
+            (StepId::StartCsServices, None, true, false),
+            (StepId::Verify, fe, false, false),
+        ]
     );
     assert_eq!(
-        server.step(StepId::StopCsServicesGac).command,
-        cmd("Stop-CsWindowsService")
+        be.step(StepId::StopW3svc).not_applicable.as_deref(),
+        Some("no IIS (W3SVC) on SQL Server machine sql1.contoso.com")
     );
-    assert_eq!(
-        server.step(StepId::StopW3svc).command,
-        cmd("net stop w3svc")
-    );
-    assert_eq!(
-        server.step(StepId::StartW3svc).command,
-        cmd("net start w3svc")
-    );
-    assert_eq!(
-        server.step(StepId::StartCsServices).command,
-        cmd("Start-CsWindowsService")
-    );
+    assert!(be.steps.iter().filter(|s| s.not_applicable.is_some()).all(|s| s.command.is_none()));
 }
 
 #[test]
-fn front_end_servers_are_not_planned() {
+fn a_back_end_with_the_components_runs_the_seed_s_steps_that_apply() {
     let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
-    let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
-    let servers: Vec<_> = plan.servers.iter().map(|s| s.fqdn.to_string()).collect();
-    assert_eq!(servers, ["sql1.contoso.com"]);
-    assert_eq!(plan.servers[0].pool.as_str(), "pool1.contoso.com");
+    let policy = PlanPolicy {
+        sfb_components: vec!["SQL1.contoso.com".to_string()],
+        ..PlanPolicy::default()
+    };
+    let plan = plan(&d, &package(), &policy).unwrap();
+    let be = plan.servers.last().unwrap();
+    let runs: Vec<_> = be
+        .steps
+        .iter()
+        .filter(|s| s.not_applicable.is_none())
+        .map(|s| (s.id, s.run_on.is_some()))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (StepId::CheckAdminRole, false),
+            (StepId::StageUpdate, false),
+            (StepId::CloseManagementShells, false),
+            (StepId::InstallUpdate, false),
+            (StepId::UpdateDatabases, false),
+            (StepId::Verify, false),
+        ]
+    );
 }
-
 #[test]
 fn always_on_updates_the_databases_once_from_the_last_node() {
     let d = deployment(vec![
@@ -123,41 +218,31 @@ fn always_on_updates_the_databases_once_from_the_last_node() {
             ),
         ]
     );
+    let nodes: Vec<_> = plan
+        .servers
+        .iter()
+        .filter(|s| s.kind == ServerKind::BackEnd)
+        .collect();
     assert_eq!(
-        plan.servers[0].step(StepId::UpdateDatabases).action,
+        nodes[0].step(StepId::UpdateDatabases).action,
         Action::DatabasesUpdatedBy {
             server: fqdn("sqln2.contoso.com")
         }
     );
-    // The first node cannot check the databases: they are updated after it.
-    let checks: Vec<_> = plan
-        .servers
-        .iter()
-        .map(|s| match &s.step(StepId::Verify).action {
-            Action::Verify {
-                check_databases, ..
-            } => *check_databases,
-            other => panic!("verify is {other:?}"),
-        })
-        .collect();
-    assert_eq!(checks, [false, true]);
-    let first_verify = plan.servers[0]
-        .step(StepId::Verify)
-        .command
-        .clone()
-        .unwrap();
-    assert!(!first_verify.contains("Test-CsDatabase"), "{first_verify}");
-    let last_verify = plan.servers[1]
-        .step(StepId::Verify)
-        .command
-        .clone()
-        .unwrap();
+    // Once, against the listener, from a patched Front End server.
+    assert_eq!(
+        nodes[1].step(StepId::UpdateDatabases).run_on,
+        Some(fqdn("pool1-fe02.contoso.com"))
+    );
+    // The first node has nothing to check: the databases are checked once, with the update.
+    assert!(nodes[0].step(StepId::Verify).not_applicable.is_some());
+    let last_verify = nodes[1].step(StepId::Verify).command.clone().unwrap();
     assert!(
         last_verify.contains("Test-CsDatabase -ConfiguredDatabases -SqlServerFqdn ag1.contoso.com"),
         "{last_verify}"
     );
+    assert!(!last_verify.contains("Get-CsWindowsService"), "{last_verify}");
 }
-
 #[test]
 fn pools_sharing_a_back_end_plan_its_machines_once_under_the_first_pool() {
     let d = deployment(vec![
@@ -174,6 +259,7 @@ fn pools_sharing_a_back_end_plan_its_machines_once_under_the_first_pool() {
     let servers: Vec<_> = plan
         .servers
         .iter()
+        .filter(|s| s.kind != ServerKind::FrontEnd)
         .map(|s| (s.fqdn.to_string(), s.pool.to_string(), s.database_update))
         .collect();
     assert_eq!(
@@ -191,8 +277,10 @@ fn pools_sharing_a_back_end_plan_its_machines_once_under_the_first_pool() {
             ),
         ]
     );
+    // The back end waits for every Front End server of the three pools.
+    let be = plan.servers.iter().find(|s| s.kind == ServerKind::BackEnd).unwrap();
+    assert_eq!(be.after.len(), 6);
 }
-
 #[test]
 fn nodes_of_one_back_end_are_consecutive_in_file_order() {
     let d = deployment(vec![
@@ -205,7 +293,12 @@ fn nodes_of_one_back_end_are_consecutive_in_file_order() {
             .build(),
     ]);
     let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
-    let servers: Vec<_> = plan.servers.iter().map(|s| s.fqdn.to_string()).collect();
+    let servers: Vec<_> = plan
+        .servers
+        .iter()
+        .filter(|s| s.kind != ServerKind::FrontEnd)
+        .map(|s| s.fqdn.to_string())
+        .collect();
     assert_eq!(
         servers,
         [
@@ -215,7 +308,7 @@ fn nodes_of_one_back_end_are_consecutive_in_file_order() {
             "se1.contoso.com"
         ]
     );
-    for server in &plan.servers[..2] {
+    for server in plan.servers.iter().filter(|s| s.kind == ServerKind::BackEnd).take(2) {
         assert_eq!(
             server.step(StepId::UpdateDatabases).action,
             Action::DatabasesUpdatedBy {
@@ -224,7 +317,6 @@ fn nodes_of_one_back_end_are_consecutive_in_file_order() {
         );
     }
 }
-
 #[test]
 fn stage_and_install_use_the_staging_folder() {
     let d = deployment(vec![se("se1.contoso.com")]);
@@ -284,7 +376,12 @@ fn only_narrows_by_pool_server_or_sql_server_ignoring_case() {
     };
     assert_eq!(
         servers(&["POOL1.contoso.com"]),
-        ["n1.contoso.com", "n2.contoso.com"]
+        [
+            "pool1-fe01.contoso.com",
+            "pool1-fe02.contoso.com",
+            "n1.contoso.com",
+            "n2.contoso.com"
+        ]
     );
     assert_eq!(
         servers(&["ag1.contoso.com"]),
@@ -297,8 +394,14 @@ fn only_narrows_by_pool_server_or_sql_server_ignoring_case() {
         ["sql2.contoso.com", "se1.contoso.com"]
     );
     assert_eq!(servers(&["n2.contoso.com"]), ["n2.contoso.com"]);
+    assert_eq!(
+        servers(&["pool2-fe02.contoso.com"]),
+        ["pool2-fe02.contoso.com"]
+    );
+    // Dependencies on servers left out are dropped.
+    let p = plan(&d, &package(), &only(&["sql2.contoso.com"])).unwrap();
+    assert!(p.servers[0].after.is_empty());
 }
-
 #[test]
 fn only_one_always_on_node_keeps_the_database_update_on_the_last_node() {
     let d = deployment(vec![
@@ -337,22 +440,17 @@ fn only_naming_nothing_lists_the_candidates() {
     assert_eq!(
         err.to_string(),
         "'se2.contoso.com' (from --only) matches no pool or server of the deployment; \
-         pools: pool1.contoso.com, se1.contoso.com; servers: sql1.contoso.com, se1.contoso.com [SFB-P001]"
+         pools: pool1.contoso.com, se1.contoso.com; servers: pool1-fe01.contoso.com, \
+         pool1-fe02.contoso.com, sql1.contoso.com, se1.contoso.com [SFB-P001]"
     );
 }
-
 #[test]
-fn only_naming_a_front_end_server_says_why() {
+fn only_naming_a_front_end_server_plans_that_server() {
     let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
-    let err = plan(&d, &package(), &only(&["pool1-fe02.contoso.com"])).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "'pool1-fe02.contoso.com' (from --only) matches no pool or server of the deployment: \
-         it is a Front End server of pool pool1.contoso.com, and Front End servers are not part \
-         of this procedure; give the pool's FQDN to update its back end [SFB-P001]"
-    );
+    let p = plan(&d, &package(), &only(&["pool1-fe02.contoso.com"])).unwrap();
+    let servers: Vec<_> = p.servers.iter().map(|s| (s.fqdn.as_str(), s.kind)).collect();
+    assert_eq!(servers, [("pool1-fe02.contoso.com", ServerKind::FrontEnd)]);
 }
-
 #[test]
 fn long_candidate_lists_are_cut_short() {
     let pools: Vec<_> = (1..=12)

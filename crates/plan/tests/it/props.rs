@@ -81,12 +81,25 @@ proptest! {
         let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
         prop_assert!(!plan.servers.is_empty());
 
-        // Eleven steps per server, in order, the outage window exactly steps 3 to 10.
+        // Each kind's procedure, in order; the outage window: stop through start of the
+        // services on a Standard Edition server, failover through failback on a Front End
+        // server of a pool of two or more, the database update on a back end.
         for server in &plan.servers {
             let ids: Vec<StepId> = server.steps.iter().map(|s| s.id).collect();
-            prop_assert_eq!(&ids[..], &StepId::ALL[..]);
+            prop_assert_eq!(&ids[..], server.kind.procedure());
+            let window: Vec<StepId> = server.steps.iter().filter(|s| s.in_outage).map(|s| s.id).collect();
+            let expected: Vec<StepId> = match server.kind {
+                ServerKind::StandardEdition => StepId::SEED[2..10].to_vec(),
+                ServerKind::FrontEnd if server.outage_costs_users() => StepId::FRONT_END[4..11].to_vec(),
+                ServerKind::FrontEnd => StepId::FRONT_END[3..12].to_vec(),
+                ServerKind::BackEnd | ServerKind::Store => {
+                    let db = server.step(StepId::UpdateDatabases);
+                    if matches!(db.action, Action::DatabasesUpdatedBy { .. }) { vec![] } else { vec![StepId::UpdateDatabases] }
+                }
+            };
+            prop_assert_eq!(window, expected, "{}", server.fqdn);
             for step in &server.steps {
-                prop_assert_eq!(step.in_outage, (3..=10).contains(&step.id.number()));
+                prop_assert_eq!(step.not_applicable.is_some() && step.command.is_some(), false);
             }
         }
 
@@ -101,9 +114,10 @@ proptest! {
         let mut real: HashMap<String, Vec<usize>> = HashMap::new();
         let mut members: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, server) in plan.servers.iter().enumerate() {
-            let backend = match server.role {
-                ServerKind::BackEnd => server.sql_server_fqdn.key(),
+            let backend = match server.kind {
+                ServerKind::BackEnd | ServerKind::Store => server.sql_server_fqdn.key(),
                 ServerKind::StandardEdition => format!("se:{}", server.fqdn.key()),
+                ServerKind::FrontEnd => continue,
             };
             members.entry(backend.clone()).or_default().push(i);
             let step = server.step(StepId::UpdateDatabases);

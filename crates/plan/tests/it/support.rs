@@ -132,6 +132,7 @@ impl Ee {
             },
             database_update,
             paired_with: None,
+            uses_stores_on: vec![fqdn(&self.sql)],
         }
     }
 }
@@ -164,6 +165,7 @@ pub fn se_in(server: &str, site: &str) -> Pool {
         },
         database_update: DatabaseUpdate::Local,
         paired_with: None,
+        uses_stores_on: vec![fqdn(server)],
     }
 }
 
@@ -174,6 +176,7 @@ pub fn deployment(pools: Vec<Pool>) -> Deployment {
             sql_server_fqdn: p.backend.sql_server_fqdn.clone(),
             sql_instance: p.backend.sql_instance.clone(),
             stores: p.backend.stores.clone(),
+            machines: p.backend.machines.clone(),
         })
         .collect();
     Deployment {
@@ -206,13 +209,9 @@ pub fn check(name: &str, deployment: &Deployment, package: &Package, policy: &Pl
 pub fn database_updates(plan: &Plan) -> Vec<(String, Option<String>)> {
     plan.servers
         .iter()
-        .map(|s: &ServerPlan| {
-            (
-                s.fqdn.to_string(),
-                s.step(sfbpatch_plan::StepId::UpdateDatabases)
-                    .command
-                    .clone(),
-            )
+        .filter_map(|s: &ServerPlan| {
+            let step = s.find_step(sfbpatch_plan::StepId::UpdateDatabases)?;
+            Some((s.fqdn.to_string(), step.command.clone()))
         })
         .collect()
 }
