@@ -36,6 +36,7 @@ pub enum ColorChoice {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Read and inspect topology files.
     #[command(subcommand)]

@@ -576,7 +576,7 @@ impl<'p> Executor<'p> {
                     return self.fail(
                         cx,
                         Failure(format!(
-                            "pool {} answered Busy {attempt} times, 10 minutes apart: a pool problem;                              the pool is not patched",
+                            "pool {} answered Busy {attempt} times, 10 minutes apart: a pool problem; the pool is not patched",
                             self.plan.pool
                         )),
                     );

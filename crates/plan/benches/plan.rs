@@ -53,6 +53,7 @@ fn deployment(pools: usize) -> Deployment {
                     },
                     database_update: DatabaseUpdate::Local,
                     paired_with: None,
+                    uses_stores_on: vec![fqdn(&name)],
                 };
             }
             let collocated: BTreeSet<StoreKind> = if i % 4 == 2 {
@@ -99,6 +100,7 @@ fn deployment(pools: usize) -> Deployment {
                     DatabaseUpdate::ConfiguredExcludeCollocated
                 },
                 paired_with: None,
+                uses_stores_on: Vec::new(),
             }
         })
         .collect();

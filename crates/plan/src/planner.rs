@@ -205,8 +205,20 @@ pub fn plan(
         .collect();
 
     let fixed = FixedSteps::new(package, &destination);
+    let mut pools_on: HashMap<String, Vec<&Pool>> = HashMap::new();
+    for pool in deployment
+        .pools
+        .iter()
+        .filter(|p| p.edition == Edition::Enterprise)
+    {
+        pools_on
+            .entry(pool.backend.sql_server_fqdn.key())
+            .or_default()
+            .push(pool);
+    }
     let builder = Builder {
         deployment,
+        pools_on,
         package,
         policy,
         fixed: &fixed,
@@ -232,6 +244,8 @@ pub fn plan(
 
 struct Builder<'a> {
     deployment: &'a Deployment,
+    /// Enterprise pools by their back end's SQL Server (key), in file order.
+    pools_on: HashMap<String, Vec<&'a Pool>>,
     package: &'a Package,
     policy: &'a PlanPolicy,
     fixed: &'a FixedSteps,
@@ -459,15 +473,10 @@ impl Builder<'_> {
     /// pool using it runs the new build.
     fn back_end(&self, owner: &Pool) -> Vec<ServerPlan> {
         let backend = &owner.backend;
-        let pools: Vec<&Pool> = self
-            .deployment
-            .pools
-            .iter()
-            .filter(|p| {
-                p.edition == Edition::Enterprise
-                    && p.backend.sql_server_fqdn.key() == backend.sql_server_fqdn.key()
-            })
-            .collect();
+        let pools: &[&Pool] = self
+            .pools_on
+            .get(&backend.sql_server_fqdn.key())
+            .map_or(&[], Vec::as_slice);
         let exclude = pools
             .iter()
             .any(|p| p.database_update == DatabaseUpdate::ConfiguredExcludeCollocated);
@@ -521,11 +530,13 @@ impl Builder<'_> {
             let Some(owner) = users.first().copied().or(self.deployment.pools.first()) else {
                 continue;
             };
+            let user_keys: std::collections::HashSet<String> =
+                users.iter().map(|u| u.fqdn.key()).collect();
             let using: Vec<Fqdn> = planned
                 .iter()
                 .filter(|p| {
                     matches!(p.kind, ServerKind::FrontEnd | ServerKind::StandardEdition)
-                        && (users.is_empty() || users.iter().any(|u| u.fqdn == p.pool))
+                        && (users.is_empty() || user_keys.contains(&p.pool.key()))
                 })
                 .map(|p| p.fqdn.clone())
                 .collect();

@@ -31,9 +31,19 @@ pub struct RunJson {
 pub struct ServerJson {
     pub fqdn: String,
     pub pool: String,
+    /// `standard-edition`, `front-end`, `back-end` or `store`.
+    pub kind: &'static str,
     pub state: &'static str,
     pub reason: Option<String>,
     pub outage_seconds: Option<f64>,
+    /// Target-clock seconds when the outage window opened and closed.
+    pub outage_started_at: Option<f64>,
+    pub outage_ended_at: Option<f64>,
+    /// What the pre-flight probe found, once it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<sfbpatch_engine::MachineFacts>,
+    /// The end of the last step's output (or the recovery's).
+    pub last_output: Option<String>,
     pub steps: Vec<StepJson>,
 }
 
@@ -42,6 +52,12 @@ pub struct StepJson {
     pub id: &'static str,
     pub state: &'static str,
     pub attempts: u32,
+    /// Why the step is not applicable, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Target-clock seconds when the first attempt started and the last one ended.
+    pub started_at: Option<f64>,
+    pub ended_at: Option<f64>,
 }
 
 /// A run recorded as running whose leases are gone, expired, or held by a process of this host
@@ -92,12 +108,18 @@ pub fn run(args: StatusArgs) -> CmdResult {
 }
 
 fn server_json(s: &ServerStatus, now: u64) -> ServerJson {
+    let secs = |ms: u64| ms as f64 / 1000.0;
     ServerJson {
         fqdn: s.fqdn.clone(),
         pool: s.pool.clone(),
+        kind: s.kind.as_str(),
         state: s.state.as_str(),
         reason: s.reason.clone(),
-        outage_seconds: s.outage_ms(now).map(|ms| ms as f64 / 1000.0),
+        outage_seconds: s.outage_ms(now).map(secs),
+        outage_started_at: s.outage_started_at.map(secs),
+        outage_ended_at: s.outage_ended_at.map(secs),
+        preflight: s.preflight.clone(),
+        last_output: s.last_output.clone(),
         steps: s
             .steps
             .iter()
@@ -105,6 +127,9 @@ fn server_json(s: &ServerStatus, now: u64) -> ServerJson {
                 id: st.id.as_str(),
                 state: st.state.as_str(),
                 attempts: st.attempts,
+                reason: st.reason.clone(),
+                started_at: st.started_at.map(secs),
+                ended_at: st.ended_at.map(secs),
             })
             .collect(),
     }

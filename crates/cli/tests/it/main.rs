@@ -2,6 +2,7 @@
 
 mod apply;
 mod common;
+mod frontend;
 mod inputs;
 mod lab_shell;
 mod report;

@@ -63,7 +63,10 @@ fn the_output_has_exactly_the_documented_fields() {
     assert_eq!(server["database_update"], "configured-exclude-collocated");
     // The AlwaysOn nodes: the first defers, the last updates from a Front End server.
     let n1 = &json["servers"][2];
-    assert_eq!(keys(n1), ["after", "database_update", "fqdn", "kind", "pool", "steps"]);
+    assert_eq!(
+        keys(n1),
+        ["after", "database_update", "fqdn", "kind", "pool", "steps"]
+    );
     assert_eq!(n1["kind"], "back-end");
     assert_eq!(n1["steps"][8]["id"], "update-databases");
     assert_eq!(n1["steps"][8]["command"], Value::Null);

@@ -66,7 +66,11 @@ fn each_kind_gets_its_procedure_in_order() {
         se("se1.contoso.com"),
     ]);
     let plan = plan(&d, &package(), &PlanPolicy::default()).unwrap();
-    let kinds: Vec<_> = plan.servers.iter().map(|s| (s.fqdn.as_str(), s.kind)).collect();
+    let kinds: Vec<_> = plan
+        .servers
+        .iter()
+        .map(|s| (s.fqdn.as_str(), s.kind))
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -101,7 +105,10 @@ fn each_kind_gets_its_procedure_in_order() {
         "{check}"
     );
     // The package is a 2019 build: the 2019 readiness cmdlet.
-    assert!(check.contains("$readiness = Get-CsUpgradeDomainInfo"), "{check}");
+    assert!(
+        check.contains("$readiness = Get-CsUpgradeDomainInfo"),
+        "{check}"
+    );
     assert!(!fe.outage_costs_users());
 
     let se = &plan.servers[3];
@@ -133,7 +140,10 @@ fn a_sql_only_back_end_runs_nothing_of_skype_for_business_itself() {
     assert_eq!(be.kind, ServerKind::BackEnd);
     assert_eq!(
         be.after,
-        [fqdn("pool1-fe01.contoso.com"), fqdn("pool1-fe02.contoso.com")]
+        [
+            fqdn("pool1-fe01.contoso.com"),
+            fqdn("pool1-fe02.contoso.com")
+        ]
     );
     let steps: Vec<_> = be
         .steps
@@ -168,7 +178,12 @@ fn a_sql_only_back_end_runs_nothing_of_skype_for_business_itself() {
         be.step(StepId::StopW3svc).not_applicable.as_deref(),
         Some("no IIS (W3SVC) on SQL Server machine sql1.contoso.com")
     );
-    assert!(be.steps.iter().filter(|s| s.not_applicable.is_some()).all(|s| s.command.is_none()));
+    assert!(
+        be.steps
+            .iter()
+            .filter(|s| s.not_applicable.is_some())
+            .all(|s| s.command.is_none())
+    );
 }
 
 #[test]
@@ -241,7 +256,10 @@ fn always_on_updates_the_databases_once_from_the_last_node() {
         last_verify.contains("Test-CsDatabase -ConfiguredDatabases -SqlServerFqdn ag1.contoso.com"),
         "{last_verify}"
     );
-    assert!(!last_verify.contains("Get-CsWindowsService"), "{last_verify}");
+    assert!(
+        !last_verify.contains("Get-CsWindowsService"),
+        "{last_verify}"
+    );
 }
 #[test]
 fn pools_sharing_a_back_end_plan_its_machines_once_under_the_first_pool() {
@@ -278,7 +296,11 @@ fn pools_sharing_a_back_end_plan_its_machines_once_under_the_first_pool() {
         ]
     );
     // The back end waits for every Front End server of the three pools.
-    let be = plan.servers.iter().find(|s| s.kind == ServerKind::BackEnd).unwrap();
+    let be = plan
+        .servers
+        .iter()
+        .find(|s| s.kind == ServerKind::BackEnd)
+        .unwrap();
     assert_eq!(be.after.len(), 6);
 }
 #[test]
@@ -308,7 +330,12 @@ fn nodes_of_one_back_end_are_consecutive_in_file_order() {
             "se1.contoso.com"
         ]
     );
-    for server in plan.servers.iter().filter(|s| s.kind == ServerKind::BackEnd).take(2) {
+    for server in plan
+        .servers
+        .iter()
+        .filter(|s| s.kind == ServerKind::BackEnd)
+        .take(2)
+    {
         assert_eq!(
             server.step(StepId::UpdateDatabases).action,
             Action::DatabasesUpdatedBy {
@@ -448,7 +475,11 @@ fn only_naming_nothing_lists_the_candidates() {
 fn only_naming_a_front_end_server_plans_that_server() {
     let d = deployment(vec![ee("pool1.contoso.com", "sql1.contoso.com").build()]);
     let p = plan(&d, &package(), &only(&["pool1-fe02.contoso.com"])).unwrap();
-    let servers: Vec<_> = p.servers.iter().map(|s| (s.fqdn.as_str(), s.kind)).collect();
+    let servers: Vec<_> = p
+        .servers
+        .iter()
+        .map(|s| (s.fqdn.as_str(), s.kind))
+        .collect();
     assert_eq!(servers, [("pool1-fe02.contoso.com", ServerKind::FrontEnd)]);
 }
 #[test]
