@@ -26,6 +26,8 @@ pub struct RunJson {
 pub struct ServerJson {
     pub fqdn: String,
     pub pool: String,
+    /// `standard-edition`, `front-end`, `back-end` or `store`.
+    pub kind: &'static str,
     pub state: &'static str,
     pub reason: Option<String>,
     pub outage_seconds: Option<f64>,
@@ -38,6 +40,14 @@ pub struct PoolJson {
     pub outage_seconds: f64,
     /// Time the pool's users were in resiliency mode during this run.
     pub resiliency_seconds: f64,
+    /// Enterprise pools: Front End servers of the run that ended on the new build, of those
+    /// planned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub front_ends_patched: Option<(usize, usize)>,
+    /// Time the pool was below quorum, and time users' sessions were dropped (a Front End
+    /// server stopped without failover), during this run.
+    pub down_seconds: f64,
+    pub user_impact_seconds: f64,
 }
 
 impl Summary {
@@ -49,6 +59,7 @@ impl Summary {
             .map(|s| ServerJson {
                 fqdn: s.fqdn.clone(),
                 pool: s.pool.clone(),
+                kind: s.kind.as_str(),
                 state: s.state.as_str(),
                 reason: s.reason.clone(),
                 outage_seconds: s.outage_ms(outcome.finished_at).map(secs),
@@ -61,7 +72,21 @@ impl Summary {
                     fqdn: s.pool.clone(),
                     outage_seconds: 0.0,
                     resiliency_seconds: 0.0,
+                    front_ends_patched: None,
+                    down_seconds: 0.0,
+                    user_impact_seconds: 0.0,
                 });
+            }
+            if s.kind == sfbpatch_plan::ServerKind::FrontEnd
+                && let Some(pool) = pools
+                    .iter_mut()
+                    .find(|p| p.fqdn.eq_ignore_ascii_case(&s.pool))
+            {
+                let (done, all) = pool.front_ends_patched.get_or_insert((0, 0));
+                *all += 1;
+                if s.state == sfbpatch_engine::ServerState::Succeeded {
+                    *done += 1;
+                }
             }
         }
         if let Some(lab) = lab {
@@ -76,6 +101,10 @@ impl Summary {
                 {
                     pool.outage_seconds = overlap(&p.outage_intervals, from);
                     pool.resiliency_seconds = overlap(&p.resiliency_intervals, from);
+                    if let Some(fe) = &p.front_ends {
+                        pool.down_seconds = overlap(&fe.down_intervals, from);
+                        pool.user_impact_seconds = overlap(&fe.user_impact_intervals, from);
+                    }
                 }
             }
         }
@@ -101,14 +130,15 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "\n{:<40} {:<10} {:>10}  reason",
-            "server", "outcome", "outage"
+            "\n{:<40} {:<16} {:<10} {:>10}  reason",
+            "server", "kind", "outcome", "window"
         );
         for server in &self.servers {
             let _ = writeln!(
                 s,
-                "{:<40} {:<10} {:>10}  {}",
+                "{:<40} {:<16} {:<10} {:>10}  {}",
                 server.fqdn,
+                server.kind,
                 server.state,
                 server
                     .outage_seconds
@@ -117,21 +147,41 @@ impl Summary {
                 server.reason.as_deref().unwrap_or("")
             );
         }
-        let _ = writeln!(s, "\n{:<40} {:>10}  user impact", "pool", "outage");
+        let _ = writeln!(
+            s,
+            "\n{:<40} {:>11} {:>12}  user impact",
+            "pool", "front ends", "back end out"
+        );
+        let m = |seconds: f64| minutes((seconds * 1000.0) as u64);
         for pool in &self.pools {
-            let impact = if pool.resiliency_seconds > 0.0 {
-                format!(
+            let mut impact = Vec::new();
+            if pool.resiliency_seconds > 0.0 {
+                impact.push(format!(
                     "users in resiliency mode for {}",
-                    minutes((pool.resiliency_seconds * 1000.0) as u64)
-                )
-            } else {
-                "none (back end unavailable for less than 30 minutes)".to_string()
-            };
+                    m(pool.resiliency_seconds)
+                ));
+            }
+            if pool.down_seconds > 0.0 {
+                impact.push(format!("pool below quorum for {}", m(pool.down_seconds)));
+            }
+            if pool.user_impact_seconds > 0.0 {
+                impact.push(format!(
+                    "sessions dropped for {}",
+                    m(pool.user_impact_seconds)
+                ));
+            }
+            if impact.is_empty() {
+                impact.push("none".to_string());
+            }
             let _ = writeln!(
                 s,
-                "{:<40} {:>10}  {impact}",
+                "{:<40} {:>11} {:>12}  {}",
                 pool.fqdn,
-                minutes((pool.outage_seconds * 1000.0) as u64)
+                pool.front_ends_patched
+                    .map(|(done, all)| format!("{done}/{all} patched"))
+                    .unwrap_or_else(|| "-".to_string()),
+                m(pool.outage_seconds),
+                impact.join("; ")
             );
         }
         s
