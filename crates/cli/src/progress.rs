@@ -111,6 +111,20 @@ pub fn describe(event: &Event) -> Option<String> {
             minutes(*wait_ms)
         ),
         Event::Rebooted { server, at } => format!("{} {server}: rebooted", clock(*at)),
+        Event::DatabasesChecked {
+            checked,
+            behind,
+            at,
+        } if behind.is_empty() => format!(
+            "{} Test-CsDatabase: all {checked} databases of the deployment at their expected version",
+            clock(*at)
+        ),
+        Event::DatabasesChecked { behind, at, .. } => format!(
+            "{} Test-CsDatabase: {} database(s) behind their expected version: {}",
+            clock(*at),
+            behind.len(),
+            behind.join("; ")
+        ),
         Event::OutageStarted { server, pool, at } => {
             format!("{} {server}: outage window opens (pool {pool})", clock(*at))
         }

@@ -240,7 +240,10 @@ impl<'a> Engine<'a> {
             self.run_real(run, &mut d)
         };
         result?;
-        let state = d.final_state(self.cancelled());
+        let mut state = d.final_state(self.cancelled());
+        if d.all_finished() && self.check_databases(run, d.end.max(self.clock.now()))? {
+            state = RunState::Failed;
+        }
         self.store.set_run_state(run.id, state)?;
         let at = d.end.max(self.clock.now());
         if self.clock.is_virtual() {
@@ -265,6 +268,52 @@ impl<'a> Engine<'a> {
             servers: d.into_statuses(),
             finished_at: at,
         })
+    }
+
+    /// The run-level check after the last server: every database of the deployment against
+    /// its expected version, journalled. Returns whether any is behind.
+    fn check_databases(&mut self, run: &RunRecord, at: Millis) -> Result<bool, EngineError> {
+        let databases = match self.target.databases(&run.spec.plan) {
+            Ok(Some(databases)) => databases,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                // Not knowing is not knowing: say so, and fail the run rather than claim success.
+                let behind = vec![format!("Test-CsDatabase could not run: {e}")];
+                self.observer.on_event(&Event::DatabasesChecked {
+                    checked: 0,
+                    behind,
+                    at,
+                });
+                return Ok(true);
+            }
+        };
+        let behind: Vec<String> = databases
+            .iter()
+            .filter(|d| !d.is_current())
+            .map(|d| {
+                format!(
+                    "{}: installed {}, expected {}",
+                    d.label(),
+                    d.installed_version,
+                    d.expected_version
+                )
+            })
+            .collect();
+        let scope = Scope {
+            run: run.id,
+            server: RUN_SCOPE,
+            role: ServerKind::BackEnd,
+        };
+        let checked = databases.len();
+        self.store
+            .append(at, &scope, &[Record::DatabasesChecked { databases }], None)?;
+        let any = !behind.is_empty();
+        self.observer.on_event(&Event::DatabasesChecked {
+            checked,
+            behind,
+            at,
+        });
+        Ok(any)
     }
 
     fn cancelled(&self) -> bool {
@@ -927,6 +976,11 @@ impl<'r> Dispatch<'r> {
                 i += 1;
             }
         }
+    }
+
+    /// Every server of the run ended (succeeded, failed or skipped).
+    fn all_finished(&self) -> bool {
+        (0..self.execs.len()).all(|i| self.status_of(i).is_some_and(ServerStatus::is_finished))
     }
 
     fn final_state(&self, cancelled: bool) -> RunState {

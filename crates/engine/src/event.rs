@@ -103,6 +103,14 @@ pub enum Event {
         pending: usize,
         at: Millis,
     },
+    /// `Test-CsDatabase` over every SQL Server after the last server: how many databases were
+    /// read, and those behind their expected version (`server\instance database: installed
+    /// X, expected Y`).
+    DatabasesChecked {
+        checked: usize,
+        behind: Vec<String>,
+        at: Millis,
+    },
     RunFinished {
         run: RunId,
         state: RunState,

@@ -238,7 +238,7 @@ impl ServerStatus {
                 self.last_output = Some(output.clone());
             }
             Record::OutageBudgetExceeded { .. } => self.budget_exceeded = true,
-            Record::WaveApproved { .. } => {}
+            Record::WaveApproved { .. } | Record::DatabasesChecked { .. } => {}
             Record::ServerFinished { outcome, reason } => {
                 self.state = match outcome {
                     ServerOutcome::Succeeded => ServerState::Succeeded,

@@ -151,6 +151,11 @@ pub enum Record {
         outcome: ServerOutcome,
         reason: Option<String>,
     },
+    /// Run-level (server `""`): `Test-CsDatabase` over every SQL Server after the last server;
+    /// a database behind its expected version fails the run.
+    DatabasesChecked {
+        databases: Vec<crate::target::DatabaseState>,
+    },
     /// Run-level (server `""`): the canary wave was approved; later waves may start.
     WaveApproved {
         wave: u32,

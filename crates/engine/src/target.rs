@@ -95,6 +95,37 @@ impl MachineFacts {
     }
 }
 
+/// One database as `Test-CsDatabase` reports it, for the run-level check after the last server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatabaseState {
+    pub sql_server_fqdn: String,
+    /// `""` for the default instance.
+    pub sql_instance: String,
+    /// The store kind (`user`, `monitoring`, ...).
+    pub store: String,
+    pub database: String,
+    pub installed_version: String,
+    pub expected_version: String,
+}
+
+impl DatabaseState {
+    pub fn is_current(&self) -> bool {
+        self.installed_version == self.expected_version
+    }
+
+    /// `server\instance database`, as messages name it.
+    pub fn label(&self) -> String {
+        if self.sql_instance.is_empty() {
+            format!("{} {}", self.sql_server_fqdn, self.database)
+        } else {
+            format!(
+                "{}\\{} {}",
+                self.sql_server_fqdn, self.sql_instance, self.database
+            )
+        }
+    }
+}
+
 /// Why a target could not carry out or probe a step. Distinct from a step that ran and failed
 /// (a non-zero [`StepOutcome::exit_code`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +171,16 @@ pub trait Target {
 
     /// Read what the machine runs without changing anything (the pre-flight probe).
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError>;
+
+    /// `Test-CsDatabase` over every SQL Server of the deployment, after the last server: every
+    /// database with its installed and expected version. `None` when the target cannot run it.
+    fn databases(
+        &self,
+        plan: &sfbpatch_plan::Plan,
+    ) -> Result<Option<Vec<DatabaseState>>, TargetError> {
+        let _ = plan;
+        Ok(None)
+    }
 
     /// Restart the server after an installer asked for it (exit 3010) and wait until it is
     /// back. Services set to start automatically come back on their own.

@@ -991,7 +991,7 @@ fn intervals(tx: &Connection, sql: &str, id: i64) -> rusqlite::Result<Vec<Interv
     .collect()
 }
 
-fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
+pub(crate) fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabSnapshot> {
     let now = db::now(tx)?;
 
     let ids: Vec<i64> = tx

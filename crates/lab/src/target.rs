@@ -10,7 +10,8 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, params};
 use serde_json::json;
 use sfbpatch_engine::{
-    Clock, MachineFacts, Millis, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
+    Clock, DatabaseState, MachineFacts, Millis, Probe, ProbeVerdict, StepOutcome, StepRequest,
+    Target, TargetError,
 };
 use sfbpatch_plan::{Action, Build, Installer, Package, ServerKind, ServerPlan, StepId};
 
@@ -1488,6 +1489,35 @@ impl Target for LabTarget {
 
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
         self.preflight_server(server.fqdn.as_str())
+    }
+
+    /// Every database of the lab with its installed and expected version.
+    fn databases(
+        &self,
+        _plan: &sfbpatch_plan::Plan,
+    ) -> Result<Option<Vec<DatabaseState>>, TargetError> {
+        let initial = self.shared.initial_build;
+        let world = self
+            .shared
+            .read(|tx| crate::lab::snapshot(tx, initial))
+            .map_err(|e| self.db_failure("(every SQL Server)", e))?;
+        Ok(Some(
+            world
+                .sql_instances
+                .into_iter()
+                .flat_map(|i| {
+                    let (server, instance) = (i.sql_server_fqdn, i.instance);
+                    i.stores.into_iter().map(move |d| DatabaseState {
+                        sql_server_fqdn: server.clone(),
+                        sql_instance: instance.clone(),
+                        store: d.store.as_str().to_string(),
+                        database: d.database,
+                        installed_version: d.version,
+                        expected_version: d.expected_version,
+                    })
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -9,3 +9,4 @@ mod report;
 mod rollout;
 mod schedule;
 mod ssh;
+mod stores;
