@@ -19,6 +19,10 @@ pub struct StatusJson {
     pub schema_version: u32,
     pub run: RunJson,
     pub servers: Vec<ServerJson>,
+    /// Every database of the deployment as the run-level `Test-CsDatabase` after the last server
+    /// read it (installed and expected version); absent until that check ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub databases: Option<Vec<sfbpatch_engine::DatabaseState>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +103,10 @@ pub fn run(args: StatusArgs) -> CmdResult {
             state: state.as_str(),
         },
         servers: servers.iter().map(|s| server_json(s, now)).collect(),
+        databases: journal.iter().rev().find_map(|e| match &e.record {
+            sfbpatch_engine::Record::DatabasesChecked { databases } => Some(databases.clone()),
+            _ => None,
+        }),
     };
     match args.format {
         DataFormat::Json => output::json(&json)?,

@@ -102,4 +102,10 @@ fn a_store_left_behind_fails_the_run_and_names_each_database() {
     );
     let status = s.status_json("state.db");
     assert_eq!(status["run"]["state"], "failed");
+    let dbs = status["databases"].as_array().unwrap();
+    assert_eq!(dbs.len(), 31);
+    let cdr = dbs.iter().find(|d| d["database"] == "LcsCDR").unwrap();
+    assert_eq!(cdr["sql_server_fqdn"], "sqlmon.fabrikam.com");
+    assert_eq!(cdr["installed_version"], "12.2046.0");
+    assert_eq!(cdr["expected_version"], "12.2046.553");
 }
