@@ -168,6 +168,7 @@ pub fn describe(event: &Event) -> Option<String> {
                 ServerOutcome::Succeeded => "succeeded",
                 ServerOutcome::Failed => "FAILED",
                 ServerOutcome::Skipped => "skipped",
+                ServerOutcome::AlreadyCurrent => "already current: nothing to do",
             },
             outage_ms
                 .map(|o| format!(", outage {}", minutes(o)))

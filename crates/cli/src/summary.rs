@@ -84,7 +84,7 @@ impl Summary {
             {
                 let (done, all) = pool.front_ends_patched.get_or_insert((0, 0));
                 *all += 1;
-                if s.state == sfbpatch_engine::ServerState::Succeeded {
+                if s.is_success() {
                     *done += 1;
                 }
             }
@@ -130,13 +130,13 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "\n{:<40} {:<16} {:<10} {:>10}  reason",
+            "\n{:<40} {:<16} {:<15} {:>10}  reason",
             "server", "kind", "outcome", "window"
         );
         for server in &self.servers {
             let _ = writeln!(
                 s,
-                "{:<40} {:<16} {:<10} {:>10}  {}",
+                "{:<40} {:<16} {:<15} {:>10}  {}",
                 server.fqdn,
                 server.kind,
                 server.state,
@@ -178,7 +178,7 @@ impl Summary {
                 "{:<40} {:>11} {:>12}  {}",
                 pool.fqdn,
                 pool.front_ends_patched
-                    .map(|(done, all)| format!("{done}/{all} patched"))
+                    .map(|(done, all)| format!("{done}/{all} on build"))
                     .unwrap_or_else(|| "-".to_string()),
                 m(pool.outage_seconds),
                 impact.join("; ")

@@ -920,7 +920,7 @@ impl<'r> Dispatch<'r> {
         for &d in &self.after[idx] {
             if let Some(st) = self.status_of(d)
                 && st.is_finished()
-                && st.state != ServerState::Succeeded
+                && !st.is_success()
             {
                 return Some(format!(
                     "not started: {} ({}) must run the new build first and ended {}{}",
@@ -1002,7 +1002,7 @@ impl<'r> Dispatch<'r> {
             }
             return RunState::Interrupted;
         }
-        if statuses.iter().all(|s| s.state == ServerState::Succeeded) {
+        if statuses.iter().all(|s| s.is_success()) {
             RunState::Succeeded
         } else {
             RunState::Failed

@@ -130,6 +130,8 @@ pub struct Executor<'p> {
     /// Set by the dispatcher for a server that must not start (a server it depends on did not
     /// finish, or its pool was stopped): it ends skipped with this reason.
     pub skip: Option<String>,
+    /// The step whose effect was probed absent just before this attempt.
+    pre_probed: Option<usize>,
 }
 
 struct Failure(String);
@@ -143,6 +145,7 @@ impl<'p> Executor<'p> {
             abort: None,
             predicted_outage,
             skip: None,
+            pre_probed: None,
         }
     }
 
@@ -169,7 +172,8 @@ impl<'p> Executor<'p> {
                     self.record_probe(cx, i, probe)?;
                     return self.enter(cx, i + 1);
                 }
-                self.execute(cx, i, attempt)
+                self.pre_probed = Some(i);
+                self.attempt(cx, i, attempt)
             }
             (State::Slot { i, attempt }, Input::SlotGranted) => {
                 cx.observer.on_event(&Event::OutageStarted {
@@ -362,9 +366,18 @@ impl<'p> Executor<'p> {
                 )),
             );
         }
+        let package = cx.run.spec.plan.package.version;
+        let current = facts.build == Some(package);
         let mut missing = Vec::new();
         for step in &self.plan.steps {
             if step.not_applicable.is_some() || step.run_on.is_some() {
+                continue;
+            }
+            if current && let Some(reason) = finished_already(step.id, facts.in_service, package) {
+                missing.push(Record::StepNotApplicable {
+                    step: step.id,
+                    reason,
+                });
                 continue;
             }
             let reason = match step.id {
@@ -416,7 +429,12 @@ impl<'p> Executor<'p> {
             }
         }
         if i == steps.len() {
-            return self.finish(cx, ServerOutcome::Succeeded, None);
+            let outcome = if self.nothing_ran() {
+                ServerOutcome::AlreadyCurrent
+            } else {
+                ServerOutcome::Succeeded
+            };
+            return self.finish(cx, outcome, None);
         }
         if let Some(reason) = self.abort.clone()
             && !self.installed()
@@ -471,6 +489,35 @@ impl<'p> Executor<'p> {
         self.attempt(cx, i, attempt)
     }
 
+    /// Whether the server ended without a change: no outage, no step that changes anything
+    /// carried out, and something (the pre-flight's build or a probe) showed it current.
+    fn nothing_ran(&self) -> bool {
+        let on_build = self
+            .status
+            .preflight
+            .as_ref()
+            .and_then(|f| f.build)
+            .is_some_and(|b| Some(b) == self.plan_build());
+        let databases_found_current = self
+            .status
+            .find_step(StepId::UpdateDatabases)
+            .is_some_and(|s| s.state == StepState::Succeeded && s.attempts == 0);
+        self.status.outage_started_at.is_none()
+            && (on_build || databases_found_current)
+            && self.status.steps.iter().all(|s| {
+                matches!(s.id, StepId::CheckAdminRole | StepId::Verify)
+                    || s.state == StepState::NotApplicable
+                    || s.attempts == 0
+            })
+    }
+
+    fn plan_build(&self) -> Option<sfbpatch_plan::Build> {
+        self.plan.steps.iter().find_map(|s| match &s.action {
+            sfbpatch_plan::Action::Verify { build, .. } => Some(*build),
+            _ => None,
+        })
+    }
+
     fn installed(&self) -> bool {
         self.status
             .find_step(StepId::InstallUpdate)
@@ -492,8 +539,14 @@ impl<'p> Executor<'p> {
     fn attempt(&mut self, cx: &mut Cx<'_>, i: usize, attempt: u32) -> Result<Want, EngineError> {
         let step = &self.plan.steps[i];
         // The installer runs once per server: if the server already has the build, it is not
-        // run again, whatever the journal says.
-        if step.id == StepId::InstallUpdate {
+        // run again, whatever the journal says. A database update that opens the outage window
+        // is probed too: databases already current cost no outage.
+        let opens_window_with_databases = step.id == StepId::UpdateDatabases
+            && step.in_outage
+            && self.status.outage_started_at.is_none();
+        if (step.id == StepId::InstallUpdate || opens_window_with_databases)
+            && self.pre_probed != Some(i)
+        {
             self.state = State::PreInstallProbe { i, attempt };
             return Ok(Want::Call {
                 call: Call::Probe,
@@ -913,6 +966,40 @@ impl<'p> Executor<'p> {
             exit_code,
             output_excerpt: crate::engine::excerpt_short(output),
         }
+    }
+}
+
+/// Why a step has nothing to do on a server the pre-flight found on the package's build:
+/// staging and installing are done; in service, so is every restart. What may be left is the
+/// database update (probed before it runs) and the check.
+fn finished_already(step: StepId, in_service: bool, build: sfbpatch_plan::Build) -> Option<String> {
+    let always = matches!(
+        step,
+        StepId::StageUpdate
+            | StepId::InstallUpdate
+            | StepId::CloseManagementShells
+            | StepId::StopCsServicesGac
+    );
+    let restart = matches!(
+        step,
+        StepId::CheckFabricState
+            | StepId::Failover
+            | StepId::StopCsServices
+            | StepId::StopW3svc
+            | StepId::StartW3svc
+            | StepId::StartCsServices
+            | StepId::Failback
+    );
+    if always {
+        Some(format!(
+            "the pre-flight found build {build} installed already"
+        ))
+    } else if restart && in_service {
+        Some(format!(
+            "the pre-flight found build {build} installed and the server in service"
+        ))
+    } else {
+        None
     }
 }
 

@@ -15,6 +15,8 @@ pub enum ServerState {
     Succeeded,
     Failed,
     Skipped,
+    /// On the package's build and in service already: nothing ran.
+    AlreadyCurrent,
 }
 
 impl ServerState {
@@ -25,6 +27,7 @@ impl ServerState {
             ServerState::Succeeded => "succeeded",
             ServerState::Failed => "failed",
             ServerState::Skipped => "skipped",
+            ServerState::AlreadyCurrent => "already-current",
         }
     }
 }
@@ -155,10 +158,21 @@ impl ServerStatus {
             .expect("status has every planned step")
     }
 
+    /// Ended well: succeeded, or found current.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self.state,
+            ServerState::Succeeded | ServerState::AlreadyCurrent
+        )
+    }
+
     pub fn is_finished(&self) -> bool {
         matches!(
             self.state,
-            ServerState::Succeeded | ServerState::Failed | ServerState::Skipped
+            ServerState::Succeeded
+                | ServerState::Failed
+                | ServerState::Skipped
+                | ServerState::AlreadyCurrent
         )
     }
 
@@ -244,6 +258,7 @@ impl ServerStatus {
                     ServerOutcome::Succeeded => ServerState::Succeeded,
                     ServerOutcome::Failed => ServerState::Failed,
                     ServerOutcome::Skipped => ServerState::Skipped,
+                    ServerOutcome::AlreadyCurrent => ServerState::AlreadyCurrent,
                 };
                 self.reason = reason.clone();
                 self.finished_at = Some(at);

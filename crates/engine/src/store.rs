@@ -98,6 +98,9 @@ pub enum ServerOutcome {
     Succeeded,
     Failed,
     Skipped,
+    /// The pre-flight found the server on the package's build, in service, with nothing left
+    /// to finish: nothing ran and it had no outage.
+    AlreadyCurrent,
 }
 
 /// One journal record. Writing it is the commit point of what it says.

@@ -207,7 +207,7 @@ fn state_badge(state: &str) -> String {
 
 fn state_rank(s: ServerState) -> u8 {
     match s {
-        ServerState::Succeeded => 0,
+        ServerState::Succeeded | ServerState::AlreadyCurrent => 0,
         ServerState::Failed => 1,
         ServerState::Skipped => 2,
         ServerState::Running => 3,
@@ -631,6 +631,10 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
                 FAILED_RED,
             ))
         }
+        ServerState::AlreadyCurrent => Some((
+            "already on the package's build: nothing ran".to_string(),
+            "#555555",
+        )),
         ServerState::Skipped => Some((
             format!(
                 "skipped: {}",

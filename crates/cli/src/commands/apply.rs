@@ -115,6 +115,36 @@ pub fn interrupt_flag() -> &'static AtomicBool {
     &FLAG
 }
 
+/// What the pre-flight says of each planned server, read without changing anything: on the
+/// package's build and in service (nothing to do unless its databases are behind), on the build
+/// with something to finish, or to patch.
+fn dry_run_verdicts(
+    target: &(dyn sfbpatch_engine::Target + Sync),
+    plan: &sfbpatch_plan::Plan,
+) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from("\npre-flight (read only):\n");
+    for server in &plan.servers {
+        let verdict = match target.preflight(server) {
+            Err(e) => format!("cannot tell: {e}"),
+            Ok(f) if f.reboot_pending => "refused at the pre-flight: a restart is pending".to_string(),
+            Ok(f) if f.build == Some(plan.package.version) && f.in_service => {
+                "already current (on the package's build, in service): no outage; its databases are probed before anything runs".to_string()
+            }
+            Ok(f) if f.build == Some(plan.package.version) => {
+                "on the package's build but not in service: only the steps that finish it run".to_string()
+            }
+            Ok(f) => match f.build {
+                Some(b) => format!("to patch: build {b} installed"),
+                None if f.management_shell => "to patch".to_string(),
+                None => "no Skype for Business components: only its databases are updated, from another server".to_string(),
+            },
+        };
+        let _ = writeln!(s, "  {:<40} {}", server.fqdn.as_str(), verdict);
+    }
+    s
+}
+
 /// The lab's SQL Server machines that have the Management Shell: the plan runs
 /// `Install-CsDatabase` on them rather than from a Front End server.
 fn lab_components(dir: &std::path::Path) -> Result<Vec<String>, Failure> {
@@ -155,6 +185,7 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
 
     if args.dry_run {
         output::data(&sfbpatch_plan::render_text(&plan))?;
+        output::data(&dry_run_verdicts(opened.target(), &plan))?;
         output::note(&format!(
             "dry run: {} server(s) in {} pool(s) would be patched; nothing was changed",
             plan.servers.len(),

@@ -109,3 +109,36 @@ fn a_store_left_behind_fails_the_run_and_names_each_database() {
     assert_eq!(cdr["installed_version"], "12.2046.0");
     assert_eq!(cdr["expected_version"], "12.2046.553");
 }
+
+#[test]
+fn applying_the_same_package_twice_touches_nothing_the_second_time() {
+    let s = scratch_with_fabrikam();
+    let first = apply(&s, &[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let before = s.lab_json("lab");
+    let second = apply(&s, &[]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    let after = s.lab_json("lab");
+    // No outage, no installer run, no service stopped: the world is as the first run left it,
+    // the clock aside.
+    assert_eq!(before["servers"], after["servers"]);
+    assert_eq!(before["pools"], after["pools"]);
+    let status = s.status_json("state.db");
+    for sv in status["servers"].as_array().unwrap() {
+        let expected = if sv["fqdn"] == "sqlag01a.fabrikam.com" {
+            // Its databases are the AlwaysOn group's, updated by the other node.
+            "succeeded"
+        } else {
+            "already-current"
+        };
+        assert_eq!(sv["state"], expected, "{sv}");
+        assert!(sv["outage_seconds"].is_null(), "{sv}");
+    }
+    let fe = item(&status, "servers", "fqdn", "fe01.fabrikam.com");
+    let install = item(fe, "steps", "id", "install-update");
+    assert_eq!(install["state"], "not-applicable");
+    assert_eq!(
+        install["reason"],
+        "the pre-flight found build 7.0.2046.553 installed already"
+    );
+}
