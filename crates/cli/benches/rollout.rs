@@ -1,7 +1,8 @@
 //! A rollout over a generated fleet in the lab at `--speed 0`: wall time, peak memory, and the
 //! simulated makespan against its lower bound
 //! max(longest single server, total outage work / parallelism, longest chain forced by the
-//! one-server-per-back-end rule).
+//! serial rules: a pool's Front End servers one at a time, then its back end's machines one at a
+//! time once every Front End server of every pool on that back end has finished).
 //!
 //! `cargo bench -p sfbpatch --bench rollout [-- SERVERS PARALLEL]` (default 10000 servers, 50).
 
@@ -30,38 +31,52 @@ fn main() {
     let lab = sfbpatch_lab::init(&lab_dir, &deployment, &LabOptions::default()).unwrap();
 
     // Lower bound from the lab's default durations.
+    let runs = |st: &sfbpatch_plan::PlannedStep| {
+        st.not_applicable.is_none()
+            && !matches!(st.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. })
+    };
     let total = |s: &sfbpatch_plan::ServerPlan| -> Millis {
         s.steps
             .iter()
-            .map(|st| {
-                if matches!(st.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. }) {
-                    0
-                } else {
-                    default_duration(st.id)
-                }
-            })
+            .filter(|st| runs(st))
+            .map(|st| default_duration(st.id))
             .sum()
     };
     let outage = |s: &sfbpatch_plan::ServerPlan| -> Millis {
         s.steps
             .iter()
-            .filter(|st| st.in_outage)
-            .map(|st| {
-                if matches!(st.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. }) {
-                    0
-                } else {
-                    default_duration(st.id)
-                }
-            })
+            .filter(|st| st.in_outage && runs(st))
+            .map(|st| default_duration(st.id))
             .sum()
     };
     let longest = plan.servers.iter().map(total).max().unwrap();
     let work: Millis = plan.servers.iter().map(outage).sum();
-    let mut chains: HashMap<String, Millis> = HashMap::new();
+    // Front End chains per pool; a back end's chain starts when its longest pool chain ends.
+    let mut pool_chain: HashMap<String, Millis> = HashMap::new();
+    let mut backend_of_pool: HashMap<String, String> = HashMap::new();
+    let mut backend_work: HashMap<String, Millis> = HashMap::new();
+    let mut chain = 0;
     for s in &plan.servers {
-        *chains.entry(s.sql_server_fqdn.key()).or_default() += total(s);
+        match s.kind {
+            sfbpatch_plan::ServerKind::FrontEnd => {
+                *pool_chain.entry(s.pool.key()).or_default() += total(s);
+                backend_of_pool.insert(s.pool.key(), s.sql_server_fqdn.key());
+            }
+            sfbpatch_plan::ServerKind::StandardEdition => chain = chain.max(total(s)),
+            _ => *backend_work.entry(s.sql_server_fqdn.key()).or_default() += total(s),
+        }
     }
-    let chain = chains.values().copied().max().unwrap();
+    let mut backend_start: HashMap<String, Millis> = HashMap::new();
+    for (pool, fe) in &pool_chain {
+        let start = backend_start
+            .entry(backend_of_pool[pool].clone())
+            .or_default();
+        *start = (*start).max(*fe);
+        chain = chain.max(*fe);
+    }
+    for (sql, work) in &backend_work {
+        chain = chain.max(backend_start.get(sql).copied().unwrap_or(0) + work);
+    }
     let bound = longest.max(work / parallel as Millis).max(chain);
 
     let mut store = sfbpatch_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
@@ -96,7 +111,7 @@ fn main() {
     assert_eq!(outcome.state, RunState::Succeeded);
     let makespan = outcome.finished_at;
     println!(
-        "rollout: {n} servers, {parallel} in outage at once: {:.2} s wall, peak RSS {:.0} MB; simulated makespan {:.1} min, lower bound {:.1} min (longest server {:.1}, outage work/parallelism {:.1}, longest back-end chain {:.1}): {:+.2}%",
+        "rollout: {n} servers, {parallel} in outage at once: {:.2} s wall, peak RSS {:.0} MB; simulated makespan {:.1} min, lower bound {:.1} min (longest server {:.1}, outage work/parallelism {:.1}, longest pool chain {:.1}): {:+.2}%",
         wall.as_secs_f64(),
         support::peak_rss_mb(),
         makespan as f64 / 60_000.0,
