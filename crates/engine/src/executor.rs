@@ -170,6 +170,9 @@ impl<'p> Executor<'p> {
                     && probe.verdict == ProbeVerdict::Done
                 {
                     self.record_probe(cx, i, probe)?;
+                    if let Some(want) = self.reboot_if_pending(i, probe) {
+                        return Ok(want);
+                    }
                     return self.enter(cx, i + 1);
                 }
                 self.pre_probed = Some(i);
@@ -518,6 +521,20 @@ impl<'p> Executor<'p> {
         })
     }
 
+    /// An installer found done by a probe whose server still waits for the restart it asked for
+    /// (exit 3010 before a crash): restart it before anything else, as after a 3010 result.
+    fn reboot_if_pending(&mut self, i: usize, probe: &Probe) -> Option<Want> {
+        if self.plan.steps[i].id != StepId::InstallUpdate || !restart_pending(probe) {
+            return None;
+        }
+        self.state = State::Reboot { i };
+        Some(Want::Call {
+            call: Call::Reboot,
+            step: i,
+            attempt: self.status.step(StepId::InstallUpdate).attempts,
+        })
+    }
+
     fn installed(&self) -> bool {
         self.status
             .find_step(StepId::InstallUpdate)
@@ -642,7 +659,7 @@ impl<'p> Executor<'p> {
                     } else {
                         String::new()
                     },
-                    last_line(&outcome.output)
+                    why(&outcome.output)
                 );
                 self.fail(cx, Failure(reason))
             }
@@ -722,6 +739,9 @@ impl<'p> Executor<'p> {
             Ok(CallOutput::Probe(probe)) => {
                 self.record_probe(cx, i, &probe)?;
                 if probe.verdict == ProbeVerdict::Done {
+                    if let Some(want) = self.reboot_if_pending(i, &probe) {
+                        return Ok(want);
+                    }
                     return self.enter(cx, i);
                 }
                 match why {
@@ -1005,6 +1025,26 @@ fn finished_already(step: StepId, in_service: bool, build: sfbpatch_plan::Build)
 
 pub(crate) fn minutes(ms: Millis) -> String {
     format!("{:.1} min", ms as f64 / 60_000.0)
+}
+
+/// Whether a probe's facts say Windows waits for a restart.
+fn restart_pending(probe: &Probe) -> bool {
+    serde_json::from_str::<serde_json::Value>(&probe.facts)
+        .is_ok_and(|facts| facts["reboot_pending"] == serde_json::Value::Bool(true))
+}
+
+/// The part of a failed step's output that says why: every listed problem (`- ...` lines, as
+/// `verify` prints them), or the last line.
+fn why(output: &str) -> String {
+    let problems: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .collect();
+    if problems.is_empty() {
+        last_line(output).to_string()
+    } else {
+        problems.join("; ")
+    }
 }
 
 fn last_line(output: &str) -> &str {

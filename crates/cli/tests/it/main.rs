@@ -2,6 +2,7 @@
 
 mod apply;
 mod common;
+mod faults;
 mod frontend;
 mod inputs;
 mod lab_shell;
