@@ -535,6 +535,28 @@ impl<'p> Executor<'p> {
         })
     }
 
+    /// When the server stops with the update installed but its database step not done: the
+    /// new binaries run on old databases. Says so, with the exact command that finishes it.
+    fn databases_left_behind(&self) -> Option<String> {
+        if !self.installed() {
+            return None;
+        }
+        let step = self.plan.find_step(StepId::UpdateDatabases)?;
+        let command = step.command.as_deref()?;
+        if self.status.step(StepId::UpdateDatabases).state.is_settled() {
+            return None;
+        }
+        let host = step.run_on.as_ref().unwrap_or(&self.plan.fqdn);
+        Some(format!(
+            "databases behind: build {} is installed but its databases are not updated; finish \
+             with `{command}` on {host}, or apply again with --only {} (the pre-flight skips what \
+             is done: only the database step runs)",
+            self.plan_build()
+                .map_or_else(String::new, |b| b.to_string()),
+            self.plan.fqdn
+        ))
+    }
+
     fn installed(&self) -> bool {
         self.status
             .find_step(StepId::InstallUpdate)
@@ -828,6 +850,10 @@ impl<'p> Executor<'p> {
         reason: String,
         outcome: ServerOutcome,
     ) -> Result<Want, EngineError> {
+        let reason = match self.databases_left_behind() {
+            Some(note) => format!("{reason}; {note}"),
+            None => reason,
+        };
         if self.status.in_outage() {
             self.state = State::Recover { reason, outcome };
             return Ok(Want::Call {

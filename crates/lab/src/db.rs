@@ -712,10 +712,13 @@ pub(crate) fn record_backend_outage(
         .prepare_cached(
             "SELECT DISTINCT m.pool_id FROM pool_members m JOIN servers s ON s.id = m.server_id
              JOIN sql_instances i ON i.id = s.backend_id
-             WHERE i.sql_server_key = ?1 AND s.kind = 'back-end'",
+             WHERE i.sql_server_key = ?1 AND s.kind IN ('back-end', 'standard-edition')
+               AND NOT EXISTS (SELECT 1 FROM outages o WHERE o.pool_id = m.pool_id
+                               AND o.end_ms IS NULL)",
         )?
         .query_map([sql_server_fqdn.to_ascii_lowercase()], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    // A pool already out (its Standard Edition server stopped) counts that outage only.
     for pool in pools {
         tx.prepare_cached("INSERT INTO outages (pool_id, start_ms, end_ms) VALUES (?1, ?2, ?3)")?
             .execute([pool, start, end.max(start)])?;

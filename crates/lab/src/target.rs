@@ -585,15 +585,19 @@ fn finish_step(
         Disposition::Run => Ok(apply(tx, shared, call, &mut server, installer_hash, false)?),
     };
     // The back end is unavailable to its pools while Install-CsDatabase updates it.
-    if let (
-        Action::UpdateConfiguredDatabases {
-            sql_server_fqdn, ..
-        },
-        Ok(o),
-    ) = (call.action, &outcome)
+    if let Ok(o) = &outcome
         && o.exit_code == 0
     {
-        db::record_backend_outage(tx, sql_server_fqdn.as_str(), window.start, window.end)?;
+        match call.action {
+            Action::UpdateConfiguredDatabases {
+                sql_server_fqdn, ..
+            } => db::record_backend_outage(tx, sql_server_fqdn.as_str(), window.start, window.end)?,
+            Action::UpdateLocalDatabases if server.kind == ServerKind::StandardEdition => {
+                let own = db::instance_by_id(tx, server.backend_id)?;
+                db::record_backend_outage(tx, &own.sql_server_fqdn, window.start, window.end)?
+            }
+            _ => {}
+        }
     }
     settle(tx, &mut server, &before, window)?;
     Ok(outcome)

@@ -51,3 +51,83 @@ fn a_crash_while_an_installer_asks_for_a_restart_still_gets_the_restart() {
         n += 1;
     }
 }
+
+#[test]
+fn a_database_step_that_fails_after_the_install_says_so_and_a_second_apply_finishes_it() {
+    let s = Scratch::new();
+    lab_with_faults(
+        &s,
+        "[[fault]]\nserver = \"se1.dublin.demo.example\"\nstep = \"update-databases\"\nexit_code = 1\n",
+    );
+    let o = s.run(&common::apply_args(&["--lab", "lab"], &[SE], &[]));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let status = s.status_json("state.db");
+    let sv = item(&status, "servers", "fqdn", SE);
+    let reason = sv["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("update-databases exited with code 1"),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with(
+            "databases behind: build 7.0.2046.553 is installed but its databases are not updated; \
+             finish with `Install-CsDatabase -Update -LocalDatabases` on se1.dublin.demo.example, \
+             or apply again with --only se1.dublin.demo.example (the pre-flight skips what is \
+             done: only the database step runs)"
+        ),
+        "{reason}"
+    );
+    // Recovered: in service on the new build, its databases behind.
+    let lab = s.lab_json("lab");
+    let server = item(&lab, "servers", "fqdn", SE);
+    assert_eq!(server["installed_build"], NEW);
+    let local = item(&lab, "sql_instances", "sql_server_fqdn", SE);
+    assert!(
+        local["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["version"] != d["expected_version"]),
+        "{local}"
+    );
+    let outages_before = item(&lab, "pools", "fqdn", SE)["outage_intervals"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // The second apply runs only the database step: one short outage, no installer run.
+    let o = s.run(&common::apply_args(&["--lab", "lab"], &[SE], &[]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lab = s.lab_json("lab");
+    assert_se_patched(&lab, SE);
+    let local = item(&lab, "sql_instances", "sql_server_fqdn", SE);
+    assert!(
+        local["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["version"] == d["expected_version"]),
+        "{local}"
+    );
+    let outages = item(&lab, "pools", "fqdn", SE)["outage_intervals"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(outages.len(), outages_before + 1);
+    let last = outages.last().unwrap();
+    let len = last["end"].as_f64().unwrap() - last["start"].as_f64().unwrap();
+    assert!(
+        (len - 360.0).abs() < 1.0,
+        "only the 6-minute database step: {last}"
+    );
+    let status = s.status_json("state.db");
+    let sv = item(&status, "servers", "fqdn", SE);
+    assert_eq!(
+        item(sv, "steps", "id", "install-update")["state"],
+        "not-applicable"
+    );
+    assert_eq!(
+        item(sv, "steps", "id", "update-databases")["state"],
+        "succeeded"
+    );
+}
