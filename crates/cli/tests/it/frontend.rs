@@ -374,14 +374,17 @@ fn a_refused_failover_changes_nothing() {
 }
 
 #[test]
-fn a_crash_at_every_commit_of_a_front_end_resumes_without_repeating_a_failover() {
-    // Kill at each journal append of one Front End server's procedure (pre-flight to verify),
-    // resume, and check the world: the server ends patched once, back in its pool.
+fn a_crash_at_every_commit_of_a_pool_resumes_without_repeating_a_failover() {
+    // Kill at each journal append of a two-server pool and its back end (pre-flight to the
+    // database check), resume, and check the world: both servers patched once and back in
+    // their pool, the databases current, no user impact.
+    const POOL2: &str = "fepool2.berlin.demo.example";
+    const POOL2_FES: [&str; 2] = ["fe21.berlin.demo.example", "fe22.berlin.demo.example"];
     let mut n = 1;
     loop {
         let s = Scratch::new();
         lab_with_faults(&s, "");
-        let args = common::apply_args(&["--lab", "lab"], &[FES[0]], &[]);
+        let args = common::apply_args(&["--lab", "lab"], &[POOL2], &[]);
         let o = common::bin()
             .current_dir(s.path())
             .args(&args)
@@ -389,24 +392,36 @@ fn a_crash_at_every_commit_of_a_front_end_resumes_without_repeating_a_failover()
             .output()
             .unwrap();
         if o.status.code() == Some(0) {
-            assert!(n > 10, "the procedure has more commit points than {n}");
+            assert!(n > 20, "the procedure has more commit points than {n}");
             break;
         }
         let r = s.run(&["resume", "--state", "state.db"]);
         assert_eq!(code(&r), 0, "resume after kill at {n}: {}", stderr(&r));
         let lab = s.lab_json("lab");
-        assert_front_end_patched(&lab, FES[0]);
-        let p = pool(&lab, POOL);
+        for fe in POOL2_FES {
+            assert_front_end_patched(&lab, fe);
+        }
+        assert!(
+            databases_current(&lab, "sqlbe2.berlin.demo.example"),
+            "kill at {n}"
+        );
+        let p = pool(&lab, POOL2);
         assert!(
             empty(&p["front_ends"]["user_impact_intervals"]),
             "kill at {n}: {p}"
         );
-        let status = s.status_json("state.db");
-        let sv = server(&status, FES[0]);
         assert!(
-            step(sv, "failover")["attempts"].as_u64().unwrap() <= 1,
-            "kill at {n}: {sv}"
+            empty(&p["front_ends"]["down_intervals"]),
+            "kill at {n}: {p}"
         );
+        let status = s.status_json("state.db");
+        for fe in POOL2_FES {
+            let sv = server(&status, fe);
+            assert!(
+                step(sv, "failover")["attempts"].as_u64().unwrap() <= 1,
+                "kill at {n}: {sv}"
+            );
+        }
         n += 1;
     }
 }
