@@ -111,6 +111,19 @@ pub fn describe(event: &Event) -> Option<String> {
             minutes(*wait_ms)
         ),
         Event::Rebooted { server, at } => format!("{} {server}: rebooted", clock(*at)),
+        Event::OutageBudgetAtRisk {
+            server,
+            pool,
+            step,
+            budget_left_ms,
+            predicted_ms,
+            at,
+        } => format!(
+            "{} warning: {server}: {step} is predicted to take {} but the outage budget leaves {}; users of pool {pool} may pass the 30-minute line (the step's timeout is cut to what is left)",
+            clock(*at),
+            minutes(*predicted_ms),
+            minutes(*budget_left_ms)
+        ),
         Event::DatabasesChecked {
             checked,
             behind,

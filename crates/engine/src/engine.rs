@@ -338,7 +338,7 @@ impl<'a> Engine<'a> {
         idx: usize,
         input: Input,
         now: Millis,
-    ) -> Result<Option<(Call, usize, u32)>, EngineError> {
+    ) -> Result<Option<(Call, usize, u32, Millis)>, EngineError> {
         let was_in_outage = d.execs[idx].as_ref().is_some_and(|e| e.status.in_outage());
         let want = {
             let exec = d.execs[idx].as_mut().expect("active executor");
@@ -367,7 +367,16 @@ impl<'a> Engine<'a> {
                 call: c,
                 step,
                 attempt,
-            } => call = Some((c, step, attempt)),
+            } => {
+                let timeout = match c {
+                    Call::Execute => d.execs[idx].as_ref().map_or(0, |e| e.execute_timeout),
+                    Call::Probe | Call::Preflight => policy::PROBE_TIMEOUT,
+                    Call::Reboot | Call::Recover => {
+                        policy::retry_rule(run.spec.plan.servers[idx].steps[step].id).timeout
+                    }
+                };
+                call = Some((c, step, attempt, timeout))
+            }
             Want::Wait(wait) => d.schedule(now + wait, idx, Input::Waited),
             Want::OutageSlot => d.waiting.push(idx),
             Want::Done => d.finished(idx, &run.spec.policy),
@@ -383,6 +392,7 @@ impl<'a> Engine<'a> {
         call: Call,
         step: usize,
         attempt: u32,
+        timeout: Millis,
     ) -> Result<CallOutput, TargetError> {
         if call == Call::Preflight {
             return target.preflight(plan).map(CallOutput::Facts);
@@ -396,7 +406,7 @@ impl<'a> Engine<'a> {
             package: &run.spec.plan.package,
             operator: &run.spec.operator,
             attempt,
-            timeout: policy::retry_rule(step.id).timeout,
+            timeout,
         };
         match call {
             Call::Execute => target.execute(&req).map(CallOutput::Outcome),
@@ -429,9 +439,12 @@ impl<'a> Engine<'a> {
                 continue;
             }
             self.clock.set(now);
-            if let Some((call, step, attempt)) = self.step_executor(run, d, idx, input, now)? {
+            if let Some((call, step, attempt, timeout)) =
+                self.step_executor(run, d, idx, input, now)?
+            {
                 let plan = &run.spec.plan.servers[idx];
-                let result = Self::call_target(self.target, run, plan, call, step, attempt);
+                let result =
+                    Self::call_target(self.target, run, plan, call, step, attempt, timeout);
                 let after = self.clock.now().max(now);
                 d.schedule(after, idx, Input::Called(result));
             }
@@ -461,14 +474,15 @@ impl<'a> Engine<'a> {
                         d.dirty = true;
                         continue;
                     }
-                    if let Some((call, step, attempt)) =
+                    if let Some((call, step, attempt, timeout)) =
                         self.step_executor(run, d, idx, input, now)?
                     {
                         let plan = &run.spec.plan.servers[idx];
                         let tx = tx.clone();
                         in_calls += 1;
                         scope.spawn(move || {
-                            let result = Self::call_target(target, run, plan, call, step, attempt);
+                            let result =
+                                Self::call_target(target, run, plan, call, step, attempt, timeout);
                             let _ = tx.send((idx, result));
                         });
                     }

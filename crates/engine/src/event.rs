@@ -103,6 +103,17 @@ pub enum Event {
         pending: usize,
         at: Millis,
     },
+    /// A step inside a users-facing outage window starts with less outage budget left than it
+    /// is predicted to take: its timeout is cut to what is left, and the pool's users may pass
+    /// the 30-minute line.
+    OutageBudgetAtRisk {
+        server: String,
+        pool: String,
+        step: StepId,
+        budget_left_ms: Millis,
+        predicted_ms: Millis,
+        at: Millis,
+    },
     /// `Test-CsDatabase` over every SQL Server after the last server: how many databases were
     /// read, and those behind their expected version (`server\instance database: installed
     /// X, expected Y`).

@@ -132,6 +132,9 @@ pub struct Executor<'p> {
     pub skip: Option<String>,
     /// The step whose effect was probed absent just before this attempt.
     pre_probed: Option<usize>,
+    /// How long the step being carried out may take before it counts as hung: its rule's
+    /// timeout, cut inside a users-facing outage window to what the outage budget leaves.
+    pub execute_timeout: Millis,
 }
 
 struct Failure(String);
@@ -146,6 +149,7 @@ impl<'p> Executor<'p> {
             predicted_outage,
             skip: None,
             pre_probed: None,
+            execute_timeout: 0,
         }
     }
 
@@ -600,7 +604,59 @@ impl<'p> Executor<'p> {
         self.execute(cx, i, attempt)
     }
 
+    /// The outage budget left after this step if the rest of the window takes its predicted
+    /// time: what a step may take before the pool's users would pass the 30-minute line.
+    fn budget_left(&self, cx: &Cx<'_>, i: usize) -> Option<Millis> {
+        let step = &self.plan.steps[i];
+        if !step.in_outage
+            || !self.plan.outage_costs_users()
+            || cx.run.spec.policy.accept_resiliency
+        {
+            return None;
+        }
+        let elapsed = self.status.outage_ms(cx.now).unwrap_or(0);
+        let after: Millis = self.plan.steps[i + 1..]
+            .iter()
+            .filter(|s| s.in_outage && s.not_applicable.is_none())
+            .filter(|s| !self.status.step(s.id).state.is_settled())
+            .map(|s| policy::default_duration(s.id))
+            .sum();
+        Some(
+            cx.run
+                .spec
+                .policy
+                .outage_budget_ms
+                .saturating_sub(elapsed + after),
+        )
+    }
+
+    /// The timeout for carrying out step `i` now: the rule's, or inside a users-facing outage
+    /// window what the budget leaves (a minute short of it), but never less than a quarter more
+    /// than the step's predicted time. Says so when the budget is at risk.
+    fn timeout_for(&self, cx: &mut Cx<'_>, i: usize) -> Millis {
+        let step = &self.plan.steps[i];
+        let rule = policy::retry_rule(step.id).timeout;
+        let Some(left) = self.budget_left(cx, i) else {
+            return rule;
+        };
+        let predicted = policy::default_duration(step.id);
+        let floor = predicted + predicted / 4;
+        let timeout = left.saturating_sub(policy::MINUTE).max(floor).min(rule);
+        if left < floor {
+            cx.observer.on_event(&Event::OutageBudgetAtRisk {
+                server: self.plan.fqdn.to_string(),
+                pool: self.plan.pool.to_string(),
+                step: step.id,
+                budget_left_ms: left,
+                predicted_ms: predicted,
+                at: cx.now,
+            });
+        }
+        timeout
+    }
+
     fn execute(&mut self, cx: &mut Cx<'_>, i: usize, attempt: u32) -> Result<Want, EngineError> {
+        self.execute_timeout = self.timeout_for(cx, i);
         let step = &self.plan.steps[i];
         self.record(
             cx,
@@ -712,11 +768,26 @@ impl<'p> Executor<'p> {
                     duration_ms: duration,
                     at: cx.now,
                 });
-                let limit = if matches!(e, TargetError::Unreachable { .. }) {
+                let mut limit = if matches!(e, TargetError::Unreachable { .. }) {
                     UNREACHABLE_ATTEMPTS
                 } else {
                     rule.max_attempts.max(2)
                 };
+                // A step that hung inside a users-facing window is not tried again when the
+                // budget left cannot hold another run of it: the server is recovered instead.
+                let mut message = message;
+                if matches!(e, TargetError::TimedOut { .. })
+                    && let Some(left) = self.budget_left(cx, i)
+                    && left < policy::default_duration(step.id)
+                {
+                    limit = attempt;
+                    message = format!(
+                        "{message}; the outage budget left ({}) cannot hold another attempt \
+                         (predicted {}), so it is not retried inside the window",
+                        minutes(left),
+                        minutes(policy::default_duration(step.id))
+                    );
+                }
                 let wait = self.backoff(cx, step.id, attempt, message.clone());
                 self.state = State::ProbeWait {
                     i,

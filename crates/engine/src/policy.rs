@@ -156,6 +156,10 @@ pub const ERROR_INSTALL_ALREADY_RUNNING: i32 = 1618;
 /// Installer exit code meaning success with a reboot required.
 pub const ERROR_SUCCESS_REBOOT_REQUIRED: i32 = 3010;
 
+/// How long a probe (or the pre-flight) may take: it only reads, so a hung probe is an
+/// unreachable server, not a reason to wait another step's timeout.
+pub const PROBE_TIMEOUT: Millis = 2 * MINUTE;
+
 /// Attempts allowed while a server is unreachable, whatever the step.
 pub const UNREACHABLE_ATTEMPTS: u32 = 8;
 

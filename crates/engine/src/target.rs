@@ -134,7 +134,7 @@ pub enum TargetError {
     #[error("server {server} is unreachable: {reason}")]
     Unreachable { server: String, reason: String },
     /// The step did not finish within its timeout; its outcome is unknown.
-    #[error("step {step} on {server} did not finish within {after_ms} ms")]
+    #[error("step {step} on {server} did not finish within {:.1} min", *after_ms as f64 / 60_000.0)]
     TimedOut {
         server: String,
         step: String,

@@ -585,9 +585,10 @@ fn finish_step(
         Disposition::Run => Ok(apply(tx, shared, call, &mut server, installer_hash, false)?),
     };
     // The back end is unavailable to its pools while Install-CsDatabase updates it.
-    if let Ok(o) = &outcome
-        && o.exit_code == 0
-    {
+    // A hung update holds the databases too, until it is given up.
+    let held = matches!(disposition, Disposition::Hang)
+        || outcome.as_ref().is_ok_and(|o| o.exit_code == 0);
+    if held {
         match call.action {
             Action::UpdateConfiguredDatabases {
                 sql_server_fqdn, ..

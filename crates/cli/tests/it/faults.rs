@@ -131,3 +131,78 @@ fn a_database_step_that_fails_after_the_install_says_so_and_a_second_apply_finis
         "succeeded"
     );
 }
+
+/// The pool's outage intervals in minutes, and whether it was ever in resiliency mode.
+fn outage_minutes(lab: &Value, pool: &str) -> (Vec<f64>, bool) {
+    let p = item(lab, "pools", "fqdn", pool);
+    let outages = p["outage_intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["end"].as_f64().unwrap() - i["start"].as_f64().unwrap()) / 60.0)
+        .collect();
+    (
+        outages,
+        !p["resiliency_intervals"].as_array().unwrap().is_empty(),
+    )
+}
+
+#[test]
+fn a_hung_installer_is_cut_at_the_budget_and_not_retried_inside_the_window() {
+    for times in ["1", "0"] {
+        let s = Scratch::new();
+        lab_with_faults(
+            &s,
+            &format!(
+                "[[fault]]\nserver = \"se1.dublin.demo.example\"\nstep = \"install-update\"\nhang = true\ntimes = {times}\n"
+            ),
+        );
+        let o = s.run(&common::apply_args(&["--lab", "lab"], &[SE], &[]));
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        let lab = s.lab_json("lab");
+        let (outages, resiliency) = outage_minutes(&lab, SE);
+        assert_eq!(outages.len(), 1, "{outages:?}");
+        assert!(outages[0] < 30.0, "hang times={times}: {outages:?}");
+        assert!(!resiliency, "hang times={times}");
+        // Recovered on the old build, the installer never run twice.
+        let server = item(&lab, "servers", "fqdn", SE);
+        assert_eq!(server["installer_runs"], 0, "{server}");
+        assert_eq!(server["w3svc"], "running");
+        let status = s.status_json("state.db");
+        let sv = item(&status, "servers", "fqdn", SE);
+        assert_eq!(item(sv, "steps", "id", "install-update")["attempts"], 1);
+        assert!(
+            sv["reason"].as_str().unwrap().contains(
+                "did not finish within 15.8 min; the outage budget left (1.0 min) cannot hold \
+                 another attempt (predicted 12.0 min), so it is not retried inside the window"
+            ),
+            "{sv}"
+        );
+    }
+}
+
+#[test]
+fn a_hung_database_update_ends_before_the_30_minute_line() {
+    let s = Scratch::new();
+    lab_with_faults(
+        &s,
+        "[[fault]]\nserver = \"sqlbe2.berlin.demo.example\"\nstep = \"update-databases\"\nhang = true\ntimes = 0\n",
+    );
+    let o = s.run(&common::apply_args(
+        &["--lab", "lab"],
+        &["fepool2.berlin.demo.example"],
+        &[],
+    ));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let lab = s.lab_json("lab");
+    let (outages, resiliency) = outage_minutes(&lab, "fepool2.berlin.demo.example");
+    assert!(!resiliency, "{outages:?}");
+    // Held by the hung update until its timeout, a minute short of the line.
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    assert!((outages[0] - 29.0).abs() < 0.1, "{outages:?}");
+    assert!(
+        stderr(&o).contains("Test-CsDatabase: 9 database(s) behind their expected version"),
+        "{}",
+        stderr(&o)
+    );
+}
