@@ -606,6 +606,13 @@ impl<'r> Dispatch<'r> {
         if !rest.is_empty() {
             waves.push(rest.to_vec());
         }
+        // Within a wave, the longest remaining chain goes first (critical path): a pool whose
+        // Front End servers and back end must run one after another starts before servers that
+        // fit anywhere, so the outage slots are not left idle at the end of the night.
+        let rank = critical_path(servers, &predictions, &after);
+        for wave in &mut waves {
+            wave.sort_by_key(|&i| (Reverse(rank[i]), i));
+        }
         let failed = statuses
             .iter()
             .filter(|s| s.state == ServerState::Failed)
@@ -1054,6 +1061,46 @@ fn predict_with(stats: &[crate::store::StepStat], plan: &ServerPlan) -> (Millis,
         }
     }
     (outage, total)
+}
+
+/// Per server, the time from its start to the end of everything that must wait for it: the
+/// servers after it in its serial group (pool or back end, in plan order) and, when others
+/// depend on the group, the longest of their chains.
+fn critical_path(
+    servers: &[ServerPlan],
+    predictions: &[(Millis, Millis)],
+    after: &[Vec<usize>],
+) -> Vec<Millis> {
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        groups.entry(s.serial_key()).or_default().push(i);
+    }
+    // Who waits for each server.
+    let mut waiters: Vec<Vec<usize>> = vec![Vec::new(); servers.len()];
+    for (d, deps) in after.iter().enumerate() {
+        for &i in deps {
+            waiters[i].push(d);
+        }
+    }
+    let mut rank = vec![0; servers.len()];
+    // Dependents come later in plan order: settle groups from the last server backwards.
+    let mut by_last: Vec<&Vec<usize>> = groups.values().collect();
+    by_last.sort_by_key(|g| Reverse(*g.last().expect("non-empty group")));
+    for group in by_last {
+        let (mut tail, mut next): (Millis, Millis) = (0, 0);
+        for &i in group.iter().rev() {
+            let waiting = waiters[i]
+                .iter()
+                .filter(|&&w| servers[w].serial_key() != servers[i].serial_key())
+                .map(|&w| rank[w])
+                .max()
+                .unwrap_or(0);
+            next = next.max(waiting);
+            tail += predictions[i].1;
+            rank[i] = tail + next;
+        }
+    }
+    rank
 }
 
 /// `order` with every server moved after the servers it depends on (stable otherwise), so
