@@ -523,6 +523,19 @@ fn begin_step(
         }
         server.save(tx, &before)?;
     }
+    // Reset-CsPoolRegistrarState runs first when the fabric shows missing replicas.
+    if let (
+        Disposition::Run,
+        Action::CheckFabricState {
+            reset_missing_replicas: true,
+            ..
+        },
+        Some(pool),
+    ) = (disposition, call.action, server.pool_id)
+        && frontend::missing_replicas(tx, pool)?
+    {
+        duration += db::ms(rules::RESET_REGISTRAR_STATE_DURATION);
+    }
     Ok(Ok((
         duration,
         Begun {
