@@ -92,6 +92,19 @@ instance = "mon"
 stores = ["monitoring"]
 "#;
 
+/// The first eight of pool1's twelve routing groups, as `Get-CsPoolFabricState` lists them
+/// while every server is in the pool: group `g` on servers `g`, `g + 1`, `g + 2`, its primary
+/// the first of them.
+pub const POOL1_ROUTING_GROUPS: &str = "  routing group 0: primary fe1a.contoso.com, 3 of 3 replicas active\n  \
+     routing group 1: primary fe1b.contoso.com, 3 of 3 replicas active\n  \
+     routing group 2: primary fe1c.contoso.com, 3 of 3 replicas active\n  \
+     routing group 3: primary fe1a.contoso.com, 3 of 3 replicas active\n  \
+     routing group 4: primary fe1b.contoso.com, 3 of 3 replicas active\n  \
+     routing group 5: primary fe1c.contoso.com, 3 of 3 replicas active\n  \
+     routing group 6: primary fe1a.contoso.com, 3 of 3 replicas active\n  \
+     routing group 7: primary fe1b.contoso.com, 3 of 3 replicas active\n  \
+     ... and 4 more";
+
 /// Every machine of the fixture lab, in the order the lab lists them.
 pub const ALL_SERVERS: [&str; 13] = [
     FE1A,

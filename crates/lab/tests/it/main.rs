@@ -4,6 +4,8 @@
 
 mod common;
 mod faults;
+mod frontend;
+mod machines;
 mod procedure;
 mod rules;
 mod world;
