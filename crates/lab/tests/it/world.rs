@@ -421,3 +421,19 @@ fn handles_can_cross_threads() {
     send_sync::<sfbpatch_lab::LabTarget>();
     send_sync::<sfbpatch_lab::LabClock>();
 }
+
+#[test]
+fn a_server_s_detail_names_each_field_once() {
+    let f = fixture();
+    let detail = f.lab.server(FE1A).unwrap();
+    let json = serde_json::to_string(&detail).unwrap();
+    assert_eq!(json.matches("\"kind\":").count(), 1, "{json}");
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["kind"], "front-end");
+    assert_eq!(value["pools"], serde_json::json!([POOL1]));
+    assert_eq!(value["backend_sql_server_fqdn"], EE);
+    assert_eq!(value["in_service"], true);
+    assert_eq!(f.lab.server(EE).unwrap().pools, [POOL1]);
+    assert_eq!(f.lab.server(SE).unwrap().pools, [SE]);
+    assert_eq!(f.lab.server(MON).unwrap().pools, Vec::<String>::new());
+}
