@@ -433,3 +433,40 @@ fn a_whole_enterprise_pool_patched_the_planner_s_way() {
     }
     assert_sql_only(&f, EE);
 }
+
+#[test]
+fn a_pool_of_one_front_end_is_down_while_its_server_is_patched() {
+    let f = fixture_with(&one_pool(1), LabOptions::default());
+    let plan = f.plan_for(&member(0));
+    // Nothing to fail over to: the planner leaves failover and failback out.
+    assert_eq!(
+        plan.step(StepId::Failover).not_applicable.as_deref(),
+        Some(
+            "pool pool.contoso.com has no other Front End server to take over its users; the \
+             pool is unavailable while this server is out of service"
+        )
+    );
+    let outputs = run_all(&f, &plan);
+    assert!(
+        output_of(&outputs, StepId::CheckFabricState).ends_with(
+            "Get-CsUpgradeDomainInfo: PoolUpgradeState Ready; 1 of 1 Front End servers active"
+        ),
+        "{}",
+        output_of(&outputs, StepId::CheckFabricState)
+    );
+    assert_updated(&f, &member(0));
+    // Down and felt from the start of stop-cs-services (276 s) to the end of
+    // start-cs-services (276 s + 19.2 min).
+    let down = Interval {
+        start: 276.0,
+        end: Some(276.0 + 1152.0),
+    };
+    let fe = f.pool("pool.contoso.com").front_ends.unwrap();
+    assert_eq!((fe.quorum, fe.quorum_among), (1, 1));
+    assert_eq!(fe.down_intervals, vec![down]);
+    assert_eq!(fe.user_impact_intervals, vec![down]);
+    assert_eq!(
+        fe.in_service_over_time,
+        vec![(0.0, 1), (276.0, 0), (276.0 + 1152.0, 1)]
+    );
+}
