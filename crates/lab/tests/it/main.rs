@@ -7,5 +7,6 @@ mod faults;
 mod frontend;
 mod machines;
 mod procedure;
+mod public;
 mod rules;
 mod world;
