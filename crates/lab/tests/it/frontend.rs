@@ -470,3 +470,23 @@ fn a_pool_of_one_front_end_is_down_while_its_server_is_patched() {
         vec![(0.0, 1), (276.0, 0), (276.0 + 1152.0, 1)]
     );
 }
+
+#[test]
+fn a_2015_pool_answers_through_its_own_readiness_cmdlet() {
+    let mut f = fixture_with(
+        &deployment(),
+        LabOptions {
+            build: sfbpatch_plan::Build([6, 0, 9319, 0]),
+            ..LabOptions::default()
+        },
+    );
+    f.package.version = sfbpatch_plan::Build([6, 0, 9319, 881]);
+    let output = ok(&f, &f.plan_for(FE1A), StepId::CheckFabricState);
+    assert!(
+        output.ends_with(
+            "Get-CsPoolUpgradeReadinessState: PoolUpgradeState Ready; 3 of 3 Front End servers \
+             active"
+        ),
+        "{output}"
+    );
+}
