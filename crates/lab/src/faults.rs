@@ -444,20 +444,22 @@ disk_full = true
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"install\"\nexit_code = 1\n"),
             "f.toml:3: fault 1: unknown step 'install' (steps: check-admin-role, stage-update, \
-             stop-cs-services, stop-w3svc, close-management-shells, install-update, \
-             stop-cs-services-gac, start-w3svc, update-databases, start-cs-services, verify)"
+             check-fabric-state, failover, stop-cs-services, stop-w3svc, close-management-shells, \
+             install-update, stop-cs-services-gac, start-w3svc, update-databases, \
+             start-cs-services, failback, verify)"
         );
         assert_eq!(
             error(
                 "[[fault]]\nserver = \"a\"\nstep = \"verify\"\nhang = true\n\n[[fault]]\nserver = \"a\"\nstep = \"verify\"\nhang = true\nexit_code = 2\n"
             ),
             "f.toml:6: fault 2: exit_code and hang given: a fault has exactly one of exit_code, \
-             duration_minutes, hang, unreachable_minutes, open_shells, disk_full"
+             duration_minutes, hang, unreachable_minutes, open_shells, disk_full, \
+             missing_replicas, busy"
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\n"),
             "f.toml:1: fault 1: no fault given: add exactly one of exit_code, duration_minutes, \
-             hang, unreachable_minutes, open_shells, disk_full"
+             hang, unreachable_minutes, open_shells, disk_full, missing_replicas, busy"
         );
         assert_eq!(
             error("[[fault]]\nstep = \"verify\"\nhang = true\n"),
@@ -471,7 +473,7 @@ disk_full = true
             error(
                 "[[fault]]\nserver = \"a\"\nstep = \"verify\"\nduration_minutes = 3\ntimes = 2\n"
             ),
-            "f.toml:5: fault 1: times applies to exit_code and hang faults, not to duration_minutes"
+            "f.toml:5: fault 1: times applies to exit_code, hang and busy faults, not to duration_minutes"
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nexit_code = \"1\"\n"),
@@ -488,7 +490,8 @@ disk_full = true
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nsever = 1\nhang = true\n"),
             "f.toml:4: fault 1: unknown key 'sever' (a fault has server, step, times and one of \
-             exit_code, duration_minutes, hang, unreachable_minutes, open_shells, disk_full)"
+             exit_code, duration_minutes, hang, unreachable_minutes, open_shells, disk_full, \
+             missing_replicas, busy)"
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nhang = true\nhang = true\n"),

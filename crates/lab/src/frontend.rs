@@ -44,9 +44,15 @@ fn member(s: &Server) -> Member {
     Member {
         id: s.id,
         fqdn: s.fqdn.clone(),
-        active: !s.failed_over && running,
+        active: is_active(s),
         dropped: !s.failed_over && !running,
     }
+}
+
+/// Whether a Front End server holds its replicas: a member of its pool (not failed over) with
+/// every Skype for Business service running.
+pub(crate) fn is_active(s: &Server) -> bool {
+    !s.failed_over && s.services.iter().all(|svc| svc.running)
 }
 
 /// Pool-level quorum (SPEC.md section 6, Microsoft's high-availability planning): how many
@@ -181,19 +187,7 @@ pub(crate) fn record_pool_state(tx: &Connection, pool_id: i64, at: i64) -> rusql
     let pool = members(tx, pool_id)?;
     let active: Vec<bool> = pool.iter().map(|m| m.active).collect();
     let in_service = active.iter().filter(|a| **a).count() as i64;
-    let last: Option<i64> = tx
-        .prepare_cached(
-            "SELECT in_service FROM front_end_samples WHERE pool_id = ?1
-             ORDER BY at_ms DESC, rowid DESC LIMIT 1",
-        )?
-        .query_row([pool_id], |r| r.get(0))
-        .optional()?;
-    if last != Some(in_service) {
-        tx.prepare_cached(
-            "INSERT INTO front_end_samples (pool_id, at_ms, in_service) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![pool_id, at, in_service])?;
-    }
+    record_sample(tx, pool_id, at, in_service)?;
     let down = !has_quorum(&active);
     let impact = down || pool.iter().any(|m| m.dropped);
     set_interval(tx, pool_id, "down", down, at)?;
@@ -201,7 +195,39 @@ pub(crate) fn record_pool_state(tx: &Connection, pool_id: i64, at: i64) -> rusql
     Ok(())
 }
 
-/// Opens or closes the pool's open interval of `kind`.
+/// Records the number of servers in service at `at` when it changed. A change at the instant of
+/// the last one (not the pool's first sample) replaces it, and one that undoes it removes it: no
+/// sample of zero length.
+fn record_sample(tx: &Connection, pool_id: i64, at: i64, in_service: i64) -> rusqlite::Result<()> {
+    let last: Vec<(i64, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT rowid, at_ms, in_service FROM front_end_samples WHERE pool_id = ?1
+             ORDER BY at_ms DESC, rowid DESC LIMIT 2",
+        )?
+        .query_map([pool_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    match last.as_slice() {
+        [(_, _, n), ..] if *n == in_service => {}
+        [(rowid, t, _), (_, _, before)] if *t == at && *before == in_service => {
+            tx.prepare_cached("DELETE FROM front_end_samples WHERE rowid = ?1")?
+                .execute([rowid])?;
+        }
+        [(rowid, t, _), _] if *t == at => {
+            tx.prepare_cached("UPDATE front_end_samples SET in_service = ?2 WHERE rowid = ?1")?
+                .execute([*rowid, in_service])?;
+        }
+        _ => {
+            tx.prepare_cached(
+                "INSERT INTO front_end_samples (pool_id, at_ms, in_service) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![pool_id, at, in_service])?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens or closes the pool's open interval of `kind`. Opened again at the instant it closed,
+/// the same interval goes on.
 fn set_interval(
     tx: &Connection,
     pool_id: i64,
@@ -217,10 +243,20 @@ fn set_interval(
         .optional()?;
     match (on, open) {
         (true, None) => {
-            tx.prepare_cached(
-                "INSERT INTO pool_intervals (pool_id, kind, start_ms) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![pool_id, kind, at])?;
+            let reopened = tx
+                .prepare_cached(
+                    "UPDATE pool_intervals SET end_ms = NULL
+                     WHERE id = (SELECT id FROM pool_intervals WHERE pool_id = ?1 AND kind = ?2
+                                 ORDER BY start_ms DESC, id DESC LIMIT 1)
+                       AND end_ms = ?3",
+                )?
+                .execute(params![pool_id, kind, at])?;
+            if reopened == 0 {
+                tx.prepare_cached(
+                    "INSERT INTO pool_intervals (pool_id, kind, start_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![pool_id, kind, at])?;
+            }
         }
         (false, Some(id)) => {
             tx.prepare_cached(

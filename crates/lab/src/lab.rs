@@ -730,10 +730,11 @@ fn write_world(
 /// One server in full: what `lab show` prints plus what the lab uses to decide.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerDetail {
+    /// What `lab show` prints, its `kind` included.
     #[serde(flatten)]
     pub server: ServerSnapshot,
-    pub kind: ServerKind,
-    /// The pools whose back end this server is (or whose server it is).
+    /// The pools whose back end this server is, or whose server it is (a Front End server's
+    /// pool, a Standard Edition server's own).
     pub pools: Vec<String>,
     /// The SQL Server and instance this server's pool keeps its User store on.
     pub backend_sql_server_fqdn: String,
@@ -906,8 +907,10 @@ impl Lab {
                 let backend = db::instance_by_id(tx, s.backend_id)?;
                 let pools: Vec<String> = tx
                     .prepare_cached(
-                        "SELECT p.fqdn FROM pools p JOIN pool_members m ON m.pool_id = p.id
-                         WHERE m.server_id = ?1 ORDER BY p.id",
+                        "SELECT p.fqdn FROM pools p WHERE p.id IN (
+                             SELECT pool_id FROM pool_members WHERE server_id = ?1
+                             UNION SELECT pool_id FROM servers WHERE id = ?1)
+                         ORDER BY p.id",
                     )?
                     .query_map([id], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()?;
@@ -919,7 +922,6 @@ impl Lab {
                 )?;
                 Ok(ServerDetail {
                     server: server_snapshot(&s),
-                    kind: s.kind,
                     pools,
                     backend_sql_server_fqdn: backend.sql_server_fqdn,
                     backend_instance: backend.instance,

@@ -524,6 +524,19 @@ fn begin_step(
         }
         server.save(tx, &before)?;
     }
+    // Reset-CsPoolRegistrarState runs first when the fabric shows missing replicas.
+    if let (
+        Disposition::Run,
+        Action::CheckFabricState {
+            reset_missing_replicas: true,
+            ..
+        },
+        Some(pool),
+    ) = (disposition, call.action, server.pool_id)
+        && frontend::missing_replicas(tx, pool)?
+    {
+        duration += db::ms(rules::RESET_REGISTRAR_STATE_DURATION);
+    }
     Ok(Ok((
         duration,
         Begun {
@@ -623,8 +636,14 @@ fn settle(
     if let Some(pool) = server.pool_id
         && server != before
     {
-        // Leaving counts from the start of the operation, coming back from its end.
-        let at = if in_service { window.end } else { window.start };
+        // Leaving the pool's active servers counts from the start of the operation, joining
+        // them from its end (services the installer restarts run from the installer's end).
+        let at = match (frontend::is_active(before), frontend::is_active(server)) {
+            (false, true) => window.end,
+            (true, false) => window.start,
+            _ if in_service => window.end,
+            _ => window.start,
+        };
         frontend::record_pool_state(tx, pool, at)?;
     }
     Ok(())

@@ -1,17 +1,16 @@
-//! Hand-made deployments, packages and server plans, and helpers to drive the lab target.
+//! The fixture deployment, its lab and the planner's plan for it, and helpers that carry steps
+//! out the way the engine does: a `not_applicable` step is skipped, a step with `run_on` runs on
+//! that machine (`StepRequest.host`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sfbpatch_engine::{Probe, StepOutcome, StepRequest, Target, TargetError};
-use sfbpatch_lab::{Lab, LabOptions, LabSnapshot, LabTarget, PoolSnapshot, ServerSnapshot};
-use sfbpatch_plan::{
-    Action, Build, Installer, Package, PlannedStep, ServerKind, ServerPlan, StepId,
+use sfbpatch_lab::{
+    FrontEnds, Lab, LabOptions, LabSnapshot, LabTarget, PoolSnapshot, ServerSnapshot,
 };
-use sfbpatch_topology::{
-    Backend, DatabaseUpdate, Deployment, Edition, Fqdn, Machine, Pool, SourceFormat,
-    SqlInstanceName, SqlInstanceStores, StoreKind,
-};
+use sfbpatch_plan::{Build, Installer, Package, Plan, PlanPolicy, ServerKind, ServerPlan, StepId};
+use sfbpatch_topology::Deployment;
 use sha2::{Digest, Sha256};
 
 pub const OLD: Build = Build([7, 0, 2046, 0]);
@@ -21,184 +20,137 @@ pub const DESTINATION: &str =
 /// One hour: the timeout handed to every step.
 pub const TIMEOUT: u64 = 3_600_000;
 
+pub const POOL1: &str = "pool1.contoso.com";
+pub const POOL2: &str = "pool2.contoso.com";
+pub const POOL3: &str = "pool3.contoso.com";
+pub const FE1A: &str = "fe1a.contoso.com";
+pub const FE1B: &str = "fe1b.contoso.com";
+pub const FE1C: &str = "fe1c.contoso.com";
+pub const FE2A: &str = "fe2a.contoso.com";
+pub const FE2B: &str = "fe2b.contoso.com";
+pub const FE3A: &str = "fe3a.contoso.com";
+pub const FE3B: &str = "fe3b.contoso.com";
+/// pool1's back end: a SQL Server holding the User, Application and Central Management stores.
 pub const EE: &str = "sql1.contoso.com";
+/// pool2's back end, with Archiving and Monitoring collocated.
 pub const EE_COLLOCATED: &str = "sql2.contoso.com";
+/// pool3's back end: an AlwaysOn availability group (the listener) on two nodes.
 pub const AG: &str = "ag.contoso.com";
 pub const NODE1: &str = "sqlnode1.contoso.com";
 pub const NODE2: &str = "sqlnode2.contoso.com";
 pub const SE: &str = "se01.contoso.com";
+/// A SQL Server holding a Monitoring store and no pool's back end.
 pub const MON: &str = "mon.contoso.com";
 
-pub fn fqdn(s: &str) -> Fqdn {
-    Fqdn::parse(s).unwrap()
-}
+/// The fixture deployment as an inventory:
+/// - `pool1`: three Front End servers on the back end `sql1\rtc` (User, Application, CMS);
+/// - `pool2`: two Front End servers on `sql2\rtc` with collocated Archiving and Monitoring;
+/// - `pool3`: two Front End servers on the AlwaysOn back end `ag` (nodes `sqlnode1`, `sqlnode2`);
+/// - `se01`: a Standard Edition server with its own `rtc` instance;
+/// - `mon\mon`: a Monitoring store on a SQL Server of its own.
+pub const INVENTORY: &str = r#"
+[[site]]
+name = "Redmond"
 
-pub fn instance(s: &str) -> SqlInstanceName {
-    SqlInstanceName::parse(s).unwrap()
-}
+[[pool]]
+fqdn = "pool1.contoso.com"
+machines = [
+  { fqdn = "fe1a.contoso.com", upgrade_domain = "UpgradeDomain1" },
+  { fqdn = "fe1b.contoso.com", upgrade_domain = "UpgradeDomain2" },
+  { fqdn = "fe1c.contoso.com", upgrade_domain = "UpgradeDomain3" },
+]
+backend = 'sql1.contoso.com\rtc'
 
-fn machine(s: &str) -> Machine {
-    Machine {
-        fqdn: fqdn(s),
-        upgrade_domain: None,
-        fault_domain: None,
-        sfb_components: false,
-    }
-}
+[[pool]]
+fqdn = "pool2.contoso.com"
+machines = ["fe2a.contoso.com", "fe2b.contoso.com"]
+backend = 'sql2.contoso.com\rtc'
 
-fn stores(kinds: &[StoreKind]) -> BTreeSet<StoreKind> {
-    kinds.iter().copied().collect()
-}
+[[pool]]
+fqdn = "pool3.contoso.com"
+machines = ["fe3a.contoso.com", "fe3b.contoso.com"]
+backend = { sql_server = "ag.contoso.com", always_on_primary = "sqlnode1.contoso.com",
+            nodes = ["sqlnode1.contoso.com", "sqlnode2.contoso.com"] }
 
-#[allow(clippy::too_many_arguments)]
-fn pool(
-    pool_fqdn: &str,
-    edition: Edition,
-    front_ends: &[&str],
-    sql: &str,
-    sql_instance: &str,
-    always_on: bool,
-    backend_machines: &[&str],
-    pool_stores: &[StoreKind],
-    collocated: &[StoreKind],
-) -> Pool {
-    Pool {
-        fqdn: fqdn(pool_fqdn),
-        site: "Redmond".to_string(),
-        edition,
-        machines: front_ends.iter().map(|m| machine(m)).collect(),
-        backend: Backend {
-            sql_server_fqdn: fqdn(sql),
-            sql_instance: instance(sql_instance),
-            always_on,
-            always_on_primary: always_on.then(|| fqdn(backend_machines[0])),
-            machines: backend_machines.iter().map(|m| machine(m)).collect(),
-            stores: stores(pool_stores),
-            collocated_stores: stores(collocated),
-            mirroring: None,
-        },
-        database_update: match (edition, collocated.is_empty()) {
-            (Edition::Standard, _) => DatabaseUpdate::Local,
-            (Edition::Enterprise, true) => DatabaseUpdate::Configured,
-            (Edition::Enterprise, false) => DatabaseUpdate::ConfiguredExcludeCollocated,
-        },
-        paired_with: None,
-    }
-}
+[[pool]]
+fqdn = "se01.contoso.com"
+edition = "standard"
 
-/// Four pools on five patched servers:
-/// - `pool1`: Enterprise, back end `sql1\rtc` (User, Application, Central Management);
-/// - `pool2`: Enterprise, back end `sql2\rtc` with collocated Archiving and Monitoring stores;
-/// - `pool3`: Enterprise, AlwaysOn back end `ag` (listener) on `sqlnode1` and `sqlnode2`;
-/// - `se01`: Standard Edition with its own `rtc` instance;
-/// - a separate Monitoring server `mon\mon` that no patched server uses as its back end.
+[[sql]]
+fqdn = "sql1.contoso.com"
+instance = "rtc"
+stores = ["user", "application", "central-management"]
+
+[[sql]]
+fqdn = "sql2.contoso.com"
+instance = "rtc"
+stores = ["user", "application", "archiving", "monitoring"]
+
+[[sql]]
+fqdn = "mon.contoso.com"
+instance = "mon"
+stores = ["monitoring"]
+"#;
+
+/// The first eight of pool1's twelve routing groups, as `Get-CsPoolFabricState` lists them
+/// while every server is in the pool: group `g` on servers `g`, `g + 1`, `g + 2`, its primary
+/// the first of them.
+pub const POOL1_ROUTING_GROUPS: &str = "  routing group 0: primary fe1a.contoso.com, 3 of 3 replicas active\n  \
+     routing group 1: primary fe1b.contoso.com, 3 of 3 replicas active\n  \
+     routing group 2: primary fe1c.contoso.com, 3 of 3 replicas active\n  \
+     routing group 3: primary fe1a.contoso.com, 3 of 3 replicas active\n  \
+     routing group 4: primary fe1b.contoso.com, 3 of 3 replicas active\n  \
+     routing group 5: primary fe1c.contoso.com, 3 of 3 replicas active\n  \
+     routing group 6: primary fe1a.contoso.com, 3 of 3 replicas active\n  \
+     routing group 7: primary fe1b.contoso.com, 3 of 3 replicas active\n  \
+     ... and 4 more";
+
+/// Every machine of the fixture lab, in the order the lab lists them.
+pub const ALL_SERVERS: [&str; 13] = [
+    FE1A,
+    FE1B,
+    FE1C,
+    EE,
+    FE2A,
+    FE2B,
+    EE_COLLOCATED,
+    FE3A,
+    FE3B,
+    NODE1,
+    NODE2,
+    SE,
+    MON,
+];
+
 pub fn deployment() -> Deployment {
-    use StoreKind::*;
-    let pools = vec![
-        pool(
-            "pool1.contoso.com",
-            Edition::Enterprise,
-            &["fe1a.contoso.com", "fe1b.contoso.com"],
-            EE,
-            "rtc",
-            false,
-            &[EE],
-            &[User, Application, CentralManagement],
-            &[],
-        ),
-        pool(
-            "pool2.contoso.com",
-            Edition::Enterprise,
-            &["fe2a.contoso.com"],
-            EE_COLLOCATED,
-            "rtc",
-            false,
-            &[EE_COLLOCATED],
-            &[User, Application, Archiving, Monitoring],
-            &[Archiving, Monitoring],
-        ),
-        pool(
-            "pool3.contoso.com",
-            Edition::Enterprise,
-            &["fe3a.contoso.com"],
-            AG,
-            "",
-            true,
-            &[NODE1, NODE2],
-            &[User, Application],
-            &[],
-        ),
-        pool(
-            SE,
-            Edition::Standard,
-            &[SE],
-            SE,
-            "rtc",
-            false,
-            &[SE],
-            &[User, Application],
-            &[],
-        ),
-    ];
-    let mut sql_instances: Vec<SqlInstanceStores> = pools
-        .iter()
-        .map(|p| SqlInstanceStores {
-            sql_server_fqdn: p.backend.sql_server_fqdn.clone(),
-            sql_instance: p.backend.sql_instance.clone(),
-            stores: p.backend.stores.clone(),
-        })
-        .collect();
-    sql_instances.push(SqlInstanceStores {
-        sql_server_fqdn: fqdn(MON),
-        sql_instance: instance("mon"),
-        stores: stores(&[Monitoring]),
-    });
-    Deployment {
-        format: SourceFormat::Inventory,
-        pools,
-        sql_instances,
-    }
+    load(INVENTORY)
+}
+
+/// A deployment from inventory text.
+pub fn load(inventory: &str) -> Deployment {
+    sfbpatch_topology::load(inventory, "inventory.toml").unwrap()
 }
 
 /// `n` Standard Edition servers `se0000.contoso.com`...
 pub fn many_standard_edition(n: usize) -> Deployment {
-    let pools: Vec<Pool> = (0..n)
-        .map(|i| {
-            let name = format!("se{i:04}.contoso.com");
-            pool(
-                &name,
-                Edition::Standard,
-                &[&name],
-                &name,
-                "rtc",
-                false,
-                &[&name],
-                &[StoreKind::User, StoreKind::Application],
-                &[],
-            )
-        })
-        .collect();
-    let sql_instances = pools
-        .iter()
-        .map(|p| SqlInstanceStores {
-            sql_server_fqdn: p.backend.sql_server_fqdn.clone(),
-            sql_instance: p.backend.sql_instance.clone(),
-            stores: p.backend.stores.clone(),
-        })
-        .collect();
-    Deployment {
-        format: SourceFormat::Inventory,
-        pools,
-        sql_instances,
+    let mut text = String::from("[[site]]\nname = \"Redmond\"\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[pool]]\nfqdn = \"se{i:04}.contoso.com\"\nedition = \"standard\"\n"
+        ));
     }
+    load(&text)
 }
 
-/// A lab in a temporary folder, with the package's installer file next to it.
+/// A lab in a temporary folder, with the package's installer file next to it, and the
+/// planner's plan for the same deployment.
 pub struct Fixture {
     pub tmp: tempfile::TempDir,
     pub lab: Lab,
     pub target: LabTarget,
     pub package: Package,
+    pub deployment: Deployment,
+    pub policy: PlanPolicy,
 }
 
 impl Fixture {
@@ -215,7 +167,7 @@ impl Fixture {
             .servers
             .into_iter()
             .find(|s| s.fqdn == name)
-            .unwrap()
+            .unwrap_or_else(|| panic!("no server {name} in the lab"))
     }
 
     pub fn pool(&self, name: &str) -> PoolSnapshot {
@@ -223,11 +175,31 @@ impl Fixture {
             .pools
             .into_iter()
             .find(|p| p.fqdn == name)
-            .unwrap()
+            .unwrap_or_else(|| panic!("no pool {name} in the lab"))
+    }
+
+    pub fn front_ends(&self, pool: &str) -> FrontEnds {
+        self.pool(pool)
+            .front_ends
+            .unwrap_or_else(|| panic!("{pool} has no Front End servers"))
     }
 
     pub fn now_seconds(&self) -> f64 {
         self.lab.now().unwrap() as f64 / 1000.0
+    }
+
+    /// The planner's plan for the whole deployment, with the fixture's policy.
+    pub fn plan(&self) -> Plan {
+        sfbpatch_plan::plan(&self.deployment, &self.package, &self.policy).unwrap()
+    }
+
+    /// The planner's procedure for one server.
+    pub fn plan_for(&self, server: &str) -> ServerPlan {
+        self.plan()
+            .servers
+            .into_iter()
+            .find(|s| s.fqdn.as_str() == server)
+            .unwrap_or_else(|| panic!("the plan has no server {server}"))
     }
 }
 
@@ -248,7 +220,13 @@ pub fn package_for(installer: &Path, sha256: &str) -> Package {
     }
 }
 
+/// A lab of `deployment`; the plan gets the same machines with components as the lab and
+/// `reset_missing_replicas` from `policy`.
 pub fn fixture_with(deployment: &Deployment, options: LabOptions) -> Fixture {
+    let policy = PlanPolicy {
+        sfb_components: options.sfb_components.clone(),
+        ..PlanPolicy::default()
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (installer, sha256) = write_installer(tmp.path());
     let lab = sfbpatch_lab::init(&tmp.path().join("lab"), deployment, &options).unwrap();
@@ -256,12 +234,26 @@ pub fn fixture_with(deployment: &Deployment, options: LabOptions) -> Fixture {
         target: lab.target(),
         lab,
         package: package_for(&installer, &sha256),
+        deployment: deployment.clone(),
+        policy,
         tmp,
     }
 }
 
 pub fn fixture() -> Fixture {
     fixture_with(&deployment(), LabOptions::default())
+}
+
+/// The fixture with the Skype for Business Core Components on these SQL Server machines, in
+/// the lab and in the plan.
+pub fn fixture_with_components(machines: &[&str]) -> Fixture {
+    fixture_with(
+        &deployment(),
+        LabOptions {
+            sfb_components: machines.iter().map(|m| m.to_string()).collect(),
+            ..LabOptions::default()
+        },
+    )
 }
 
 pub fn fixture_with_faults(faults: &str) -> Fixture {
@@ -275,142 +267,20 @@ pub fn fixture_with_faults(faults: &str) -> Fixture {
     )
 }
 
-/// The `update-databases` action (and whether `verify` checks databases at all).
-pub enum Variant {
-    Configured,
-    ConfiguredExcludeCollocated,
-    Local,
-    UpdatedBy(&'static str),
+/// A `[[fault]]` table.
+pub fn fault(server: &str, step: &str, kind: &str) -> String {
+    format!("[[fault]]\nserver = \"{server}\"\nstep = \"{step}\"\n{kind}\n")
 }
 
-/// The eleven steps for one server, as the planner would give them.
-pub fn server_plan(
-    package: &Package,
-    server: &str,
-    pool: &str,
-    role: ServerKind,
-    (sql, sql_instance): (&str, &str),
-    variant: Variant,
-) -> ServerPlan {
-    let (database_action, database_update, check_databases) = match variant {
-        Variant::Configured => (
-            Action::UpdateConfiguredDatabases {
-                sql_server_fqdn: fqdn(sql),
-                exclude_collocated_stores: false,
-            },
-            DatabaseUpdate::Configured,
-            true,
-        ),
-        Variant::ConfiguredExcludeCollocated => (
-            Action::UpdateConfiguredDatabases {
-                sql_server_fqdn: fqdn(sql),
-                exclude_collocated_stores: true,
-            },
-            DatabaseUpdate::ConfiguredExcludeCollocated,
-            true,
-        ),
-        Variant::Local => (Action::UpdateLocalDatabases, DatabaseUpdate::Local, true),
-        Variant::UpdatedBy(by) => (
-            Action::DatabasesUpdatedBy { server: fqdn(by) },
-            DatabaseUpdate::Configured,
-            false,
-        ),
-    };
-    // Verify checks what the server's role says, whatever the database variant.
-    let local_databases = role == ServerKind::StandardEdition;
-    let action = |id: StepId| match id {
-        StepId::CheckAdminRole => Action::CheckAdminRole,
-        StepId::StageUpdate => Action::StageUpdate {
-            source: package.installer.clone(),
-            sha256: package.sha256.clone(),
-            destination: DESTINATION.to_string(),
-        },
-        StepId::StopCsServices | StepId::StopCsServicesGac => Action::StopCsServices,
-        StepId::StopW3svc => Action::StopW3svc,
-        StepId::CloseManagementShells => Action::CloseManagementShells,
-        StepId::InstallUpdate => Action::InstallUpdate {
-            path: DESTINATION.to_string(),
-        },
-        StepId::StartW3svc => Action::StartW3svc,
-        StepId::UpdateDatabases => database_action.clone(),
-        StepId::StartCsServices => Action::StartCsServices,
-        StepId::Verify => Action::Verify {
-            build: package.version,
-            sql_server_fqdn: fqdn(sql),
-            sql_instance: instance(sql_instance),
-            check_databases,
-            local_databases,
-        },
-    };
-    ServerPlan {
-        fqdn: fqdn(server),
-        pool: fqdn(pool),
-        site: "Redmond".to_string(),
-        role,
-        database_update,
-        sql_server_fqdn: fqdn(sql),
-        sql_instance: instance(sql_instance),
-        steps: StepId::ALL
-            .into_iter()
-            .map(|id| PlannedStep {
-                id,
-                command: None,
-                in_outage: id.in_outage(),
-                action: action(id),
-            })
-            .collect(),
-    }
-}
-
-pub fn ee_plan(f: &Fixture, variant: Variant) -> ServerPlan {
-    server_plan(
-        &f.package,
-        EE,
-        "pool1.contoso.com",
-        ServerKind::BackEnd,
-        (EE, "rtc"),
-        variant,
-    )
-}
-
-pub fn ee_collocated_plan(f: &Fixture, variant: Variant) -> ServerPlan {
-    server_plan(
-        &f.package,
-        EE_COLLOCATED,
-        "pool2.contoso.com",
-        ServerKind::BackEnd,
-        (EE_COLLOCATED, "rtc"),
-        variant,
-    )
-}
-
-pub fn se_plan(f: &Fixture, variant: Variant) -> ServerPlan {
-    server_plan(
-        &f.package,
-        SE,
-        SE,
-        ServerKind::StandardEdition,
-        (SE, "rtc"),
-        variant,
-    )
-}
-
-pub fn node_plan(f: &Fixture, node: &str, variant: Variant) -> ServerPlan {
-    server_plan(
-        &f.package,
-        node,
-        "pool3.contoso.com",
-        ServerKind::BackEnd,
-        (AG, ""),
-        variant,
-    )
-}
-
+/// The request the engine sends for step `id` of `plan`: to the step's `run_on` machine, or
+/// to the server itself.
 pub fn request<'a>(f: &'a Fixture, plan: &'a ServerPlan, id: StepId) -> StepRequest<'a> {
+    let step = plan.step(id);
     StepRequest {
         run_id: 1,
         server: plan,
-        step: plan.step(id),
+        step,
+        host: step.run_on.as_ref().unwrap_or(&plan.fqdn),
         package: &f.package,
         operator: "LAB\\sfbadmin",
         attempt: 1,
@@ -437,14 +307,62 @@ pub fn ok(f: &Fixture, plan: &ServerPlan, id: StepId) -> String {
     outcome.output
 }
 
-/// Runs the eleven steps in order, each expected to succeed.
-pub fn run_all(f: &Fixture, plan: &ServerPlan) {
-    for id in StepId::ALL {
+/// The steps of `plan` the engine runs, in order: those that apply to the machine.
+pub fn applicable(plan: &ServerPlan) -> Vec<StepId> {
+    plan.steps
+        .iter()
+        .filter(|s| s.not_applicable.is_none())
+        .map(|s| s.id)
+        .collect()
+}
+
+/// Runs every applicable step of `plan` in order, each expected to succeed; returns each
+/// step's output.
+pub fn run_all(f: &Fixture, plan: &ServerPlan) -> Vec<(StepId, String)> {
+    applicable(plan)
+        .into_iter()
+        .map(|id| (id, ok(f, plan, id)))
+        .collect()
+}
+
+/// Runs the applicable steps of `plan` before `stop` (exclusive).
+pub fn run_until(f: &Fixture, plan: &ServerPlan, stop: StepId) {
+    for id in applicable(plan).into_iter().take_while(|id| *id != stop) {
         ok(f, plan, id);
     }
 }
 
-/// Asserts a server has the new build everywhere, after exactly one installer run.
+/// Runs the applicable steps of `plan` from `start` (inclusive) to the end.
+pub fn run_from(f: &Fixture, plan: &ServerPlan, start: StepId) {
+    for id in applicable(plan).into_iter().skip_while(|id| *id != start) {
+        ok(f, plan, id);
+    }
+}
+
+/// The output of one step among [`run_all`]'s.
+pub fn output_of(outputs: &[(StepId, String)], id: StepId) -> &str {
+    outputs
+        .iter()
+        .find(|(step, _)| *step == id)
+        .map(|(_, o)| o.as_str())
+        .unwrap_or_else(|| panic!("{id} did not run"))
+}
+
+/// Patches every server of `pool` the planner's way: its Front End servers one at a time,
+/// then its back end's machines (store servers, planned under the first pool, are left out).
+pub fn patch_pool(f: &Fixture, pool: &str) {
+    let plan = f.plan();
+    let servers = plan
+        .servers
+        .iter()
+        .filter(|s| s.pool.as_str() == pool && s.kind != ServerKind::Store);
+    for server in servers {
+        run_all(f, server);
+    }
+}
+
+/// Asserts a Skype for Business server (Front End or Standard Edition) has the new build
+/// everywhere, after exactly one installer run, and is back in its pool.
 pub fn assert_updated(f: &Fixture, name: &str) {
     let s = f.server(name);
     assert_eq!(s.installed_build, NEW, "{name}");
@@ -452,10 +370,26 @@ pub fn assert_updated(f: &Fixture, name: &str) {
     assert_eq!(s.w3svc.as_str(), "running", "{name}");
     assert_eq!(s.open_shells, 0, "{name}");
     assert!(!s.reboot_pending, "{name}");
+    assert!(!s.failed_over, "{name}");
+    assert_eq!(s.refused_commands, 0, "{name}");
+    assert!(!s.services.is_empty(), "{name}");
     for svc in &s.services {
         assert_eq!(svc.state.as_str(), "running", "{name} {}", svc.name);
         assert_eq!(svc.loaded_build, NEW, "{name} {}", svc.name);
     }
+}
+
+/// Asserts a SQL Server machine without the components ran nothing and refused nothing.
+pub fn assert_sql_only(f: &Fixture, name: &str) {
+    let s = f.server(name);
+    assert!(
+        matches!(s.kind, ServerKind::BackEnd | ServerKind::Store),
+        "{name}"
+    );
+    assert!(s.services.is_empty(), "{name}");
+    assert_eq!(s.w3svc.as_str(), "not installed", "{name}");
+    assert_eq!(s.installer_runs, 0, "{name}");
+    assert_eq!(s.refused_commands, 0, "{name}");
 }
 
 /// The databases of one instance as (database, version, expected_version).
@@ -464,7 +398,7 @@ pub fn databases(f: &Fixture, sql: &str, sql_instance: &str) -> Vec<(String, Str
         .sql_instances
         .into_iter()
         .find(|i| i.sql_server_fqdn == sql && i.instance == sql_instance)
-        .unwrap()
+        .unwrap_or_else(|| panic!("no instance {sql}\\{sql_instance}"))
         .stores
         .into_iter()
         .map(|d| (d.database, d.version, d.expected_version))
@@ -475,6 +409,12 @@ pub fn assert_databases_current(f: &Fixture, sql: &str, sql_instance: &str) {
     for (db, version, expected) in databases(f, sql, sql_instance) {
         assert_eq!(version, expected, "{sql}\\{sql_instance} {db}");
     }
+}
+
+pub fn strings(rows: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    rows.iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect()
 }
 
 /// Seconds of virtual time.

@@ -1,31 +1,35 @@
-//! A wrong order or a wrong variant visibly fails; probes read the world.
+//! A wrong order or a wrong variant visibly fails; probes read the world; recovery.
 
-use sfbpatch_engine::ProbeVerdict;
+use sfbpatch_engine::{ProbeVerdict, TargetError};
 use sfbpatch_lab::{Interval, LabOptions, PoolMode};
-use sfbpatch_plan::{Installer, StepId};
+use sfbpatch_plan::{Action, Installer, StepId};
 
 use crate::common::*;
 
-const SQL1_SERVICES: &str = "RTCSRV, RTCCLSAGT, RTCHA, RTCMEDSRV, RTCATS, RTCASMCU, RTCAVMCU, \
-                             RTCIMMCU, RTCDATAMCU, RTCCAA, RTCCAS, RTCRGS, RTCXMPPTGW, REPLICA, FTA, MASTER";
+/// The services of a Front End server of pool1 (its back end holds the Central Management
+/// store, so MASTER runs too).
+const POOL1_SERVICES: &str = "RTCSRV, RTCCLSAGT, RTCHA, RTCMEDSRV, RTCATS, RTCASMCU, RTCAVMCU, \
+                              RTCIMMCU, RTCDATAMCU, RTCCAA, RTCCAS, RTCRGS, RTCXMPPTGW, REPLICA, FTA, MASTER";
+/// The services of the Standard Edition server.
+const SE_SERVICES: &str = "RTCSRV, RTCCLSAGT, RTCHA, RTCMEDSRV, RTCATS, RTCASMCU, RTCAVMCU, \
+                           RTCIMMCU, RTCDATAMCU, RTCCAA, RTCCAS, RTCRGS, RTCXMPPTGW, REPLICA, FTA";
 
 #[test]
 fn installing_while_services_run_fails_with_files_in_use() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(SE);
     ok(&f, &plan, StepId::CheckAdminRole);
     ok(&f, &plan, StepId::StageUpdate);
 
     let outcome = exec(&f, &plan, StepId::InstallUpdate).unwrap();
-    assert_eq!(outcome.exit_code, 1);
     assert_eq!(
-        outcome.output,
-        format!("files in use: {SQL1_SERVICES}, W3SVC")
+        (outcome.exit_code, outcome.output),
+        (1, format!("files in use: {SE_SERVICES}, W3SVC"))
     );
-    let s = f.server(EE);
+    let s = f.server(SE);
     assert_eq!((s.installed_build, s.installer_runs), (OLD, 0));
     // Still in service: a failed installer start is no outage.
-    assert_eq!(f.pool("pool1.contoso.com").outage_intervals, vec![]);
+    assert_eq!(f.pool(SE).outage_intervals, vec![]);
 
     ok(&f, &plan, StepId::StopCsServices);
     let outcome = exec(&f, &plan, StepId::InstallUpdate).unwrap();
@@ -35,13 +39,42 @@ fn installing_while_services_run_fails_with_files_in_use() {
     );
     ok(&f, &plan, StepId::StopW3svc);
     ok(&f, &plan, StepId::InstallUpdate);
-    assert_eq!(f.server(EE).installer_runs, 1);
+    assert_eq!(f.server(SE).installer_runs, 1);
+}
+
+#[test]
+fn failover_stops_the_services_but_iis_still_holds_files_on_a_front_end() {
+    let f = fixture();
+    let plan = f.plan_for(FE1A);
+    let outcome = {
+        ok(&f, &plan, StepId::CheckAdminRole);
+        ok(&f, &plan, StepId::StageUpdate);
+        exec(&f, &plan, StepId::InstallUpdate).unwrap()
+    };
+    assert_eq!(
+        (outcome.exit_code, outcome.output),
+        (1, format!("files in use: {POOL1_SERVICES}, W3SVC"))
+    );
+    ok(&f, &plan, StepId::CheckFabricState);
+    ok(&f, &plan, StepId::Failover);
+    let outcome = exec(&f, &plan, StepId::InstallUpdate).unwrap();
+    assert_eq!(
+        (outcome.exit_code, outcome.output.as_str()),
+        (1, "files in use: W3SVC")
+    );
+    assert_eq!(
+        ok(&f, &plan, StepId::StopCsServices),
+        "Stop-CsWindowsService: no Skype for Business service was running"
+    );
+    ok(&f, &plan, StepId::StopW3svc);
+    ok(&f, &plan, StepId::InstallUpdate);
+    assert_eq!(f.server(FE1A).installer_runs, 1);
 }
 
 #[test]
 fn installing_without_staging_fails() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(SE);
     for id in [
         StepId::StopCsServices,
         StepId::StopW3svc,
@@ -58,18 +91,17 @@ fn installing_without_staging_fails() {
              (stage-update first)"
         )
     );
-    assert_eq!(f.server(EE).installed_build, OLD);
+    assert_eq!(f.server(SE).installed_build, OLD);
 }
 
 #[test]
 fn the_installer_restarts_services_on_old_assemblies() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
-    for id in &StepId::ALL[..6] {
-        ok(&f, &plan, *id);
-    }
-    let s = f.server(EE);
+    let plan = f.plan_for(FE1A);
+    run_until(&f, &plan, StepId::StopCsServicesGac);
+    let s = f.server(FE1A);
     assert_eq!(s.installed_build, NEW);
+    assert_eq!(s.services.len(), 16);
     for svc in &s.services {
         assert_eq!(
             (svc.state.as_str(), svc.loaded_build),
@@ -79,21 +111,27 @@ fn the_installer_restarts_services_on_old_assemblies() {
         );
     }
     assert_eq!(s.w3svc.as_str(), "stopped");
+    // Out of its pool all along: the running services hold no replica.
+    assert!(s.failed_over);
+    assert_eq!(f.front_ends(POOL1).in_service, 2);
 }
 
 #[test]
 fn skipping_the_second_stop_leaves_old_assemblies_and_verify_fails() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(FE1A);
     let mut outputs = Vec::new();
-    for id in StepId::ALL {
+    for id in applicable(&plan) {
         if id == StepId::StopCsServicesGac {
             continue;
         }
-        let outcome = exec(&f, &plan, id).unwrap();
-        outputs.push((id, outcome));
+        outputs.push((id, exec(&f, &plan, id).unwrap()));
     }
-    let (_, start) = &outputs[8];
+    let start = &outputs
+        .iter()
+        .find(|(id, _)| *id == StepId::StartCsServices)
+        .unwrap()
+        .1;
     assert_eq!(
         start.output,
         "Start-CsWindowsService: every service was already running"
@@ -101,58 +139,51 @@ fn skipping_the_second_stop_leaves_old_assemblies_and_verify_fails() {
     let (id, verify) = outputs.last().unwrap();
     assert_eq!(*id, StepId::Verify);
     assert_eq!(verify.exit_code, 1);
-    let stale: Vec<String> = SQL1_SERVICES
+    let stale: Vec<String> = POOL1_SERVICES
         .split(", ")
         .map(|s| format!("{s} (7.0.2046.0)"))
         .collect();
     assert_eq!(
         verify.output,
         format!(
-            "verification failed on sql1.contoso.com:\n\
+            "verification failed on fe1a.contoso.com:\n\
              - Get-CsWindowsService: 16 services run on old assemblies while 7.0.2046.553 is \
-             installed: {}",
+             installed: {}\n\
+             Get-CsPoolFabricState: pool pool1.contoso.com healthy, 3 of 3 Front End servers active",
             stale.join(", ")
         )
     );
-    // The server never came back: the pool's outage is still open.
-    let pool = f.pool("pool1.contoso.com");
-    assert_eq!(pool.mode, PoolMode::Outage);
-    assert_eq!(
-        pool.outage_intervals,
-        vec![Interval {
-            start: 246.0,
-            end: None
-        }]
-    );
-    assert!(!f.lab.server(EE).unwrap().in_service);
+    // Back in its pool, but not on one consistent build: not in service.
+    let detail = f.lab.server(FE1A).unwrap();
+    assert!(!detail.in_service);
+    assert!(!detail.server.failed_over);
+    assert_eq!(detail.out_of_service.len(), 1);
+    assert_eq!(detail.out_of_service[0].end, None);
 }
 
 #[test]
 fn local_databases_on_an_enterprise_back_end_leave_the_stores_behind() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Local);
-    let mut outcome = None;
-    for id in StepId::ALL {
-        let o = exec(&f, &plan, id).unwrap();
-        if id == StepId::UpdateDatabases {
-            assert_eq!(o.exit_code, 0);
-            assert_eq!(
-                o.output,
-                "Install-CsDatabase -Update -LocalDatabases: sql1.contoso.com is an Enterprise \
-                 Edition back-end server; its local databases hold none of the back end's \
-                 stores: no back-end database changed"
-            );
-        }
-        if id != StepId::Verify {
-            assert_eq!(o.exit_code, 0, "{id}: {}", o.output);
-        }
-        outcome = Some(o);
+    for fe in [FE1A, FE1B, FE1C] {
+        run_all(&f, &f.plan_for(fe));
     }
-    let outcome = outcome.unwrap();
+    let mut plan = f.plan_for(EE);
+    plan.steps
+        .iter_mut()
+        .find(|s| s.id == StepId::UpdateDatabases)
+        .unwrap()
+        .action = Action::UpdateLocalDatabases;
+    assert_eq!(
+        ok(&f, &plan, StepId::UpdateDatabases),
+        "Install-CsDatabase -Update -LocalDatabases: fe1c.contoso.com is not a Standard Edition \
+         server; its local databases hold none of the back end's stores: no back-end database \
+         changed"
+    );
+    let outcome = exec(&f, &plan, StepId::Verify).unwrap();
     assert_eq!(outcome.exit_code, 1);
     assert_eq!(
         outcome.output,
-        "verification failed on sql1.contoso.com:\n\
+        "verification failed on fe1c.contoso.com:\n\
          - Test-CsDatabase sql1.contoso.com\\rtc rtcxds: InstalledVersion 15.2046.0, ExpectedVersion 15.2046.553, Succeed False\n\
          - Test-CsDatabase sql1.contoso.com\\rtc rtcshared: InstalledVersion 15.2046.0, ExpectedVersion 15.2046.553, Succeed False\n\
          - Test-CsDatabase sql1.contoso.com\\rtc rtcab: InstalledVersion 15.2046.0, ExpectedVersion 15.2046.553, Succeed False\n\
@@ -165,15 +196,23 @@ fn local_databases_on_an_enterprise_back_end_leave_the_stores_behind() {
     for (db, version, expected) in databases(&f, EE, "rtc") {
         assert_ne!(version, expected, "{db}");
     }
+    // Nothing held the databases: no outage.
+    assert_eq!(f.pool(POOL1).outage_intervals, vec![]);
 }
 
 #[test]
 fn configured_databases_against_a_standard_edition_server_fail() {
     let f = fixture();
-    let plan = se_plan(&f, Variant::Configured);
-    for id in &StepId::ALL[..8] {
-        ok(&f, &plan, *id);
-    }
+    let mut plan = f.plan_for(SE);
+    plan.steps
+        .iter_mut()
+        .find(|s| s.id == StepId::UpdateDatabases)
+        .unwrap()
+        .action = Action::UpdateConfiguredDatabases {
+        sql_server_fqdn: plan.fqdn.clone(),
+        exclude_collocated_stores: false,
+    };
+    run_until(&f, &plan, StepId::UpdateDatabases);
     let outcome = exec(&f, &plan, StepId::UpdateDatabases).unwrap();
     assert_eq!(outcome.exit_code, 1);
     assert_eq!(
@@ -185,9 +224,9 @@ fn configured_databases_against_a_standard_edition_server_fail() {
 }
 
 #[test]
-fn updating_databases_before_the_build_is_raised_changes_nothing() {
+fn updating_databases_from_a_front_end_on_the_old_build_changes_nothing() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(EE);
     let output = ok(&f, &plan, StepId::UpdateDatabases);
     assert_eq!(
         output,
@@ -199,11 +238,37 @@ fn updating_databases_before_the_build_is_raised_changes_nothing() {
 }
 
 #[test]
+fn databases_updated_while_a_front_end_runs_the_old_build_fail_the_back_end_s_verify() {
+    let f = fixture();
+    // Only the server that runs Install-CsDatabase has the new build.
+    run_all(&f, &f.plan_for(FE1C));
+    let plan = f.plan_for(EE);
+    ok(&f, &plan, StepId::CheckAdminRole);
+    ok(&f, &plan, StepId::UpdateDatabases);
+    let outcome = exec(&f, &plan, StepId::Verify).unwrap();
+    assert_eq!(
+        (outcome.exit_code, outcome.output.as_str()),
+        (
+            1,
+            "verification failed on fe1c.contoso.com:\n\
+             - Front End server fe1a.contoso.com runs build 7.0.2046.0 while the databases on \
+             sql1.contoso.com have the schema of build 7.0.2046.553\n\
+             - Front End server fe1b.contoso.com runs build 7.0.2046.0 while the databases on \
+             sql1.contoso.com have the schema of build 7.0.2046.553"
+        )
+    );
+    // The world shows it: the databases are ahead of two of the pool's servers.
+    assert_databases_current(&f, EE, "rtc");
+    assert_eq!(f.server(FE1A).installed_build, OLD);
+    assert_eq!(f.server(FE1B).installed_build, OLD);
+}
+
+#[test]
 fn a_hash_mismatch_fails_staging_before_any_outage() {
     let mut f = fixture();
     let wrong = "0".repeat(64);
     f.package.sha256 = wrong.clone();
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(FE1A);
     let Installer::Path(path) = f.package.installer.clone() else {
         unreachable!()
     };
@@ -219,7 +284,7 @@ fn a_hash_mismatch_fails_staging_before_any_outage() {
              nothing was staged"
         )
     );
-    let detail = f.lab.server(EE).unwrap();
+    let detail = f.lab.server(FE1A).unwrap();
     assert_eq!(detail.staged, None);
     assert!(detail.in_service);
     assert_eq!(
@@ -232,7 +297,7 @@ fn a_hash_mismatch_fails_staging_before_any_outage() {
 fn a_missing_installer_or_a_url_fails_staging() {
     let mut f = fixture();
     f.package.installer = Installer::Path("/nonexistent/SkypeServerUpdateInstaller.exe".into());
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(SE);
     let outcome = exec(&f, &plan, StepId::StageUpdate).unwrap();
     assert_eq!(outcome.exit_code, 1);
     assert!(
@@ -244,7 +309,7 @@ fn a_missing_installer_or_a_url_fails_staging() {
     );
 
     f.package.installer = Installer::Url("https://download.example.com/cu.exe".into());
-    let plan = ee_plan(&f, Variant::Configured);
+    let plan = f.plan_for(SE);
     let outcome = exec(&f, &plan, StepId::StageUpdate).unwrap();
     assert_eq!(
         (outcome.exit_code, outcome.output.as_str()),
@@ -269,12 +334,7 @@ fn the_operator_must_hold_an_administrative_role() {
     };
     let f = operator("LAB\\bob");
     assert_eq!(f.lab.operator(), "LAB\\bob");
-    let outcome = exec(
-        &f,
-        &ee_plan(&f, Variant::Configured),
-        StepId::CheckAdminRole,
-    )
-    .unwrap();
+    let outcome = exec(&f, &f.plan_for(FE1A), StepId::CheckAdminRole).unwrap();
     assert_eq!(
         (outcome.exit_code, outcome.output.as_str()),
         (
@@ -286,42 +346,40 @@ fn the_operator_must_hold_an_administrative_role() {
 
     let f = operator("LAB\\rtcadmin");
     assert_eq!(
-        ok(
-            &f,
-            &ee_plan(&f, Variant::Configured),
-            StepId::CheckAdminRole
-        ),
+        ok(&f, &f.plan_for(EE), StepId::CheckAdminRole),
         "LAB\\rtcadmin is a member of RTCUniversalServerAdmins"
     );
     let f = operator("lab\\SFBADMIN");
     assert_eq!(
-        ok(
-            &f,
-            &ee_plan(&f, Variant::Configured),
-            StepId::CheckAdminRole
-        ),
+        ok(&f, &f.plan_for(SE), StepId::CheckAdminRole),
         "lab\\SFBADMIN is a member of CsAdministrator"
     );
 }
 
 #[test]
-fn probes_read_each_step_s_effect() {
+fn probes_read_each_step_s_effect_on_a_front_end() {
     use ProbeVerdict::{Done, NotDone};
     let f = fixture();
-    let first = node_plan(&f, NODE1, Variant::UpdatedBy(NODE2));
-    let verdict = |id| probe(&f, &first, id).unwrap().verdict;
-    let before: Vec<_> = StepId::ALL.into_iter().map(verdict).collect();
+    let plan = f.plan_for(FE1A);
+    let verdict = |id| probe(&f, &plan, id).unwrap().verdict;
+    let before: Vec<_> = applicable(&plan).into_iter().map(verdict).collect();
+    // check-admin-role, stage-update, check-fabric-state, failover, stop-cs-services,
+    // stop-w3svc, close-management-shells, install-update, stop-cs-services-gac, start-w3svc,
+    // start-cs-services, failback, verify.
     assert_eq!(
         before,
         vec![
-            NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, Done, Done, Done,
-            NotDone
+            NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, Done,
+            Done, Done, NotDone
         ]
     );
-    for id in StepId::ALL {
-        ok(&f, &first, id);
+    for id in applicable(&plan) {
+        ok(&f, &plan, id);
         let expected = match id {
-            StepId::CheckAdminRole | StepId::CloseManagementShells | StepId::Verify => NotDone,
+            StepId::CheckAdminRole
+            | StepId::CheckFabricState
+            | StepId::CloseManagementShells
+            | StepId::Verify => NotDone,
             _ => Done,
         };
         assert_eq!(verdict(id), expected, "{id} after it ran");
@@ -330,46 +388,61 @@ fn probes_read_each_step_s_effect() {
             assert_eq!(verdict(StepId::StopCsServicesGac), NotDone);
             // They run, but on old assemblies: starting them is not done either.
             assert_eq!(verdict(StepId::StartCsServices), NotDone);
+            assert_eq!(verdict(StepId::Failback), NotDone);
+        }
+        if id == StepId::Failback {
+            // Back in the pool: a failover is what is left to do again.
+            assert_eq!(verdict(StepId::Failover), NotDone);
         }
     }
     let facts: serde_json::Value =
-        serde_json::from_str(&probe(&f, &first, StepId::InstallUpdate).unwrap().facts).unwrap();
+        serde_json::from_str(&probe(&f, &plan, StepId::InstallUpdate).unwrap().facts).unwrap();
     assert_eq!(facts["installed_build"], "7.0.2046.553");
-    assert_eq!(facts["services_on_installed_build"], 15);
+    assert_eq!(facts["services_on_installed_build"], 16);
+    assert_eq!(facts["failed_over"], false);
 
-    // The last node's database step is not done until it runs.
-    let last = node_plan(&f, NODE2, Variant::Configured);
-    assert_eq!(
-        probe(&f, &last, StepId::UpdateDatabases).unwrap().verdict,
-        NotDone
-    );
     // Probes take no time.
     let now = f.lab.now().unwrap();
-    for id in StepId::ALL {
-        probe(&f, &last, id).unwrap();
+    for id in applicable(&plan) {
+        probe(&f, &plan, id).unwrap();
     }
     assert_eq!(f.lab.now().unwrap(), now);
 }
 
 #[test]
+fn the_database_step_is_done_once_the_databases_match_the_newest_front_end() {
+    use ProbeVerdict::{Done, NotDone};
+    let f = fixture();
+    let plan = f.plan_for(EE);
+    let verdict = || probe(&f, &plan, StepId::UpdateDatabases).unwrap().verdict;
+    // Nothing is newer than the databases yet.
+    assert_eq!(verdict(), Done);
+    run_all(&f, &f.plan_for(FE1A));
+    assert_eq!(verdict(), NotDone);
+    let facts: serde_json::Value =
+        serde_json::from_str(&probe(&f, &plan, StepId::UpdateDatabases).unwrap().facts).unwrap();
+    assert_eq!(facts["databases_behind"], 8);
+    // Read on the machine the step runs on.
+    assert_eq!(facts["server"], FE1C);
+}
+
+#[test]
 fn recovery_brings_the_server_back_into_service() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
-    for id in &StepId::ALL[..4] {
-        ok(&f, &plan, *id);
-    }
-    assert_eq!(f.pool("pool1.contoso.com").mode, PoolMode::Outage);
-    let outcome = f.target.recover_server(EE).unwrap();
+    let plan = f.plan_for(SE);
+    run_until(&f, &plan, StepId::CloseManagementShells);
+    assert_eq!(f.pool(SE).mode, PoolMode::Outage);
+    let outcome = f.target.recover_server(SE).unwrap();
     assert_eq!(outcome.exit_code, 0);
     assert_eq!(
         outcome.output,
         format!(
-            "started W3SVC; started 16 services on build 7.0.2046.0: {SQL1_SERVICES}; \
-             sql1.contoso.com is back in service"
+            "started W3SVC; started 15 services on build 7.0.2046.0: {SE_SERVICES}; \
+             se01.contoso.com is back in service"
         )
     );
     // Out at 246 s; stop 120 s and W3SVC 30 s; recovery 30 s + 180 s.
-    let pool = f.pool("pool1.contoso.com");
+    let pool = f.pool(SE);
     assert_eq!(pool.mode, PoolMode::Normal);
     assert_eq!(
         pool.outage_intervals,
@@ -378,50 +451,92 @@ fn recovery_brings_the_server_back_into_service() {
             end: Some(606.0)
         }]
     );
-    let again = f.target.recover_server(EE).unwrap();
+    let again = f.target.recover_server(SE).unwrap();
     assert_eq!(
         again.output,
-        "nothing to do: W3SVC and every service were running; sql1.contoso.com is back in service"
+        "nothing to do: W3SVC and every service were running; se01.contoso.com is back in service"
     );
 }
 
 #[test]
-fn recovery_restarts_services_that_run_on_old_assemblies() {
+fn recovery_of_a_front_end_restarts_old_assemblies_and_fails_it_back() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
-    for id in &StepId::ALL[..6] {
-        ok(&f, &plan, *id);
-    }
-    let outcome = f.target.recover_server(EE).unwrap();
+    let plan = f.plan_for(FE1A);
+    run_until(&f, &plan, StepId::StopCsServicesGac);
+    let before = f.now_seconds();
+    let outcome = f.target.recover_server(FE1A).unwrap();
     assert_eq!(outcome.exit_code, 0, "{}", outcome.output);
     assert_eq!(
         outcome.output,
         format!(
-            "started W3SVC; restarted 16 services that ran on old assemblies: {SQL1_SERVICES}; \
-             sql1.contoso.com is back in service"
+            "started W3SVC; restarted 16 services that ran on old assemblies: {POOL1_SERVICES}; \
+             Invoke-CsComputerFailBack -ComputerName fe1a.contoso.com: returned to its pool; \
+             fe1a.contoso.com is back in service"
         )
     );
-    let s = f.server(EE);
+    // W3SVC 30 s, failback 5 min, services 3 min.
+    assert_eq!(f.now_seconds(), before + 30.0 + 300.0 + 180.0);
+    let s = f.server(FE1A);
+    assert!(!s.failed_over);
     assert!(s.services.iter().all(|svc| svc.loaded_build == NEW));
+    let fe = f.front_ends(POOL1);
+    assert_eq!(fe.in_service, 3);
+    assert_eq!(fe.user_impact_intervals, vec![]);
+}
+
+#[test]
+fn a_front_end_with_a_pending_restart_stays_failed_over_on_recovery() {
+    let f = fixture_with_faults(&fault(FE1A, "install-update", "exit_code = 3010"));
+    let plan = f.plan_for(FE1A);
+    run_until(&f, &plan, StepId::InstallUpdate);
+    assert_eq!(
+        exec(&f, &plan, StepId::InstallUpdate).unwrap().exit_code,
+        3010
+    );
+    let outcome = f.target.recover_server(FE1A).unwrap();
+    assert_eq!(
+        (outcome.exit_code, outcome.output.as_str()),
+        (
+            1,
+            "started W3SVC; left the services as they are: a restart is pending (installer exit \
+             3010) and build 7.0.2046.553 loads only after it; left failed over: \
+             fe1a.contoso.com is not on one consistent build, so its users stay on the pool's \
+             other Front End servers; fe1a.contoso.com is still out of service"
+        )
+    );
+    assert!(f.server(FE1A).failed_over);
+    // Failback refuses too until the restart.
+    let failback = exec(&f, &plan, StepId::Failback).unwrap();
+    assert_eq!(
+        (failback.exit_code, failback.output.as_str()),
+        (
+            1,
+            "Invoke-CsComputerFailBack -ComputerName fe1a.contoso.com: refused: a restart is pending"
+        )
+    );
+    let fe = f.front_ends(POOL1);
+    assert_eq!((fe.in_service, fe.user_impact_intervals.len()), (2, 0));
 }
 
 #[test]
 fn a_step_must_carry_its_own_action() {
     let f = fixture();
-    let mut plan = ee_plan(&f, Variant::Configured);
-    plan.steps[5].action = sfbpatch_plan::Action::StopW3svc;
+    let mut plan = f.plan_for(SE);
+    plan.steps
+        .iter_mut()
+        .find(|s| s.id == StepId::InstallUpdate)
+        .unwrap()
+        .action = Action::StopW3svc;
     let err = exec(&f, &plan, StepId::InstallUpdate).unwrap_err();
     assert_eq!(
         err,
-        sfbpatch_engine::TargetError::Refused(
-            "step install-update cannot carry the action StopW3svc".to_string()
-        )
+        TargetError::Refused("step install-update cannot carry the action StopW3svc".to_string())
     );
-    let mut stranger = ee_plan(&f, Variant::Configured);
-    stranger.fqdn = fqdn("fe1a.contoso.com");
+    let mut stranger = f.plan_for(SE);
+    stranger.fqdn = sfbpatch_topology::Fqdn::parse("edge01.contoso.com").unwrap();
     let err = exec(&f, &stranger, StepId::CheckAdminRole).unwrap_err();
     assert!(
-        matches!(&err, sfbpatch_engine::TargetError::Refused(m) if m.starts_with("server 'fe1a.contoso.com' is not part of the lab in ")),
+        matches!(&err, TargetError::Refused(m) if m.starts_with("server 'edge01.contoso.com' is not part of the lab in ")),
         "{err}"
     );
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sfbpatch_engine::{Clock, Target};
 use sfbpatch_lab::{Lab, LabError, LabOptions, render_text};
-use sfbpatch_plan::{Build, StepId};
+use sfbpatch_plan::{Build, PlanPolicy, StepId};
 use sfbpatch_topology::{Deployment, SourceFormat};
 
 use crate::common::*;
@@ -13,21 +13,22 @@ use crate::common::*;
 #[test]
 fn another_handle_sees_the_same_world() {
     let f = fixture();
-    let plan = ee_plan(&f, Variant::Configured);
-    for id in &StepId::ALL[..4] {
-        ok(&f, &plan, *id);
-    }
+    let plan = f.plan_for(SE);
+    run_until(&f, &plan, StepId::CloseManagementShells);
     let other = Lab::open(&f.dir()).unwrap();
     assert_eq!(other.show().unwrap(), f.show());
     assert_eq!(other.now().unwrap(), f.lab.now().unwrap());
 
     // Carry on from the other handle; the first sees the result.
     let other_target = other.target();
-    for id in &StepId::ALL[4..] {
-        let outcome = other_target.execute(&request(&f, &plan, *id)).unwrap();
+    for id in applicable(&plan)
+        .into_iter()
+        .skip_while(|id| *id != StepId::CloseManagementShells)
+    {
+        let outcome = other_target.execute(&request(&f, &plan, id)).unwrap();
         assert_eq!(outcome.exit_code, 0, "{id}: {}", outcome.output);
     }
-    assert_updated(&f, EE);
+    assert_updated(&f, SE);
     assert_eq!(f.lab.now().unwrap(), 1_818_000);
     assert_eq!(f.lab.clock().now(), other.clock().now());
 }
@@ -43,20 +44,15 @@ fn child_process_stops_w3svc() {
     let tmp = tempfile::tempdir().unwrap();
     let (installer, sha256) = write_installer(tmp.path());
     let package = package_for(&installer, &sha256);
-    let plan = server_plan(
-        &package,
-        SE,
-        SE,
-        sfbpatch_plan::ServerKind::StandardEdition,
-        (SE, "rtc"),
-        Variant::Local,
-    );
+    let plan = sfbpatch_plan::plan(&deployment(), &package, &PlanPolicy::default()).unwrap();
+    let se = plan.servers.iter().find(|s| s.fqdn.as_str() == SE).unwrap();
     let outcome = lab
         .target()
         .execute(&sfbpatch_engine::StepRequest {
             run_id: 1,
-            server: &plan,
-            step: plan.step(StepId::StopW3svc),
+            server: se,
+            step: se.step(StepId::StopW3svc),
+            host: &se.fqdn,
             package: &package,
             operator: "LAB\\sfbadmin",
             attempt: 1,
@@ -87,38 +83,81 @@ fn another_process_sees_the_same_world() {
     assert_eq!(f.pool(SE).outage_intervals[0].start, 0.0);
 }
 
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
 #[test]
 fn show_has_the_documented_shape() {
     let f = fixture();
-    run_all(&f, &se_plan(&f, Variant::Local));
+    run_all(&f, &f.plan_for(SE));
+    run_until(&f, &f.plan_for(FE1A), StepId::StopCsServices);
     let json = serde_json::to_value(f.show()).unwrap();
-    let keys = |v: &serde_json::Value| -> Vec<String> {
-        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.sort();
-        k
-    };
     assert_eq!(keys(&json), ["pools", "servers", "sql_instances"]);
-    let server = &json["servers"][4];
+    let server_keys = [
+        "failed_over",
+        "fqdn",
+        "installed_build",
+        "installer_runs",
+        "kind",
+        "open_shells",
+        "reboot_pending",
+        "refused_commands",
+        "runs",
+        "services",
+        "w3svc",
+    ];
+
+    // A Front End server: its upgrade domain, failed over.
+    let fe = &json["servers"][0];
+    let mut with_domain = server_keys.to_vec();
+    with_domain.push("upgrade_domain");
+    with_domain.sort();
+    assert_eq!(keys(fe), with_domain);
+    assert_eq!(fe["fqdn"], FE1A);
+    assert_eq!(fe["kind"], "front-end");
+    assert_eq!(fe["upgrade_domain"], "UpgradeDomain1");
+    assert_eq!(fe["failed_over"], true);
     assert_eq!(
-        keys(server),
-        [
-            "fqdn",
-            "installed_build",
-            "installer_runs",
-            "open_shells",
-            "reboot_pending",
-            "services",
-            "w3svc"
-        ]
+        fe["runs"],
+        serde_json::json!({"sfb_services": true, "iis": true, "management_shell": true,
+                           "sql_server": false})
     );
     assert_eq!(
-        server["services"][0],
+        fe["services"][0],
+        serde_json::json!({"name": "RTCSRV", "state": "stopped", "loaded_build": "7.0.2046.0"})
+    );
+
+    // A SQL Server machine of a back end: no services, no IIS.
+    let sql = &json["servers"][3];
+    assert_eq!(keys(sql), server_keys);
+    assert_eq!(sql["fqdn"], EE);
+    assert_eq!(sql["kind"], "back-end");
+    assert_eq!(sql["w3svc"], "not-installed");
+    assert_eq!(sql["services"], serde_json::json!([]));
+    assert_eq!(sql["refused_commands"], 0);
+    assert_eq!(
+        sql["runs"],
+        serde_json::json!({"sfb_services": false, "iis": false, "management_shell": false,
+                           "sql_server": true})
+    );
+    assert_eq!(json["servers"][12]["kind"], "store");
+
+    // The Standard Edition server, patched.
+    let se = &json["servers"][11];
+    assert_eq!(keys(se), server_keys);
+    assert_eq!(se["kind"], "standard-edition");
+    assert_eq!(
+        se["services"][0],
         serde_json::json!({"name": "RTCSRV", "state": "running", "loaded_build": "7.0.2046.553"})
     );
-    assert_eq!(server["w3svc"], "running");
-    assert_eq!(server["installed_build"], "7.0.2046.553");
-    assert_eq!(server["installer_runs"], 1);
-    assert_eq!(server["reboot_pending"], false);
+    assert_eq!(se["w3svc"], "running");
+    assert_eq!(se["installed_build"], "7.0.2046.553");
+    assert_eq!(se["installer_runs"], 1);
+    assert_eq!(se["reboot_pending"], false);
+
     assert_eq!(
         json["sql_instances"][0]["stores"][0],
         serde_json::json!({"store": "user", "database": "rtcxds", "version": "15.2046.0",
@@ -130,51 +169,94 @@ fn show_has_the_documented_shape() {
     );
     assert_eq!(
         json["pools"][3],
-        serde_json::json!({"fqdn": "se01.contoso.com", "mode": "normal",
+        serde_json::json!({"fqdn": "se01.contoso.com", "edition": "standard", "mode": "normal",
                            "outage_intervals": [{"start": 246.0, "end": 1758.0}],
                            "resiliency_intervals": []})
+    );
+    // fe1a left pool1 at 1818 + 276 s.
+    assert_eq!(
+        json["pools"][0],
+        serde_json::json!({"fqdn": "pool1.contoso.com", "edition": "enterprise",
+                           "mode": "normal", "outage_intervals": [], "resiliency_intervals": [],
+                           "front_ends": {"total": 3, "in_service": 2, "quorum": 2,
+                                          "quorum_among": 3,
+                                          "in_service_over_time": [[0.0, 3], [2094.0, 2]],
+                                          "down_intervals": [], "user_impact_intervals": []}})
     );
     // It reads back.
     let back: sfbpatch_lab::LabSnapshot = serde_json::from_value(json).unwrap();
     assert_eq!(back.servers, f.show().servers);
+    assert_eq!(back.pools, f.show().pools);
 }
+
+/// One pool of two Front End servers on a SQL-only back end, and a Standard Edition server.
+const SMALL: &str = r#"
+[[site]]
+name = "Redmond"
+
+[[pool]]
+fqdn = "pool.contoso.com"
+machines = ["fe0.contoso.com", "fe1.contoso.com"]
+backend = "sql.contoso.com"
+
+[[pool]]
+fqdn = "se01.contoso.com"
+edition = "standard"
+"#;
 
 #[test]
 fn text_form() {
-    let deployment = Deployment {
-        format: SourceFormat::Inventory,
-        pools: deployment().pools.into_iter().skip(3).collect(),
-        sql_instances: deployment().sql_instances.into_iter().skip(3).collect(),
-    };
-    let f = fixture_with(&deployment, LabOptions::default());
-    let plan = se_plan(&f, Variant::Local);
-    for id in &StepId::ALL[..6] {
-        ok(&f, &plan, *id);
-    }
+    let f = fixture_with(&load(SMALL), LabOptions::default());
+    let fe = f.plan_for("fe0.contoso.com");
+    run_until(&f, &fe, StepId::StopCsServicesGac);
+    let sql = f.plan_for("sql.contoso.com");
+    // A command the SQL Server machine cannot run.
+    let mut on_sql = sql.clone();
+    on_sql.steps.iter_mut().for_each(|s| s.run_on = None);
+    assert_eq!(
+        exec(&f, &on_sql, StepId::StopCsServices).unwrap().exit_code,
+        1
+    );
     assert_eq!(
         render_text(&f.show()),
-        "lab clock: 0:18:48
+        "lab clock: 0:26:18
 
 servers
-  se01.contoso.com  build 7.0.2046.553  installer runs 1  W3SVC stopped  open shells 0
+  fe0.contoso.com (front-end; runs Skype for Business services, IIS, Management Shell)
+    build 7.0.2046.553  installer runs 1  W3SVC stopped  open shells 0  FAILED OVER
     running on 7.0.2046.0  (old assemblies): RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU \
 RTCAVMCU RTCIMMCU RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
+  fe1.contoso.com (front-end; runs Skype for Business services, IIS, Management Shell)
+    build 7.0.2046.0  installer runs 0  W3SVC running  open shells 0
+    running on 7.0.2046.0: RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU RTCAVMCU RTCIMMCU \
+RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
+  sql.contoso.com (back-end; runs SQL Server)
+    build -  installer runs 0  W3SVC not installed  open shells 0  REFUSED COMMANDS 1
+  se01.contoso.com (standard-edition; runs Skype for Business services, IIS, Management Shell, SQL Server)
+    build 7.0.2046.0  installer runs 0  W3SVC running  open shells 0
+    running on 7.0.2046.0: RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU RTCAVMCU RTCIMMCU \
+RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
 
 SQL instances
-  se01.contoso.com\\rtc
+  sql.contoso.com
     rtcxds       user                 installed 15.2046.0      expected 15.2046.553    BEHIND
     rtcshared    user                 installed 15.2046.0      expected 15.2046.553    BEHIND
     rtcab        user                 installed 15.2046.0      expected 15.2046.553    BEHIND
     rgsconfig    application          installed 6.2046.0       expected 6.2046.553     BEHIND
     rgsdyn       application          installed 6.2046.0       expected 6.2046.553     BEHIND
     cpsdyn       application          installed 6.2046.0       expected 6.2046.553     BEHIND
-  mon.contoso.com\\mon
-    LcsCDR       monitoring           installed 12.2046.0      expected 12.2046.553    BEHIND
-    QoEMetrics   monitoring           installed 12.2046.0      expected 12.2046.553    BEHIND
+  se01.contoso.com\\rtc
+    rtcxds       user                 installed 15.2046.0      expected 15.2046.0      ok
+    rtcshared    user                 installed 15.2046.0      expected 15.2046.0      ok
+    rtcab        user                 installed 15.2046.0      expected 15.2046.0      ok
+    rgsconfig    application          installed 6.2046.0       expected 6.2046.0       ok
+    rgsdyn       application          installed 6.2046.0       expected 6.2046.0       ok
+    cpsdyn       application          installed 6.2046.0       expected 6.2046.0       ok
 
 pools
-  se01.contoso.com  outage  outages 1 (14.7 min)  resiliency 0 (0 min)
-    outage 0:04:06 .. now
+  pool.contoso.com  normal  outages 0 (0 min)  resiliency 0 (0 min)
+    front ends 1/2 in service (quorum 1 of the first 2)  down 0 min  user impact 0 min
+  se01.contoso.com  normal  outages 0 (0 min)  resiliency 0 (0 min)
 "
     );
 }
@@ -188,7 +270,7 @@ fn init_refuses_an_existing_lab_and_open_needs_one() {
     assert!(matches!(err, LabError::AlreadyExists { .. }), "{err}");
     assert_eq!(err.code(), "SFB-L002");
     // The existing world is untouched.
-    assert_eq!(Lab::open(&f.dir()).unwrap().servers().unwrap().len(), 5);
+    assert_eq!(Lab::open(&f.dir()).unwrap().servers().unwrap(), ALL_SERVERS);
 
     let empty = tempfile::tempdir().unwrap();
     let err = Lab::open(empty.path()).err().unwrap();
@@ -223,8 +305,8 @@ fn init_checks_its_options_and_the_deployment() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "the deployment cannot be simulated: it has no Back End Server or Standard Edition \
-         server to patch [SFB-L007]"
+        "the deployment cannot be simulated: it has no Skype for Business server to patch \
+         [SFB-L007]"
     );
 }
 
@@ -237,19 +319,19 @@ fn options_are_kept() {
             speed: 120.0,
             operator: "LAB\\rtcadmin".to_string(),
             faults: vec![],
+            sfb_components: vec!["SQL1.contoso.com".to_string()],
         },
     );
     let lab = Lab::open(&f.dir()).unwrap();
     assert_eq!(lab.speed(), 120.0);
     assert_eq!(lab.operator(), "LAB\\rtcadmin");
     assert_eq!(lab.initial_build(), Build([6, 0, 9319, 881]));
-    let s = f.server(EE);
+    let s = f.server(FE1A);
     assert_eq!(s.installed_build, Build([6, 0, 9319, 881]));
     assert_eq!(databases(&f, EE, "rtc")[0].1, "15.9319.881");
-    assert_eq!(
-        lab.servers().unwrap(),
-        vec![EE, EE_COLLOCATED, NODE1, NODE2, SE]
-    );
+    assert!(f.server(EE).runs.management_shell, "matched ignoring case");
+    assert!(!f.server(EE_COLLOCATED).runs.management_shell);
+    assert_eq!(lab.servers().unwrap(), ALL_SERVERS);
     assert_eq!(lab.target().kind(), "lab");
 }
 
@@ -260,12 +342,15 @@ fn the_clock_advances_by_sleeps_and_steps() {
     assert_eq!(clock.now(), 0);
     clock.sleep(1_500);
     assert_eq!(clock.now(), 1_500);
-    ok(
-        &f,
-        &ee_plan(&f, Variant::Configured),
-        StepId::CheckAdminRole,
-    );
+    ok(&f, &f.plan_for(FE1A), StepId::CheckAdminRole);
     assert_eq!(clock.now(), 7_500);
+    // A step run elsewhere takes its time all the same.
+    ok(&f, &f.plan_for(EE), StepId::CheckAdminRole);
+    assert_eq!(clock.now(), 13_500);
+    // The engine sets the clock to each operation's own start.
+    clock.set(2_000);
+    ok(&f, &f.plan_for(SE), StepId::CheckAdminRole);
+    assert_eq!(clock.now(), 8_000);
 }
 
 #[test]
@@ -278,11 +363,11 @@ fn at_a_real_time_speed_steps_take_real_time_and_overlap() {
             ..LabOptions::default()
         },
     );
-    let ee = ee_plan(&f, Variant::Configured);
-    let se = se_plan(&f, Variant::Local);
+    let fe = f.plan_for(FE1A);
+    let se = f.plan_for(SE);
     let started = Instant::now();
     std::thread::scope(|s| {
-        s.spawn(|| ok(&f, &ee, StepId::StopCsServices));
+        s.spawn(|| ok(&f, &fe, StepId::StopCsServices));
         s.spawn(|| ok(&f, &se, StepId::StopCsServices));
     });
     let elapsed = started.elapsed();
@@ -290,9 +375,9 @@ fn at_a_real_time_speed_steps_take_real_time_and_overlap() {
     assert!(elapsed < Duration::from_millis(390), "{elapsed:?}");
     // Both ran from 0 to 120 s of simulated time.
     assert_eq!(f.lab.now().unwrap(), 120_000);
-    for pool in ["pool1.contoso.com", SE] {
-        assert_eq!(f.pool(pool).outage_intervals[0].start, 0.0);
-    }
+    assert_eq!(f.pool(SE).outage_intervals[0].start, 0.0);
+    // Stopped without failover: pool1's users felt it from the start.
+    assert_eq!(f.front_ends(POOL1).user_impact_intervals[0].start, 0.0);
     let started = Instant::now();
     f.lab.clock().sleep(60_000);
     assert!(started.elapsed() >= Duration::from_millis(100));
@@ -301,50 +386,19 @@ fn at_a_real_time_speed_steps_take_real_time_and_overlap() {
 
 #[test]
 fn a_thousand_servers_take_little_time() {
-    let deployment = many_standard_edition(1000);
-    let tmp = tempfile::tempdir().unwrap();
-    let (installer, sha256) = write_installer(tmp.path());
-    let package = package_for(&installer, &sha256);
-    let lab =
-        sfbpatch_lab::init(&tmp.path().join("lab"), &deployment, &LabOptions::default()).unwrap();
-    let target = lab.target();
-    let plans: Vec<_> = deployment
-        .pools
-        .iter()
-        .map(|p| {
-            server_plan(
-                &package,
-                p.fqdn.as_str(),
-                p.fqdn.as_str(),
-                sfbpatch_plan::ServerKind::StandardEdition,
-                (p.fqdn.as_str(), "rtc"),
-                Variant::Local,
-            )
-        })
-        .collect();
+    let f = fixture_with(&many_standard_edition(1000), LabOptions::default());
+    let plan = f.plan();
+    assert_eq!(plan.servers.len(), 1000);
     let started = Instant::now();
-    for plan in &plans {
-        for id in StepId::ALL {
-            let outcome = target
-                .execute(&sfbpatch_engine::StepRequest {
-                    run_id: 1,
-                    server: plan,
-                    step: plan.step(id),
-                    package: &package,
-                    operator: "LAB\\sfbadmin",
-                    attempt: 1,
-                    timeout: TIMEOUT,
-                })
-                .unwrap();
-            assert_eq!(outcome.exit_code, 0, "{id}: {}", outcome.output);
-        }
+    for server in &plan.servers {
+        run_all(&f, server);
     }
     let elapsed = started.elapsed();
     eprintln!(
         "1000 servers x 11 steps: {elapsed:?} ({:?} per step)",
         elapsed / 11_000
     );
-    let snapshot = lab.show().unwrap();
+    let snapshot = f.show();
     assert!(
         snapshot
             .servers
@@ -366,4 +420,20 @@ fn handles_can_cross_threads() {
     send_sync::<Lab>();
     send_sync::<sfbpatch_lab::LabTarget>();
     send_sync::<sfbpatch_lab::LabClock>();
+}
+
+#[test]
+fn a_server_s_detail_names_each_field_once() {
+    let f = fixture();
+    let detail = f.lab.server(FE1A).unwrap();
+    let json = serde_json::to_string(&detail).unwrap();
+    assert_eq!(json.matches("\"kind\":").count(), 1, "{json}");
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["kind"], "front-end");
+    assert_eq!(value["pools"], serde_json::json!([POOL1]));
+    assert_eq!(value["backend_sql_server_fqdn"], EE);
+    assert_eq!(value["in_service"], true);
+    assert_eq!(f.lab.server(EE).unwrap().pools, [POOL1]);
+    assert_eq!(f.lab.server(SE).unwrap().pools, [SE]);
+    assert_eq!(f.lab.server(MON).unwrap().pools, Vec::<String>::new());
 }
