@@ -15,6 +15,8 @@ use crate::{input, output};
 struct TopologyJson<'a> {
     schema_version: u32,
     pools: &'a [Pool],
+    /// Every SQL Server instance that holds Skype for Business stores, back end or not.
+    sql_servers: &'a [sfbpatch_topology::SqlInstanceStores],
 }
 
 pub fn run(cmd: TopologyCommand) -> CmdResult {
@@ -25,6 +27,7 @@ pub fn run(cmd: TopologyCommand) -> CmdResult {
                 DataFormat::Json => output::json(&TopologyJson {
                     schema_version: 1,
                     pools: &deployment.pools,
+                    sql_servers: &deployment.sql_instances,
                 })?,
                 DataFormat::Text => output::data(&render_text(&deployment))?,
             }
@@ -88,7 +91,7 @@ pub fn render_text(deployment: &Deployment) -> String {
         );
         if pool.edition == Edition::Enterprise {
             let nodes: Vec<&str> = b.machines.iter().map(|m| m.fqdn.as_str()).collect();
-            let _ = writeln!(s, "  patched    {}", nodes.join(", "));
+            let _ = writeln!(s, "  sql nodes  {}", nodes.join(", "));
         }
         let list = |set: &std::collections::BTreeSet<sfbpatch_topology::StoreKind>| {
             if set.is_empty() {
@@ -111,6 +114,42 @@ pub fn render_text(deployment: &Deployment) -> String {
         let _ = writeln!(s, "  database   {}", pool.database_update.as_str());
         s.push('\n');
     }
-    let _ = write!(s, "{} pool(s) with a back end", deployment.pools.len());
+    let _ = writeln!(s, "SQL Servers holding stores");
+    for i in deployment
+        .sql_instances
+        .iter()
+        .filter(|i| !i.stores.is_empty())
+    {
+        let stores: Vec<&str> = i.stores.iter().map(|k| k.as_str()).collect();
+        let backend_of: Vec<&str> = deployment
+            .pools
+            .iter()
+            .filter(|p| {
+                p.backend.sql_server_fqdn == i.sql_server_fqdn
+                    && p.backend
+                        .sql_instance
+                        .as_str()
+                        .eq_ignore_ascii_case(i.sql_instance.as_str())
+            })
+            .map(|p| p.fqdn.as_str())
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {}{}  {}  ({})",
+            i.sql_server_fqdn,
+            if i.sql_instance.is_default() {
+                String::new()
+            } else {
+                format!("\\{}", i.sql_instance.as_str())
+            },
+            stores.join(", "),
+            if backend_of.is_empty() {
+                "no pool's back end: its databases are updated on their own, last".to_string()
+            } else {
+                format!("back end of {}", backend_of.join(", "))
+            }
+        );
+    }
+    let _ = write!(s, "\n{} pool(s) with a back end", deployment.pools.len());
     s
 }
