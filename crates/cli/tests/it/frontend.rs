@@ -425,3 +425,65 @@ fn a_crash_at_every_commit_of_a_pool_resumes_without_repeating_a_failover() {
         n += 1;
     }
 }
+
+#[test]
+fn upgrade_domains_go_one_at_a_time_with_their_servers_together() {
+    let s = Scratch::new();
+    s.write(
+        "ud.toml",
+        r#"[[pool]]
+fqdn = "pool.contoso.com"
+site = "Redmond"
+machines = [
+  { fqdn = "fe1.contoso.com", upgrade_domain = "UD1" },
+  { fqdn = "fe2.contoso.com", upgrade_domain = "UD1" },
+  { fqdn = "fe3.contoso.com", upgrade_domain = "UD2" },
+  { fqdn = "fe4.contoso.com", upgrade_domain = "UD2" },
+]
+backend = "sql.contoso.com"
+"#,
+    );
+    let o = s.run(&["lab", "init", "lab", "--topology", "ud.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.run(&[
+        "apply",
+        "ud.toml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
+        "--state",
+        "state.db",
+        "--yes",
+        "--max-parallel",
+        "4",
+        "--front-end-batch",
+        "upgrade-domain",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lab = s.lab_json("lab");
+    let p = pool(&lab, "pool.contoso.com");
+    assert!(empty(&p["front_ends"]["down_intervals"]), "{p}");
+    assert!(empty(&p["front_ends"]["user_impact_intervals"]), "{p}");
+    // Two out at once (one upgrade domain), never three.
+    let counts: Vec<u64> = p["front_ends"]["in_service_over_time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[1].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().min(), Some(&2), "{counts:?}");
+    let status = s.status_json("state.db");
+    let window = |fqdn: &str| {
+        let sv = server(&status, fqdn);
+        (
+            step(sv, "failover")["started_at"].as_f64().unwrap(),
+            step(sv, "failback")["ended_at"].as_f64().unwrap(),
+        )
+    };
+    // fe1 and fe2 overlap; UD2 starts after UD1 ended.
+    assert!(window("fe2.contoso.com").0 < window("fe1.contoso.com").1);
+    let ud1_end = window("fe1.contoso.com").1.max(window("fe2.contoso.com").1);
+    assert!(window("fe3.contoso.com").0 >= ud1_end);
+    assert!(window("fe4.contoso.com").0 >= ud1_end);
+}
