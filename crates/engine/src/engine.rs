@@ -234,6 +234,7 @@ impl<'a> Engine<'a> {
             predictions.push(predict_with(&stats[&plan.kind], plan));
         }
         let mut d = Dispatch::new(run, statuses, predictions, approved);
+        d.lock_holder = server_lock_holder(&self.store.location(), run.id);
         let result = if self.clock.is_virtual() {
             self.run_virtual(run, &mut d)
         } else {
@@ -379,12 +380,18 @@ impl<'a> Engine<'a> {
             }
             Want::Wait(wait) => d.schedule(now + wait, idx, Input::Waited),
             Want::OutageSlot => d.waiting.push(idx),
-            Want::Done => d.finished(idx, &run.spec.policy),
+            Want::Done => {
+                d.finished(idx, &run.spec.policy);
+                // Release the server's own lock; one left behind expires or is removed by hand.
+                let plan = &run.spec.plan.servers[idx];
+                let _ = self.target.unlock_server(plan, &d.lock_holder);
+            }
         }
         d.grant_slots(now);
         Ok(call)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn call_target(
         target: &(dyn Target + Sync),
         run: &RunRecord,
@@ -393,8 +400,19 @@ impl<'a> Engine<'a> {
         step: usize,
         attempt: u32,
         timeout: Millis,
+        holder: &str,
     ) -> Result<CallOutput, TargetError> {
         if call == Call::Preflight {
+            // The server's own lock first: another controller patching it (with another state
+            // store) is refused before anything is read or changed.
+            let wall = crate::target::SystemClock.now();
+            if let Some(other) = target.lock_server(plan, holder, wall, wall + SERVER_LOCK_TTL)? {
+                return Err(TargetError::Refused(format!(
+                    "server {} is locked by another controller ({}) until {} ms after the Unix \
+                     epoch; wait for it, or remove its lock once that controller is gone",
+                    plan.fqdn, other.holder, other.expires_at
+                )));
+            }
             return target.preflight(plan).map(CallOutput::Facts);
         }
         let step = &plan.steps[step];
@@ -443,8 +461,16 @@ impl<'a> Engine<'a> {
                 self.step_executor(run, d, idx, input, now)?
             {
                 let plan = &run.spec.plan.servers[idx];
-                let result =
-                    Self::call_target(self.target, run, plan, call, step, attempt, timeout);
+                let result = Self::call_target(
+                    self.target,
+                    run,
+                    plan,
+                    call,
+                    step,
+                    attempt,
+                    timeout,
+                    &d.lock_holder,
+                );
                 let after = self.clock.now().max(now);
                 d.schedule(after, idx, Input::Called(result));
             }
@@ -479,10 +505,12 @@ impl<'a> Engine<'a> {
                     {
                         let plan = &run.spec.plan.servers[idx];
                         let tx = tx.clone();
+                        let holder = d.lock_holder.clone();
                         in_calls += 1;
                         scope.spawn(move || {
-                            let result =
-                                Self::call_target(target, run, plan, call, step, attempt, timeout);
+                            let result = Self::call_target(
+                                target, run, plan, call, step, attempt, timeout, &holder,
+                            );
                             let _ = tx.send((idx, result));
                         });
                     }
@@ -510,6 +538,15 @@ impl<'a> Engine<'a> {
             Ok(())
         })
     }
+}
+
+/// How long a server's own lock lasts without being released: a night.
+pub const SERVER_LOCK_TTL: Millis = 12 * 60 * 60 * 1000;
+
+/// Who holds a server's lock: the run, in its state store (two state files may both have a
+/// run 1).
+pub fn server_lock_holder(store_location: &str, run: RunId) -> String {
+    format!("{store_location}#run{run}")
 }
 
 /// An event index that only wakes the dispatcher (a maintenance window opening).
@@ -549,6 +586,8 @@ struct Dispatch<'r> {
     busy: HashMap<String, (String, usize)>,
     /// Serial groups stopped by a failure, with the reason: their other servers are skipped.
     stopped_groups: HashMap<String, String>,
+    /// Who holds the lock each server keeps ([`server_lock_holder`]).
+    lock_holder: String,
     failed: usize,
     stopping: Option<String>,
     window_closed: bool,
@@ -652,6 +691,7 @@ impl<'r> Dispatch<'r> {
             active: BTreeSet::new(),
             busy: HashMap::new(),
             stopped_groups: HashMap::new(),
+            lock_holder: String::new(),
             failed,
             stopping: None,
             window_closed: false,

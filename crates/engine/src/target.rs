@@ -95,6 +95,15 @@ impl MachineFacts {
     }
 }
 
+/// A server's lock as the machine keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerLock {
+    /// The controller's run: `<state store>#<run id>`.
+    pub holder: String,
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub expires_at: Millis,
+}
+
 /// One database as `Test-CsDatabase` reports it, for the run-level check after the last server.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseState {
@@ -171,6 +180,27 @@ pub trait Target {
 
     /// Read what the machine runs without changing anything (the pre-flight probe).
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError>;
+
+    /// Take the lock a server keeps for the controller patching it (a marker on the machine:
+    /// holder and expiry, wall-clock milliseconds). Returns the other holder when another
+    /// controller's unexpired lock is there; the same holder takes it again. Targets that
+    /// cannot keep a marker answer `Ok(None)`.
+    fn lock_server(
+        &self,
+        server: &ServerPlan,
+        holder: &str,
+        now_ms: Millis,
+        until_ms: Millis,
+    ) -> Result<Option<ServerLock>, TargetError> {
+        let _ = (server, holder, now_ms, until_ms);
+        Ok(None)
+    }
+
+    /// Remove this holder's lock from the server (nothing when another holds it).
+    fn unlock_server(&self, server: &ServerPlan, holder: &str) -> Result<(), TargetError> {
+        let _ = (server, holder);
+        Ok(())
+    }
 
     /// `Test-CsDatabase` over every SQL Server of the deployment, after the last server: every
     /// database with its installed and expected version. `None` when the target cannot run it.

@@ -155,6 +155,13 @@ CREATE TABLE faults (
     fired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX faults_step ON faults (server_id, step);
+-- the lock a server keeps for the controller patching it (a registry value on Windows)
+CREATE TABLE server_locks (
+    server_id INTEGER PRIMARY KEY REFERENCES servers(id),
+    holder TEXT NOT NULL,
+    -- wall-clock milliseconds since the Unix epoch
+    expires_at INTEGER NOT NULL
+);
 "#;
 
 /// Opens `lab.db` with the settings every process uses: WAL, a busy timeout so that processes

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::json;
 use sfbpatch_engine::{
-    Clock, DatabaseState, MachineFacts, Millis, Probe, ProbeVerdict, StepOutcome, StepRequest,
-    Target, TargetError,
+    Clock, DatabaseState, MachineFacts, Millis, Probe, ProbeVerdict, ServerLock, StepOutcome,
+    StepRequest, Target, TargetError,
 };
 use sfbpatch_plan::{Action, Build, Installer, Package, ServerKind, ServerPlan, StepId};
 
@@ -1515,6 +1515,20 @@ impl Target for LabTarget {
         self.preflight_server(server.fqdn.as_str())
     }
 
+    fn lock_server(
+        &self,
+        server: &ServerPlan,
+        holder: &str,
+        now_ms: Millis,
+        until_ms: Millis,
+    ) -> Result<Option<ServerLock>, TargetError> {
+        self.lock(server.fqdn.as_str(), holder, now_ms, until_ms)
+    }
+
+    fn unlock_server(&self, server: &ServerPlan, holder: &str) -> Result<(), TargetError> {
+        self.unlock(server.fqdn.as_str(), holder)
+    }
+
     /// Every database of the lab with its installed and expected version.
     fn databases(
         &self,
@@ -1546,6 +1560,56 @@ impl Target for LabTarget {
 }
 
 impl LabTarget {
+    /// Takes the lock `fqdn` keeps for its controller, unless another holder's lock has not
+    /// expired; returns that lock then.
+    pub fn lock(
+        &self,
+        fqdn: &str,
+        holder: &str,
+        now_ms: Millis,
+        until_ms: Millis,
+    ) -> Result<Option<ServerLock>, TargetError> {
+        let id = self.server_id(fqdn)?;
+        let (now, until) = (db::ms(now_ms), db::ms(until_ms));
+        self.shared
+            .write(|tx| {
+                let held: Option<(String, i64)> = tx
+                    .prepare_cached(
+                        "SELECT holder, expires_at FROM server_locks WHERE server_id = ?1",
+                    )?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((other, expires)) = held
+                    && other != holder
+                    && expires > now
+                {
+                    return Ok(Some(ServerLock {
+                        holder: other,
+                        expires_at: u64::try_from(expires).unwrap_or(0),
+                    }));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO server_locks (server_id, holder, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (server_id) DO UPDATE SET holder = ?2, expires_at = ?3",
+                )?
+                .execute(params![id, holder, until])?;
+                Ok(None)
+            })
+            .map_err(|e| self.db_failure(fqdn, e))
+    }
+
+    /// Removes `holder`'s lock from `fqdn`.
+    pub fn unlock(&self, fqdn: &str, holder: &str) -> Result<(), TargetError> {
+        let id = self.server_id(fqdn)?;
+        self.shared
+            .write(|tx| {
+                tx.prepare_cached("DELETE FROM server_locks WHERE server_id = ?1 AND holder = ?2")?
+                    .execute(params![id, holder])?;
+                Ok(())
+            })
+            .map_err(|e| self.db_failure(fqdn, e))
+    }
+
     /// What a machine runs, read without changing anything. Takes no time.
     pub fn preflight_server(&self, fqdn: &str) -> Result<MachineFacts, TargetError> {
         let id = self.server_id(fqdn)?;

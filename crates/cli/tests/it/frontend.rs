@@ -487,3 +487,47 @@ backend = "sql.contoso.com"
     assert!(window("fe3.contoso.com").0 >= ud1_end);
     assert!(window("fe4.contoso.com").0 >= ud1_end);
 }
+
+#[test]
+fn a_second_controller_with_another_state_file_is_refused_by_the_server_s_own_lock() {
+    let s = Scratch::new();
+    lab_with_faults(&s, "");
+    // Controller A dies inside fe11's procedure (after its pre-flight took the lock).
+    let args = common::apply_args(&["--lab", "lab"], &[POOL], &[]);
+    let o = common::bin()
+        .current_dir(s.path())
+        .args(&args)
+        .env(common::KILL_ENV, "12")
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0), "killed");
+    let before = s.lab_json("lab");
+    // Controller B, another state file, the same servers.
+    let mut other = common::apply_args(&["--lab", "lab"], &[POOL], &[]);
+    let i = other.iter().position(|a| *a == "state.db").unwrap();
+    other[i] = "other.db";
+    let o = s.run(&other);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let status = s.status_json("other.db");
+    let fe11 = server(&status, FES[0]);
+    assert_eq!(fe11["state"], "failed", "{fe11}");
+    let reason = fe11["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("pre-flight: could not read what fe11.berlin.demo.example runs: server fe11.berlin.demo.example is locked by another controller ("),
+        "{reason}"
+    );
+    assert!(reason.contains("state.db#run1"), "{reason}");
+    let after = s.lab_json("lab");
+    assert_eq!(
+        server(&before, FES[0]),
+        server(&after, FES[0]),
+        "B changed nothing on the locked server"
+    );
+    // A's own resume takes its lock again and finishes.
+    let r = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    let lab = s.lab_json("lab");
+    for fe in FES {
+        assert_front_end_patched(&lab, fe);
+    }
+}
