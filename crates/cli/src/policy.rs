@@ -416,6 +416,14 @@ impl Rollout {
                 .join(", then ")
         };
         let _ = writeln!(s, "order                 {order}");
+        let _ = writeln!(
+            s,
+            "front end servers     {}",
+            match self.front_end_batch {
+                FrontEndBatch::Server => "one per pool at a time",
+                FrontEndBatch::UpgradeDomain => "one upgrade domain per pool at a time",
+            }
+        );
         let waves = if self.waves.is_empty() {
             "one wave".to_string()
         } else {
