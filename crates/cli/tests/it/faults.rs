@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::common::{self, NEW, Scratch, code, item, stderr};
+use crate::frontend::kill_at_every_append;
 
 const SE: &str = "se1.dublin.demo.example";
 
@@ -27,29 +28,20 @@ fn assert_se_patched(lab: &Value, fqdn: &str) {
 #[test]
 fn a_crash_while_an_installer_asks_for_a_restart_still_gets_the_restart() {
     // Kill at every journal append of the server's procedure; the installer answers 3010.
-    let mut n = 1;
-    loop {
-        let s = Scratch::new();
-        lab_with_faults(
-            &s,
-            "[[fault]]\nserver = \"se1.dublin.demo.example\"\nstep = \"install-update\"\nexit_code = 3010\n",
-        );
-        let args = common::apply_args(&["--lab", "lab"], &[SE], &[]);
-        let o = common::bin()
-            .current_dir(s.path())
-            .args(&args)
-            .env(common::KILL_ENV, n.to_string())
-            .output()
-            .unwrap();
-        if o.status.code() == Some(0) {
-            assert!(n > 10, "the procedure has more commit points than {n}");
-            break;
-        }
-        let r = s.run(&["resume", "--state", "state.db"]);
-        assert_eq!(code(&r), 0, "resume after kill at {n}: {}", stderr(&r));
-        assert_se_patched(&s.lab_json("lab"), SE);
-        n += 1;
-    }
+    let args = common::apply_args(&["--lab", "lab"], &[SE], &[]);
+    kill_at_every_append(
+        10,
+        || {
+            let s = Scratch::new();
+            lab_with_faults(
+                &s,
+                "[[fault]]\nserver = \"se1.dublin.demo.example\"\nstep = \"install-update\"\nexit_code = 3010\n",
+            );
+            s
+        },
+        &args,
+        |s, _| assert_se_patched(&s.lab_json("lab"), SE),
+    );
 }
 
 #[test]

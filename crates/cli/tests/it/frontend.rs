@@ -380,48 +380,70 @@ fn a_crash_at_every_commit_of_a_pool_resumes_without_repeating_a_failover() {
     // their pool, the databases current, no user impact.
     const POOL2: &str = "fepool2.berlin.demo.example";
     const POOL2_FES: [&str; 2] = ["fe21.berlin.demo.example", "fe22.berlin.demo.example"];
+    let args = common::apply_args(&["--lab", "lab"], &[POOL2], &[]);
+    kill_at_every_append(
+        20,
+        || {
+            let s = Scratch::new();
+            lab_with_faults(&s, "");
+            s
+        },
+        &args,
+        |s, n| {
+            let lab = s.lab_json("lab");
+            for fe in POOL2_FES {
+                assert_front_end_patched(&lab, fe);
+            }
+            assert!(
+                databases_current(&lab, "sqlbe2.berlin.demo.example"),
+                "kill at {n}"
+            );
+            let p = pool(&lab, POOL2);
+            assert!(
+                empty(&p["front_ends"]["user_impact_intervals"]),
+                "kill at {n}: {p}"
+            );
+            assert!(
+                empty(&p["front_ends"]["down_intervals"]),
+                "kill at {n}: {p}"
+            );
+            let status = s.status_json("state.db");
+            for fe in POOL2_FES {
+                let sv = server(&status, fe);
+                assert!(
+                    step(sv, "failover")["attempts"].as_u64().unwrap() <= 1,
+                    "kill at {n}: {sv}"
+                );
+            }
+        },
+    );
+}
+
+/// Kills `sfbpatch ARGS` at its journal append 1, 2, 3... (a fresh scratch from `setup` each
+/// time), resumes, and calls `check` on the world, until a run no longer reaches the append;
+/// there must be more than `min` of them.
+pub fn kill_at_every_append(
+    min: usize,
+    setup: impl Fn() -> Scratch,
+    args: &[&str],
+    check: impl Fn(&Scratch, usize),
+) {
     let mut n = 1;
     loop {
-        let s = Scratch::new();
-        lab_with_faults(&s, "");
-        let args = common::apply_args(&["--lab", "lab"], &[POOL2], &[]);
+        let s = setup();
         let o = common::bin()
             .current_dir(s.path())
-            .args(&args)
+            .args(args)
             .env(common::KILL_ENV, n.to_string())
             .output()
             .unwrap();
         if o.status.code() == Some(0) {
-            assert!(n > 20, "the procedure has more commit points than {n}");
-            break;
+            assert!(n > min, "the procedure has more commit points than {n}");
+            return;
         }
         let r = s.run(&["resume", "--state", "state.db"]);
         assert_eq!(code(&r), 0, "resume after kill at {n}: {}", stderr(&r));
-        let lab = s.lab_json("lab");
-        for fe in POOL2_FES {
-            assert_front_end_patched(&lab, fe);
-        }
-        assert!(
-            databases_current(&lab, "sqlbe2.berlin.demo.example"),
-            "kill at {n}"
-        );
-        let p = pool(&lab, POOL2);
-        assert!(
-            empty(&p["front_ends"]["user_impact_intervals"]),
-            "kill at {n}: {p}"
-        );
-        assert!(
-            empty(&p["front_ends"]["down_intervals"]),
-            "kill at {n}: {p}"
-        );
-        let status = s.status_json("state.db");
-        for fe in POOL2_FES {
-            let sv = server(&status, fe);
-            assert!(
-                step(sv, "failover")["attempts"].as_u64().unwrap() <= 1,
-                "kill at {n}: {sv}"
-            );
-        }
+        check(&s, n);
         n += 1;
     }
 }
