@@ -40,6 +40,22 @@ pub fn open_store(location: &str) -> Result<Box<dyn Store>, Failure> {
     Ok(crate::crash::wrap(store))
 }
 
+/// The store of earlier runs, for commands that only look at or continue them: a SQLite path
+/// that does not exist is refused (exit 3) rather than created empty.
+pub fn open_existing_store(location: &str) -> Result<Box<dyn Store>, Failure> {
+    if !location.starts_with("postgres://") && !location.starts_with("postgresql://") {
+        let path = Path::new(location.strip_prefix("sqlite:").unwrap_or(location));
+        if !path.exists() {
+            return Err(Failure::refused(anyhow!(
+                "there is no state store at {}: nothing has run with this --state (give the \
+                 --state of an earlier apply, or set SFBPATCH_STATE)",
+                path.display()
+            )));
+        }
+    }
+    open_store(location)
+}
+
 pub fn open_lab(dir: &Path) -> Result<Lab, Failure> {
     Lab::open(dir).map_err(Failure::bad_input)
 }
@@ -378,7 +394,7 @@ fn check_ssh(ssh: &SshTarget) -> Result<(), Failure> {
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
-    let mut store = open_store(&args.state.state)?;
+    let mut store = open_existing_store(&args.state.state)?;
     let run = match args.run {
         Some(id) => store.run(id)?,
         None => store.latest_run()?.ok_or_else(|| {
