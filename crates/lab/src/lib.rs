@@ -15,6 +15,7 @@
 mod db;
 mod error;
 mod faults;
+mod files;
 mod lab;
 pub mod rules;
 mod snapshot;
@@ -22,6 +23,7 @@ mod target;
 
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, parse_faults};
+pub use files::{FILES_DIR, server_file};
 pub use lab::{LAB_DB, Lab, LabOptions, ServerDetail, init};
 pub use snapshot::{
     DatabaseSnapshot, Interval, LabSnapshot, PoolMode, PoolSnapshot, ServerSnapshot,

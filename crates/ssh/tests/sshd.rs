@@ -239,6 +239,7 @@ fn plan() -> Plan {
         installer: Installer::Path("/srv/SkypeServerUpdateInstaller.exe".into()),
         sha256: "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd".into(),
         schema_versions: Default::default(),
+        product: None,
     };
     sfbpatch_plan::plan(&deployment, &package, &PlanPolicy::default()).unwrap()
 }

@@ -26,6 +26,7 @@ fn spec(operator: &str) -> RunSpec {
                 installer: Installer::Path("/tmp/SkypeServerUpdateInstaller.exe".into()),
                 sha256: "ab".repeat(32),
                 schema_versions: Default::default(),
+                product: None,
             },
             servers: vec![],
         },

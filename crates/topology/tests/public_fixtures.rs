@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use sfbpatch_topology::{
-    DatabaseUpdate, Deployment, Edition, SourceFormat, StoreKind, load, read_topology,
+    DatabaseUpdate, Deployment, Edition, ProductLine, SourceFormat, StoreKind, load, read_topology,
 };
 
 fn public_dir() -> Option<PathBuf> {
@@ -47,6 +47,7 @@ fn automatedlab_contoso() {
     let pool = &d.pools[0];
     assert_eq!(pool.fqdn.as_str(), "frontendpool.contoso.com");
     assert_eq!(pool.site, "Contoso");
+    assert_eq!(pool.product, Some(ProductLine::SfB2015));
     assert_eq!(pool.edition, Edition::Enterprise);
     let machines: Vec<(&str, Option<&str>)> = pool
         .machines
@@ -104,6 +105,7 @@ fn alvinchen1_otc() {
     let pool = &d.pools[0];
     assert_eq!(pool.fqdn.as_str(), "OCT-EXH-002.otc.lab");
     assert_eq!(pool.site, "OTC");
+    assert_eq!(pool.product, Some(ProductLine::SfB2019));
     assert_eq!(pool.edition, Edition::Standard);
     assert_eq!(pool.machines.len(), 1);
     assert_eq!(pool.machines[0].fqdn.as_str(), "OCT-EXH-002.otc.lab");
@@ -135,6 +137,7 @@ fn rlevchenko_default_topology() {
     let pool = &d.pools[0];
     assert_eq!(pool.fqdn.as_str(), "poolfe.tenant.rlevchenko.com");
     assert_eq!(pool.site, "Tenant");
+    assert_eq!(pool.product, Some(ProductLine::SfB2015));
     assert_eq!(pool.edition, Edition::Enterprise);
     let machines: Vec<(&str, Option<&str>, Option<&str>)> = pool
         .machines

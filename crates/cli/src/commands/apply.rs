@@ -135,6 +135,7 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
     let plan = super::plan::make_plan(&deployment, package, &args.only)?;
+    input::check_installer(&plan.package)?;
     let (opened, target_spec) = open_target(&args, &text, &plan)?;
     let policy = policy(&args.run, &plan, &deployment, opened.clock().now())?;
     let mut store = open_store(&args.state.state)?;
@@ -253,15 +254,18 @@ fn open_target(
                 .as_ref()
                 .ok_or_else(|| Failure::bad_input(anyhow!("--target lab needs --lab DIR")))?;
             let lab = open_lab(dir)?;
+            let mut installed = Vec::with_capacity(plan.servers.len());
             for server in &plan.servers {
-                if lab.server(server.fqdn.as_str()).is_err() {
+                let Ok(detail) = lab.server(server.fqdn.as_str()) else {
                     return Err(Failure::bad_input(anyhow!(
                         "server {} is in the plan but not in the lab at {} (was the lab made from another topology?)",
                         server.fqdn,
                         dir.display()
                     )));
-                }
+                };
+                installed.push((server.fqdn.clone(), detail.server.installed_build));
             }
+            sfbpatch_plan::check_installed(plan, &installed).map_err(Failure::bad_input)?;
             let spec = TargetSpec::Lab {
                 dir: std::path::absolute(dir)
                     .unwrap_or(dir.clone())

@@ -215,6 +215,7 @@ fn package(lab: &Lab, request: &Request, step: &RequestedStep) -> Package {
             .or(sha256)
             .unwrap_or_default(),
         schema_versions: request.package.schema_versions.clone(),
+        product: None,
     }
 }
 

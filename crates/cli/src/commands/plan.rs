@@ -11,6 +11,10 @@ pub fn run(args: PlanArgs) -> CmdResult {
     let (_, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
     let plan = make_plan(&deployment, package, &args.only)?;
+    if args.format == PlanFormat::Powershell {
+        sfbpatch_plan::check_exportable(&plan.package).map_err(Failure::bad_input)?;
+    }
+    input::check_installer(&plan.package)?;
     match args.format {
         PlanFormat::Text => output::data(&sfbpatch_plan::render_text(&plan))?,
         PlanFormat::Powershell => output::data(&sfbpatch_plan::render_powershell(&plan))?,
@@ -28,5 +32,7 @@ pub fn make_plan(
         only: only.to_vec(),
         ..PlanPolicy::default()
     };
-    sfbpatch_plan::plan(deployment, &package, &policy).map_err(Failure::bad_input)
+    let plan = sfbpatch_plan::plan(deployment, &package, &policy).map_err(Failure::bad_input)?;
+    sfbpatch_plan::check_product_line(deployment, &plan).map_err(Failure::bad_input)?;
+    Ok(plan)
 }

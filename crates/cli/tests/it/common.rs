@@ -203,3 +203,12 @@ pub fn assert_patched(lab: &serde_json::Value, fqdn: &str) {
         assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
     }
 }
+
+/// The lower-case hex SHA-256 of a file, by `sha256sum` (another way than sfbpatch computes it).
+pub fn sha256sum(path: &Path) -> String {
+    let o = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8(o.stdout).expect("UTF-8")[..64].to_string()
+}

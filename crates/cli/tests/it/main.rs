@@ -4,6 +4,7 @@ mod apply;
 mod common;
 mod inputs;
 mod lab_shell;
+mod package;
 mod refusals;
 mod report;
 mod rollout;

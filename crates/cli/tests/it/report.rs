@@ -247,6 +247,14 @@ fn report_refuses_without_a_run_and_needs_an_output() {
     let s = Scratch::new();
     let o = s.run(&["report", "--state", "empty.db", "--format", "json"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("there is no state store at empty.db"),
+        "{}",
+        stderr(&o)
+    );
+    drop(sfbpatch_store::open(&s.path().join("empty.db").display().to_string()).unwrap());
+    let o = s.run(&["report", "--state", "empty.db", "--format", "json"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("there is no run"), "{}", stderr(&o));
 
     let o = s.run(&["report", "--state", "empty.db"]);

@@ -60,6 +60,7 @@ pub fn package() -> Package {
         ),
         sha256: "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd".to_string(),
         schema_versions,
+        product: None,
     }
 }
 
