@@ -306,12 +306,12 @@ fn chromium() -> Option<PathBuf> {
 /// Renders the report of a run with a long install and a failure in headless Chromium and keeps
 /// the screenshot (and the page) in the target folder for people to look at.
 #[test]
+#[ignore = "needs Chromium: scripts/test installs it and runs this"]
 fn report_renders_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        eprintln!(
-            "skipping report_renders_in_headless_chromium: chromium is not installed \
-             (scripts/chromium.sh installs it)"
-        );
+    let Some(browser) = sfbpatch_testkit::need(
+        chromium(),
+        "chromium is not installed (scripts/chromium.sh, run by scripts/test, installs it)",
+    ) else {
         return;
     };
     let s = patched(

@@ -31,21 +31,19 @@ fn script() -> PathBuf {
     repo().join("scripts/sshd-lab.sh")
 }
 
-/// sshd is there or was installed; `false` (with a message) when it cannot be.
+/// sshd is installed (scripts/test installs it; tests never do); `false`, after saying so, when
+/// it is not.
 fn sshd_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         let o = Command::new("bash")
             .arg(script())
-            .arg("install")
+            .arg("find")
             .stdin(Stdio::null())
             .output()
             .expect("bash runs");
         if !o.status.success() {
-            eprintln!(
-                "skipping the SSH tests: sshd is not installed and could not be installed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
+            sfbpatch_testkit::missing(String::from_utf8_lossy(&o.stderr).trim());
         }
         o.status.success()
     })
@@ -221,6 +219,7 @@ fn assert_untouched(lab: &Value, fqdn: &str) {
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn apply_over_ssh_reaches_the_same_world_as_the_in_process_target() {
     let s = Scratch::new();
     lab_init(&s, "lab", &[]);
@@ -285,6 +284,7 @@ fn apply_over_ssh_reaches_the_same_world_as_the_in_process_target() {
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn an_unknown_host_key_is_refused_without_the_flag() {
     let s = Scratch::new();
     lab_init(&s, "lab", &[]);
@@ -310,6 +310,7 @@ fn an_unknown_host_key_is_refused_without_the_flag() {
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn a_changed_host_key_is_refused_naming_the_server_and_both_fingerprints() {
     let s = Scratch::new();
     lab_init(&s, "lab", &[]);
@@ -367,6 +368,7 @@ fn a_changed_host_key_is_refused_naming_the_server_and_both_fingerprints() {
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn a_wrong_client_key_is_an_authentication_error_naming_the_server() {
     let s = Scratch::new();
     lab_init(&s, "lab", &[]);
@@ -501,6 +503,7 @@ fn wait_for(s: &Scratch, limit: Duration, what: &str, want: impl Fn(&Value) -> b
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn sshd_killed_during_install_update_then_resume_runs_the_installer_once() {
     let s = Scratch::new();
     // install-update takes 100 simulated minutes = 10 s at speed 600; the rest is quick.
@@ -557,6 +560,7 @@ fn sshd_killed_during_install_update_then_resume_runs_the_installer_once() {
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn an_installer_that_asks_for_a_restart_gets_one_over_ssh() {
     let s = Scratch::new();
     s.write(
@@ -598,6 +602,7 @@ fn encoded_command(text: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn an_unknown_script_sent_through_sshd_is_refused() {
     let s = Scratch::new();
     lab_init(&s, "lab", &[]);
