@@ -213,6 +213,9 @@ LogLevel VERBOSE
 # sshd runs the command through the account's shell, and bash reads ~/.bashrc for commands that
 # come over SSH: an empty home of its own keeps the account's startup files out of every step.
 SetEnv HOME=$dir/home
+# SFTP (the SSH target uploading an installer) reaches the ForceCommand too, with this as
+# SSH_ORIGINAL_COMMAND: lab shell serves the lab server's files.
+Subsystem sftp sfbpatch-lab-sftp
 ForceCommand exec $(_quote "$bin") lab shell --lab $(_quote "$lab") --host $(_quote "$fqdn")
 EOF
         # Daemon mode: sshd binds its port before it detaches, so it accepts connections as

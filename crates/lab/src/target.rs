@@ -133,7 +133,9 @@ impl LabTarget {
                 if self.uploads {
                     upload(Path::new(path), &dest)?;
                 }
-                self.shared.hash_file(&dest)
+                self.shared
+                    .hash_file(&dest)
+                    .map_err(|e| format!("{destination} was not uploaded to the server ({e})"))
             }),
         })
     }
