@@ -203,15 +203,26 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
                 let _ = writeln!(s, "# Not run here: {}.", deferred_reason(server, by));
             }
             (Action::InstallUpdate { path }, Some(_)) => {
-                let _ = writeln!(s, "{}", start_installer(path));
-                let _ = writeln!(
-                    s,
-                    "if ($installer.ExitCode -eq 3010) {{ Write-Warning 'The update is installed and Windows must restart (exit code 3010): restart this server, then run steps 7 to {total} by hand.'; exit 3010 }}"
+                // Asked in a child process, so that this session does not load the module the
+                // installer replaces; a server already on the build is not installed again.
+                let build = ps_quote(&package.version.to_string());
+                s.push_str(
+                    "$installed = powershell.exe -NoProfile -NonInteractive -Command 'Import-Module -Name SkypeForBusiness; [string](Get-CsServerPatchVersion | ForEach-Object { [version][string]$_.Version } | Sort-Object -Descending | Select-Object -First 1)' | Select-Object -Last 1\n",
                 );
                 let _ = writeln!(
                     s,
-                    "if ($installer.ExitCode -ne 0) {{ throw ('{label} failed: the installer exited with {{0}}' -f $installer.ExitCode) }}"
+                    "if ($LASTEXITCODE -eq 0 -and $installed -and [version]$installed -ge [version]{build}) {{ Write-Host ('Build {{0}} is installed already.' -f $installed) }} else {{"
                 );
+                let _ = writeln!(s, "    {}", start_installer(path));
+                let _ = writeln!(
+                    s,
+                    "    if ($installer.ExitCode -eq 3010) {{ Write-Warning 'The update is installed and Windows must restart (exit code 3010): restart this server, then run steps 7 to {total} by hand.'; exit 3010 }}"
+                );
+                let _ = writeln!(
+                    s,
+                    "    if ($installer.ExitCode -ne 0) {{ throw ('{label} failed: the installer exited with {{0}}' -f $installer.ExitCode) }}"
+                );
+                s.push_str("}\n");
             }
             (_, Some(command)) if step.id == StepId::StopCsServices => {
                 s.push_str(
