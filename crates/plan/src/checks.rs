@@ -4,8 +4,6 @@
 //! Pure like the rest of the crate: the caller reads files and asks targets for installed builds,
 //! then hands the facts here. Codes are documented in `docs/errors-plan.md`.
 
-use std::fmt;
-
 use sfbpatch_topology::{Deployment, Fqdn, ProductLine};
 
 use crate::model::{Build, Installer, Package, Plan};
@@ -114,12 +112,6 @@ fn servers_on_lines(servers: &[ServerLine]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-impl fmt::Display for ServerLine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (pool {})", self.server, self.pool)
-    }
 }
 
 /// Refuses a package whose product line differs from the line the topology shows for any
