@@ -8,7 +8,11 @@
 #
 #   scripts/sshd-lab.sh install
 #       Make sure sshd is there (apt-get update once, then apt-get install -y openssh-server).
-#       Prints the path of sshd. Exit 1 when it cannot be installed.
+#       Prints the path of sshd. Exit 1 when it cannot be installed. scripts/test does this; the
+#       tests never install anything.
+#
+#   scripts/sshd-lab.sh find
+#       Print the path of sshd; exit 1 (with a message) when it is not installed.
 #
 #   scripts/sshd-lab.sh start --dir DIR --lab LAB --bin SFBPATCH --authorized-keys FILE \
 #                             [--owner PID] FQDN...
@@ -47,6 +51,13 @@ _find_sshd() {
         return 0
     }
     return 1
+}
+
+cmd_find() {
+    _find_sshd || {
+        _log "sshd is not installed (scripts/sshd-lab.sh install, run by scripts/test, installs it)"
+        return 1
+    }
 }
 
 cmd_install() {
@@ -202,6 +213,9 @@ LogLevel VERBOSE
 # sshd runs the command through the account's shell, and bash reads ~/.bashrc for commands that
 # come over SSH: an empty home of its own keeps the account's startup files out of every step.
 SetEnv HOME=$dir/home
+# SFTP (the SSH target uploading an installer) reaches the ForceCommand too, with this as
+# SSH_ORIGINAL_COMMAND: lab shell serves the lab server's files.
+Subsystem sftp sfbpatch-lab-sftp
 ForceCommand exec $(_quote "$bin") lab shell --lab $(_quote "$lab") --host $(_quote "$fqdn")
 EOF
         # Daemon mode: sshd binds its port before it detaches, so it accepts connections as
@@ -249,7 +263,7 @@ cmd_start() {
     [ -n "$dir" ] && [ -n "$lab" ] && [ -n "$bin" ] && [ -n "$keys" ] ||
         _die "start needs --dir, --lab, --bin and --authorized-keys"
     [ ${#hosts[@]} -gt 0 ] || _die "start: name at least one host (FQDN)"
-    sshd=$(cmd_install) || return 1
+    sshd=$(cmd_find) || return 1
     command -v ssh-keygen >/dev/null 2>&1 || _die "ssh-keygen is missing"
     mkdir -p "$dir" || return 1
     dir=$(cd "$dir" && pwd)
@@ -296,6 +310,7 @@ cmd_signal() {
 
 case "${1:-}" in
     install) cmd_install ;;
+    find) cmd_find ;;
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_signal TERM "$@" ;;
     kill) shift; cmd_signal KILL "$@" ;;

@@ -43,6 +43,9 @@ pub enum Command {
     Topology(TopologyCommand),
     /// Show the exact procedure for every server, without running anything.
     Plan(PlanArgs),
+    /// Make package manifests.
+    #[command(subcommand)]
+    Package(PackageCommand),
     /// Create and inspect a simulated deployment.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -111,6 +114,9 @@ pub enum TopologyCommand {
     },
     /// Write a valid published-format topology with a realistic mix of pools.
     Generate {
+        /// The product line every service is of: ServiceVersion 8 (2019) or 7 (2015).
+        #[arg(long, value_enum, default_value_t = ProductChoice::V2019)]
+        product: ProductChoice,
         /// How many pools (Front End pools and Standard Edition servers) to write; at least 1.
         #[arg(long)]
         pools: usize,
@@ -120,6 +126,55 @@ pub enum TopologyCommand {
         /// The file to write.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+/// A product line, as users name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProductChoice {
+    /// Lync Server 2013 (builds 5.0.8308.*).
+    #[value(name = "2013")]
+    V2013,
+    /// Skype for Business Server 2015 (builds 6.0.9319.*).
+    #[value(name = "2015")]
+    V2015,
+    /// Skype for Business Server 2019 (builds 7.0.2046.*).
+    #[value(name = "2019")]
+    V2019,
+}
+
+impl ProductChoice {
+    pub fn line(self) -> sfbpatch_topology::ProductLine {
+        use sfbpatch_topology::ProductLine;
+        match self {
+            ProductChoice::V2013 => ProductLine::Lync2013,
+            ProductChoice::V2015 => ProductLine::SfB2015,
+            ProductChoice::V2019 => ProductLine::SfB2019,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackageCommand {
+    /// Write a package manifest for an installer: its SHA-256, and its build from the file's
+    /// version resource (or --version).
+    New {
+        /// The installer (SkypeServerUpdateInstaller.exe) on this machine.
+        installer: PathBuf,
+        /// The build the update installs, when the file does not state it (or to check that it
+        /// states this one).
+        #[arg(long, value_name = "BUILD")]
+        version: Option<String>,
+        /// The product line, when the build alone does not say (Subscription Edition builds
+        /// continue the 2019 line).
+        #[arg(long, value_enum)]
+        product: Option<ProductChoice>,
+        /// A label for people; default: the product line and build.
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the manifest; default: stdout. The installer is named relative to it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 

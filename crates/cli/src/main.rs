@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Topology(cmd) => commands::topology::run(cmd),
         Command::Plan(args) => commands::plan::run(args),
+        Command::Package(cmd) => commands::package::run(cmd),
         Command::Lab(cmd) => commands::lab::run(cmd),
         Command::Apply(args) => commands::apply::apply(args, color),
         Command::Resume(args) => commands::apply::resume(args, color),

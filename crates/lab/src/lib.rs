@@ -15,6 +15,7 @@
 mod db;
 mod error;
 mod faults;
+mod files;
 mod frontend;
 mod lab;
 mod machine;
@@ -24,6 +25,7 @@ mod target;
 
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, parse_faults};
+pub use files::{FILES_DIR, server_file};
 pub use lab::{LAB_DB, Lab, LabOptions, ServerDetail, init};
 pub use snapshot::{
     DatabaseSnapshot, FrontEnds, Interval, LabSnapshot, PoolMode, PoolSnapshot, Runs,

@@ -53,6 +53,9 @@ impl<'a> StepCall<'a> {
 #[derive(Clone)]
 pub struct LabTarget {
     shared: Arc<Shared>,
+    /// Whether `stage-update` of a controller file copies it to the server itself (in
+    /// process), or finds it there, uploaded over SFTP beforehand (`lab shell` behind sshd).
+    uploads: bool,
 }
 
 /// The lab's virtual clock, shared by every process that opens the lab.
@@ -105,7 +108,42 @@ struct ActiveFault {
 
 impl LabTarget {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        LabTarget { shared }
+        LabTarget {
+            shared,
+            uploads: true,
+        }
+    }
+
+    /// The target as a host behind sshd sees it: a controller's installer is not copied by the
+    /// step, it must already be at the staging destination (uploaded over SFTP).
+    pub fn receiving_uploads(mut self) -> Self {
+        self.uploads = false;
+        self
+    }
+
+    /// The installer `stage-update` stages, as the server gets it: the SHA-256 of the file at
+    /// the destination (after copying a controller's file there, when this target uploads),
+    /// or why there is none.
+    fn staged_hash(
+        &self,
+        server: &str,
+        source: &Installer,
+        destination: &str,
+    ) -> Option<Result<String, String>> {
+        let dir = &self.shared.dir;
+        let file = |windows: &str| crate::files::server_file(dir, server, windows);
+        Some(match source {
+            Installer::Url(_) => return None,
+            Installer::Server(path) => file(path).and_then(|p| self.shared.hash_file(&p)),
+            Installer::Path(path) => file(destination).and_then(|dest| {
+                if self.uploads {
+                    upload(Path::new(path), &dest)?;
+                }
+                self.shared
+                    .hash_file(&dest)
+                    .map_err(|e| format!("{destination} was not uploaded to the server ({e})"))
+            }),
+        })
     }
 
     fn server_id(&self, fqdn: &str) -> Result<i64, TargetError> {
@@ -185,9 +223,10 @@ impl LabTarget {
         check_action(call.step, call.action)?;
         let installer_hash = match call.action {
             Action::StageUpdate {
-                source: Installer::Path(path),
+                source,
+                destination,
                 ..
-            } => Some(self.shared.hash_file(Path::new(path))),
+            } => self.staged_hash(call.server, source, destination),
             _ => None,
         };
         let has_faults = self
@@ -1042,6 +1081,7 @@ fn stage(
             ));
         }
         Installer::Path(path) => path,
+        Installer::Server(path) => path,
     };
     match installer_hash {
         None => fail(format!("cannot read the installer {path}")),
@@ -1670,4 +1710,16 @@ impl Clock for LabClock {
                 .fetch_max(u64::try_from(now).unwrap_or(0), Ordering::Relaxed);
         }
     }
+}
+
+/// The lab's stand-in for sending a controller's file to a server: a copy into the server's
+/// files.
+fn upload(from: &Path, to: &Path) -> Result<(), String> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("cannot upload {}: {e}", from.display()))
 }

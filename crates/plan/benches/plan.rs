@@ -52,6 +52,7 @@ fn deployment(pools: usize) -> Deployment {
                         mirroring: None,
                     },
                     database_update: DatabaseUpdate::Local,
+                    product: None,
                     paired_with: None,
                     uses_stores_on: vec![fqdn(&name)],
                 };
@@ -99,6 +100,7 @@ fn deployment(pools: usize) -> Deployment {
                 } else {
                     DatabaseUpdate::ConfiguredExcludeCollocated
                 },
+                product: None,
                 paired_with: None,
                 uses_stores_on: Vec::new(),
             }
@@ -118,6 +120,7 @@ fn package() -> Package {
         installer: Installer::Path("SkypeServerUpdateInstaller.exe".to_string()),
         sha256: "3f2a9c0d5b8e4f1a6c7d9e0b2a4c6e8f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c0d".to_string(),
         schema_versions: BTreeMap::new(),
+        product: None,
     }
 }
 

@@ -195,6 +195,13 @@ fn stage_update(source: &Installer, sha256: &str, destination: &str) -> String {
         Installer::Path(path) => {
             let _ = writeln!(
                 s,
+                "# {dest} is uploaded by sfbpatch over its SSH connection (SFTP) from {} on the controller",
+                ps_quote(&crate::text::clean(path))
+            );
+        }
+        Installer::Server(path) => {
+            let _ = writeln!(
+                s,
                 "Copy-Item -LiteralPath {} -Destination {dest} -Force",
                 ps_quote(path)
             );

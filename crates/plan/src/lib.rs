@@ -11,18 +11,24 @@
 //! Errors carry stable codes (`SFB-M...` for manifests, `SFB-P...` for planning), documented
 //! in `docs/errors-plan.md`.
 
+mod checks;
 mod command;
 pub mod json;
 mod manifest;
 mod model;
+mod pe;
 mod planner;
 mod render;
 mod text;
 
+pub use checks::{CheckError, ServerLine, check_exportable, check_installed, check_product_line};
 pub use command::{
     EXTRACT_DIR_NAME, INSTALLER_FILE_NAME, POOL_BUSY_EXIT, extract_dir, ps_quote, render_command,
 };
-pub use manifest::{Location, ManifestError, ManifestErrorKind, parse_manifest};
+pub use manifest::{
+    Location, ManifestError, ManifestErrorKind, is_server_path, manifest_text, parse_manifest,
+};
 pub use model::*;
+pub use pe::{pe_file_version, sample_pe};
 pub use planner::{DEFAULT_STAGING_DIR, MirroredBackend, PlanError, PlanPolicy, plan};
 pub use render::{render_powershell, render_powershell_server, render_text};

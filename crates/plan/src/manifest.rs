@@ -5,6 +5,10 @@
 //! Every value that later reaches a PowerShell command is checked here, so that a manifest can
 //! never inject PowerShell syntax: the commands also quote every string they insert.
 
+// A manifest error carries every mistake the file has, so it is larger than clippy likes for an
+// `Err`; it is built once per bad manifest, never on a hot path.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
@@ -13,11 +17,23 @@ use sfbpatch_topology::StoreKind;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use sfbpatch_topology::ProductLine;
+
 use crate::model::{Build, Installer, Package};
 use crate::text::{clean, describe_char, is_printable, is_quote, is_single_quote};
 
 /// The keys a manifest may have, in the order they are documented.
-const KEYS: [&str; 5] = ["name", "version", "installer", "sha256", "schema_versions"];
+const KEYS: [&str; 6] = [
+    "name",
+    "version",
+    "installer",
+    "sha256",
+    "product",
+    "schema_versions",
+];
+
+/// The keys of an `installer = { ... }` table: one of them, naming the kind of source.
+const INSTALLER_KINDS: [&str; 3] = ["file", "server", "url"];
 
 /// The longest accepted package name, in characters.
 const MAX_NAME_CHARS: usize = 128;
@@ -40,6 +56,8 @@ pub struct ManifestError {
     /// The key concerned (`sha256`, `schema_versions.user`), if any.
     pub field: Option<String>,
     pub kind: ManifestErrorKind,
+    /// The manifest's other mistakes, after this one: each is reported.
+    pub more: Vec<ManifestError>,
 }
 
 /// The cause of a [`ManifestError`]; each has a stable code.
@@ -92,7 +110,19 @@ impl ManifestError {
 }
 
 impl fmt::Display for ManifestError {
+    /// One line per mistake.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_one(f)?;
+        for other in &self.more {
+            f.write_str("\n")?;
+            other.fmt_one(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl ManifestError {
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.origin)?;
         if let Some(Location { line, column }) = self.location {
             write!(f, ":{line}:{column}")?;
@@ -109,8 +139,13 @@ impl std::error::Error for ManifestError {}
 
 /// Parse and validate a package manifest. `origin` names the manifest in error messages.
 ///
-/// The installer path is kept as written (relative to the manifest's folder, or absolute);
-/// resolving it is the caller's business.
+/// Every mistake is reported, not only the first: the error is the first one in the file and
+/// [`ManifestError::more`] holds the others (unknown keys and bad values in file order, then
+/// missing keys).
+///
+/// A controller path ([`Installer::Path`]) is kept as written (relative to the manifest's
+/// folder, or absolute); resolving it is the caller's business. A path on the server
+/// ([`Installer::Server`]) is never resolved.
 pub fn parse_manifest(text: &str, origin: &str) -> Result<Package, ManifestError> {
     let cx = Cx { text, origin };
     let table = DeTable::parse(text).map_err(|e| {
@@ -119,58 +154,68 @@ pub fn parse_manifest(text: &str, origin: &str) -> Result<Package, ManifestError
     })?;
     let table = table.get_ref();
 
-    // Validate in document order, so that the first problem in the file is the one reported.
+    // Validate in document order, so that problems are listed as they appear in the file.
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(key, _)| key.span().start);
 
+    let mut errors = Vec::new();
     let mut name = None;
     let mut version = None;
     let mut installer = None;
     let mut sha256 = None;
+    let mut product = None;
     let mut schema_versions = BTreeMap::new();
     for (key, value) in entries {
-        match key.get_ref().as_ref() {
-            "name" => name = Some(cx.string(value, "name").and_then(|s| cx.name(value, s))?),
-            "version" => {
-                let s = cx.string(value, "version")?;
-                if let Some(c) = s.chars().find(|&c| !is_printable(c)) {
-                    let message = format!("character {} is not allowed", describe_char(c));
-                    return Err(cx.invalid(value, "version", message));
-                }
-                version = Some(
-                    s.parse::<Build>()
-                        .map_err(|reason| cx.invalid(value, "version", reason))?,
-                );
-            }
-            "installer" => {
-                let s = cx.string(value, "installer")?;
-                installer = Some(cx.installer(value, s)?);
-            }
-            "sha256" => {
-                let s = cx.string(value, "sha256")?;
-                sha256 = Some(cx.sha256(value, s)?);
-            }
-            "schema_versions" => schema_versions = cx.schema_versions(value)?,
-            other => {
-                return Err(cx.error(
-                    Some(key.span()),
-                    None,
-                    ManifestErrorKind::UnknownKey {
-                        key: clean(other).into_owned(),
-                        known: KEYS.join(", "),
-                    },
-                ));
-            }
+        let checked = match key.get_ref().as_ref() {
+            "name" => cx
+                .string(value, "name")
+                .and_then(|s| cx.name(value, s))
+                .map(|v| name = Some(v)),
+            "version" => cx.version(value).map(|v| version = Some(v)),
+            "installer" => cx.installer(value).map(|v| installer = Some(v)),
+            "sha256" => cx
+                .string(value, "sha256")
+                .and_then(|s| cx.sha256(value, s))
+                .map(|v| sha256 = Some(v)),
+            "product" => cx.product(value).map(|v| product = Some(v)),
+            "schema_versions" => cx.schema_versions(value).map(|v| schema_versions = v),
+            other => Err(cx.error(
+                Some(key.span()),
+                None,
+                ManifestErrorKind::UnknownKey {
+                    key: clean(other).into_owned(),
+                    known: KEYS.join(", "),
+                },
+            )),
+        };
+        if let Err(e) = checked {
+            errors.push(e);
         }
     }
 
-    let missing = |field: &str| cx.error(None, Some(field), ManifestErrorKind::MissingKey);
+    let table_has = |k: &str| table.get(k).is_some();
+    for required in ["name", "version", "installer", "sha256"] {
+        if !table_has(required) {
+            errors.push(cx.error(None, Some(required), ManifestErrorKind::MissingKey));
+        }
+    }
+    let mut errors = errors.into_iter();
+    if let Some(mut first) = errors.next() {
+        first.more = errors.collect();
+        return Err(first);
+    }
+    let (Some(name), Some(version), Some(installer), Some(sha256)) =
+        (name, version, installer, sha256)
+    else {
+        unreachable!("every required key is present and valid when no error was recorded")
+    };
     Ok(Package {
-        name: name.ok_or_else(|| missing("name"))?,
-        version: version.ok_or_else(|| missing("version"))?,
-        installer: installer.ok_or_else(|| missing("installer"))?,
-        sha256: sha256.ok_or_else(|| missing("sha256"))?,
+        name,
+        version,
+        installer,
+        sha256,
         schema_versions,
+        product,
     })
 }
 
@@ -194,6 +239,7 @@ impl Cx<'_> {
             location: span.map(|s| self.location(s.start)),
             field: field.map(str::to_string),
             kind,
+            more: Vec::new(),
         }
     }
 
@@ -269,11 +315,85 @@ impl Cx<'_> {
         Ok(s.to_string())
     }
 
-    fn installer(&self, value: &Value<'_>, s: &str) -> Result<Installer, ManifestError> {
-        let invalid = |message: String| self.invalid(value, "installer", message);
+    fn version(&self, value: &Value<'_>) -> Result<Build, ManifestError> {
+        let s = self.string(value, "version")?;
+        if let Some(c) = s.chars().find(|&c| !is_printable(c)) {
+            let message = format!("character {} is not allowed", describe_char(c));
+            return Err(self.invalid(value, "version", message));
+        }
+        s.parse::<Build>()
+            .map_err(|reason| self.invalid(value, "version", reason))
+    }
+
+    fn product(&self, value: &Value<'_>) -> Result<ProductLine, ManifestError> {
+        let s = self.string(value, "product")?;
+        ProductLine::parse(s).ok_or_else(|| {
+            self.invalid(
+                value,
+                "product",
+                format!(
+                    "'{}' is not a product line: give \"2013\", \"2015\" or \"2019\" \
+                     (or lync-2013, sfb-2015, sfb-2019)",
+                    clean(s)
+                ),
+            )
+        })
+    }
+
+    /// `installer = "..."` (its kind read from its shape) or `installer = { file | server |
+    /// url = "..." }`.
+    fn installer(&self, value: &Value<'_>) -> Result<Installer, ManifestError> {
+        let DeValue::Table(table) = value.get_ref() else {
+            let s = self.string(value, "installer")?;
+            let kind = if s.to_ascii_lowercase().contains("://") {
+                "url"
+            } else if is_server_path(s) {
+                "server"
+            } else {
+                "file"
+            };
+            return self.installer_of(kind, value, s);
+        };
+        let entries: Vec<_> = table.iter().collect();
+        match entries.as_slice() {
+            [(key, inner)] if INSTALLER_KINDS.contains(&key.get_ref().as_ref()) => {
+                let field = format!("installer.{}", key.get_ref());
+                let s = self.string(inner, &field)?;
+                self.installer_of(key.get_ref(), inner, s)
+            }
+            _ => Err(self.error(
+                Some(value.span()),
+                Some("installer"),
+                ManifestErrorKind::InvalidValue(format!(
+                    "a table names exactly one kind of source: {{ file = \"...\" }} (on this \
+                     machine), {{ server = '...' }} (a UNC path or a path on the server) or {{ url \
+                     = \"https://...\" }}; found {}",
+                    if entries.is_empty() {
+                        "no key".to_string()
+                    } else {
+                        entries
+                            .iter()
+                            .map(|(k, _)| format!("'{}'", clean(k.get_ref())))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )),
+            )),
+        }
+    }
+
+    fn installer_of(
+        &self,
+        kind: &str,
+        value: &Value<'_>,
+        s: &str,
+    ) -> Result<Installer, ManifestError> {
+        let field = "installer";
+        let invalid = |message: String| self.invalid(value, field, message);
         if s.is_empty() {
             return Err(invalid(
-                "must not be empty: give a path relative to the manifest, or an https:// URL"
+                "must not be empty: give a file on this machine (relative to the manifest), a \
+                 UNC path or a path on the server, or an https:// URL"
                     .into(),
             ));
         }
@@ -281,23 +401,35 @@ impl Cx<'_> {
         if lower.starts_with("http://") {
             return Err(self.error(
                 Some(self.content_span(value)),
-                Some("installer"),
+                Some(field),
                 ManifestErrorKind::InsecureUrl(clean(s).into_owned()),
             ));
         }
-        if lower.starts_with("https://") {
+        if kind == "url" {
+            if !lower.starts_with("https://") {
+                let scheme = s.split_once("://").map_or(s, |(scheme, _)| scheme);
+                return Err(invalid(format!(
+                    "'{}://' URLs are not supported: give an https:// URL or a path",
+                    clean(scheme)
+                )));
+            }
             return check_url(s).map(Installer::Url).map_err(invalid);
-        }
-        if let Some((scheme, _)) = s.split_once("://") {
-            return Err(invalid(format!(
-                "'{scheme}://' URLs are not supported: give an https:// URL or a path"
-            )));
         }
         if let Some(c) = s.chars().find(|&c| !is_printable(c) || is_single_quote(c)) {
             return Err(invalid(format!(
                 "character {} is not allowed in a path (no control characters or single quotes)",
                 describe_char(c)
             )));
+        }
+        if kind == "server" {
+            if !is_server_path(s) {
+                return Err(invalid(format!(
+                    "'{}' is not a UNC path (\\\\server\\share\\...) or an absolute path on the \
+                     server (C:\\...)",
+                    clean(s)
+                )));
+            }
+            return Ok(Installer::Server(s.to_string()));
         }
         Ok(Installer::Path(s.to_string()))
     }
@@ -413,4 +545,56 @@ fn is_dotted_number(s: &str) -> bool {
         && s.len() <= 32
         && s.split('.')
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A UNC path (`\\\\server\\share\\...`) or an absolute Windows path (`C:\\...`): a
+/// location as a Windows server sees it, which the controller's path rules must never touch.
+pub fn is_server_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.starts_with(r"\\")
+        || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\')
+}
+
+/// A manifest's text for `package`, with a comment per key: what `sfbpatch package new` writes.
+/// The installer is written as the kind it is (`installer = "..."` for a file on this machine,
+/// `installer = { server = '...' }`, `installer = { url = "..." }`).
+pub fn manifest_text(package: &Package) -> String {
+    let toml_string = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut out = String::new();
+    out.push_str("# A cumulative update for sfbpatch (docs/manifest.md).\n");
+    out.push_str("# A label for people.\n");
+    out.push_str(&format!("name = {}\n", toml_string(&package.name)));
+    out.push_str(
+        "# The build the update installs; verify checks Get-CsServerPatchVersion shows it.\n",
+    );
+    out.push_str(&format!(
+        "version = {}\n",
+        toml_string(&package.version.to_string())
+    ));
+    if let Some(line) = package.product {
+        out.push_str("# The product line the package updates.\n");
+        out.push_str(&format!("product = \"{}\"\n", line.year()));
+    }
+    match &package.installer {
+        Installer::Path(path) => {
+            out.push_str(
+                "# A file on this machine (relative to this manifest), uploaded to each server.\n",
+            );
+            out.push_str(&format!("installer = {}\n", toml_string(path)));
+        }
+        Installer::Server(path) => {
+            out.push_str("# A path each server reads, used as written.\n");
+            out.push_str(&format!(
+                "installer = {{ server = {} }}\n",
+                toml_string(path)
+            ));
+        }
+        Installer::Url(url) => {
+            out.push_str("# Downloaded by each server.\n");
+            out.push_str(&format!("installer = {{ url = {} }}\n", toml_string(url)));
+        }
+    }
+    out.push_str("# The installer's SHA-256; stage-update refuses any other file.\n");
+    out.push_str(&format!("sha256 = \"{}\"\n", package.sha256));
+    out
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
-use sfbpatch_topology::{DatabaseUpdate, Fqdn, SqlInstanceName, StoreKind};
+use sfbpatch_topology::{DatabaseUpdate, Fqdn, ProductLine, SqlInstanceName, StoreKind};
 
 /// A Skype for Business build number, `major.minor.build.revision` (e.g. `7.0.2046.553`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,14 +53,28 @@ impl<'de> serde::Deserialize<'de> for Build {
     }
 }
 
-/// Where the installer comes from.
+/// Where the installer comes from: three kinds, never confused with each other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "location")]
 pub enum Installer {
-    /// A local file; the path is resolved against the manifest's folder when read.
+    /// A file on the controller (the machine sfbpatch runs on); a relative path is resolved
+    /// against the manifest's folder when read. Targets copy it into the staging folder
+    /// themselves (the SSH target over SFTP on its connection).
     Path(String),
+    /// A path as the server sees it, used exactly as written: a UNC path
+    /// (`\\server\share\...`) or a local path on the server (`C:\...`).
+    Server(String),
     /// An `https://` URL.
     Url(String),
+}
+
+impl Installer {
+    /// The location as written.
+    pub fn location(&self) -> &str {
+        match self {
+            Installer::Path(s) | Installer::Server(s) | Installer::Url(s) => s,
+        }
+    }
 }
 
 /// A validated cumulative-update package manifest.
@@ -74,6 +88,18 @@ pub struct Package {
     /// Expected schema version per store after the update (`Test-CsDatabase` ExpectedVersion).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub schema_versions: BTreeMap<StoreKind, String>,
+    /// The product line the package says it updates; when absent, the line its build
+    /// belongs to ([`Package::product_line`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<ProductLine>,
+}
+
+impl Package {
+    /// The product line the package updates: its own statement, or the line of its build.
+    pub fn product_line(&self) -> Option<ProductLine> {
+        self.product
+            .or_else(|| ProductLine::from_build(self.version.0))
+    }
 }
 
 /// Every step sfbpatch knows, in procedure order: the seed's eleven (SPEC.md section 1) and the

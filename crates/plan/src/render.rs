@@ -19,7 +19,12 @@ pub fn render_text(plan: &Plan) -> String {
     let package = &plan.package;
     let mut s = String::new();
     let _ = writeln!(s, "Package: {} {}", clean(&package.name), package.version);
-    let _ = writeln!(s, "Installer: {}", clean(installer(&package.installer)));
+    let _ = writeln!(
+        s,
+        "Installer: {} ({})",
+        clean(package.installer.location()),
+        source_kind(&package.installer)
+    );
     let _ = writeln!(s, "SHA-256: {}", clean(&package.sha256));
     let of = |kind: ServerKind| plan.servers.iter().filter(|sp| sp.kind == kind).count();
     let _ = writeln!(
@@ -148,13 +153,20 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
     let _ = writeln!(
         s,
         "# Installer:       {}",
-        clean(installer(&package.installer))
+        clean(package.installer.location())
     );
-    if let Installer::Path(path) = &package.installer
-        && !is_absolute(path)
-    {
-        s.push_str("#                  (a relative path: run from the manifest's folder, or edit step 2)\n");
-    }
+    let _ = writeln!(
+        s,
+        "#                  (step 2 {})",
+        match &package.installer {
+            Installer::Server(_) =>
+                "copies it from there: the account running this script must be able to read it",
+            Installer::Url(_) => "downloads it from there: this server must reach the URL",
+            // Refused by `check_exportable` before rendering; said plainly if it gets here.
+            Installer::Path(_) =>
+                "cannot reach it: this is a file on the controller, not on the server",
+        }
+    );
     let _ = writeln!(s, "# SHA-256:         {}", clean(&package.sha256));
     s.push_str(
         "#\n\
@@ -229,15 +241,27 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
                 let _ = writeln!(s, "# Not run here: {}.", deferred_reason(server, by));
             }
             (Action::InstallUpdate { path }, Some(_)) => {
-                let _ = writeln!(s, "{}", start_installer(path));
-                let _ = writeln!(
-                    s,
-                    "if ($installer.ExitCode -eq 3010) {{ Write-Warning 'The update is installed and Windows must restart (exit code 3010): restart this server, then run steps 7 to {total} by hand.'; exit 3010 }}"
+                // Asked in a child process, so that this session does not load the module the
+                // installer replaces; a server already on the build is not installed again.
+                let build = ps_quote(&package.version.to_string());
+                s.push_str(
+                    "$installed = powershell.exe -NoProfile -NonInteractive -Command 'Import-Module -Name SkypeForBusiness; [string](Get-CsServerPatchVersion | ForEach-Object { [version][string]$_.Version } | Sort-Object -Descending | Select-Object -First 1)' | Select-Object -Last 1\n",
                 );
                 let _ = writeln!(
                     s,
-                    "if ($installer.ExitCode -ne 0) {{ throw ('{label} failed: the installer exited with {{0}}' -f $installer.ExitCode) }}"
+                    "if ($LASTEXITCODE -eq 0 -and $installed -and [version]$installed -ge [version]{build}) {{ Write-Host ('Build {{0}} is installed already.' -f $installed) }} else {{"
                 );
+                let _ = writeln!(s, "    {}", start_installer(path));
+                let _ = writeln!(
+                    s,
+                    "    if ($installer.ExitCode -eq 3010) {{ Write-Warning 'The update is installed and Windows must restart (exit code 3010): restart this server, then run steps {} to {total} by hand.'; exit 3010 }}",
+                    i + 2
+                );
+                let _ = writeln!(
+                    s,
+                    "    if ($installer.ExitCode -ne 0) {{ throw ('{label} failed: the installer exited with {{0}}' -f $installer.ExitCode) }}"
+                );
+                s.push_str("}\n");
             }
             (_, Some(command)) if step.id == StepId::StopCsServices => {
                 s.push_str(
@@ -252,8 +276,39 @@ pub fn render_powershell_server(package: &Package, server: &ServerPlan) -> Strin
                 s.push_str(&failed("powershell.exe"));
             }
             (Action::StopW3svc | Action::StartW3svc, Some(command)) => {
-                let _ = writeln!(s, "{command}");
-                s.push_str(&failed(command));
+                // `net stop` on a stopped service (and `net start` on a running one) exits 2:
+                // act only when the service is not already as the step leaves it, so that the
+                // script can be run again after a failure.
+                let (wanted, already) = match step.action {
+                    Action::StopW3svc => ("Stopped", "W3SVC is already stopped."),
+                    _ => ("Running", "W3SVC is already running."),
+                };
+                let _ = writeln!(
+                    s,
+                    "if ((Get-Service -Name W3SVC).Status -eq '{wanted}') {{ Write-Host '{already}' }} else {{"
+                );
+                let _ = writeln!(s, "    {command}");
+                let _ = write!(s, "    {}", failed(command));
+                s.push_str("}\n");
+            }
+            (Action::StageUpdate { destination, .. }, Some(command)) => {
+                // Already staged with the package's hash and extracted: nothing to do again.
+                let dest = ps_quote(destination);
+                let _ = writeln!(
+                    s,
+                    "if ((Test-Path -LiteralPath {dest} -PathType Leaf) -and (Get-FileHash -LiteralPath {dest} -Algorithm SHA256).Hash -eq {} -and (Test-Path -LiteralPath {} -PathType Container)) {{",
+                    ps_quote(&package.sha256),
+                    ps_quote(&crate::command::extract_dir(destination))
+                );
+                let _ = writeln!(
+                    s,
+                    "    Write-Host ('{{0}} is already staged and extracted.' -f {dest})"
+                );
+                s.push_str("} else {\n");
+                for line in command.lines() {
+                    let _ = writeln!(s, "    {line}");
+                }
+                s.push_str("}\n");
             }
             (_, Some(command)) => {
                 let _ = writeln!(s, "{command}");
@@ -304,15 +359,11 @@ fn instance(server: &ServerPlan) -> String {
     }
 }
 
-fn installer(installer: &Installer) -> &str {
+/// How the installer reaches each server, for people.
+fn source_kind(installer: &Installer) -> &'static str {
     match installer {
-        Installer::Path(p) | Installer::Url(p) => p,
+        Installer::Path(_) => "a file on this machine, uploaded to each server over SSH",
+        Installer::Server(_) => "a path each server reads, used as written",
+        Installer::Url(_) => "downloaded by each server",
     }
-}
-
-fn is_absolute(path: &str) -> bool {
-    let b = path.as_bytes();
-    path.starts_with('\\')
-        || path.starts_with('/')
-        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
 }

@@ -95,12 +95,19 @@ pub(crate) fn sha256(param: &str, s: &str) -> Result<String, RemoteError> {
     }
 }
 
-/// Where the installer comes from, as the `SourceKind` and `Source` parameters.
+/// Where the installer comes from, as the `SourceKind` and `Source` parameters: `path` for a
+/// path the server reads (UNC or local, used as written), `url` for an https:// URL, and
+/// `uploaded` for a file on the controller, which the target has already put at the
+/// destination (`Source` then names the controller's file, for the record).
 pub(crate) fn source(installer: &Installer) -> Result<(&'static str, String), RemoteError> {
     match installer {
-        Installer::Path(p) => {
+        Installer::Server(p) => {
             printable("Source", p)?;
             Ok(("path", p.clone()))
+        }
+        Installer::Path(p) => {
+            printable("Source", p)?;
+            Ok(("uploaded", p.clone()))
         }
         Installer::Url(u) => Ok(("url", url(u)?)),
     }
@@ -126,12 +133,16 @@ pub(crate) fn installer(kind: &str, source: &str) -> Result<Installer, RemoteErr
     match kind {
         "path" => {
             printable("Source", source)?;
+            Ok(Installer::Server(source.to_string()))
+        }
+        "uploaded" => {
+            printable("Source", source)?;
             Ok(Installer::Path(source.to_string()))
         }
         "url" => Ok(Installer::Url(url(source)?)),
         other => Err(invalid(
             "SourceKind",
-            format!("'{other}' is neither 'path' nor 'url'"),
+            format!("'{other}' is not 'path', 'uploaded' or 'url'"),
         )),
     }
 }

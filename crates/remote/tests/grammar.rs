@@ -40,6 +40,15 @@ fn every_rendered_script_parses_without_errors() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The scripts `plan --format powershell` exports for people to run by hand parse too.
+#[test]
+fn the_exported_scripts_parse_without_errors() {
+    let plan = plan();
+    let script = sfbpatch_plan::render_powershell(&plan);
+    let problems = syntax_problems(&script);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn the_check_finds_syntax_errors() {
     let (_, text) = TEMPLATES

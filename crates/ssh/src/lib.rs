@@ -15,6 +15,7 @@ pub mod hostkey;
 mod pool;
 mod session;
 mod target;
+mod upload;
 
 use sfbpatch_remote as remote;
 

@@ -43,7 +43,7 @@ impl client::Handler for Client {
 
 /// An authenticated connection.
 pub(crate) struct Connection {
-    handle: Handle<Client>,
+    pub(crate) handle: Handle<Client>,
 }
 
 impl Conn for Connection {

@@ -1,7 +1,7 @@
 //! [`SshTarget`]: the engine's [`Target`] over SSH.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use russh::client;
 use sfbpatch_engine::{
     MachineFacts, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
 };
-use sfbpatch_plan::{ServerPlan, StepId};
+use sfbpatch_plan::{Action, Installer, ServerPlan, StepId};
 
 use crate::config::{Endpoint, Identity};
 use crate::error::SshError;
@@ -17,6 +17,7 @@ use crate::hostkey::HostKeys;
 use crate::pool::Pool;
 use crate::remote::{self, Operation, Script, ScriptResult, host_exit};
 use crate::session::{self, Connection, Connector, ExecError, Finished, LoadedKey};
+use crate::upload::UploadError;
 
 /// Tuning of the SSH target. The defaults suit real servers.
 #[derive(Debug, Clone)]
@@ -321,6 +322,65 @@ impl Inner {
     }
 }
 
+/// Why an upload did not happen: the connection (as for a command), or the server's or the
+/// file's answer.
+enum Upload {
+    Run(RunError),
+    Failed(String),
+}
+
+impl Inner {
+    /// Send the controller's file `local` to `destination` on `server` over SFTP on the
+    /// server's connection. A pooled connection that died while idle is replaced once.
+    async fn upload(
+        &self,
+        server: &str,
+        local: &Path,
+        destination: &str,
+        timeout: Duration,
+    ) -> Result<u64, Upload> {
+        let ep = self
+            .endpoint(server)
+            .map_err(|e| Upload::Run(RunError::Ssh(e)))?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let conn = self
+                .lease(ep)
+                .await
+                .map_err(|e| Upload::Run(RunError::Ssh(e)))?;
+            match conn.upload(local, destination, timeout).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(UploadError::Failed(reason)) => return Err(Upload::Failed(reason)),
+                Err(UploadError::Connection(ExecError::NotStarted(reason))) => {
+                    self.pool.discard(&ep.server, &conn).await;
+                    if tries >= 2 {
+                        return Err(Upload::Run(RunError::Ssh(SshError::Unreachable {
+                            server: ep.server.clone(),
+                            address: ep.address(),
+                            reason,
+                        })));
+                    }
+                }
+                Err(UploadError::Connection(ExecError::Lost(reason))) => {
+                    self.pool.discard(&ep.server, &conn).await;
+                    return Err(Upload::Run(RunError::Lost {
+                        address: ep.address(),
+                        reason,
+                    }));
+                }
+                Err(UploadError::Connection(ExecError::TimedOut)) => {
+                    self.pool.discard(&ep.server, &conn).await;
+                    return Err(Upload::Run(RunError::TimedOut));
+                }
+                Err(UploadError::Connection(ExecError::Refused(reason))) => {
+                    return Err(Upload::Failed(reason));
+                }
+            }
+        }
+    }
+}
+
 /// The agent `ssh` would use.
 fn default_agent() -> Option<PathBuf> {
     if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
@@ -456,8 +516,44 @@ impl Target for SshTarget {
 
     fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
         let script = self.script(Operation::Execute, req)?;
-        self.run(&script, req, Duration::from_millis(req.timeout.max(1)))
-            .map(outcome)
+        let timeout = Duration::from_millis(req.timeout.max(1));
+        // A controller's installer goes to the staging folder first; the step's script then
+        // checks its SHA-256 there and extracts it.
+        let mut sent = None;
+        if let Action::StageUpdate {
+            source: Installer::Path(local),
+            destination,
+            ..
+        } = &req.step.action
+        {
+            let server = req.server.fqdn.as_str();
+            match self.runtime.block_on(self.inner.upload(
+                server,
+                Path::new(local),
+                destination,
+                timeout,
+            )) {
+                Ok(bytes) => sent = Some((local, destination, bytes)),
+                Err(Upload::Run(e)) => return Err(target_error(e, server, req.step.id, timeout)),
+                Err(Upload::Failed(reason)) => {
+                    return Ok(StepOutcome {
+                        exit_code: 1,
+                        output: format!(
+                            "uploading {local} to {destination} on {server} over SFTP failed: \
+                             {reason}; nothing was staged"
+                        ),
+                    });
+                }
+            }
+        }
+        let mut outcome = self.run(&script, req, timeout).map(outcome)?;
+        if let Some((local, destination, bytes)) = sent {
+            outcome.output = format!(
+                "uploaded {local} to {destination} over SFTP ({bytes} bytes)\n{}",
+                outcome.output
+            );
+        }
+        Ok(outcome)
     }
 
     fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError> {

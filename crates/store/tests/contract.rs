@@ -26,6 +26,7 @@ fn spec(operator: &str) -> RunSpec {
                 installer: Installer::Path("/tmp/SkypeServerUpdateInstaller.exe".into()),
                 sha256: "ab".repeat(32),
                 schema_versions: Default::default(),
+                product: None,
             },
             servers: vec![],
         },
@@ -424,45 +425,53 @@ pub fn host_keys_pin_and_replace(db: &dyn Backend) {
 }
 
 macro_rules! contract {
-    ($module:ident, $make:expr) => {
+    ($module:ident, $make:expr $(, #[$attr:meta])*) => {
         mod $module {
             use super::*;
             #[test]
+            $(#[$attr])*
             fn runs_round_trip() {
                 let Some(db) = $make else { return };
                 super::runs_round_trip(&mut *db.open());
             }
             #[test]
+            $(#[$attr])*
             fn journal_keeps_order_and_audit() {
                 let Some(db) = $make else { return };
                 super::journal_keeps_order_and_audit(&mut *db.open());
             }
             #[test]
+            $(#[$attr])*
             fn leases_exclude_other_runs() {
                 let Some(db) = $make else { return };
                 super::leases_exclude_other_runs(&mut *db.open());
             }
             #[test]
+            $(#[$attr])*
             fn step_stats_by_role_excluding_run() {
                 let Some(db) = $make else { return };
                 super::step_stats_by_role_excluding_run(&mut *db.open());
             }
             #[test]
+            $(#[$attr])*
             fn append_is_all_or_nothing() {
                 let Some(db) = $make else { return };
                 super::append_is_all_or_nothing(&mut *db.open());
             }
             #[test]
+            $(#[$attr])*
             fn text_round_trips_exactly() {
                 let Some(db) = $make else { return };
                 super::text_round_trips_exactly(&mut *db.open());
             }
             #[test]
+            $(#[$attr])*
             fn lease_race_has_one_winner() {
                 let Some(db) = $make else { return };
                 super::lease_race_has_one_winner(&*db);
             }
             #[test]
+            $(#[$attr])*
             fn host_keys_pin_and_replace() {
                 let Some(db) = $make else { return };
                 super::host_keys_pin_and_replace(&*db);
@@ -555,8 +564,8 @@ fn postgres_schema() -> Option<PgSchema> {
     match std::env::var("SFBPATCH_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(PgSchema::fresh(&url)),
         _ => {
-            eprintln!(
-                "skipping PostgreSQL contract tests: SFBPATCH_TEST_POSTGRES_URL is not set (scripts/test-services.sh starts a server)"
+            sfbpatch_testkit::missing(
+                "SFBPATCH_TEST_POSTGRES_URL is not set (scripts/test-services.sh, sourced by scripts/test, starts a server)",
             );
             None
         }
@@ -568,7 +577,7 @@ fn postgres() -> Option<Box<dyn Backend>> {
 }
 
 contract!(sqlite_store, sqlite());
-contract!(postgres_store, postgres());
+contract!(postgres_store, postgres(), #[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]);
 
 #[test]
 fn sqlite_survives_reopen() {
@@ -606,6 +615,7 @@ fn sqlite_refuses_a_newer_schema() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
 fn postgres_journal_and_audit_are_append_only() {
     let Some(db) = postgres_schema() else { return };
     let mut store = db.open();
@@ -654,6 +664,7 @@ fn postgres_journal_and_audit_are_append_only() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
 fn postgres_refuses_a_newer_schema() {
     let Some(db) = postgres_schema() else { return };
     drop(db.open());
@@ -676,6 +687,7 @@ fn postgres_refuses_a_newer_schema() {
 /// A store made before host keys were pinned (no `host_keys` table) gets the table when it is
 /// opened, and keeps its runs.
 #[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
 fn postgres_adds_host_keys_to_an_older_store() {
     let Some(db) = postgres_schema() else { return };
     let run = db.open().create_run(&spec("a"), 0).unwrap();
@@ -717,6 +729,7 @@ fn sqlite_adds_host_keys_to_an_older_store() {
 /// `open` takes `postgres://` and `postgresql://` URLs; `options=-csearch_path%3D...` picks the
 /// schema, and what one handle wrote another reads.
 #[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
 fn postgres_urls_open_the_store_they_name() {
     let Some(db) = postgres_schema() else { return };
     db.sql(&format!("CREATE SCHEMA {}", db.schema)).unwrap();
@@ -747,6 +760,7 @@ fn postgres_urls_open_the_store_they_name() {
 }
 
 #[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
 fn postgres_search_path_without_a_schema_is_a_clear_error() {
     let Some(db) = postgres_schema() else { return };
     let err = sfbpatch_store::open(&db.url_with_search_path())
@@ -761,6 +775,7 @@ fn postgres_search_path_without_a_schema_is_a_clear_error() {
 
 /// Processes opening a new database at once do not trip over each other creating the tables.
 #[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
 fn postgres_concurrent_first_opens() {
     let Some(db) = postgres_schema() else { return };
     std::thread::scope(|threads| {

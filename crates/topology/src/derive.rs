@@ -8,6 +8,7 @@ use crate::model::{
     Backend, Cluster, DatabaseUpdate, Deployment, Edition, InstalledOn, Pool, Service, Site, Span,
     SqlInstance, SqlInstanceStores, StoreKind, Topology,
 };
+use crate::product::ProductLine;
 
 type Result<T> = std::result::Result<T, TopologyError>;
 
@@ -357,6 +358,24 @@ fn pool(
         )
         .collect();
 
+    let product = match user_services.version.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(version) => Some(ProductLine::from_service_version(version).ok_or_else(|| {
+            index.error(
+                ErrorKind::InvalidValue,
+                user_services.span,
+                format!(
+                    "Service {}: ServiceVersion '{}' of pool {} names no product line sfbpatch \
+                     knows (6 = Lync Server 2013, 7 = Skype for Business Server 2015, 8 = Skype \
+                     for Business Server 2019)",
+                    user_services.id,
+                    crate::source::excerpt(version),
+                    cluster.fqdn
+                ),
+            )
+        })?),
+    };
+
     let site = index
         .sites
         .get(cluster.site_id.as_str())
@@ -378,6 +397,7 @@ fn pool(
             mirroring: (!mirroring.is_empty()).then(|| mirroring.join("; ")),
         },
         database_update,
+        product,
         paired_with: None,
         uses_stores_on: Vec::new(),
     })

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::product::ProductLine;
 use crate::xml::PUBLISHED_NAMESPACE;
 
 /// SplitMix64 (Steele, Lea and Flood): tiny, fast and good enough to pick a topology's shape.
@@ -73,9 +74,17 @@ const SERVICE_ROLES_NS: &str = "urn:schema:Microsoft.Rtc.Management.Deploy.Servi
 /// which is not a pool with a back end. The first five pools cover the five shapes in that
 /// order; the rest are drawn at random.
 ///
-/// The same `pools` and `seed` always give the same text.
+/// The same `pools` and `seed` always give the same text. Every service is of Skype for
+/// Business Server 2019 (`ServiceVersion="8"`); [`generate_product`] writes another line.
 pub fn generate(pools: usize, seed: u64) -> String {
-    Generator::new(pools, seed).run()
+    generate_product(pools, seed, ProductLine::SfB2019)
+}
+
+/// [`generate`] for the given product line: every service has its `ServiceVersion`.
+pub fn generate_product(pools: usize, seed: u64, product: ProductLine) -> String {
+    let mut generator = Generator::new(pools, seed);
+    generator.service_version = product.service_version();
+    generator.run()
 }
 
 struct Site {
@@ -119,6 +128,7 @@ struct Generator {
     sql_instances: String,
     services: String,
     cms_placed: bool,
+    service_version: u32,
 }
 
 impl Generator {
@@ -153,6 +163,7 @@ impl Generator {
             sql_instances: String::with_capacity(pools * 200),
             services: String::with_capacity(pools * 2500),
             cms_placed: false,
+            service_version: ProductLine::SfB2019.service_version(),
         }
     }
 
@@ -398,10 +409,11 @@ impl Generator {
         depends_on: &[ServiceKey],
     ) -> ServiceKey {
         let instance = self.sites[s].next_instance(role);
+        let version = self.service_version;
         let out = &mut self.services;
         let _ = write!(
             out,
-            "    <Service RoleVersion=\"1\" ServiceVersion=\"7\">\n      \
+            "    <Service RoleVersion=\"1\" ServiceVersion=\"{version}\">\n      \
              <ServiceId SiteId=\"{}\" RoleName=\"{role}\" Instance=\"{instance}\" />\n",
             s + 1
         );

@@ -19,6 +19,7 @@ use crate::model::{
     StoreKind, Topology,
 };
 use crate::names::{Fqdn, SqlInstanceName};
+use crate::product::ProductLine;
 use crate::source::{Source, excerpt};
 
 type Result<T> = std::result::Result<T, TopologyError>;
@@ -26,7 +27,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["site", "pool", "sql"];
 const SITE_KEYS: &[&str] = &["id", "name"];
-const POOL_KEYS: &[&str] = &["fqdn", "site", "edition", "machines", "backend"];
+const POOL_KEYS: &[&str] = &["fqdn", "site", "edition", "product", "machines", "backend"];
 const SQL_KEYS: &[&str] = &[
     "fqdn",
     "instance",
@@ -475,6 +476,8 @@ struct PoolDecl {
     machines: Vec<Machine>,
     /// Index into `Reader::sql`.
     backend: usize,
+    /// The `ServiceVersion` its `product` names.
+    version: Option<String>,
     span: Span,
 }
 
@@ -706,6 +709,24 @@ impl Reader<'_, '_> {
             }
         };
 
+        // The product line, kept as the ServiceVersion a published topology would show.
+        let version = match table.string("product")? {
+            None => None,
+            Some((year, pos)) => match ProductLine::from_year(year) {
+                Some(line) => Some(line.service_version().to_string()),
+                None => {
+                    return Err(table.error(
+                        ErrorKind::InvalidValue,
+                        pos,
+                        format!(
+                            "product '{}' is not \"2013\", \"2015\" or \"2019\"",
+                            excerpt(year)
+                        ),
+                    ));
+                }
+            },
+        };
+
         // The back end: a reference to an instance, or its description.
         let (sql_fqdn, instance, backend_table, backend_pos) = match table.get("backend") {
             None if edition == Some(true) => (
@@ -851,6 +872,7 @@ impl Reader<'_, '_> {
             site,
             machines,
             backend,
+            version,
             span,
         });
         Ok(())
@@ -925,6 +947,7 @@ impl Reader<'_, '_> {
                     depends_on: Vec::new(),
                     backups: Vec::new(),
                     mirroring: None,
+                    version: None,
                     span: decl.span,
                 });
             }
@@ -950,6 +973,7 @@ impl Reader<'_, '_> {
                 )],
                 backups: Vec::new(),
                 mirroring: None,
+                version: pool.version.clone(),
                 span: pool.span,
             });
         }

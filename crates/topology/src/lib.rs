@@ -45,6 +45,7 @@ mod generate;
 mod inventory;
 mod model;
 mod names;
+mod product;
 mod published;
 mod source;
 mod tbxml;
@@ -52,9 +53,10 @@ mod xml;
 
 pub use derive::derive;
 pub use error::{ErrorKind, TopologyError};
-pub use generate::generate;
+pub use generate::{generate, generate_product};
 pub use model::*;
 pub use names::{Fqdn, NameError, SqlInstanceName};
+pub use product::ProductLine;
 pub use xml::PUBLISHED_NAMESPACE;
 
 use source::Source;

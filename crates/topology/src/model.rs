@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::names::{Fqdn, SqlInstanceName};
+use crate::product::ProductLine;
 
 /// Which kind of file a topology came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -157,6 +158,9 @@ pub struct Service {
     pub backups: Vec<String>,
     /// Set when the file shows database mirroring for this store: what it shows.
     pub mirroring: Option<String>,
+    /// The file's `ServiceVersion` (an inventory's `product`, as the `ServiceVersion` it
+    /// means), kept as written; derivation reads it for a pool's `UserServices`.
+    pub version: Option<String>,
     pub span: Span,
 }
 
@@ -335,6 +339,10 @@ pub struct Pool {
     pub machines: Vec<Machine>,
     pub backend: Backend,
     pub database_update: DatabaseUpdate,
+    /// The product line its servers run, from the `ServiceVersion` of its `UserServices` (an
+    /// inventory's `product`); absent when the file does not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<ProductLine>,
     /// The pool paired with this one for disaster recovery, when the topology shows it (a
     /// backup Registrar on another pool).
     #[serde(skip_serializing_if = "Option::is_none")]

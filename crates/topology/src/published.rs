@@ -119,6 +119,7 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             depends_on,
             backups,
             mirroring,
+            version: attr(service, "ServiceVersion").map(str::to_string),
             span: span(src, service),
         });
     }

@@ -100,6 +100,7 @@ pub(crate) fn read(src: &Source<'_>, root: Node<'_, '_>) -> Result<Topology> {
             } else {
                 None
             },
+            version: attr(service, "ServiceVersion").map(str::to_string),
             span: span(src, service),
         });
     }

@@ -26,12 +26,20 @@ pub(crate) fn read(src: &Source<'_>) -> Result<Topology> {
     let doc = Document::parse_with_options(src.text, options).map_err(|e| {
         let pos = e.pos();
         let message = e.to_string().replace(&format!(" at {pos}"), "");
-        src.error(
-            ErrorKind::Malformed,
-            Span {
+        // roxmltree places the errors that mean "the file ends too early" at 1:1; the place to
+        // look is where the file ends.
+        let span = match e {
+            roxmltree::Error::UnexpectedEndOfStream
+            | roxmltree::Error::UnclosedRootNode
+            | roxmltree::Error::NoRootNode => src.span(src.text.len()),
+            _ => Span {
                 line: pos.row,
                 column: pos.col,
             },
+        };
+        src.error(
+            ErrorKind::Malformed,
+            span,
             format!("malformed XML: {message}"),
         )
     })?;

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use sfbpatch_topology::{
-    DatabaseUpdate, Edition, PUBLISHED_NAMESPACE, SourceFormat, StoreKind, generate, load,
-    read_topology,
+    DatabaseUpdate, Edition, PUBLISHED_NAMESPACE, ProductLine, SourceFormat, StoreKind, generate,
+    generate_product, load, read_topology,
 };
 
 proptest! {
@@ -22,6 +22,7 @@ proptest! {
             prop_assert!(!pool.backend.machines.is_empty());
             prop_assert!(pool.backend.stores.contains(&StoreKind::User));
             prop_assert!(pool.backend.mirroring.is_none());
+            prop_assert_eq!(pool.product, Some(ProductLine::SfB2019));
         }
     }
 }
@@ -95,4 +96,17 @@ fn large_topologies_keep_the_mix() {
     );
     let fqdns: BTreeSet<String> = d.pools.iter().map(|p| p.fqdn.key()).collect();
     assert_eq!(fqdns.len(), 1000);
+}
+
+#[test]
+fn the_product_line_is_2019_unless_asked_otherwise() {
+    let text = generate(6, 3);
+    assert!(text.contains("ServiceVersion=\"8\""));
+    assert!(!text.contains("ServiceVersion=\"7\""));
+    for line in ProductLine::ALL {
+        let text = generate_product(6, 3, line);
+        let d = load(&text, "generated.xml").unwrap();
+        assert!(d.pools.iter().all(|p| p.product == Some(line)), "{line}");
+    }
+    assert_eq!(generate_product(6, 3, ProductLine::SfB2019), text);
 }

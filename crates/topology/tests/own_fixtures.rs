@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use sfbpatch_topology::{
-    DatabaseUpdate, Deployment, Edition, ErrorKind, SourceFormat, StoreKind, TopologyError, load,
-    read_topology,
+    DatabaseUpdate, Deployment, Edition, ErrorKind, ProductLine, SourceFormat, StoreKind,
+    TopologyError, load, read_topology,
 };
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -90,6 +90,13 @@ fn assert_fabrikam(d: &Deployment) {
                 DatabaseUpdate::Configured
             ),
         ]
+    );
+
+    assert!(
+        d.pools
+            .iter()
+            .all(|p| p.product == Some(ProductLine::SfB2019)),
+        "every fabrikam pool is Skype for Business Server 2019"
     );
 
     // The Monitoring store on another SQL server is not collocated.
@@ -192,7 +199,7 @@ fn inventory_keeps_connection_details() {
     assert_eq!(c.user.as_deref(), Some("FABRIKAM\\sfbadmin"));
     assert_eq!(c.identity_file.as_deref(), Some("~/.ssh/fabrikam_ed25519"));
     assert!(c.host_key.as_deref().unwrap().starts_with("ssh-ed25519 "));
-    assert_eq!(c.span.line, 18);
+    assert_eq!(c.span.line, 19);
 }
 
 #[test]
@@ -445,7 +452,7 @@ const BAD: &[(&str, ErrorKind, &str)] = &[
         "bad-unknown-key.toml",
         ErrorKind::InvalidValue,
         "bad-unknown-key.toml:7:1: pool pool.lab.example.com: unknown key 'machine' (expected \
-         fqdn, site, edition, machines, backend) [SFB-T009]",
+         fqdn, site, edition, product, machines, backend) [SFB-T009]",
     ),
     (
         "bad-port.toml",
@@ -594,5 +601,52 @@ fn backup_registrars_pair_pools() {
             .pools
             .iter()
             .all(|p| p.paired_with.is_none())
+    );
+}
+
+#[test]
+fn the_product_line_comes_from_the_pool_s_user_services() {
+    // Pools whose files do not say have no product line.
+    assert!(ok("minimal.toml").pools.iter().all(|p| p.product.is_none()));
+
+    let inventory = |product: &str| {
+        format!(
+            "[[pool]]\nfqdn = \"se01.example.com\"\nsite = \"A\"\nedition = \"standard\"\n{product}\n"
+        )
+    };
+    for (year, line) in [
+        ("2013", ProductLine::Lync2013),
+        ("2015", ProductLine::SfB2015),
+        ("2019", ProductLine::SfB2019),
+    ] {
+        let d = sfbpatch_topology::load(&inventory(&format!("product = \"{year}\"")), "p.toml")
+            .unwrap();
+        assert_eq!(d.pools[0].product, Some(line));
+    }
+    let e = sfbpatch_topology::load(&inventory("product = \"2016\""), "p.toml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "p.toml:5:11: pool se01.example.com: product '2016' is not \"2013\", \"2015\" or \"2019\" [SFB-T009]"
+    );
+
+    let text = text("fabrikam.xml");
+    let first = text.find("ServiceVersion=\"8\"").unwrap();
+    let pool01_user_services = text.find("RoleName=\"UserServices\"").unwrap();
+    assert!(first < pool01_user_services);
+    let mut changed = text.clone();
+    let at = text[..pool01_user_services]
+        .rfind("ServiceVersion=\"8\"")
+        .unwrap();
+    changed.replace_range(
+        at..at + "ServiceVersion=\"8\"".len(),
+        "ServiceVersion=\"5\"",
+    );
+    let e = sfbpatch_topology::load(&changed, "fabrikam.xml").unwrap_err();
+    assert_eq!(e.code(), "SFB-T009");
+    assert!(
+        e.message().contains(
+            "ServiceVersion '5' of pool pool01.fabrikam.com names no product line sfbpatch knows"
+        ),
+        "{e}"
     );
 }

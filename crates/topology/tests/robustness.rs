@@ -108,3 +108,22 @@ proptest! {
         let _ = load(&String::from_utf8_lossy(&bytes), &name);
     }
 }
+
+/// A file cut short names the place where it ends, not the start of the file.
+#[test]
+fn a_truncated_xml_file_names_where_it_ends() {
+    let text = "<?xml version=\"1.0\"?>\n\
+                <Topology xmlns=\"urn:schema:Microsoft.Rtc.Management.Deploy.Topology.2008\">\n\
+                \x20 <Sites>\n\
+                \x20   <CentralSite SiteId=\"1\"";
+    let e = load(text, "cut.xml").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cut.xml:4:28: malformed XML: the root node was opened but never closed [SFB-T001]"
+    );
+
+    let unclosed = "<Topology xmlns=\"urn:schema:Microsoft.Rtc.Management.Deploy.Topology.2008\">\n  <Sites/>\n";
+    let e = load(unclosed, "unclosed.xml").unwrap_err();
+    assert_eq!(e.span().line, 3, "{e}");
+    assert_eq!(e.span().column, 1, "{e}");
+}

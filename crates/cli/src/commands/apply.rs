@@ -40,6 +40,22 @@ pub fn open_store(location: &str) -> Result<Box<dyn Store>, Failure> {
     Ok(crate::crash::wrap(store))
 }
 
+/// The store of earlier runs, for commands that only look at or continue them: a SQLite path
+/// that does not exist is refused (exit 3) rather than created empty.
+pub fn open_existing_store(location: &str) -> Result<Box<dyn Store>, Failure> {
+    if !location.starts_with("postgres://") && !location.starts_with("postgresql://") {
+        let path = Path::new(location.strip_prefix("sqlite:").unwrap_or(location));
+        if !path.exists() {
+            return Err(Failure::refused(anyhow!(
+                "there is no state store at {}: nothing has run with this --state (give the \
+                 --state of an earlier apply, or set SFBPATCH_STATE)",
+                path.display()
+            )));
+        }
+    }
+    open_store(location)
+}
+
 pub fn open_lab(dir: &Path) -> Result<Lab, Failure> {
     Lab::open(dir).map_err(Failure::bad_input)
 }
@@ -177,6 +193,7 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
         &components,
         args.planning.reset_missing_replicas,
     )?;
+    input::check_installer(&plan.package)?;
     let (opened, target_spec) = open_target(&args, &text, &plan)?;
     let policy = policy(&args.run, &plan, &deployment, opened.clock().now())?;
     let mut store = open_store(&args.state.state)?;
@@ -296,15 +313,18 @@ fn open_target(
                 .as_ref()
                 .ok_or_else(|| Failure::bad_input(anyhow!("--target lab needs --lab DIR")))?;
             let lab = open_lab(dir)?;
+            let mut installed = Vec::with_capacity(plan.servers.len());
             for server in &plan.servers {
-                if lab.server(server.fqdn.as_str()).is_err() {
+                let Ok(detail) = lab.server(server.fqdn.as_str()) else {
                     return Err(Failure::bad_input(anyhow!(
                         "server {} is in the plan but not in the lab at {} (was the lab made from another topology?)",
                         server.fqdn,
                         dir.display()
                     )));
-                }
+                };
+                installed.push((server.fqdn.clone(), detail.server.installed_build));
             }
+            sfbpatch_plan::check_installed(plan, &installed).map_err(Failure::bad_input)?;
             let spec = TargetSpec::Lab {
                 dir: std::path::absolute(dir)
                     .unwrap_or(dir.clone())
@@ -437,7 +457,7 @@ fn check_ssh(ssh: &SshTarget) -> Result<(), Failure> {
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
-    let mut store = open_store(&args.state.state)?;
+    let mut store = open_existing_store(&args.state.state)?;
     let run = match args.run {
         Some(id) => store.run(id)?,
         None => store.latest_run()?.ok_or_else(|| {

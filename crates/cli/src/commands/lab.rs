@@ -92,6 +92,15 @@ fn shell(dir: &Path, host: &str) -> CmdResult {
         }
     };
     let lab = Lab::open(dir).map_err(Failure::bad_input)?;
+    if command == super::lab_sftp::SUBSYSTEM_COMMAND {
+        // The SSH target uploading a controller's installer: the server's files over SFTP.
+        let this = lab
+            .server(host)
+            .map_err(|e| Failure::bad_input(anyhow!("--host: {e}")))?
+            .server
+            .fqdn;
+        return super::lab_sftp::serve(lab.dir(), &this);
+    }
     let this = match lab.server(host) {
         Ok(detail) => detail.server.fqdn,
         Err(e @ LabError::UnknownServer(_)) => {
@@ -137,7 +146,8 @@ fn carry_out(
     template: &str,
     request: &Request,
 ) -> Result<ScriptResult, TargetError> {
-    let target = lab.target();
+    // Behind sshd a controller's installer arrives over SFTP before stage-update runs.
+    let target = lab.target().receiving_uploads();
     let outcome = |template: &str, o: StepOutcome, facts: serde_json::Value| ScriptResult {
         template: template.to_string(),
         exit_code: o.exit_code,
@@ -218,6 +228,7 @@ fn package(lab: &Lab, request: &Request, step: &RequestedStep) -> Package {
             .or(sha256)
             .unwrap_or_default(),
         schema_versions: request.package.schema_versions.clone(),
+        product: None,
     }
 }
 

@@ -2,6 +2,8 @@ pub mod apply;
 pub mod demo;
 pub mod generated;
 pub mod lab;
+pub mod lab_sftp;
+pub mod package;
 pub mod plan;
 pub mod policy;
 pub mod report;

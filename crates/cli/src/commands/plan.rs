@@ -17,6 +17,10 @@ pub fn run(args: PlanArgs) -> CmdResult {
         &args.planning.sfb_components_on,
         args.planning.reset_missing_replicas,
     )?;
+    if args.format == PlanFormat::Powershell {
+        sfbpatch_plan::check_exportable(&plan.package).map_err(Failure::bad_input)?;
+    }
+    input::check_installer(&plan.package)?;
     match args.format {
         PlanFormat::Text => output::data(&sfbpatch_plan::render_text(&plan))?,
         PlanFormat::Powershell => output::data(&sfbpatch_plan::render_powershell(&plan))?,
@@ -40,5 +44,7 @@ pub fn make_plan(
         reset_missing_replicas,
         ..PlanPolicy::default()
     };
-    sfbpatch_plan::plan(deployment, &package, &policy).map_err(Failure::bad_input)
+    let plan = sfbpatch_plan::plan(deployment, &package, &policy).map_err(Failure::bad_input)?;
+    sfbpatch_plan::check_product_line(deployment, &plan).map_err(Failure::bad_input)?;
+    Ok(plan)
 }

@@ -12,11 +12,11 @@ use crate::cli::{DataFormat, ReportArgs};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::output;
 
-use super::apply::open_store;
+use super::apply::open_existing_store;
 use super::status::effective_state;
 
 pub fn run(args: ReportArgs) -> CmdResult {
-    let store = open_store(&args.state.state)?;
+    let store = open_existing_store(&args.state.state)?;
     let report = report(store.as_ref(), args.run)?;
     if let Some(path) = &args.html {
         write_file(path, &sfbpatch_report::render_html(&report))?;

@@ -10,7 +10,7 @@ use crate::cli::{DataFormat, StatusArgs, UnlockArgs};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::output::{self, minutes};
 
-use super::apply::{SystemClock, confirm, identity, open_store};
+use super::apply::{SystemClock, confirm, identity, open_existing_store};
 use sfbpatch_engine::Clock;
 
 /// The stable JSON contract of `status` (`docs/schema/status.schema.json`).
@@ -85,7 +85,7 @@ pub fn effective_state(run: &RunRecord, leases: &[Lease]) -> RunState {
 }
 
 pub fn run(args: StatusArgs) -> CmdResult {
-    let store = open_store(&args.state.state)?;
+    let store = open_existing_store(&args.state.state)?;
     let run = match args.run {
         Some(id) => store.run(id)?,
         None => store
@@ -183,7 +183,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
 }
 
 pub fn unlock(args: UnlockArgs) -> CmdResult {
-    let mut store = open_store(&args.state.state)?;
+    let mut store = open_existing_store(&args.state.state)?;
     let pool = args.pool.to_ascii_lowercase();
     let Some(lease) = store.leases()?.into_iter().find(|l| l.pool == pool) else {
         output::note(&format!("pool {} holds no lease; nothing to do", args.pool));
@@ -204,7 +204,7 @@ pub fn unlock(args: UnlockArgs) -> CmdResult {
 }
 
 pub fn approve(args: crate::cli::ApproveArgs) -> CmdResult {
-    let mut store = open_store(&args.state.state)?;
+    let mut store = open_existing_store(&args.state.state)?;
     let at = store
         .journal(args.run)?
         .last()

@@ -33,16 +33,22 @@ pub fn run(cmd: TopologyCommand) -> CmdResult {
             }
             Ok(Exit::Success)
         }
-        TopologyCommand::Generate { pools, seed, out } => {
+        TopologyCommand::Generate {
+            pools,
+            seed,
+            out,
+            product,
+        } => {
             if pools == 0 {
                 return Err(Failure::bad_input(anyhow!("--pools must be at least 1")));
             }
-            let text = sfbpatch_topology::generate(pools, seed);
+            let text = sfbpatch_topology::generate_product(pools, seed, product.line());
             std::fs::write(&out, text)
                 .map_err(|e| Failure::bad_input(anyhow!("cannot write {}: {e}", out.display())))?;
             output::note(&format!(
-                "wrote {} ({pools} pools, seed {seed})",
-                out.display()
+                "wrote {} ({pools} pools, seed {seed}, {})",
+                out.display(),
+                product.line().name()
             ));
             Ok(Exit::Success)
         }
@@ -55,13 +61,15 @@ pub fn render_text(deployment: &Deployment) -> String {
         let b = &pool.backend;
         let _ = writeln!(
             s,
-            "{} (site {}, {})",
+            "{} (site {}, {}{})",
             pool.fqdn,
             pool.site,
             match pool.edition {
                 Edition::Standard => "Standard Edition",
                 Edition::Enterprise => "Enterprise Edition",
-            }
+            },
+            pool.product
+                .map_or(String::new(), |p| format!(", {}", p.name()))
         );
         for m in &pool.machines {
             let domains: Vec<&str> = [m.upgrade_domain.as_deref(), m.fault_domain.as_deref()]

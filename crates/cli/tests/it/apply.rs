@@ -421,6 +421,15 @@ fn resume_with_nothing_to_resume_is_refused() {
     let o = s.run(&["resume", "--state", "state.db"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(
+        stderr(&o).contains("there is no state store at state.db"),
+        "{}",
+        stderr(&o)
+    );
+    // A store with no run in it.
+    drop(sfbpatch_store::open(&s.path().join("state.db").display().to_string()).unwrap());
+    let o = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
         stderr(&o).contains("there is no run to resume"),
         "{}",
         stderr(&o)
@@ -509,7 +518,10 @@ fn sigkill_at_timed_points_then_resume() {
         let _ = child.wait();
         let r = s.run(&["resume", "--state", "state.db"]);
         // Killed before the run was recorded: nothing to resume; start it again.
-        if code(&r) == 3 && stderr(&r).contains("no run to resume") {
+        if code(&r) == 3
+            && (stderr(&r).contains("no run to resume")
+                || stderr(&r).contains("there is no state store"))
+        {
             let o = apply(&s, &only, &[]);
             assert_eq!(code(&o), 0, "{}", stderr(&o));
         } else {

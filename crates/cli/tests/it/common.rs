@@ -49,18 +49,20 @@ pub fn asset(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The public samples, or `None` (with a visible message) when the folder is absent.
+/// A public sample, or `None` after `sfbpatch_testkit::missing` when it is absent.
 pub fn public_fixture(name: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("SFBPATCH_PUBLIC_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/fixtures/public"));
     let path = dir.join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: public fixture {} is absent", path.display());
-        None
-    }
+    let found = path.exists().then_some(path.clone());
+    sfbpatch_testkit::need(
+        found,
+        format_args!(
+            "public fixture {} is absent (set SFBPATCH_PUBLIC_FIXTURES)",
+            path.display()
+        ),
+    )
 }
 
 /// insta settings that hide what changes from machine to machine: temp paths, times.
@@ -202,4 +204,13 @@ pub fn assert_patched(lab: &serde_json::Value, fqdn: &str) {
         assert_eq!(svc["state"], "running", "{fqdn} {svc}");
         assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
     }
+}
+
+/// The lower-case hex SHA-256 of a file, by `sha256sum` (another way than sfbpatch computes it).
+pub fn sha256sum(path: &Path) -> String {
+    let o = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8(o.stdout).expect("UTF-8")[..64].to_string()
 }

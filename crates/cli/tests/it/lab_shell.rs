@@ -12,17 +12,22 @@ use crate::common::{Scratch, bin, code, stderr, stdout};
 
 const NEW: &str = "7.0.2046.553";
 
-/// The plan sfbpatch makes for the demo, with the installer in the scratch folder.
+/// Where the installer is for these tests: a share every lab server reads. (A file on the
+/// controller arrives over SFTP, which these direct calls to `lab shell` do not go through;
+/// crates/cli/tests/it/ssh.rs sends it through sshd.)
+const SHARE: &str = r"\\files.demo.example\updates\SkypeServerUpdateInstaller.exe";
+
+/// The plan sfbpatch makes for the demo, with the installer on the share.
 fn demo_plan(s: &Scratch) -> Plan {
     let topology = std::fs::read(s.path().join("demo-topology.xml")).unwrap();
     let deployment = sfbpatch_topology::load_bytes(&topology, "demo-topology.xml").unwrap();
     let manifest = std::fs::read_to_string(s.path().join("demo-package.toml")).unwrap();
     let mut package = sfbpatch_plan::parse_manifest(&manifest, "demo-package.toml").unwrap();
-    let installer = s.path().join("SkypeServerUpdateInstaller.exe");
-    package.installer = Installer::Path(installer.display().to_string());
+    package.installer = Installer::Server(SHARE.to_string());
     sfbpatch_plan::plan(&deployment, &package, &PlanPolicy::default()).unwrap()
 }
 
+/// `lab init`, and the installer put on the lab's share.
 fn lab_init(s: &Scratch, dir: &str, faults: Option<&str>) {
     let mut args = vec!["lab", "init", dir, "--topology", "demo-topology.xml"];
     if let Some(f) = faults {
@@ -31,6 +36,9 @@ fn lab_init(s: &Scratch, dir: &str, faults: Option<&str>) {
     }
     let o = s.run(&args);
     assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
+    let on_share = sfbpatch_lab::server_file(&s.path().join(dir), "any", SHARE).unwrap();
+    std::fs::create_dir_all(on_share.parent().unwrap()).unwrap();
+    std::fs::copy(s.path().join("SkypeServerUpdateInstaller.exe"), on_share).unwrap();
 }
 
 /// `sfbpatch lab shell --lab lab --host HOST` with SSH_ORIGINAL_COMMAND set to `command`
@@ -531,4 +539,36 @@ fn a_result_line_reads_back() {
         .collect();
     assert_eq!(keys.len(), 5);
     assert!(line.starts_with(r#"{"template":"probe/update-databases","exit_code":0,"output":"#));
+}
+
+/// Behind sshd a file on the controller must have arrived over SFTP before `stage-update`: the
+/// lab server does not reach into the controller's disk.
+#[test]
+fn a_controller_file_that_was_not_uploaded_is_not_staged() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", None);
+    let mut plan = demo_plan(&s);
+    let local = s.path().join("SkypeServerUpdateInstaller.exe");
+    plan.package.installer = Installer::Path(local.display().to_string());
+    for server in &mut plan.servers {
+        for step in &mut server.steps {
+            if let sfbpatch_plan::Action::StageUpdate { source, .. } = &mut step.action {
+                *source = plan.package.installer.clone();
+            }
+        }
+    }
+    let fqdn = "se1.dublin.demo.example";
+    let stage = run(
+        &s,
+        fqdn,
+        &script(&plan, fqdn, Operation::Execute, StepId::StageUpdate),
+    );
+    assert_eq!(stage.exit_code, 1, "{}", stage.output);
+    assert!(
+        stage.output.contains(
+            r"C:\ProgramData\sfbpatch\staging\7.0.2046.553\SkypeServerUpdateInstaller.exe was not uploaded to the server"
+        ),
+        "{}",
+        stage.output
+    );
 }

@@ -6,6 +6,8 @@ mod faults;
 mod frontend;
 mod inputs;
 mod lab_shell;
+mod package;
+mod refusals;
 mod report;
 mod rollout;
 mod schedule;

@@ -247,6 +247,14 @@ fn report_refuses_without_a_run_and_needs_an_output() {
     let s = Scratch::new();
     let o = s.run(&["report", "--state", "empty.db", "--format", "json"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("there is no state store at empty.db"),
+        "{}",
+        stderr(&o)
+    );
+    drop(sfbpatch_store::open(&s.path().join("empty.db").display().to_string()).unwrap());
+    let o = s.run(&["report", "--state", "empty.db", "--format", "json"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("there is no run"), "{}", stderr(&o));
 
     let o = s.run(&["report", "--state", "empty.db"]);
@@ -298,12 +306,12 @@ fn chromium() -> Option<PathBuf> {
 /// Renders the report of a run with a long install and a failure in headless Chromium and keeps
 /// the screenshot (and the page) in the target folder for people to look at.
 #[test]
+#[ignore = "needs Chromium: scripts/test installs it and runs this"]
 fn report_renders_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        eprintln!(
-            "skipping report_renders_in_headless_chromium: chromium is not installed \
-             (scripts/chromium.sh installs it)"
-        );
+    let Some(browser) = sfbpatch_testkit::need(
+        chromium(),
+        "chromium is not installed (scripts/chromium.sh, run by scripts/test, installs it)",
+    ) else {
         return;
     };
     let s = patched(

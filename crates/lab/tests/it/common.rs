@@ -217,6 +217,7 @@ pub fn package_for(installer: &Path, sha256: &str) -> Package {
         installer: Installer::Path(installer.to_str().unwrap().to_string()),
         sha256: sha256.to_string(),
         schema_versions: BTreeMap::new(),
+        product: None,
     }
 }
 

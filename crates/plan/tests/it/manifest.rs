@@ -82,7 +82,8 @@ fn a_short_sha256_names_line_column_and_field() {
     let text = "name = \"x\"\nversion = \"7.0.2046.553\"\nsha256 = \"abcdef012345\"\n";
     assert_eq!(
         error(text),
-        "package.toml:3:11: sha256: expected 64 hexadecimal characters, found 12 [SFB-M003]"
+        "package.toml:3:11: sha256: expected 64 hexadecimal characters, found 12 [SFB-M003]\n\
+         package.toml: installer: required key is missing [SFB-M004]"
     );
 }
 
@@ -99,7 +100,7 @@ fn a_non_hex_sha256() {
 fn unknown_keys_are_named() {
     assert_eq!(
         error(&with("instaler = \"x.exe\"")),
-        "package.toml:5:1: unknown key 'instaler' (known keys: name, version, installer, sha256, schema_versions) [SFB-M002]"
+        "package.toml:5:1: unknown key 'instaler' (known keys: name, version, installer, sha256, product, schema_versions) [SFB-M002]"
     );
     assert_eq!(
         error(&with("[schema_versions]\nusers = \"1.2\"")),
@@ -116,7 +117,10 @@ fn missing_keys_are_named() {
     );
     assert_eq!(
         error(""),
-        "package.toml: name: required key is missing [SFB-M004]"
+        "package.toml: name: required key is missing [SFB-M004]\n\
+         package.toml: version: required key is missing [SFB-M004]\n\
+         package.toml: installer: required key is missing [SFB-M004]\n\
+         package.toml: sha256: required key is missing [SFB-M004]"
     );
 }
 
@@ -178,7 +182,7 @@ fn bad_installers() {
     );
     assert_eq!(
         error(&with("installer = \"\"")),
-        "package.toml:3:14: installer: must not be empty: give a path relative to the manifest, or an https:// URL [SFB-M003]"
+        "package.toml:3:14: installer: must not be empty: give a file on this machine (relative to the manifest), a UNC path or a path on the server, or an https:// URL [SFB-M003]"
     );
 }
 
@@ -218,10 +222,111 @@ fn syntax_errors_carry_the_position() {
 }
 
 #[test]
-fn the_first_problem_in_the_file_is_reported() {
-    let text = "zeta = 1\nname = \"\"\n";
+fn every_problem_in_the_file_is_reported() {
+    let text = "zeta = 1\nname = \"\"\nversoin = \"7.0.2046.553\"\nsha256 = \"abc\"\n";
+    let err = parse_manifest(text, "package.toml").unwrap_err();
     assert_eq!(
-        error(text),
-        "package.toml:1:1: unknown key 'zeta' (known keys: name, version, installer, sha256, schema_versions) [SFB-M002]"
+        err.code(),
+        "SFB-M002",
+        "the first problem in the file comes first"
     );
+    assert_eq!(err.more.len(), 5);
+    assert_eq!(
+        err.to_string(),
+        "package.toml:1:1: unknown key 'zeta' (known keys: name, version, installer, sha256, product, schema_versions) [SFB-M002]\n\
+         package.toml:2:9: name: must not be empty [SFB-M003]\n\
+         package.toml:3:1: unknown key 'versoin' (known keys: name, version, installer, sha256, product, schema_versions) [SFB-M002]\n\
+         package.toml:4:11: sha256: expected 64 hexadecimal characters, found 3 [SFB-M003]\n\
+         package.toml: version: required key is missing [SFB-M004]\n\
+         package.toml: installer: required key is missing [SFB-M004]"
+    );
+}
+
+#[test]
+fn three_kinds_of_installer_source() {
+    let installer = |line: &str| parse_manifest(&with(line), "m").unwrap().installer;
+    // A file on the controller: relative or absolute, as the controller spells it.
+    assert_eq!(
+        installer("installer = \"cu/SkypeServerUpdateInstaller.exe\""),
+        Installer::Path("cu/SkypeServerUpdateInstaller.exe".into())
+    );
+    assert_eq!(
+        installer("installer = { file = 'C:\\pkg\\SkypeServerUpdateInstaller.exe' }"),
+        Installer::Path(r"C:\pkg\SkypeServerUpdateInstaller.exe".into())
+    );
+    // A path on the server, used as written: UNC or drive letter, never joined to anything.
+    assert_eq!(
+        installer(r"installer = '\\files.contoso.com\updates\SkypeServerUpdateInstaller.exe'"),
+        Installer::Server(r"\\files.contoso.com\updates\SkypeServerUpdateInstaller.exe".into())
+    );
+    assert_eq!(
+        installer(r"installer = 'D:\updates\SkypeServerUpdateInstaller.exe'"),
+        Installer::Server(r"D:\updates\SkypeServerUpdateInstaller.exe".into())
+    );
+    assert_eq!(
+        installer(r"installer = { server = '\\fs\cu\a.exe' }"),
+        Installer::Server(r"\\fs\cu\a.exe".into())
+    );
+    assert_eq!(
+        installer("installer = { url = \"https://example.com/a.exe\" }"),
+        Installer::Url("https://example.com/a.exe".into())
+    );
+
+    assert_eq!(
+        error(&with("installer = { server = 'updates/a.exe' }")),
+        "package.toml:3:25: installer: 'updates/a.exe' is not a UNC path (\\\\server\\share\\...) or an absolute path on the server (C:\\...) [SFB-M003]"
+    );
+    assert_eq!(
+        error(&with("installer = { url = \"a.exe\" }")),
+        "package.toml:3:22: installer: 'a.exe://' URLs are not supported: give an https:// URL or a path [SFB-M003]"
+    );
+    assert_eq!(
+        error(&with(
+            "installer = { file = \"a.exe\", url = \"https://example.com/a.exe\" }"
+        )),
+        "package.toml:3:13: installer: a table names exactly one kind of source: { file = \"...\" } (on this machine), { server = '...' } (a UNC path or a path on the server) or { url = \"https://...\" }; found 'file', 'url' [SFB-M003]"
+    );
+}
+
+#[test]
+fn the_product_line_is_stated_or_read_from_the_build() {
+    use sfbpatch_topology::ProductLine;
+    let package = parse_manifest(&with("version = \"6.0.9319.881\""), "m").unwrap();
+    assert_eq!(package.product, None);
+    assert_eq!(package.product_line(), Some(ProductLine::SfB2015));
+    let package = parse_manifest(&with("product = \"2019\""), "m").unwrap();
+    assert_eq!(package.product, Some(ProductLine::SfB2019));
+    let package = parse_manifest(
+        &format!(
+            "{}product = \"sfb-2019\"\n",
+            with("version = \"8.0.100.1\"")
+        ),
+        "m",
+    )
+    .unwrap();
+    assert_eq!(package.product_line(), Some(ProductLine::SfB2019));
+    assert_eq!(
+        parse_manifest(&with("version = \"8.0.100.1\""), "m")
+            .unwrap()
+            .product_line(),
+        None
+    );
+    assert_eq!(
+        error(&with("product = \"2016\"")),
+        "package.toml:5:12: product: '2016' is not a product line: give \"2013\", \"2015\" or \"2019\" (or lync-2013, sfb-2015, sfb-2019) [SFB-M003]"
+    );
+}
+
+#[test]
+fn a_generated_manifest_reads_back() {
+    for line in [
+        "installer = \"SkypeServerUpdateInstaller.exe\"",
+        r"installer = '\\fs\cu\SkypeServerUpdateInstaller.exe'",
+        "installer = \"https://example.com/a.exe\"",
+        "product = \"2019\"",
+    ] {
+        let package = parse_manifest(&with(line), "m").unwrap();
+        let text = sfbpatch_plan::manifest_text(&package);
+        assert_eq!(parse_manifest(&text, "m").unwrap(), package, "{text}");
+    }
 }

@@ -1,7 +1,8 @@
 use sfbpatch_plan::{
-    Action, DEFAULT_STAGING_DIR, Installer, PlanError, PlanPolicy, ServerKind, StepId, plan,
+    Action, Build, DEFAULT_STAGING_DIR, Installer, PlanError, PlanPolicy, ServerKind, StepId,
+    check_exportable, check_installed, check_product_line, plan,
 };
-use sfbpatch_topology::{DatabaseUpdate, StoreKind};
+use sfbpatch_topology::{DatabaseUpdate, Deployment, Fqdn, ProductLine, StoreKind};
 
 use crate::support::*;
 
@@ -356,7 +357,9 @@ fn stage_and_install_use_the_staging_folder() {
     assert_eq!(
         server.step(StepId::StageUpdate).action,
         Action::StageUpdate {
-            source: Installer::Path("SkypeServerUpdateInstaller.exe".to_string()),
+            source: Installer::Server(
+                r"\\files.contoso.com\updates\SkypeServerUpdateInstaller.exe".to_string()
+            ),
             sha256: SHA256.to_string(),
             destination: r"D:\Updates\7.0.2046.553\SkypeServerUpdateInstaller.exe".to_string(),
         }
@@ -560,7 +563,7 @@ fn quotes_in_package_values_cannot_end_a_string() {
     // The manifest refuses these; a Package built by other means is still quoted safely.
     let mut package = package();
     package.installer =
-        Installer::Path(r"\\files\cu\it's'; Remove-Item C:\ -Recurse; '.exe".to_string());
+        Installer::Server(r"\\files\cu\it's'; Remove-Item C:\ -Recurse; '.exe".to_string());
     let d = deployment(vec![se("se1.contoso.com")]);
     let plan = plan(&d, &package, &PlanPolicy::default()).unwrap();
     let stage = plan.servers[0]
@@ -586,4 +589,108 @@ fn planning_is_deterministic() {
     let a = plan(&d, &package(), &PlanPolicy::default()).unwrap();
     let b = plan(&d, &package(), &PlanPolicy::default()).unwrap();
     assert_eq!(a, b);
+}
+
+/// Pools of the given product lines: an Enterprise pool and a Standard Edition server.
+fn on_lines(ee_line: Option<ProductLine>, se_line: Option<ProductLine>) -> Deployment {
+    let mut pool = ee("pool1.contoso.com", "sql1.contoso.com").build();
+    pool.product = ee_line;
+    let mut standard = se("se1.contoso.com");
+    standard.product = se_line;
+    deployment(vec![pool, standard])
+}
+
+#[test]
+fn a_package_of_another_product_line_is_refused_naming_servers_and_lines() {
+    let package_2019 = package();
+    let d = on_lines(Some(ProductLine::SfB2019), Some(ProductLine::SfB2019));
+    let p = plan(&d, &package_2019, &PlanPolicy::default()).unwrap();
+    assert_eq!(check_product_line(&d, &p), Ok(()));
+
+    let d = on_lines(Some(ProductLine::SfB2015), Some(ProductLine::SfB2019));
+    let p = plan(&d, &package_2019, &PlanPolicy::default()).unwrap();
+    let e = check_product_line(&d, &p).unwrap_err();
+    assert_eq!(e.code(), "SFB-P010");
+    assert_eq!(
+        e.to_string(),
+        "package Skype for Business Server 2019 cumulative update 7.0.2046.553 is for Skype for \
+         Business Server 2019 (7.0.2046.*), but pool1-fe01.contoso.com (pool pool1.contoso.com), \
+         pool1-fe02.contoso.com (pool pool1.contoso.com), sql1.contoso.com (pool \
+         pool1.contoso.com) run Skype for Business Server 2015 (6.0.9319.*): a package of one \
+         product line must never be applied to another [SFB-P010]"
+    );
+    // Only the servers the plan would patch count.
+    let only_se = PlanPolicy {
+        only: vec!["se1.contoso.com".into()],
+        ..PlanPolicy::default()
+    };
+    let p = plan(&d, &package_2019, &only_se).unwrap();
+    assert_eq!(check_product_line(&d, &p), Ok(()));
+
+    // The manifest's own statement wins over its build; a build of no known line with no
+    // statement is refused where the topology names a line.
+    let mut stated = package();
+    stated.version = "8.0.100.5".parse().unwrap();
+    let d = on_lines(Some(ProductLine::SfB2019), None);
+    let p = plan(&d, &stated, &PlanPolicy::default()).unwrap();
+    let e = check_product_line(&d, &p).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("is for no product line sfbpatch knows (add product ="),
+        "{e}"
+    );
+    stated.product = Some(ProductLine::SfB2019);
+    let p = plan(&d, &stated, &PlanPolicy::default()).unwrap();
+    assert_eq!(check_product_line(&d, &p), Ok(()));
+}
+
+#[test]
+fn a_downgrade_or_an_installed_build_of_another_line_is_refused() {
+    let d = on_lines(None, None);
+    let p = plan(&d, &package(), &PlanPolicy::default()).unwrap();
+    let fqdn = |s: &str| Fqdn::parse(s).unwrap();
+    let build = |s: &str| s.parse::<Build>().unwrap();
+
+    let same_or_older = [
+        (fqdn("sql1.contoso.com"), build("7.0.2046.553")),
+        (fqdn("se1.contoso.com"), build("7.0.2046.0")),
+    ];
+    assert_eq!(check_installed(&p, &same_or_older), Ok(()));
+
+    let newer = [
+        (fqdn("sql1.contoso.com"), build("7.0.2046.600")),
+        (fqdn("se1.contoso.com"), build("7.0.2046.0")),
+    ];
+    let e = check_installed(&p, &newer).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "package Skype for Business Server 2019 cumulative update 7.0.2046.553 is older than what \
+         this server runs: sql1.contoso.com runs 7.0.2046.600; sfbpatch does not downgrade [SFB-P011]"
+    );
+
+    let other_line = [(fqdn("se1.contoso.com"), build("6.0.9319.881"))];
+    let e = check_installed(&p, &other_line).unwrap_err();
+    assert_eq!(e.code(), "SFB-P010");
+    assert!(
+        e.to_string().contains(
+            "but se1.contoso.com (pool se1.contoso.com, runs 6.0.9319.881) runs Skype for Business Server 2015"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_controller_file_cannot_be_exported_for_a_hand_run_script() {
+    assert_eq!(check_exportable(&package()), Ok(()));
+    let mut local = package();
+    local.installer = Installer::Path("/home/ops/cu/SkypeServerUpdateInstaller.exe".into());
+    let e = check_exportable(&local).unwrap_err();
+    assert_eq!(e.code(), "SFB-P012");
+    assert!(
+        e.to_string().starts_with(
+            "installer '/home/ops/cu/SkypeServerUpdateInstaller.exe' is a file on this machine, \
+             which a script run on the server cannot reach"
+        ),
+        "{e}"
+    );
 }

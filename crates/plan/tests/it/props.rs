@@ -169,10 +169,14 @@ proptest! {
     ) {
         let text = lines.join("\n");
         if let Err(e) = sfbpatch_plan::parse_manifest(&text, "m.toml") {
+            // One line per mistake, each naming the file and ending with its code.
             let message = e.to_string();
-            prop_assert!(message.starts_with("m.toml"), "{}", message);
-            prop_assert!(message.ends_with(&format!("[{}]", e.code())), "{}", message);
-            prop_assert!(!message.contains('\n'), "{}", message);
+            let lines: Vec<&str> = message.lines().collect();
+            prop_assert_eq!(lines.len(), 1 + e.more.len(), "{}", message);
+            for (line, error) in lines.iter().zip(std::iter::once(&e).chain(&e.more)) {
+                prop_assert!(line.starts_with("m.toml"), "{}", message);
+                prop_assert!(line.ends_with(&format!("[{}]", error.code())), "{}", message);
+            }
         }
     }
 }

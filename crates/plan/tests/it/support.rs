@@ -27,14 +27,17 @@ pub fn machine(s: &str) -> Machine {
     }
 }
 
-/// The package most tests plan: installer next to the manifest.
+/// The package most tests plan: installer on a file share every server reads.
 pub fn package() -> Package {
     Package {
         name: "Skype for Business Server 2019 cumulative update".to_string(),
         version: "7.0.2046.553".parse().unwrap(),
-        installer: Installer::Path("SkypeServerUpdateInstaller.exe".to_string()),
+        installer: Installer::Server(
+            r"\\files.contoso.com\updates\SkypeServerUpdateInstaller.exe".to_string(),
+        ),
         sha256: SHA256.to_string(),
         schema_versions: BTreeMap::new(),
+        product: None,
     }
 }
 
@@ -131,6 +134,7 @@ impl Ee {
                 mirroring: self.mirroring,
             },
             database_update,
+            product: None,
             paired_with: None,
             uses_stores_on: vec![fqdn(&self.sql)],
         }
@@ -164,6 +168,7 @@ pub fn se_in(server: &str, site: &str) -> Pool {
             mirroring: None,
         },
         database_update: DatabaseUpdate::Local,
+        product: None,
         paired_with: None,
         uses_stores_on: vec![fqdn(server)],
     }

@@ -12,12 +12,15 @@ param(
     [ValidatePattern('^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$')]
     [string] $Server,
 
-    # Where the installer comes from: a file ('path') or an https:// URL ('url').
+    # Where the installer comes from: a path this server reads ('path', UNC or local), an
+    # https:// URL ('url'), or a file sfbpatch uploaded to the destination over SFTP before
+    # this script ran ('uploaded').
     [Parameter(Mandatory = $true)]
-    [ValidateSet('path', 'url')]
+    [ValidateSet('path', 'url', 'uploaded')]
     [string] $SourceKind,
 
-    # The installer file (a local or UNC path) or its https:// URL.
+    # The installer file (a local or UNC path), its https:// URL, or the controller's file
+    # that was uploaded.
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
     [string] $Source,

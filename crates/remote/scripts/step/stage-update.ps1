@@ -11,12 +11,15 @@ param(
     [ValidatePattern('^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$')]
     [string] $Server,
 
-    # Where the installer comes from: a file ('path') or an https:// URL ('url').
+    # Where the installer comes from: a path this server reads ('path', UNC or local), an
+    # https:// URL ('url'), or a file sfbpatch uploaded to the destination over SFTP before
+    # this script ran ('uploaded').
     [Parameter(Mandatory = $true)]
-    [ValidateSet('path', 'url')]
+    [ValidateSet('path', 'url', 'uploaded')]
     [string] $SourceKind,
 
-    # The installer file (a local or UNC path) or its https:// URL.
+    # The installer file (a local or UNC path), its https:// URL, or the controller's file
+    # that was uploaded.
     [Parameter(Mandatory = $true)]
     [ValidateNotNullOrEmpty()]
     [string] $Source,
@@ -52,6 +55,9 @@ try {
             [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
             $ProgressPreference = 'SilentlyContinue'
             Invoke-WebRequest -UseBasicParsing -Uri $Source -OutFile $Destination
+        } elseif ($SourceKind -eq 'uploaded') {
+            # $Destination is uploaded by sfbpatch over its SSH connection (SFTP) from $Source on the controller
+            if (-not (Test-Path -LiteralPath $Destination -PathType Leaf)) { throw ('{0} was not uploaded (from {1} on the controller)' -f $Destination, $Source) }
         } else {
             Copy-Item -LiteralPath $Source -Destination $Destination -Force
         }

@@ -55,11 +55,12 @@ pub fn package() -> Package {
     Package {
         name: "Skype for Business Server 2019 CU8 HF1".to_string(),
         version: "7.0.2046.553".parse::<Build>().unwrap(),
-        installer: Installer::Path(
+        installer: Installer::Server(
             r"\\files.fabrikam.com\updates\SkypeServerUpdateInstaller.exe".to_string(),
         ),
         sha256: "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd".to_string(),
         schema_versions,
+        product: None,
     }
 }
 
