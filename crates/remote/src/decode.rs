@@ -273,11 +273,12 @@ impl DecodedScript {
             ("probe", _) => Operation::Probe,
             ("server", "reboot") => Operation::Reboot,
             ("server", "recover") => Operation::Recover,
+            ("server", "preflight") => Operation::Preflight,
             _ => unreachable!("known templates only"),
         };
         let mut package = PackageFacts::default();
         let step = match operation {
-            Operation::Reboot | Operation::Recover => None,
+            Operation::Reboot | Operation::Recover | Operation::Preflight => None,
             Operation::Execute | Operation::Probe => {
                 let id = StepId::parse(name).expect("step templates are named by step id");
                 let action = self.action(id, &mut package)?;

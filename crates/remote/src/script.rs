@@ -26,14 +26,17 @@ pub enum Operation {
     Reboot,
     /// Bring W3SVC and the services back after a failure (`server/recover`).
     Recover,
+    /// Read what the machine runs, changing nothing (`server/preflight`).
+    Preflight,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 4] = [
+    pub const ALL: [Operation; 5] = [
         Operation::Execute,
         Operation::Probe,
         Operation::Reboot,
         Operation::Recover,
+        Operation::Preflight,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,18 +45,28 @@ impl Operation {
             Operation::Probe => "probe",
             Operation::Reboot => "reboot",
             Operation::Recover => "recover",
+            Operation::Preflight => "preflight",
         }
     }
 
-    /// The name of the template that carries out this operation (`step` is ignored for
-    /// [`Operation::Reboot`] and [`Operation::Recover`]).
+    /// The name of the template that carries out this operation (`step` is ignored for the
+    /// operations on the whole server: [`Operation::is_server_wide`]).
     pub fn template_name(self, step: StepId) -> String {
         match self {
             Operation::Execute => format!("step/{step}"),
             Operation::Probe => format!("probe/{step}"),
             Operation::Reboot => "server/reboot".to_string(),
             Operation::Recover => "server/recover".to_string(),
+            Operation::Preflight => "server/preflight".to_string(),
         }
+    }
+
+    /// Acts on the whole server (`server/...`), not on one step.
+    pub fn is_server_wide(self) -> bool {
+        matches!(
+            self,
+            Operation::Reboot | Operation::Recover | Operation::Preflight
+        )
     }
 }
 
@@ -107,8 +120,8 @@ fn text(s: impl Into<String>) -> Arg {
     Arg::Text(s.into())
 }
 
-/// The script that carries out `op` for `step` on `server`. For [`Operation::Reboot`] and
-/// [`Operation::Recover`] only the server counts.
+/// The script that carries out `op` for `step` on `server`. For the operations on the whole
+/// server ([`Operation::is_server_wide`]) only the server counts ([`server_script`]).
 ///
 /// Every value is checked (FQDNs, builds and instance names are validated types; SHA-256s,
 /// paths, URLs and schema versions are checked here) and bound as a single-quoted literal
@@ -119,15 +132,33 @@ pub fn script_for(
     step: &PlannedStep,
     package: &Package,
 ) -> Result<Script, RemoteError> {
-    let name = op.template_name(step.id);
+    if op.is_server_wide() {
+        return server_script(op, server);
+    }
+    finish(
+        op.template_name(step.id),
+        &step_args(server, step, package)?,
+    )
+}
+
+/// The script of an operation on the whole server (`server/reboot`, `server/recover`,
+/// `server/preflight`), which takes the server's FQDN only.
+///
+/// # Panics
+/// If `op` acts on one step ([`Operation::Execute`], [`Operation::Probe`]).
+pub fn server_script(op: Operation, server: &ServerPlan) -> Result<Script, RemoteError> {
+    assert!(op.is_server_wide(), "{op} acts on a step");
+    finish(
+        op.template_name(StepId::CheckAdminRole),
+        &[("Server", text(server.fqdn.as_str()))],
+    )
+}
+
+fn finish(name: String, args: &[(&'static str, Arg)]) -> Result<Script, RemoteError> {
     let template = spec(&name).expect("a template for every operation and step");
-    let args = match op {
-        Operation::Execute | Operation::Probe => step_args(server, step, package)?,
-        Operation::Reboot | Operation::Recover => vec![("Server", text(server.fqdn.as_str()))],
-    };
     let script = Script {
         template: name,
-        text: wrap(template, &args),
+        text: wrap(template, args),
     };
     let length = script.command_line().len();
     if length > MAX_COMMAND_LINE {

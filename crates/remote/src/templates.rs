@@ -85,7 +85,7 @@ const VERIFY: &[Param] = &[
 macro_rules! templates {
     ($($name:literal => $params:expr),* $(,)?) => {
         /// Every template, as `(name, text)`: `step/<step id>` and `probe/<step id>` for the
-        /// eleven steps, `server/reboot` and `server/recover`.
+        /// steps, `server/reboot`, `server/recover` and `server/preflight`.
         pub const TEMPLATES: &[(&str, &str)] = &[
             $(($name, include_str!(concat!("../scripts/", $name, ".ps1"))),)*
         ];
@@ -125,6 +125,7 @@ templates! {
     "probe/verify" => VERIFY,
     "server/reboot" => SERVER,
     "server/recover" => SERVER,
+    "server/preflight" => SERVER,
 }
 
 /// The template called `name`.

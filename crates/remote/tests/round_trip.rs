@@ -60,7 +60,7 @@ fn every_script_round_trips_to_its_template_and_action() {
                     _ => assert!(request.package.schema_versions.is_empty()),
                 }
             }
-            Operation::Reboot | Operation::Recover => {
+            Operation::Reboot | Operation::Recover | Operation::Preflight => {
                 assert!(request.step.is_none());
                 assert_eq!(decoded.params.len(), 1);
             }
@@ -483,7 +483,7 @@ fn every_template_shares_the_same_frame() {
             "{name} writes one result"
         );
     }
-    assert_eq!(TEMPLATES.len(), 2 * StepId::ALL.len() + 2);
+    assert_eq!(TEMPLATES.len(), 2 * StepId::ALL.len() + 3);
     for id in StepId::ALL {
         for kind in ["step", "probe"] {
             let name = format!("{kind}/{id}");

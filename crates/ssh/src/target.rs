@@ -1,6 +1,7 @@
 //! [`SshTarget`]: the engine's [`Target`] over SSH.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -392,7 +393,12 @@ fn default_agent() -> Option<PathBuf> {
     None
 }
 
-fn target_error(e: RunError, server: &str, step: StepId, timeout: Duration) -> TargetError {
+fn target_error(
+    e: RunError,
+    server: &str,
+    step: impl fmt::Display,
+    timeout: Duration,
+) -> TargetError {
     match e {
         RunError::Ssh(SshError::Unreachable {
             server,
@@ -425,7 +431,7 @@ fn target_error(e: RunError, server: &str, step: StepId, timeout: Duration) -> T
 /// that a probe decides.
 fn read_result(
     server: &str,
-    step: StepId,
+    step: impl fmt::Display,
     script: &Script,
     finished: &Finished,
     timeout: Duration,
@@ -649,11 +655,33 @@ impl Target for SshTarget {
         }
     }
 
+    /// Runs `server/preflight`, which changes nothing, and reads its facts.
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
-        Err(TargetError::Refused(format!(
-            "server {}: the SSH target has no pre-flight template yet",
-            server.fqdn
-        )))
+        let fqdn = server.fqdn.as_str();
+        let script = remote::server_script(Operation::Preflight, server).map_err(|e| {
+            TargetError::Refused(format!(
+                "cannot build the pre-flight script for {fqdn}: {e}"
+            ))
+        })?;
+        let timeout = self.inner.options.connect_timeout * 3;
+        let finished = self
+            .runtime
+            .block_on(self.inner.run(fqdn, &script.command_line(), timeout, false))
+            .map_err(|e| target_error(e, fqdn, "the pre-flight", timeout))?;
+        let result = read_result(fqdn, "the pre-flight", &script, &finished, timeout)?;
+        if result.exit_code != 0 {
+            return Err(TargetError::Refused(format!(
+                "server {fqdn}: the pre-flight failed (exit code {}): {}",
+                result.exit_code,
+                last_lines(&result.output)
+            )));
+        }
+        serde_json::from_value(result.facts.clone()).map_err(|e| {
+            TargetError::Refused(format!(
+                "server {fqdn}: the pre-flight answered facts sfbpatch cannot read ({e}): {}",
+                result.facts
+            ))
+        })
     }
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {

@@ -162,6 +162,33 @@ fn carry_out(
             json!({ "restart": "completed" }),
         ),
         (Operation::Recover, _) => outcome(template, target.recover_server(server)?, json!({})),
+        (Operation::Preflight, _) => {
+            let facts = target.preflight_server(server)?;
+            let presence = |present: bool| if present { "present" } else { "absent" };
+            ScriptResult {
+                template: template.to_string(),
+                exit_code: 0,
+                output: format!(
+                    "{server}: {} Skype for Business service(s), {} running; W3SVC {}; \
+                     Management Shell {}; SQL Server {}; build {}; restart pending: {}",
+                    facts.services.len(),
+                    facts.services_running,
+                    presence(facts.w3svc),
+                    presence(facts.management_shell),
+                    presence(facts.sql_server),
+                    facts
+                        .build
+                        .map_or_else(|| "none".to_string(), |b| b.to_string()),
+                    if facts.reboot_pending {
+                        "True"
+                    } else {
+                        "False"
+                    },
+                ),
+                done: None,
+                facts: serde_json::to_value(&facts).expect("facts serialize"),
+            }
+        }
         (Operation::Execute, Some(step)) => {
             let package = package(lab, request, step);
             let call = step_call(server, step, &package);

@@ -105,7 +105,7 @@ pub fn every_script(plan: &Plan) -> Vec<Rendered<'_>> {
                 });
             }
         }
-        for op in [Operation::Reboot, Operation::Recover] {
+        for op in [Operation::Reboot, Operation::Recover, Operation::Preflight] {
             let step = &server.steps[0];
             let script = script_for(op, server, step, &plan.package).expect("server script");
             out.push(Rendered {
