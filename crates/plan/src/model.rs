@@ -493,3 +493,23 @@ pub struct Plan {
     pub package: Package,
     pub servers: Vec<ServerPlan>,
 }
+
+impl Plan {
+    /// Every machine the plan acts on, each once, in plan order: the servers, then each
+    /// machine a step runs on (`run_on`) that is not one of them (with `--only` a back end's
+    /// database steps run on a Front End server of its pool that may not be in the run).
+    pub fn machines(&self) -> Vec<&Fqdn> {
+        let mut out: Vec<&Fqdn> = self.servers.iter().map(|s| &s.fqdn).collect();
+        for host in self
+            .servers
+            .iter()
+            .flat_map(|s| &s.steps)
+            .filter_map(|st| st.run_on.as_ref())
+        {
+            if !out.contains(&host) {
+                out.push(host);
+            }
+        }
+        out
+    }
+}

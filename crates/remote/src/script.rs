@@ -4,6 +4,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use sfbpatch_plan::{Action, Package, PlannedStep, ServerPlan, StepId, extract_dir, ps_quote};
+use sfbpatch_topology::Fqdn;
 
 use crate::templates::{Kind, Template, spec};
 use crate::{RemoteError, ScriptResult, values};
@@ -132,12 +133,26 @@ pub fn script_for(
     step: &PlannedStep,
     package: &Package,
 ) -> Result<Script, RemoteError> {
+    script_on(op, server, step, &server.fqdn, package)
+}
+
+/// [`script_for`] for a step the plan runs on another machine (`run_on`: a back end's
+/// database steps run on a patched Front End server of its pool). The script is bound to
+/// `host` (its `-Server`), where it refuses to run on any other computer; the step's own
+/// values (the SQL Server FQDN, ...) stay the server's.
+pub fn script_on(
+    op: Operation,
+    server: &ServerPlan,
+    step: &PlannedStep,
+    host: &Fqdn,
+    package: &Package,
+) -> Result<Script, RemoteError> {
     if op.is_server_wide() {
         return server_script(op, server);
     }
     finish(
         op.template_name(step.id),
-        &step_args(server, step, package)?,
+        &step_args(server, step, host, package)?,
     )
 }
 
@@ -215,10 +230,11 @@ fn mismatch(step: &PlannedStep) -> RemoteError {
 fn step_args(
     server: &ServerPlan,
     step: &PlannedStep,
+    host: &Fqdn,
     package: &Package,
 ) -> Result<Vec<(&'static str, Arg)>, RemoteError> {
     use StepId as S;
-    let fqdn = ("Server", text(server.fqdn.as_str()));
+    let fqdn = ("Server", text(host.as_str()));
     let args = match (step.id, &step.action) {
         (S::CheckAdminRole, Action::CheckAdminRole)
         | (S::StopCsServices | S::StopCsServicesGac, Action::StopCsServices)

@@ -223,23 +223,30 @@ impl SshTarget {
         self.inner.pool.open()
     }
 
+    /// The script of `op` for `req`: a step or probe is bound to where the step runs
+    /// (`req.host`), an operation on the whole server to the server.
     fn script(&self, op: Operation, req: &StepRequest<'_>) -> Result<Script, TargetError> {
-        remote::script_for(op, req.server, req.step, req.package).map_err(|e| {
+        remote::script_on(op, req.server, req.step, req.host, req.package).map_err(|e| {
             TargetError::Refused(format!(
                 "cannot build the script for {} on {}: {e}",
-                req.step.id, req.server.fqdn
+                req.step.id, req.host
             ))
         })
     }
 
-    /// Run `script` for `req` and read its result line.
+    /// Run `script` for `req` where it is bound (see [`Self::script`]) and read its result
+    /// line.
     fn run(
         &self,
         script: &Script,
         req: &StepRequest<'_>,
         timeout: Duration,
     ) -> Result<ScriptResult, TargetError> {
-        let server = req.server.fqdn.as_str();
+        let server = if script.template.starts_with("server/") {
+            req.server.fqdn.as_str()
+        } else {
+            req.host.as_str()
+        };
         let command = script.command_line();
         // After `verify` (the last step) or a recovery, the server's procedure is over.
         let last = script.template == format!("step/{}", StepId::Verify)
@@ -532,7 +539,7 @@ impl Target for SshTarget {
             ..
         } = &req.step.action
         {
-            let server = req.server.fqdn.as_str();
+            let server = req.host.as_str();
             match self.runtime.block_on(self.inner.upload(
                 server,
                 Path::new(local),

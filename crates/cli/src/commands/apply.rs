@@ -396,7 +396,7 @@ fn ssh_target(
     let inventory = sfbpatch_ssh::config::inventory_entries(&inventory, topology_origin, base)
         .map_err(Failure::bad_input)?;
     let endpoints = sfbpatch_ssh::config::endpoints(
-        plan.servers.iter().map(|s| s.fqdn.as_str()),
+        plan.machines().into_iter().map(|fqdn| fqdn.as_str()),
         file.as_ref(),
         &inventory,
     )

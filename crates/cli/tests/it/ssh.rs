@@ -16,9 +16,16 @@ use serde_json::Value;
 use crate::common::{self, NEW, Scratch, assert_patched, code, item, repo, stderr, stdout};
 
 /// Every server of the demo topology the lab has.
-const ALL: [&str; 6] = [
+const ALL: [&str; 13] = [
+    "fe11.berlin.demo.example",
+    "fe12.berlin.demo.example",
+    "fe13.berlin.demo.example",
     "sqlbe1.berlin.demo.example",
+    "fe21.berlin.demo.example",
+    "fe22.berlin.demo.example",
     "sqlbe2.berlin.demo.example",
+    "fe31.dublin.demo.example",
+    "fe32.dublin.demo.example",
     "sqlag-n1.dublin.demo.example",
     "sqlag-n2.dublin.demo.example",
     "se1.dublin.demo.example",
@@ -704,12 +711,12 @@ fn apply_package(s: &Scratch, package: &str, state: &str, only: &str) -> Output 
 #[test]
 #[ignore = "needs sshd: scripts/test installs it and runs this"]
 fn each_kind_of_installer_source_reaches_the_server_over_ssh() {
-    const SQLBE1: &str = "sqlbe1.berlin.demo.example";
+    const FE11: &str = "fe11.berlin.demo.example";
     const STAGED: &str =
         "C/ProgramData/sfbpatch/staging/7.0.2046.553/SkypeServerUpdateInstaller.exe";
     let s = Scratch::new();
     lab_init(&s, "lab", &[]);
-    let Some(hosts) = Hosts::start(&s, "lab", &[SE1, "se2.dublin.demo.example", SQLBE1]) else {
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1, "se2.dublin.demo.example", FE11]) else {
         return;
     };
     s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
@@ -750,10 +757,10 @@ fn each_kind_of_installer_source_reaches_the_server_over_ssh() {
         "url.toml",
         "installer = \"https://download.example.com/cu/SkypeServerUpdateInstaller.exe\"",
     );
-    let o = apply_package(&s, "url.toml", "url.db", SQLBE1);
+    let o = apply_package(&s, "url.toml", "url.db", FE11);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let status = s.status_json("url.db");
-    let reason = item(&status, "servers", "fqdn", SQLBE1)["reason"]
+    let reason = item(&status, "servers", "fqdn", FE11)["reason"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -762,6 +769,6 @@ fn each_kind_of_installer_source_reaches_the_server_over_ssh() {
             && reason.contains("https://download.example.com/cu/SkypeServerUpdateInstaller.exe"),
         "{reason}"
     );
-    assert!(!files.join(SQLBE1).exists(), "nothing was uploaded");
-    assert_untouched(&s.lab_json("lab"), SQLBE1);
+    assert!(!files.join(FE11).exists(), "nothing was uploaded");
+    assert_untouched(&s.lab_json("lab"), FE11);
 }
