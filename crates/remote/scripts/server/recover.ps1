@@ -1,7 +1,10 @@
 # sfbpatch-template: server/recover v1
-# After a failure inside the outage window: start W3SVC and, unless a restart is
-# pending, restart the Skype for Business services so that none keeps assemblies
-# loaded before the update. exit_code 0 when the server is back in service.
+# After a failure inside the outage window: start W3SVC (where IIS is installed) and,
+# unless a restart is pending, restart the Skype for Business services so that none keeps
+# assemblies loaded before the update; a Front End server of an Enterprise pool then
+# returns to its pool (Invoke-CsComputerFailBack). A SQL Server machine without Skype for
+# Business components has nothing to bring back. exit_code 0 when the server is back in
+# service.
 # Sent by sfbpatch as powershell.exe -EncodedCommand; values arrive only as parameters.
 # Writes exactly one JSON line: template, exit_code, output, done, facts.
 [CmdletBinding()]
@@ -23,9 +26,17 @@ try {
         throw ('This script is for {0}; this computer is {1}.{2}.' -f $Server, $computer.DNSHostName, $computer.Domain)
     }
     & {
-        if ([string](Get-Service -Name W3SVC).Status -ne 'Running') { Start-Service -Name W3SVC; 'Started W3SVC' }
+        $w3svc = Get-Service -Name W3SVC -ErrorAction SilentlyContinue
+        if (($null -ne $w3svc) -and ([string]$w3svc.Status -ne 'Running')) { Start-Service -Name W3SVC; 'Started W3SVC' }
         $result.facts.reboot_pending = (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending') -or ($null -ne (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager' -Name PendingFileRenameOperations -ErrorAction SilentlyContinue))
-        Import-Module -Name SkypeForBusiness
+        $module = @(Get-Module -ListAvailable -Name SkypeForBusiness, Lync)
+        if ($module.Count -eq 0) {
+            $result.facts.services = @()
+            $result.facts.w3svc = if ($null -eq $w3svc) { 'not-installed' } else { ([string](Get-Service -Name W3SVC).Status).ToLowerInvariant() }
+            '{0} has no Skype for Business components: nothing to bring back' -f $Server
+            return
+        }
+        Import-Module -Name $module[0].Name
         if ($result.facts.reboot_pending) {
             'Left the services as they are: a restart is pending and the new build loads only after it'
         } else {
@@ -34,14 +45,19 @@ try {
         }
         $services = @(Get-CsWindowsService)
         $result.facts.services = @($services | ForEach-Object { [ordered]@{ name = [string]$_.Name; status = ([string]$_.Status).ToLowerInvariant() } })
-        $result.facts.w3svc = ([string](Get-Service -Name W3SVC).Status).ToLowerInvariant()
+        $result.facts.w3svc = if ($null -eq $w3svc) { 'not-installed' } else { ([string](Get-Service -Name W3SVC).Status).ToLowerInvariant() }
         $down = @($services | Where-Object { [string]$_.Status -ne 'Running' })
-        if (($down.Count -gt 0) -or ($result.facts.w3svc -ne 'running')) {
+        if (($down.Count -gt 0) -or ($result.facts.w3svc -eq 'stopped')) {
             $result.exit_code = 1
             '{0} is still out of service: W3SVC {1}, not running: {2}' -f $Server, $result.facts.w3svc, (($down | ForEach-Object { $_.Name }) -join ', ')
-        } else {
-            '{0} is back in service' -f $Server
+            return
         }
+        $pool = Get-CsPool -Identity (Get-CsComputer -Identity $Server).Pool
+        if (@($pool.Computers).Count -gt 1) {
+            Invoke-CsComputerFailBack -ComputerName $Server -Confirm:$false
+            'Invoke-CsComputerFailBack -ComputerName {0}: returned to pool {1}' -f $Server, $pool.Fqdn
+        }
+        '{0} is back in service' -f $Server
     } *>&1 | ForEach-Object { $log.Add($_) }
 } catch {
     $result.exit_code = 1
