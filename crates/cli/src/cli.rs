@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "sfbpatch",
     version,
-    about = "Apply a cumulative update to every Skype for Business Server Back End and Standard Edition server",
+    about = "Apply a cumulative update to a whole Skype for Business Server deployment",
     long_about = "sfbpatch reads the topology you already have (Get-CsTopology -AsXml, a Topology Builder \
-file, or a TOML inventory), plans the documented update procedure for every Back End and Standard \
-Edition server, carries it out with a write-ahead journal, keeps each back-end outage under the \
-30-minute line after which users drop into resiliency mode, and reports what happened.\n\n\
+file, or a TOML inventory), plans the documented update procedure for every machine (Standard \
+Edition servers; the Front End servers of Enterprise pools, one at a time behind failover; their \
+SQL Server back ends and every store), carries it out with a write-ahead journal, keeps each \
+back-end outage under the 30-minute line after which users drop into resiliency mode, and \
+reports what happened.\n\n\
 Try it on the built-in simulated lab: `sfbpatch demo`.",
     after_help = "Exit codes: 0 success, 1 a run ended with failed or skipped servers, 2 bad input, \
 3 refused (a pool leased by another run, a confirmation not given, nothing to resume), 4 interrupted, \
@@ -49,6 +51,13 @@ pub enum Command {
     /// Create and inspect a simulated deployment.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Read what every machine runs, before the night, changing nothing.
+    ///
+    /// Reads, on every machine of the plan and without changing anything, what it runs: the
+    /// Skype for Business services present and running, IIS (W3SVC), the Management Shell,
+    /// SQL Server, the installed build and its product line, and a pending restart; and says
+    /// what a run would do there. It is the pre-flight `apply` runs before any outage.
+    Probe(ProbeArgs),
     /// Carry out the plan: patch every selected server.
     Apply(ApplyArgs),
     /// Continue the newest unfinished run after a crash or an interrupt.
@@ -371,18 +380,8 @@ pub struct ApplyArgs {
     /// The package manifest (TOML).
     #[arg(long)]
     pub package: PathBuf,
-    /// Where the steps run: the simulated lab in --lab, or real servers over SSH.
-    #[arg(long, value_enum, default_value_t = TargetChoice::Lab)]
-    pub target: TargetChoice,
-    /// Run against the simulated lab in this directory (--target lab).
-    #[arg(long, required_if_eq("target", "lab"))]
-    pub lab: Option<PathBuf>,
-    /// How to reach each server over SSH (TOML, see docs/ssh.md); without it, the inventory's
-    /// connection keys (--target ssh).
-    #[arg(long, value_name = "FILE")]
-    pub connections: Option<PathBuf>,
     #[command(flatten)]
-    pub ssh: SshArgs,
+    pub at: TargetArgs,
     #[command(flatten)]
     pub state: StateArg,
     /// Only this server or pool (FQDN); repeatable.
@@ -398,6 +397,49 @@ pub struct ApplyArgs {
     pub yes: bool,
     #[command(flatten)]
     pub run: RunOptions,
+}
+
+/// Where the steps run, for `apply` and `probe`.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Where the steps run: the simulated lab in --lab, or real servers over SSH.
+    #[arg(long, value_enum, default_value_t = TargetChoice::Lab)]
+    pub target: TargetChoice,
+    /// Run against the simulated lab in this directory (--target lab).
+    #[arg(long, required_if_eq("target", "lab"))]
+    pub lab: Option<PathBuf>,
+    /// How to reach each server over SSH (TOML, see docs/ssh.md); without it, the inventory's
+    /// connection keys (--target ssh).
+    #[arg(long, value_name = "FILE")]
+    pub connections: Option<PathBuf>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// `sfbpatch probe`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 every machine answered, 1 at least one could not be read (its row \
+says why), 2 bad input, 5 internal or store error."
+)]
+pub struct ProbeArgs {
+    /// The topology file.
+    pub topology: PathBuf,
+    /// The package manifest (TOML): the build each machine is compared with.
+    #[arg(long)]
+    pub package: PathBuf,
+    #[command(flatten)]
+    pub at: TargetArgs,
+    #[command(flatten)]
+    pub state: StateArg,
+    /// Only this server or pool (FQDN); repeatable.
+    #[arg(long, value_name = "FQDN|POOL")]
+    pub only: Vec<String>,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// text for people, json for tools.
+    #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+    pub format: DataFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

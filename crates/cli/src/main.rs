@@ -25,6 +25,7 @@ fn main() -> std::process::ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Package(cmd) => commands::package::run(cmd),
         Command::Lab(cmd) => commands::lab::run(cmd),
+        Command::Probe(args) => commands::probe::run(args),
         Command::Apply(args) => commands::apply::apply(args, color),
         Command::Resume(args) => commands::apply::resume(args, color),
         Command::Status(args) => commands::status::run(args),

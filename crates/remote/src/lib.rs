@@ -58,7 +58,9 @@ pub use decode::{
 };
 pub use error::RemoteError;
 pub use result::{OUTPUT_CAP, ScriptResult, cap_output, parse_result, result_line};
-pub use script::{COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, Script, script_for, script_on, server_script};
+pub use script::{
+    COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, Script, script_for, script_on, server_script,
+};
 pub use templates::{MARKER_PREFIX, TEMPLATES};
 
 /// Exit statuses of a host process that could not write a result line. `sfbpatch lab shell`

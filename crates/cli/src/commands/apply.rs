@@ -12,7 +12,7 @@ use sfbpatch_engine::{
 use sfbpatch_lab::{Lab, LabClock, LabTarget};
 use sfbpatch_ssh::{SshError, SshTarget};
 
-use crate::cli::{ApplyArgs, ResumeArgs, RunFormat, RunOptions, SshArgs, TargetChoice};
+use crate::cli::{ApplyArgs, ResumeArgs, RunFormat, RunOptions, SshArgs, TargetArgs, TargetChoice};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::{input, output, progress, summary};
 
@@ -143,22 +143,29 @@ fn dry_run_verdicts(
     for server in &plan.servers {
         let verdict = match target.preflight(server) {
             Err(e) => format!("cannot tell: {e}"),
-            Ok(f) if f.reboot_pending => "refused at the pre-flight: a restart is pending".to_string(),
-            Ok(f) if f.build == Some(plan.package.version) && f.in_service => {
-                "already current (on the package's build, in service): no outage; its databases are probed before anything runs".to_string()
-            }
-            Ok(f) if f.build == Some(plan.package.version) => {
-                "on the package's build but not in service: only the steps that finish it run".to_string()
-            }
-            Ok(f) => match f.build {
-                Some(b) => format!("to patch: build {b} installed"),
-                None if f.management_shell => "to patch".to_string(),
-                None => "no Skype for Business components: only its databases are updated, from another server".to_string(),
-            },
+            Ok(f) => verdict(&f, plan.package.version),
         };
         let _ = writeln!(s, "  {:<40} {}", server.fqdn.as_str(), verdict);
     }
     s
+}
+
+/// What a run would do on a machine the pre-flight read as `f`.
+pub fn verdict(f: &sfbpatch_engine::MachineFacts, package: sfbpatch_plan::Build) -> String {
+    match f {
+        f if f.reboot_pending => "refused at the pre-flight: a restart is pending".to_string(),
+        f if f.build == Some(package) && f.in_service => {
+            "already current (on the package's build, in service): no outage; its databases are probed before anything runs".to_string()
+        }
+        f if f.build == Some(package) => {
+            "on the package's build but not in service: only the steps that finish it run".to_string()
+        }
+        f => match f.build {
+            Some(b) => format!("to patch: build {b} installed"),
+            None if f.management_shell => "to patch".to_string(),
+            None => "no Skype for Business components: only its databases are updated, from another server".to_string(),
+        },
+    }
 }
 
 /// The lab's SQL Server machines that have the Management Shell: the plan runs
@@ -179,22 +186,41 @@ fn lab_components(dir: &std::path::Path) -> Result<Vec<String>, Failure> {
         .collect())
 }
 
+/// The plan of a run against `at`: a lab's SQL Server machines that have the Management Shell
+/// count as `--sfb-components-on`.
+pub fn plan_at(
+    deployment: &sfbpatch_topology::Deployment,
+    package: sfbpatch_plan::Package,
+    only: &[String],
+    planning: &crate::cli::PlanningArgs,
+    at: &TargetArgs,
+) -> Result<sfbpatch_plan::Plan, Failure> {
+    let mut components = planning.sfb_components_on.clone();
+    if let (TargetChoice::Lab, Some(dir)) = (at.target, &at.lab) {
+        components.extend(lab_components(dir)?);
+    }
+    super::plan::make_plan(
+        deployment,
+        package,
+        only,
+        &components,
+        planning.reset_missing_replicas,
+    )
+}
+
 pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
-    let mut components = args.planning.sfb_components_on.clone();
-    if let (crate::cli::TargetChoice::Lab, Some(dir)) = (args.target, &args.lab) {
-        components.extend(lab_components(dir)?);
-    }
-    let plan = super::plan::make_plan(
-        &deployment,
-        package,
-        &args.only,
-        &components,
-        args.planning.reset_missing_replicas,
-    )?;
+    let plan = plan_at(&deployment, package, &args.only, &args.planning, &args.at)?;
     input::check_installer(&plan.package)?;
-    let (opened, target_spec) = open_target(&args, &text, &plan)?;
+    let (opened, target_spec) = open_target(
+        &args.at,
+        &args.topology,
+        &text,
+        &plan,
+        &args.state.state,
+        true,
+    )?;
     let policy = policy(&args.run, &plan, &deployment, opened.clock().now())?;
     let mut store = open_store(&args.state.state)?;
     let pools: std::collections::BTreeSet<String> =
@@ -294,12 +320,17 @@ impl RunTarget {
     }
 }
 
-/// The target `apply` was asked for, checked: every planned server is in the lab, or has
-/// connection details, a usable key and a trusted host key that accepts it.
-fn open_target(
-    args: &ApplyArgs,
+/// The target `apply` (or `probe`) was asked for, checked: every planned server is in the
+/// lab, or has connection details, a usable key and a trusted host key that accepts it. With
+/// `check_builds`, a lab server on a newer build or another product line than the package is
+/// refused (`probe` shows it instead).
+pub fn open_target(
+    args: &TargetArgs,
+    topology: &Path,
     topology_text: &str,
     plan: &sfbpatch_plan::Plan,
+    state: &str,
+    check_builds: bool,
 ) -> Result<(RunTarget, TargetSpec), Failure> {
     match args.target {
         TargetChoice::Lab => {
@@ -324,7 +355,9 @@ fn open_target(
                 };
                 installed.push((server.fqdn.clone(), detail.server.installed_build));
             }
-            sfbpatch_plan::check_installed(plan, &installed).map_err(Failure::bad_input)?;
+            if check_builds {
+                sfbpatch_plan::check_installed(plan, &installed).map_err(Failure::bad_input)?;
+            }
             let spec = TargetSpec::Lab {
                 dir: std::path::absolute(dir)
                     .unwrap_or(dir.clone())
@@ -345,10 +378,10 @@ fn open_target(
                 .map(|p| std::path::absolute(p).unwrap_or(p.clone()));
             let ssh = ssh_target(
                 topology_text,
-                &args.topology.display().to_string(),
+                &topology.display().to_string(),
                 connections.as_deref(),
                 plan,
-                &args.state.state,
+                state,
                 &args.ssh,
             )?;
             check_ssh(&ssh)?;

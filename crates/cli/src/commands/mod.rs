@@ -6,6 +6,7 @@ pub mod lab_sftp;
 pub mod package;
 pub mod plan;
 pub mod policy;
+pub mod probe;
 pub mod report;
 pub mod status;
 pub mod topology;

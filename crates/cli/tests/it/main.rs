@@ -7,6 +7,7 @@ mod frontend;
 mod inputs;
 mod lab_shell;
 mod package;
+mod probe;
 mod refusals;
 mod report;
 mod rollout;

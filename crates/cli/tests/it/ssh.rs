@@ -772,3 +772,50 @@ fn each_kind_of_installer_source_reaches_the_server_over_ssh() {
     assert!(!files.join(FE11).exists(), "nothing was uploaded");
     assert_untouched(&s.lab_json("lab"), FE11);
 }
+
+#[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
+fn probe_over_ssh_reads_the_same_facts_as_the_lab() {
+    const POOL: [&str; 4] = [
+        "fe11.berlin.demo.example",
+        "fe12.berlin.demo.example",
+        "fe13.berlin.demo.example",
+        "sqlbe1.berlin.demo.example",
+    ];
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &POOL) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    let before = s.lab_json("lab");
+    let probe = |target: &[&str]| {
+        let mut args = vec![
+            "probe",
+            "demo-topology.xml",
+            "--package",
+            "demo-package.toml",
+            "--state",
+            "state.db",
+            "--only",
+            "fepool1.berlin.demo.example",
+            "--format",
+            "json",
+        ];
+        args.extend(target);
+        let o = s.run(&args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).expect("probe json")
+    };
+    let over_ssh = probe(&[
+        "--target",
+        "ssh",
+        "--connections",
+        "conn.toml",
+        "--accept-new-host-keys",
+    ]);
+    let in_process = probe(&["--lab", "lab"]);
+    assert_eq!(over_ssh, in_process);
+    assert_eq!(over_ssh["machines"].as_array().unwrap().len(), 4);
+    assert_eq!(s.lab_json("lab"), before, "the probe changed nothing");
+}
