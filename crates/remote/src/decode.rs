@@ -296,12 +296,20 @@ impl DecodedScript {
     fn action(&self, id: StepId, package: &mut PackageFacts) -> Result<Action, RemoteError> {
         use StepId as S;
         let action = match id {
-            S::CheckFabricState | S::Failover | S::Failback => {
-                return Err(RemoteError::UnknownTemplate {
-                    reason: "no template for this step yet".to_string(),
-                    received: format!("step/{id}"),
-                });
-            }
+            S::CheckFabricState => Action::CheckFabricState {
+                pool: values::fqdn("Pool", self.get("Pool"))?,
+                readiness: values::readiness("ReadinessCmdlet", self.get("ReadinessCmdlet"))?,
+                reset_missing_replicas: values::flag(
+                    "ResetMissingReplicas",
+                    self.get("ResetMissingReplicas"),
+                )?,
+            },
+            S::Failover => Action::Failover {
+                computer: values::fqdn("Computer", self.get("Computer"))?,
+            },
+            S::Failback => Action::Failback {
+                computer: values::fqdn("Computer", self.get("Computer"))?,
+            },
             S::CheckAdminRole => Action::CheckAdminRole,
             S::StopCsServices | S::StopCsServicesGac => Action::StopCsServices,
             S::StopW3svc => Action::StopW3svc,
@@ -392,8 +400,11 @@ impl DecodedScript {
                     sql_instance: values::instance("SqlInstance", self.get("SqlInstance"))?,
                     check_databases: values::flag("CheckDatabases", self.get("CheckDatabases"))?,
                     local_databases: values::flag("LocalDatabases", self.get("LocalDatabases"))?,
-                    check_services: true,
-                    fabric_pool: None,
+                    check_services: values::flag("CheckServices", self.get("CheckServices"))?,
+                    fabric_pool: match self.get("FabricPool") {
+                        "" => None,
+                        pool => Some(values::fqdn("FabricPool", pool)?),
+                    },
                 }
             }
         };

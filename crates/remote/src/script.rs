@@ -262,6 +262,23 @@ fn step_args(
                 ("ExtractFolder", text(extract)),
             ]
         }
+        (
+            S::CheckFabricState,
+            Action::CheckFabricState {
+                pool,
+                readiness,
+                reset_missing_replicas,
+            },
+        ) => vec![
+            fqdn,
+            ("Pool", text(pool.as_str())),
+            ("ReadinessCmdlet", text(values::readiness_name(*readiness))),
+            ("ResetMissingReplicas", Arg::Bool(*reset_missing_replicas)),
+        ],
+        (S::Failover, Action::Failover { computer })
+        | (S::Failback, Action::Failback { computer }) => {
+            vec![fqdn, ("Computer", text(computer.as_str()))]
+        }
         (S::InstallUpdate, Action::InstallUpdate { path }) => vec![
             fqdn,
             ("Path", text(values::local_path("Path", path)?)),
@@ -305,7 +322,8 @@ fn step_args(
                 sql_instance,
                 check_databases,
                 local_databases,
-                ..
+                check_services,
+                fabric_pool,
             },
         ) => vec![
             fqdn,
@@ -317,6 +335,11 @@ fn step_args(
             (
                 "SchemaVersions",
                 text(values::schema_versions(&package.schema_versions)?),
+            ),
+            ("CheckServices", Arg::Bool(*check_services)),
+            (
+                "FabricPool",
+                text(fabric_pool.as_ref().map_or("", |p| p.as_str())),
             ),
         ],
         _ => return Err(mismatch(step)),

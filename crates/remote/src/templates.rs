@@ -80,7 +80,16 @@ const VERIFY: &[Param] = &[
     flag("CheckDatabases"),
     flag("LocalDatabases"),
     text("SchemaVersions"),
+    flag("CheckServices"),
+    text("FabricPool"),
 ];
+const FABRIC: &[Param] = &[
+    text("Server"),
+    text("Pool"),
+    text("ReadinessCmdlet"),
+    flag("ResetMissingReplicas"),
+];
+const COMPUTER: &[Param] = &[text("Server"), text("Computer")];
 
 macro_rules! templates {
     ($($name:literal => $params:expr),* $(,)?) => {
@@ -103,6 +112,8 @@ macro_rules! templates {
 templates! {
     "step/check-admin-role" => SERVER,
     "step/stage-update" => STAGE,
+    "step/check-fabric-state" => FABRIC,
+    "step/failover" => COMPUTER,
     "step/stop-cs-services" => SERVER,
     "step/stop-w3svc" => SERVER,
     "step/close-management-shells" => SERVER,
@@ -111,9 +122,12 @@ templates! {
     "step/start-w3svc" => SERVER,
     "step/update-databases" => DATABASES,
     "step/start-cs-services" => SERVER,
+    "step/failback" => COMPUTER,
     "step/verify" => VERIFY,
     "probe/check-admin-role" => SERVER,
     "probe/stage-update" => STAGE,
+    "probe/check-fabric-state" => FABRIC,
+    "probe/failover" => COMPUTER,
     "probe/stop-cs-services" => SERVER,
     "probe/stop-w3svc" => SERVER,
     "probe/close-management-shells" => SERVER,
@@ -122,6 +136,7 @@ templates! {
     "probe/start-w3svc" => SERVER,
     "probe/update-databases" => DATABASES,
     "probe/start-cs-services" => SERVER,
+    "probe/failback" => COMPUTER,
     "probe/verify" => VERIFY,
     "server/reboot" => SERVER,
     "server/recover" => SERVER,

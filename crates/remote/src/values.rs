@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use sfbpatch_plan::{Build, Installer};
+use sfbpatch_plan::{Build, Installer, Readiness};
 use sfbpatch_topology::{Fqdn, SqlInstanceName, StoreKind};
 
 use crate::RemoteError;
@@ -170,6 +170,33 @@ pub(crate) fn flag(param: &str, s: &str) -> Result<bool, RemoteError> {
         "false" => Ok(false),
         other => Err(invalid(param, format!("'{other}' is not true or false"))),
     }
+}
+
+/// The `-ReadinessCmdlet` value of `check-fabric-state`: which readiness cmdlet the pool's
+/// product line has.
+pub(crate) fn readiness_name(readiness: Readiness) -> &'static str {
+    match readiness {
+        Readiness::UpgradeDomainInfo => "upgrade-domain-info",
+        Readiness::PoolUpgradeReadinessState => "pool-upgrade-readiness-state",
+    }
+}
+
+pub(crate) fn readiness(param: &str, s: &str) -> Result<Readiness, RemoteError> {
+    [
+        Readiness::UpgradeDomainInfo,
+        Readiness::PoolUpgradeReadinessState,
+    ]
+    .into_iter()
+    .find(|r| readiness_name(*r) == s)
+    .ok_or_else(|| {
+        invalid(
+            param,
+            format!(
+                "'{}' is not upgrade-domain-info or pool-upgrade-readiness-state",
+                s.escape_debug()
+            ),
+        )
+    })
 }
 
 fn is_dotted_number(s: &str) -> bool {

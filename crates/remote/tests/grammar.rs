@@ -23,7 +23,15 @@ fn every_template_parses_without_errors() {
 fn every_rendered_script_parses_without_errors() {
     let plan = plan();
     let scripts = every_script(&plan);
-    assert_eq!(scripts.len(), plan.servers.len() * TEMPLATES.len());
+    // A step and a probe per planned step, and the three scripts on the whole server.
+    let expected: usize = plan.servers.iter().map(|s| 2 * s.steps.len() + 3).sum();
+    assert_eq!(scripts.len(), expected);
+    for (name, _) in TEMPLATES {
+        assert!(
+            scripts.iter().any(|r| r.script.template == *name),
+            "the sample plan renders no {name}"
+        );
+    }
     let mut failures = Vec::new();
     for r in &scripts {
         let problems = syntax_problems(&r.script.text);

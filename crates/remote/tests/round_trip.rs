@@ -404,6 +404,55 @@ fn with_parameters(command: &str, params: &std::collections::BTreeMap<String, St
             "-SqlServerFqdn $SqlServerFqdn".to_string(),
         ));
     }
+    // A pool's FQDN inside a message is formatted in ({0}); in a command it is the parameter.
+    for name in ["Pool", "FabricPool"] {
+        let Some(pool) = params.get(name).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        pairs.push((
+            format!(
+                "'Pool {pool} has missing replicas; recover it first (Reset-CsPoolRegistrarState \
+                 -PoolFqdn {pool} -ResetType QuorumLossRecovery): {{0}}' -f $fabric.Trim()"
+            ),
+            "'Pool {0} has missing replicas; recover it first (Reset-CsPoolRegistrarState \
+             -PoolFqdn {0} -ResetType QuorumLossRecovery): {1}' -f $Pool, $fabric.Trim()"
+                .to_string(),
+        ));
+        pairs.push((
+            format!(
+                "'Pool {pool} is not ready for a server to leave it: PoolUpgradeState {{0}}' -f \
+                 $readiness.PoolUpgradeState"
+            ),
+            "'Pool {0} is not ready for a server to leave it: PoolUpgradeState {1}' -f $Pool, \
+             $readiness.PoolUpgradeState"
+                .to_string(),
+        ));
+        pairs.push((
+            format!(
+                "'Get-CsPoolFabricState -PoolFqdn {pool} reports missing replicas: {{0}}' -f \
+                 $fabric.Trim()"
+            ),
+            format!(
+                "'Get-CsPoolFabricState -PoolFqdn {{0}} reports missing replicas: {{1}}' -f \
+                 ${name}, $fabric.Trim()"
+            ),
+        ));
+        pairs.push((format!("-PoolFqdn {pool} "), format!("-PoolFqdn ${name} ")));
+    }
+    if let Some(computer) = params.get("Computer") {
+        pairs.push((
+            format!("-ComputerName {computer} "),
+            "-ComputerName $Computer ".to_string(),
+        ));
+    }
+    // The script's exit code is the result's exit_code: `Busy` sets it and returns.
+    pairs.push((
+        format!("exit {}", sfbpatch_plan::POOL_BUSY_EXIT),
+        format!(
+            "$result.exit_code = {}; return",
+            sfbpatch_plan::POOL_BUSY_EXIT
+        ),
+    ));
     let mut out = command.to_string();
     for (from, to) in pairs {
         out = out.replace(&from, &to);

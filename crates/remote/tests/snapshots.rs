@@ -30,7 +30,22 @@ fn every_template_rendered_for_the_sample_server() {
         );
         seen.push(r.script.template);
     }
+    // The steps only a Front End server has, and its verify (services and the pool's fabric),
+    // rendered for a Front End server of the sample's pool.
+    let on_sample = seen.clone();
+    for r in every_script(&plan).into_iter().filter(|r| {
+        r.server.fqdn.as_str() == SAMPLE_FRONT_END
+            && (!on_sample.contains(&r.script.template) || r.step.id == StepId::Verify)
+            && !r.op.is_server_wide()
+    }) {
+        insta::assert_snapshot!(
+            snapshot_name(&r.script.template, SAMPLE_FRONT_END),
+            r.script.text
+        );
+        seen.push(r.script.template);
+    }
     seen.sort();
+    seen.dedup();
     let mut all: Vec<String> = TEMPLATES.iter().map(|(n, _)| n.to_string()).collect();
     all.sort();
     assert_eq!(seen, all);

@@ -188,21 +188,52 @@ pub fn item<'a>(
         .unwrap_or_else(|| panic!("no {list} with {key} = {value}"))
 }
 
-/// In the lab world: the server is patched, with the installer run once and every service
-/// running on the new build.
+/// In the lab world, by the machine's kind: a Standard Edition or Front End server is on the
+/// new build, with the installer run once, every service running on new assemblies, W3SVC
+/// running and (a Front End) back in its pool; a SQL Server machine (back end or store)
+/// received no Skype for Business command it could not run, and the databases it holds are at
+/// their expected version; with the Core Components it is on the new build too.
 pub fn assert_patched(lab: &serde_json::Value, fqdn: &str) {
     let s = item(lab, "servers", "fqdn", fqdn);
-    assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
-    assert_eq!(
-        s["installer_runs"], 1,
-        "{fqdn}: installer must run exactly once"
-    );
-    assert_eq!(s["w3svc"], "running", "{fqdn}");
-    assert_eq!(s["open_shells"], 0, "{fqdn}");
     assert_eq!(s["reboot_pending"], false, "{fqdn}");
-    for svc in s["services"].as_array().unwrap() {
-        assert_eq!(svc["state"], "running", "{fqdn} {svc}");
-        assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
+    assert_eq!(s["open_shells"], 0, "{fqdn}");
+    assert_eq!(s["refused_commands"], 0, "{fqdn}: {s}");
+    match s["kind"].as_str() {
+        Some("back-end" | "store") => {
+            assert_eq!(s["runs"]["sfb_services"], false, "{fqdn}: {s}");
+            assert_eq!(s["w3svc"], "not-installed", "{fqdn}: {s}");
+            assert_eq!(s["services"], serde_json::json!([]), "{fqdn}: {s}");
+            if s["runs"]["management_shell"] == true {
+                assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
+                assert_eq!(
+                    s["installer_runs"], 1,
+                    "{fqdn}: installer must run exactly once"
+                );
+            } else {
+                assert_eq!(s["installer_runs"], 0, "{fqdn}: {s}");
+            }
+            for instance in lab["sql_instances"].as_array().unwrap() {
+                if instance["sql_server_fqdn"] != fqdn {
+                    continue;
+                }
+                for db in instance["stores"].as_array().unwrap() {
+                    assert_eq!(db["version"], db["expected_version"], "{fqdn}: {db}");
+                }
+            }
+        }
+        _ => {
+            assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
+            assert_eq!(
+                s["installer_runs"], 1,
+                "{fqdn}: installer must run exactly once"
+            );
+            assert_eq!(s["failed_over"], false, "{fqdn}: {s}");
+            assert_eq!(s["w3svc"], "running", "{fqdn}");
+            for svc in s["services"].as_array().unwrap() {
+                assert_eq!(svc["state"], "running", "{fqdn} {svc}");
+                assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
+            }
+        }
     }
 }
 

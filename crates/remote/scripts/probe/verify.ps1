@@ -42,7 +42,18 @@ param(
     [Parameter(Mandatory = $true)]
     [AllowEmptyString()]
     [ValidatePattern('^([a-z-]+=\d+(\.\d+)*(;[a-z-]+=\d+(\.\d+)*)*)?$')]
-    [string] $SchemaVersions
+    [string] $SchemaVersions,
+
+    # Check the Skype for Business services (false on a machine that has none).
+    [Parameter(Mandatory = $true)]
+    [bool] $CheckServices,
+
+    # A Front End server's pool, whose fabric must be healthy again; '' for none.
+    [Parameter(Mandatory = $true)]
+    [AllowEmptyString()]
+    [ValidateLength(0, 253)]
+    [ValidatePattern('^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*)?$')]
+    [string] $FabricPool
 )
 
 $ErrorActionPreference = 'Stop'
@@ -62,7 +73,8 @@ try {
         $result.facts.installed_build = [string]$installed
         $services = @(Get-CsWindowsService)
         $result.facts.services = @($services | ForEach-Object { [ordered]@{ name = [string]$_.Name; status = ([string]$_.Status).ToLowerInvariant() } })
-        $result.facts.w3svc = ([string](Get-Service -Name W3SVC).Status).ToLowerInvariant()
+        $w3svc = Get-Service -Name W3SVC -ErrorAction SilentlyContinue
+        $result.facts.w3svc = if ($null -eq $w3svc) { 'not-installed' } else { ([string]$w3svc.Status).ToLowerInvariant() }
         $result.facts.reboot_pending = (Test-Path -LiteralPath 'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending') -or ($null -ne (Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager' -Name PendingFileRenameOperations -ErrorAction SilentlyContinue))
         $result.done = $false
         'Installed build {0} (the package is {1}), {2} services' -f $installed, $Build, $services.Count

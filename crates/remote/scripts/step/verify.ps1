@@ -1,7 +1,8 @@
 # sfbpatch-template: step/verify v1
-# Step 11: Test-CsDatabase shows every database at its expected version (and at the
-# package's schema version), every service runs, and Get-CsServerPatchVersion shows
-# the package's build.
+# The last step: Test-CsDatabase shows every database at its expected version (and at the
+# package's schema version), every service runs (where the machine has them), a Front End
+# server's pool has no missing replicas, and Get-CsServerPatchVersion shows the package's
+# build.
 # Sent by sfbpatch as powershell.exe -EncodedCommand; values arrive only as parameters.
 # Writes exactly one JSON line: template, exit_code, output, done, facts.
 [CmdletBinding()]
@@ -42,7 +43,18 @@ param(
     [Parameter(Mandatory = $true)]
     [AllowEmptyString()]
     [ValidatePattern('^([a-z-]+=\d+(\.\d+)*(;[a-z-]+=\d+(\.\d+)*)*)?$')]
-    [string] $SchemaVersions
+    [string] $SchemaVersions,
+
+    # Check the Skype for Business services (false on a machine that has none).
+    [Parameter(Mandatory = $true)]
+    [bool] $CheckServices,
+
+    # A Front End server's pool, whose fabric must be healthy again; '' for none.
+    [Parameter(Mandatory = $true)]
+    [AllowEmptyString()]
+    [ValidateLength(0, 253)]
+    [ValidatePattern('^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*)?$')]
+    [string] $FabricPool
 )
 
 $ErrorActionPreference = 'Stop'
@@ -77,10 +89,18 @@ try {
             $schema = @($databases | Where-Object { $schemaVersion.ContainsKey([string]$_.DatabaseName) -and $_.InstalledVersion -ne $schemaVersion[[string]$_.DatabaseName] })
             if ($schema.Count -gt 0) { throw ('Databases not at the package''s schema version: {0}' -f (($schema | ForEach-Object { '{0}: installed {1}' -f $_.DatabaseName, $_.InstalledVersion }) -join '; ')) }
         }
-        $services = @(Get-CsWindowsService)
-        $result.facts.services = @($services | ForEach-Object { [ordered]@{ name = [string]$_.Name; status = ([string]$_.Status).ToLowerInvariant() } })
-        $stopped = @(Get-CsWindowsService | Where-Object { $_.Status -ne 'Running' })
-        if ($stopped.Count -gt 0) { throw ('Services not running: {0}' -f ($stopped.Name -join ', ')) }
+        $services = @()
+        if ($CheckServices) {
+            $services = @(Get-CsWindowsService)
+            $result.facts.services = @($services | ForEach-Object { [ordered]@{ name = [string]$_.Name; status = ([string]$_.Status).ToLowerInvariant() } })
+            $stopped = @(Get-CsWindowsService | Where-Object { $_.Status -ne 'Running' })
+            if ($stopped.Count -gt 0) { throw ('Services not running: {0}' -f ($stopped.Name -join ', ')) }
+        }
+        if ($FabricPool) {
+            $fabric = Get-CsPoolFabricState -PoolFqdn $FabricPool -Verbose 4>&1 | Out-String
+            $result.facts.missing_replicas = $fabric -match 'missing replica'
+            if ($fabric -match 'missing replica') { throw ('Get-CsPoolFabricState -PoolFqdn {0} reports missing replicas: {1}' -f $FabricPool, $fabric.Trim()) }
+        }
         $versions = @(Get-CsServerPatchVersion | ForEach-Object { [version][string]$_.Version })
         if ($versions.Count -eq 0) { throw 'Get-CsServerPatchVersion returned no component' }
         $installed = $versions | Sort-Object -Descending | Select-Object -First 1

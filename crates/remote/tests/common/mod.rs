@@ -47,6 +47,8 @@ stores = ["user", "application", "archiving", "monitoring"]
 
 /// The server the snapshots show: a back end with collocated stores on a named instance.
 pub const SAMPLE_SERVER: &str = "sql02.fabrikam.com";
+/// A Front End server of the sample server's pool.
+pub const SAMPLE_FRONT_END: &str = "fe03.fabrikam.com";
 
 pub fn package() -> Package {
     let mut schema_versions = BTreeMap::new();
