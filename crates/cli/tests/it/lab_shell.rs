@@ -5,10 +5,10 @@
 use std::process::Output;
 
 use serde_json::Value;
-use sfbpatch_plan::{Installer, Plan, PlanPolicy, ServerPlan, StepId};
-use sfbpatch_remote::{Operation, Script, ScriptResult, parse_result, script_for};
+use sfbpatch_plan::{Installer, Plan, PlanPolicy, PlannedStep, ServerKind, ServerPlan, StepId};
+use sfbpatch_remote::{Operation, Script, ScriptResult, parse_result, script_for, script_on};
 
-use crate::common::{Scratch, bin, code, stderr, stdout};
+use crate::common::{Scratch, assert_patched, bin, code, stderr, stdout};
 
 const NEW: &str = "7.0.2046.553";
 
@@ -19,21 +19,37 @@ const SHARE: &str = r"\\files.demo.example\updates\SkypeServerUpdateInstaller.ex
 
 /// The plan sfbpatch makes for the demo, with the installer on the share.
 fn demo_plan(s: &Scratch) -> Plan {
+    demo_plan_with(s, &[])
+}
+
+/// [`demo_plan`] where the SQL Server machines `components` have the Skype for Business
+/// components (as `--sfb-components-on`, or a lab made with it).
+fn demo_plan_with(s: &Scratch, components: &[&str]) -> Plan {
     let topology = std::fs::read(s.path().join("demo-topology.xml")).unwrap();
     let deployment = sfbpatch_topology::load_bytes(&topology, "demo-topology.xml").unwrap();
     let manifest = std::fs::read_to_string(s.path().join("demo-package.toml")).unwrap();
     let mut package = sfbpatch_plan::parse_manifest(&manifest, "demo-package.toml").unwrap();
     package.installer = Installer::Server(SHARE.to_string());
-    sfbpatch_plan::plan(&deployment, &package, &PlanPolicy::default()).unwrap()
+    let policy = PlanPolicy {
+        sfb_components: components.iter().map(|c| c.to_string()).collect(),
+        ..PlanPolicy::default()
+    };
+    sfbpatch_plan::plan(&deployment, &package, &policy).unwrap()
 }
 
 /// `lab init`, and the installer put on the lab's share.
 fn lab_init(s: &Scratch, dir: &str, faults: Option<&str>) {
+    lab_init_with(s, dir, faults, &[]);
+}
+
+/// [`lab_init`], then `extra` arguments of `lab init`.
+fn lab_init_with(s: &Scratch, dir: &str, faults: Option<&str>, extra: &[&str]) {
     let mut args = vec!["lab", "init", dir, "--topology", "demo-topology.xml"];
     if let Some(f) = faults {
         s.write("faults.toml", f);
         args.extend(["--faults", "faults.toml"]);
     }
+    args.extend(extra);
     let o = s.run(&args);
     assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
     let on_share = sfbpatch_lab::server_file(&s.path().join(dir), "any", SHARE).unwrap();
@@ -66,6 +82,18 @@ fn script(plan: &Plan, fqdn: &str, op: Operation, step: StepId) -> Script {
     script_for(op, server, server.step(step), &plan.package).unwrap()
 }
 
+/// Where a planned step runs, and its script bound there, as the SSH target sends it.
+fn on_host<'a>(
+    plan: &Plan,
+    server: &'a ServerPlan,
+    step: &'a PlannedStep,
+    op: Operation,
+) -> (&'a str, Script) {
+    let host = step.run_on.as_ref().unwrap_or(&server.fqdn);
+    let script = script_on(op, server, step, host, &plan.package).unwrap();
+    (host.as_str(), script)
+}
+
 /// Runs `script` through `lab shell` on `host`: the process succeeds, prints one line, and
 /// that line is the script's result.
 fn run(s: &Scratch, host: &str, script: &Script) -> ScriptResult {
@@ -84,18 +112,6 @@ fn lab_server<'a>(lab: &'a Value, fqdn: &str) -> &'a Value {
         .iter()
         .find(|s| s["fqdn"] == fqdn)
         .unwrap()
-}
-
-fn assert_patched(lab: &Value, fqdn: &str) {
-    let s = lab_server(lab, fqdn);
-    assert_eq!(s["installed_build"], NEW, "{fqdn}: {s}");
-    assert_eq!(s["installer_runs"], 1, "{fqdn}");
-    assert_eq!(s["w3svc"], "running", "{fqdn}");
-    assert_eq!(s["reboot_pending"], false, "{fqdn}");
-    for svc in s["services"].as_array().unwrap() {
-        assert_eq!(svc["state"], "running", "{fqdn} {svc}");
-        assert_eq!(svc["loaded_build"], NEW, "{fqdn} {svc}");
-    }
 }
 
 fn assert_stores_current(lab: &Value, sql_server: &str) {
@@ -118,80 +134,167 @@ fn assert_stores_current(lab: &Value, sql_server: &str) {
 fn never_done(id: StepId) -> bool {
     matches!(
         id,
-        StepId::CheckAdminRole | StepId::CloseManagementShells | StepId::Verify
+        StepId::CheckAdminRole
+            | StepId::CheckFabricState
+            | StepId::CloseManagementShells
+            | StepId::Verify
     )
 }
 
+/// A whole Enterprise pool driven step by step through `lab shell`, each step probed before
+/// and after: its two Front End servers behind failover, then its back end, which has the
+/// Core Components and so runs the seed's steps that apply to it, the database update
+/// included.
 #[test]
-fn drives_a_server_through_all_eleven_steps() {
+fn drives_a_pool_through_every_step_with_probes() {
+    const POOL: &str = "fepool2.berlin.demo.example";
+    const SQL: &str = "sqlbe2.berlin.demo.example";
     let s = Scratch::new();
-    lab_init(&s, "lab", None);
-    let plan = demo_plan(&s);
-    // A back end with collocated stores: Install-CsDatabase ... -ExcludeCollocatedStores.
-    let fqdn = "sqlbe2.berlin.demo.example";
+    lab_init_with(&s, "lab", None, &["--sfb-components-on", SQL]);
+    let plan = demo_plan_with(&s, &[SQL]);
     let before = s.lab_json("lab");
+    let servers: Vec<&ServerPlan> = plan
+        .servers
+        .iter()
+        .filter(|sv| sv.pool.as_str() == POOL)
+        .collect();
+    assert_eq!(
+        servers
+            .iter()
+            .map(|sv| sv.fqdn.as_str())
+            .collect::<Vec<_>>(),
+        ["fe21.berlin.demo.example", "fe22.berlin.demo.example", SQL]
+    );
+    let mut ran = Vec::new();
+    for server in &servers {
+        for step in server.steps.iter().filter(|st| st.not_applicable.is_none()) {
+            let (host, probe_script) = on_host(&plan, server, step, Operation::Probe);
+            let probe = run(&s, host, &probe_script);
+            assert_eq!(probe.template, format!("probe/{}", step.id));
+            assert_eq!(probe.exit_code, 0);
+            // Invoke-CsComputerFailOver stops the Front End server's services: after it,
+            // stop-cs-services finds them stopped already.
+            let stopped_by_failover =
+                step.id == StepId::StopCsServices && server.kind == ServerKind::FrontEnd;
+            assert_eq!(
+                probe.done,
+                Some(stopped_by_failover),
+                "{} on {host} before it ran",
+                step.id
+            );
+            assert!(probe.facts.is_object() && probe.facts["installed_build"].is_string());
 
-    for step in &server(&plan, fqdn).steps {
-        let probe = run(&s, fqdn, &script(&plan, fqdn, Operation::Probe, step.id));
-        assert_eq!(probe.template, format!("probe/{}", step.id));
-        assert_eq!(probe.exit_code, 0);
-        assert_eq!(probe.done, Some(false), "{} before it ran", step.id);
-        assert!(probe.facts.is_object() && probe.facts["installed_build"].is_string());
+            let (_, step_script) = on_host(&plan, server, step, Operation::Execute);
+            let result = run(&s, host, &step_script);
+            assert_eq!(result.template, format!("step/{}", step.id));
+            assert_eq!(
+                result.exit_code, 0,
+                "{} on {host}: {}",
+                step.id, result.output
+            );
+            assert_eq!(result.done, None);
+            assert!(!result.output.is_empty(), "{}", step.id);
 
-        let result = run(&s, fqdn, &script(&plan, fqdn, Operation::Execute, step.id));
-        assert_eq!(result.template, format!("step/{}", step.id));
-        assert_eq!(result.exit_code, 0, "{}: {}", step.id, result.output);
-        assert_eq!(result.done, None);
-        assert!(!result.output.is_empty(), "{}", step.id);
-
-        let probe = run(&s, fqdn, &script(&plan, fqdn, Operation::Probe, step.id));
-        assert_eq!(
-            probe.done,
-            Some(!never_done(step.id)),
-            "{} after it ran",
-            step.id
-        );
-        match step.id {
-            StepId::InstallUpdate => {
-                assert!(result.output.contains(NEW), "{}", result.output);
-                assert_eq!(probe.facts["installed_build"], NEW);
-            }
-            StepId::UpdateDatabases => {
-                assert!(
-                    result.output.starts_with(
-                        "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn sqlbe2.berlin.demo.example"
-                    ),
+            let probe = run(&s, host, &probe_script);
+            assert_eq!(
+                probe.done,
+                Some(!never_done(step.id)),
+                "{} on {host} after it ran",
+                step.id
+            );
+            match step.id {
+                StepId::Failover => assert_eq!(probe.facts["failed_over"], true),
+                StepId::Failback => assert_eq!(probe.facts["failed_over"], false),
+                StepId::InstallUpdate => {
+                    assert!(result.output.contains(NEW), "{}", result.output);
+                    assert_eq!(probe.facts["installed_build"], NEW);
+                }
+                StepId::UpdateDatabases => {
+                    assert!(
+                        result.output.starts_with(
+                            "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn \
+                             sqlbe2.berlin.demo.example:"
+                        ),
+                        "{}",
+                        result.output
+                    );
+                    assert!(!result.output.contains("WARNING"), "{}", result.output);
+                    assert_eq!(probe.facts["databases_behind"], 0);
+                }
+                StepId::Verify if server.fqdn.as_str() == SQL => assert!(
+                    result.output.contains("InstalledVersion = ExpectedVersion"),
                     "{}",
                     result.output
-                );
-                assert!(!result.output.contains("WARNING"), "{}", result.output);
-                assert_eq!(probe.facts["databases_behind"], 0);
+                ),
+                _ => {}
             }
-            StepId::Verify => assert!(
-                result.output.contains("InstalledVersion = ExpectedVersion"),
-                "{}",
-                result.output
-            ),
-            _ => {}
+            ran.push(format!("{host} {}", step.id));
         }
     }
+    // The Front End procedure on each Front End server, then the seed's steps that apply to a
+    // SQL Server machine with the components: no service, IIS or fabric step there.
+    let front_end = |fe: &str| -> Vec<String> {
+        [
+            "check-admin-role",
+            "stage-update",
+            "check-fabric-state",
+            "failover",
+            "stop-cs-services",
+            "stop-w3svc",
+            "close-management-shells",
+            "install-update",
+            "stop-cs-services-gac",
+            "start-w3svc",
+            "start-cs-services",
+            "failback",
+            "verify",
+        ]
+        .iter()
+        .map(|id| format!("{fe} {id}"))
+        .collect()
+    };
+    let mut expected = front_end("fe21.berlin.demo.example");
+    expected.extend(front_end("fe22.berlin.demo.example"));
+    expected.extend(
+        [
+            "check-admin-role",
+            "stage-update",
+            "close-management-shells",
+            "install-update",
+            "update-databases",
+            "verify",
+        ]
+        .iter()
+        .map(|id| format!("{SQL} {id}")),
+    );
+    assert_eq!(ran, expected);
 
     let lab = s.lab_json("lab");
-    assert_patched(&lab, fqdn);
-    assert_stores_current(&lab, fqdn);
+    for server in &servers {
+        assert_patched(&lab, server.fqdn.as_str());
+    }
+    assert_stores_current(&lab, SQL);
     let pool = lab["pools"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["fqdn"] == "fepool2.berlin.demo.example")
+        .find(|p| p["fqdn"] == POOL)
         .unwrap();
     assert_eq!(pool["mode"], "normal");
-    assert_eq!(pool["outage_intervals"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        pool["outage_intervals"].as_array().unwrap().len(),
+        1,
+        "{pool}"
+    );
     assert!(pool["resiliency_intervals"].as_array().unwrap().is_empty());
-    // The other servers are untouched.
+    // The other pools' servers are untouched.
     assert_eq!(
         lab_server(&lab, "sqlbe1.berlin.demo.example"),
         lab_server(&before, "sqlbe1.berlin.demo.example")
+    );
+    assert_eq!(
+        lab_server(&lab, "fe11.berlin.demo.example"),
+        lab_server(&before, "fe11.berlin.demo.example")
     );
 }
 
@@ -203,13 +306,14 @@ fn the_whole_demo_through_lab_shell_matches_apply() {
     lab_init(&s, "lab", None);
     lab_init(&s, "lab-apply", None);
     let plan = demo_plan(&s);
+    // As the engine sends them: the steps that apply, each on the machine it runs on.
     for server in &plan.servers {
-        for step in &server.steps {
-            let script = script_for(Operation::Execute, server, step, &plan.package).unwrap();
-            let result = run(&s, server.fqdn.as_str(), &script);
+        for step in server.steps.iter().filter(|st| st.not_applicable.is_none()) {
+            let (host, script) = on_host(&plan, server, step, Operation::Execute);
+            let result = run(&s, host, &script);
             assert_eq!(
                 result.exit_code, 0,
-                "{} on {}: {}",
+                "{} of {} on {host}: {}",
                 step.id, server.fqdn, result.output
             );
         }
@@ -419,7 +523,7 @@ fn a_tampered_template_is_refused() {
     let s = Scratch::new();
     lab_init(&s, "lab", None);
     let plan = demo_plan(&s);
-    let fqdn = "sqlbe1.berlin.demo.example";
+    let fqdn = "se1.dublin.demo.example";
     let real = script(&plan, fqdn, Operation::Execute, StepId::StopW3svc);
     let tampered = real.text.replacen(
         "net stop w3svc",
