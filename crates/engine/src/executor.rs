@@ -373,6 +373,29 @@ impl<'p> Executor<'p> {
                 )),
             );
         }
+        // The plan installs the update here, but the machine has nothing of Skype for Business:
+        // the topology (or inventory) does not describe it. Stop before any outage.
+        let installs_here = self
+            .plan
+            .find_step(StepId::InstallUpdate)
+            .is_some_and(|st| st.not_applicable.is_none() && st.run_on.is_none());
+        if installs_here && !facts.management_shell && facts.build.is_none() {
+            return self.fail(
+                cx,
+                Failure(format!(
+                    "pre-flight: the plan installs the update on {} ({}), but it has no Skype for \
+                     Business components (no Management Shell, no installed build{}): the topology \
+                     does not describe this machine; nothing was changed",
+                    self.plan.fqdn,
+                    self.plan.kind.as_str(),
+                    if facts.sql_server {
+                        ", SQL Server only"
+                    } else {
+                        ""
+                    }
+                )),
+            );
+        }
         let package = cx.run.spec.plan.package.version;
         let current = facts.build == Some(package);
         let mut missing = Vec::new();

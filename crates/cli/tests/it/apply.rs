@@ -47,6 +47,7 @@ fn assert_in_service_on_old_build(lab: &Value, fqdn: &str) {
     let s = server(lab, fqdn);
     assert_eq!(s["installed_build"], OLD, "{fqdn}: {s}");
     assert_eq!(s["installer_runs"], 0, "{fqdn}");
+    assert_eq!(s["failed_over"], false, "{fqdn}: back in its pool");
     assert_eq!(s["w3svc"], "running", "{fqdn}");
     for svc in s["services"].as_array().unwrap() {
         assert_eq!(svc["state"], "running", "{fqdn} {svc}");
@@ -70,14 +71,7 @@ fn assert_stores_current(lab: &Value, sql_servers: &[&str]) {
     assert!(seen > 0, "no databases found for {sql_servers:?}");
 }
 
-const ALL: [&str; 6] = [
-    "sqlbe1.berlin.demo.example",
-    "sqlbe2.berlin.demo.example",
-    "sqlag-n1.dublin.demo.example",
-    "sqlag-n2.dublin.demo.example",
-    "se1.dublin.demo.example",
-    "se2.dublin.demo.example",
-];
+const ALL: [&str; 13] = common::DEMO_SERVERS;
 
 const SQL: [&str; 5] = [
     "sqlbe1.berlin.demo.example",
@@ -106,98 +100,166 @@ fn applies_every_variant_end_to_end() {
         );
         assert_eq!(p["mode"], "normal", "{p}");
     }
-    // The AlwaysOn back end stayed available: one node was always in service.
-    assert_eq!(
-        pool(&lab, "fepool3.dublin.demo.example")["outage_intervals"]
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
-    // A single back end was unavailable for exactly the outage window (25.2 simulated minutes).
-    let iv = &pool(&lab, "fepool1.berlin.demo.example")["outage_intervals"][0];
+    // Each Enterprise back end, the AlwaysOn group included, was unavailable exactly while its
+    // databases were updated (6.0 simulated minutes), once; the Front End servers went out
+    // behind failover, at no cost to the pool.
+    for name in [
+        "fepool1.berlin.demo.example",
+        "fepool2.berlin.demo.example",
+        "fepool3.dublin.demo.example",
+    ] {
+        let ivs = pool(&lab, name)["outage_intervals"].as_array().unwrap();
+        assert_eq!(ivs.len(), 1, "{name}: {ivs:?}");
+        let len = ivs[0]["end"].as_f64().unwrap() - ivs[0]["start"].as_f64().unwrap();
+        assert!((len - 360.0).abs() < 1.0, "{name}: {ivs:?}");
+    }
+    // A Standard Edition server is out for its whole window (25.2 simulated minutes).
+    let iv = &pool(&lab, "se1.dublin.demo.example")["outage_intervals"][0];
     let len = iv["end"].as_f64().unwrap() - iv["start"].as_f64().unwrap();
     assert!((len - 1512.0).abs() < 1.0, "{iv}");
 
     let status = s.status_json("state.db");
     assert_eq!(status["run"]["state"], "succeeded");
+    // What a SQL-only machine lacks; the AlwaysOn node whose databases its partner updates
+    // has nothing else to do either.
+    const SQL_ONLY: [&str; 8] = [
+        "stage-update",
+        "stop-cs-services",
+        "stop-w3svc",
+        "close-management-shells",
+        "install-update",
+        "stop-cs-services-gac",
+        "start-w3svc",
+        "start-cs-services",
+    ];
     for fqdn in ALL {
         let sv = status_server(&status, fqdn);
         assert_eq!(sv["state"], "succeeded", "{sv}");
-        assert_eq!(sv["steps"].as_array().unwrap().len(), 11);
+        let not_applicable: Vec<&str> = sv["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|st| st["state"] == "not-applicable")
+            .map(|st| st["id"].as_str().unwrap())
+            .collect();
+        let (steps, expected): (usize, Vec<&str>) = match fqdn {
+            f if f.starts_with("fe") => (13, vec![]),
+            f if f.starts_with("se") => (11, vec![]),
+            "sqlag-n1.dublin.demo.example" => {
+                let mut v = vec!["check-admin-role"];
+                v.extend(SQL_ONLY);
+                v.push("verify");
+                (11, v)
+            }
+            _ => (11, SQL_ONLY.to_vec()),
+        };
+        assert_eq!(sv["steps"].as_array().unwrap().len(), steps, "{fqdn}");
+        assert_eq!(not_applicable, expected, "{fqdn}");
         for st in sv["steps"].as_array().unwrap() {
-            assert_eq!(st["state"], "succeeded", "{fqdn} {st}");
+            assert!(
+                st["state"] == "succeeded" || st["state"] == "not-applicable",
+                "{fqdn} {st}"
+            );
         }
     }
     assert!(stdout(&o).contains("run 1 succeeded"), "{}", stdout(&o));
 }
 
+/// A Front End server whose installer fails inside its window: recovered and failed back,
+/// the pool never below quorum and no user affected; the run stops before the next server
+/// leaves its pool.
 #[test]
 fn installer_failure_recovers_the_server_and_stops_the_run() {
+    const FE11: &str = "fe11.berlin.demo.example";
     let s = Scratch::new();
     lab_init(
         &s,
         Some(
-            "[[fault]]\nserver = \"sqlbe1.berlin.demo.example\"\nstep = \"install-update\"\nexit_code = 1603\n",
+            "[[fault]]\nserver = \"fe11.berlin.demo.example\"\nstep = \"install-update\"\nexit_code = 1603\n",
         ),
         &[],
     );
+    let before = s.lab_json("lab");
     let o = apply(&s, &[], &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let lab = s.lab_json("lab");
-    assert_in_service_on_old_build(&lab, "sqlbe1.berlin.demo.example");
-    assert_in_service_on_old_build(&lab, "sqlbe2.berlin.demo.example");
+    assert_in_service_on_old_build(&lab, FE11);
+    for other in ["fe12.berlin.demo.example", "fe21.berlin.demo.example"] {
+        assert_eq!(server(&lab, other), server(&before, other), "{other}");
+    }
+    assert_eq!(
+        server(&lab, "sqlbe1.berlin.demo.example"),
+        server(&before, "sqlbe1.berlin.demo.example"),
+        "the back end is untouched"
+    );
+    let fepool1 = pool(&lab, "fepool1.berlin.demo.example");
+    assert_eq!(fepool1["front_ends"]["in_service"], 3, "{fepool1}");
+    assert_eq!(
+        fepool1["front_ends"]["down_intervals"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        fepool1["front_ends"]["user_impact_intervals"],
+        serde_json::json!([])
+    );
+    assert_eq!(fepool1["outage_intervals"], serde_json::json!([]));
+
     let status = s.status_json("state.db");
     assert_eq!(status["run"]["state"], "failed");
-    let be1 = status_server(&status, "sqlbe1.berlin.demo.example");
-    assert_eq!(be1["state"], "failed");
+    let fe11 = status_server(&status, FE11);
+    assert_eq!(fe11["state"], "failed");
     assert!(
-        be1["reason"]
+        fe11["reason"]
             .as_str()
             .unwrap()
             .starts_with("install-update exited with code 1603"),
-        "{be1}"
+        "{fe11}"
     );
     assert_eq!(
-        step(be1, "install-update")["attempts"],
+        step(fe11, "install-update")["attempts"],
         1,
         "1603 is not retried"
     );
-    // The next server had staged while sqlbe1 was in its outage window; it stops there.
-    let be2 = status_server(&status, "sqlbe2.berlin.demo.example");
-    assert_eq!(be2["state"], "skipped", "{be2}");
+    // The other pool's first Front End server had started beside it; it stops before it
+    // leaves its pool.
+    let fe21 = status_server(&status, "fe21.berlin.demo.example");
+    assert_eq!(fe21["state"], "skipped", "{fe21}");
     assert!(
-        be2["reason"].as_str().unwrap().starts_with(
-            "stopped before stop-cs-services: the failure budget is spent (1 of 6 servers failed)"
+        fe21["reason"].as_str().unwrap().starts_with(
+            "stopped before failover: the failure budget is spent (1 of 13 servers failed)"
         ),
-        "{be2}"
+        "{fe21}"
     );
     assert_eq!(
         status_server(&status, "se1.dublin.demo.example")["state"],
         "pending"
     );
-    // The outage ended with the recovery.
-    let iv = &pool(&lab, "fepool1.berlin.demo.example")["outage_intervals"][0];
-    assert!(iv["end"].is_number(), "{iv}");
 }
 
+/// With one failure allowed, a Standard Edition server that fails (and is recovered on its old
+/// build) does not stop the run: every other machine is patched.
 #[test]
 fn max_failures_lets_the_run_continue() {
     let s = Scratch::new();
     lab_init(
         &s,
         Some(
-            "[[fault]]\nserver = \"sqlbe1.berlin.demo.example\"\nstep = \"install-update\"\nexit_code = 1603\n",
+            "[[fault]]\nserver = \"se1.dublin.demo.example\"\nstep = \"install-update\"\nexit_code = 1603\n",
         ),
         &[],
     );
     let o = apply(&s, &[], &["--max-failures", "1"]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let lab = s.lab_json("lab");
-    assert_in_service_on_old_build(&lab, "sqlbe1.berlin.demo.example");
-    for fqdn in &ALL[1..] {
+    assert_in_service_on_old_build(&lab, "se1.dublin.demo.example");
+    for fqdn in ALL.iter().filter(|f| **f != "se1.dublin.demo.example") {
         assert_patched(&lab, fqdn);
     }
+    let status = s.status_json("state.db");
+    assert_eq!(
+        status_server(&status, "se1.dublin.demo.example")["state"],
+        "failed"
+    );
 }
 
 #[test]
@@ -367,16 +429,19 @@ fn an_outage_budget_below_the_prediction_keeps_the_server_out() {
     assert_patched(&s.lab_json("lab"), "se1.dublin.demo.example");
 }
 
+/// The lab knows sqlbe1 as a SQL-only back end; this inventory claims it is a Standard
+/// Edition server, so the plan would install the update and run `Install-CsDatabase -Update
+/// -LocalDatabases` there. The pre-flight finds nothing of Skype for Business on the machine
+/// and stops before any outage.
 #[test]
-fn a_wrong_database_variant_is_caught_by_verify() {
-    // The lab knows sqlbe1 as an Enterprise back end; this inventory claims it is a Standard
-    // Edition server, so the plan runs `Install-CsDatabase -Update -LocalDatabases` there.
+fn a_machine_the_topology_misdescribes_is_stopped_at_the_pre_flight() {
     let s = Scratch::new();
     lab_init(&s, None, &[]);
     s.write(
         "wrong.toml",
         "[[site]]\nname = \"Berlin\"\n\n[[pool]]\nfqdn = \"sqlbe1.berlin.demo.example\"\nsite = \"Berlin\"\nedition = \"standard\"\n",
     );
+    let before = s.lab_json("lab");
     let o = s.run(&[
         "apply",
         "wrong.toml",
@@ -392,27 +457,17 @@ fn a_wrong_database_variant_is_caught_by_verify() {
     let status = s.status_json("state.db");
     let be1 = status_server(&status, "sqlbe1.berlin.demo.example");
     assert_eq!(be1["state"], "failed");
-    assert_eq!(step(be1, "update-databases")["state"], "succeeded");
-    assert_eq!(step(be1, "verify")["state"], "failed");
-    assert!(
-        be1["reason"].as_str().unwrap().starts_with("verify exited"),
-        "{be1}"
+    assert_eq!(
+        be1["reason"],
+        "pre-flight: the plan installs the update on sqlbe1.berlin.demo.example \
+         (standard-edition), but it has no Skype for Business components (no Management Shell, \
+         no installed build, SQL Server only): the topology does not describe this machine; \
+         nothing was changed"
     );
-    let lab = s.lab_json("lab");
-    let inst = lab["sql_instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["sql_server_fqdn"] == "sqlbe1.berlin.demo.example")
-        .unwrap();
-    assert!(
-        inst["stores"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|st| st["version"] != st["expected_version"]),
-        "the wrong variant leaves every store behind: {inst}"
-    );
+    for st in be1["steps"].as_array().unwrap() {
+        assert_eq!(st["state"], "pending", "{st}");
+    }
+    assert_eq!(s.lab_json("lab"), before, "nothing changed in the world");
 }
 
 #[test]
@@ -455,11 +510,19 @@ fn apply_without_yes_and_without_a_terminal_is_refused() {
     assert_in_service_on_old_build(&s.lab_json("lab"), "se1.dublin.demo.example");
 }
 
-/// Kill the process at every journal append of a two-server run, resume until done, and check
-/// the world each time: never a second installer run, never a server left half-done.
+/// Kill the process at every journal append of a run over an Enterprise pool (two Front End
+/// servers behind failover, then its SQL-only back end) and a Standard Edition server, resume
+/// until done, and check the world each time: never a second installer run, never a server
+/// left half-done or failed over, never the pool below quorum or its users affected.
 #[test]
 fn crash_at_every_commit_point_then_resume() {
-    let only = ["sqlbe2.berlin.demo.example", "se1.dublin.demo.example"];
+    let only = ["fepool2.berlin.demo.example", "se1.dublin.demo.example"];
+    let machines = [
+        "fe21.berlin.demo.example",
+        "fe22.berlin.demo.example",
+        "sqlbe2.berlin.demo.example",
+        "se1.dublin.demo.example",
+    ];
     let mut n = 1;
     loop {
         let s = Scratch::new();
@@ -481,30 +544,48 @@ fn crash_at_every_commit_point_then_resume() {
             assert_eq!(code(&o), 0, "{}", stderr(&o));
         }
         let lab = s.lab_json("lab");
-        for fqdn in only {
+        for fqdn in machines {
             assert_patched(&lab, fqdn);
         }
         assert_stores_current(
             &lab,
             &["sqlbe2.berlin.demo.example", "se1.dublin.demo.example"],
         );
+        let front_ends = &pool(&lab, "fepool2.berlin.demo.example")["front_ends"];
+        assert_eq!(
+            front_ends["down_intervals"],
+            serde_json::json!([]),
+            "kill at {n}"
+        );
+        assert_eq!(
+            front_ends["user_impact_intervals"],
+            serde_json::json!([]),
+            "kill at {n}"
+        );
         let status = s.status_json("state.db");
         assert_eq!(status["run"]["state"], "succeeded", "kill at {n}");
         if !killed {
-            assert!(n > 40, "a two-server run has more commit points than {n}");
+            assert!(n > 80, "a four-server run has more commit points than {n}");
             break;
         }
         n += 1;
     }
 }
 
-/// Real SIGKILLs at timed points of a run in (sped-up) lab time.
+/// Real SIGKILLs at timed points of a run in (sped-up) lab time: a pool's Front End servers
+/// and back end, and a Standard Edition server.
 #[test]
 fn sigkill_at_timed_points_then_resume() {
-    let only = ["sqlbe1.berlin.demo.example", "se2.dublin.demo.example"];
+    let only = ["fepool2.berlin.demo.example", "se2.dublin.demo.example"];
+    let machines = [
+        "fe21.berlin.demo.example",
+        "fe22.berlin.demo.example",
+        "sqlbe2.berlin.demo.example",
+        "se2.dublin.demo.example",
+    ];
     for delay_ms in [150u64, 400, 700, 1000, 1300] {
         let s = Scratch::new();
-        // About 62 simulated minutes in ~1.9 s.
+        // About 90 simulated minutes in ~2.7 s.
         lab_init(&s, None, &["--speed", "2000"]);
         let mut child = crate::common::bin()
             .current_dir(s.path())
@@ -532,7 +613,7 @@ fn sigkill_at_timed_points_then_resume() {
             );
         }
         let lab = s.lab_json("lab");
-        for fqdn in only {
+        for fqdn in machines {
             assert_patched(&lab, fqdn);
         }
     }

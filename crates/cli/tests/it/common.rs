@@ -140,6 +140,25 @@ impl Scratch {
 /// The crash hook's environment variable (see `crates/cli/src/crash.rs`).
 pub const KILL_ENV: &str = "SFBPATCH_TEST_KILL_AT_APPEND";
 
+/// Every machine of the demo topology, in plan order: three Enterprise pools (Front End
+/// servers, then their SQL-only back end; the third on an AlwaysOn group) and two Standard
+/// Edition servers.
+pub const DEMO_SERVERS: [&str; 13] = [
+    "fe11.berlin.demo.example",
+    "fe12.berlin.demo.example",
+    "fe13.berlin.demo.example",
+    "sqlbe1.berlin.demo.example",
+    "fe21.berlin.demo.example",
+    "fe22.berlin.demo.example",
+    "sqlbe2.berlin.demo.example",
+    "fe31.dublin.demo.example",
+    "fe32.dublin.demo.example",
+    "sqlag-n1.dublin.demo.example",
+    "sqlag-n2.dublin.demo.example",
+    "se1.dublin.demo.example",
+    "se2.dublin.demo.example",
+];
+
 /// The build the lab starts at, and the demo package's.
 pub const OLD: &str = "7.0.2046.0";
 pub const NEW: &str = "7.0.2046.553";

@@ -16,21 +16,7 @@ use serde_json::Value;
 use crate::common::{self, NEW, Scratch, assert_patched, code, item, repo, stderr, stdout};
 
 /// Every server of the demo topology the lab has.
-const ALL: [&str; 13] = [
-    "fe11.berlin.demo.example",
-    "fe12.berlin.demo.example",
-    "fe13.berlin.demo.example",
-    "sqlbe1.berlin.demo.example",
-    "fe21.berlin.demo.example",
-    "fe22.berlin.demo.example",
-    "sqlbe2.berlin.demo.example",
-    "fe31.dublin.demo.example",
-    "fe32.dublin.demo.example",
-    "sqlag-n1.dublin.demo.example",
-    "sqlag-n2.dublin.demo.example",
-    "se1.dublin.demo.example",
-    "se2.dublin.demo.example",
-];
+const ALL: [&str; 13] = common::DEMO_SERVERS;
 
 const SE1: &str = "se1.dublin.demo.example";
 
