@@ -227,13 +227,16 @@ impl<'a> Engine<'a> {
         });
         let mut stats = HashMap::new();
         let mut predictions = Vec::with_capacity(servers.len());
+        let mut from_outage = Vec::with_capacity(servers.len());
         for plan in servers {
             if let std::collections::hash_map::Entry::Vacant(e) = stats.entry(plan.kind) {
                 e.insert(self.store.step_stats(plan.kind, run.id)?);
             }
             predictions.push(predict_with(&stats[&plan.kind], plan));
+            from_outage.push(predict_from_outage(&stats[&plan.kind], plan));
         }
         let mut d = Dispatch::new(run, statuses, predictions, approved);
+        d.from_outage = from_outage;
         d.lock_holder = server_lock_holder(&self.store.location(), run.id);
         let result = if self.clock.is_virtual() {
             self.run_virtual(run, &mut d)
@@ -454,6 +457,7 @@ impl<'a> Engine<'a> {
             now = t;
             if idx == WAKE {
                 d.dirty = true;
+                d.grant_slots(now);
                 continue;
             }
             self.clock.set(now);
@@ -498,6 +502,7 @@ impl<'a> Engine<'a> {
                     let _ = t;
                     if idx == WAKE {
                         d.dirty = true;
+                        d.grant_slots(now);
                         continue;
                     }
                     if let Some((call, step, attempt, timeout)) =
@@ -559,6 +564,13 @@ struct Dispatch<'r> {
     execs: Vec<Option<Executor<'r>>>,
     /// Per server: predicted outage and predicted total duration.
     predictions: Vec<(Millis, Millis)>,
+    /// Per server: the predicted time from its outage window's first step to its end.
+    from_outage: Vec<Millis>,
+    /// Servers waiting for an outage slot that the open maintenance window cannot fit: they
+    /// stay in service, before their outage, until a window that fits opens.
+    held: BTreeSet<usize>,
+    /// When the dispatcher wakes for a window that fits a held server.
+    held_wake: Option<Millis>,
     /// Per server: the servers (indices) that must have finished successfully first.
     after: Vec<Vec<usize>>,
     /// Server indices in policy order, split into waves.
@@ -679,6 +691,9 @@ impl<'r> Dispatch<'r> {
             execs: (0..servers.len()).map(|_| None).collect(),
             statuses: statuses.into_iter().map(Some).collect(),
             predictions,
+            from_outage: Vec::new(),
+            held: BTreeSet::new(),
+            held_wake: None,
             after,
             waves,
             wave: 0,
@@ -829,7 +844,7 @@ impl<'r> Dispatch<'r> {
                         Some(at) => {
                             next_window = Some(next_window.map_or(at, |n: Millis| n.min(at)))
                         }
-                        None if self.active.is_empty() => {
+                        None if self.active.iter().all(|a| self.held.contains(a)) => {
                             self.window_closed = true;
                             let pending = self
                                 .statuses
@@ -851,7 +866,7 @@ impl<'r> Dispatch<'r> {
             }
         }
         if let Some(at) = next_window
-            && self.active.is_empty()
+            && self.active.iter().all(|a| self.held.contains(a))
         {
             self.schedule(at, WAKE, Input::Waited);
         }
@@ -1006,11 +1021,38 @@ impl<'r> Dispatch<'r> {
     /// allow: overall and per site, and never both pools of a disaster-recovery pair.
     fn grant_slots(&mut self, now: Millis) {
         let policy = self.policy();
+        self.held.clear();
         let mut i = 0;
         while i < self.waiting.len() {
             let idx = self.waiting[i];
             if self.in_outage.len() >= policy.max_parallel.max(1) as usize {
                 return;
+            }
+            // The outage must still fit in an open window: a server that waited for its slot
+            // may otherwise go out of service after the window closes.
+            if !policy.windows.is_empty() {
+                let need = self.from_outage.get(idx).copied().unwrap_or(0);
+                let fits = policy
+                    .windows
+                    .iter()
+                    .any(|w| w.opens_at <= now && now + need <= w.closes_at);
+                if !fits {
+                    self.held.insert(idx);
+                    let later = policy
+                        .windows
+                        .iter()
+                        .filter(|w| w.opens_at > now && w.opens_at + need <= w.closes_at)
+                        .map(|w| w.opens_at)
+                        .min();
+                    if let Some(at) = later
+                        && self.held_wake.is_none_or(|t| t <= now || at < t)
+                    {
+                        self.held_wake = Some(at);
+                        self.schedule(at, WAKE, Input::Waited);
+                    }
+                    i += 1;
+                    continue;
+                }
             }
             let plan = self.plan(idx);
             let site_ok = policy.max_parallel_per_site.is_none_or(|n| {
@@ -1087,20 +1129,41 @@ impl<'r> Dispatch<'r> {
 fn predict_with(stats: &[crate::store::StepStat], plan: &ServerPlan) -> (Millis, Millis) {
     let mut outage = 0;
     let mut total = 0;
-    for s in plan.steps.iter().filter(|s| s.not_applicable.is_none()) {
-        if matches!(s.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. }) {
-            continue;
-        }
-        let d = stats
-            .iter()
-            .find(|st| st.step == s.id && st.samples > 0)
-            .map_or_else(|| policy::default_duration(s.id), |st| st.mean_ms);
+    for (s, d) in predicted_steps(stats, plan) {
         total += d;
         if s.in_outage {
             outage += d;
         }
     }
     (outage, total)
+}
+
+/// The predicted time from the first step of `plan`'s outage window to its end: what must still
+/// fit in the maintenance window when the server asks for an outage slot.
+fn predict_from_outage(stats: &[crate::store::StepStat], plan: &ServerPlan) -> Millis {
+    predicted_steps(stats, plan)
+        .skip_while(|(s, _)| !s.in_outage)
+        .map(|(_, d)| d)
+        .sum()
+}
+
+/// Each step that takes time on `plan`, with its predicted duration (measured where earlier
+/// runs measured it, the default otherwise).
+fn predicted_steps<'p>(
+    stats: &'p [crate::store::StepStat],
+    plan: &'p ServerPlan,
+) -> impl Iterator<Item = (&'p sfbpatch_plan::PlannedStep, Millis)> + 'p {
+    plan.steps
+        .iter()
+        .filter(|s| s.not_applicable.is_none())
+        .filter(|s| !matches!(s.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. }))
+        .map(move |s| {
+            let d = stats
+                .iter()
+                .find(|st| st.step == s.id && st.samples > 0)
+                .map_or_else(|| policy::default_duration(s.id), |st| st.mean_ms);
+            (s, d)
+        })
 }
 
 /// Per server, the time from its start to the end of everything that must wait for it: the

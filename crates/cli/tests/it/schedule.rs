@@ -286,16 +286,35 @@ proptest! {
             }
         }
 
-        // Nothing started that cannot finish in the window (by its prediction).
+        // Nothing started that cannot finish in the window, and no outage window opened that
+        // cannot close in it (by the prediction: the steps that take time on the machine).
         if !r.policy.windows.is_empty() {
+            let takes_time = |s: &&sfbpatch_plan::PlannedStep| {
+                s.not_applicable.is_none()
+                    && !matches!(s.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. })
+            };
             for &i in &started {
                 let at = r.statuses[i].started_at.unwrap();
-                let predicted: Millis = servers[i].steps.iter().map(|s| default_duration(s.id)).sum();
+                let predicted: Millis = servers[i].steps.iter().filter(takes_time).map(|s| default_duration(s.id)).sum();
                 prop_assert!(
                     r.policy.windows.iter().any(|w| w.opens_at <= at && at + predicted <= w.closes_at),
                     "{} started at {at} with {predicted} ms predicted, outside {:?}",
                     servers[i].fqdn, r.policy.windows
                 );
+                if let Some(out) = r.statuses[i].outage_started_at {
+                    let rest: Millis = servers[i]
+                        .steps
+                        .iter()
+                        .filter(takes_time)
+                        .skip_while(|s| !s.in_outage)
+                        .map(|s| default_duration(s.id))
+                        .sum();
+                    prop_assert!(
+                        r.policy.windows.iter().any(|w| w.opens_at <= out && out + rest <= w.closes_at),
+                        "{} went out of service at {out} with {rest} ms predicted, outside {:?}",
+                        servers[i].fqdn, r.policy.windows
+                    );
+                }
             }
         }
 
