@@ -8,7 +8,7 @@ use sfbpatch_engine::{
     AuditEntry, JournalEntry, Millis, Record, RunId, RunRecord, ServerState, ServerStatus,
     StepState, fold,
 };
-use sfbpatch_plan::{ServerPlan, StepId};
+use sfbpatch_plan::{ServerKind, ServerPlan, StepId};
 use sfbpatch_topology::{Deployment, SqlInstanceName, TopologyError};
 
 use crate::intervals::{self, Window};
@@ -317,8 +317,12 @@ fn backend_label(fqdn: &str, instance: &SqlInstanceName) -> String {
     }
 }
 
-/// Each pool with a planned back-end machine, with the times its back end was unavailable and
-/// its users in resiliency mode.
+/// Each pool with a planned machine (a Front End server, a back-end machine, the Standard
+/// Edition server), with the times its back end was unavailable and its users in resiliency
+/// mode, as the lab counts them: a back end of several machines is unavailable while none of
+/// them is in service, and any back end while `Install-CsDatabase` updates it (from wherever it
+/// runs). A SQL Server machine without Skype for Business components never leaves service: its
+/// SQL Server runs throughout, and its outage window is that update.
 fn pool_reports(
     deployment: &Deployment,
     plans: &[ServerPlan],
@@ -331,72 +335,178 @@ fn pool_reports(
         .zip(statuses)
         .map(|(p, s)| (p.fqdn.key(), outage_window(s, now).into_iter().collect()))
         .collect();
-    let report =
-        |fqdn: String, site: String, backend: String, always_on: bool, machines: Vec<String>| {
-            let out: Vec<Option<&[Window]>> = machines
-                .iter()
-                .map(|m| windows.get(&m.to_ascii_lowercase()).map(Vec::as_slice))
-                .collect();
-            let unavailable = intervals::all_out(&out);
-            let resiliency = intervals::beyond(&unavailable, RESILIENCY_THRESHOLD);
-            let total = |ws: &[Window]| ws.iter().map(Window::len).sum::<Millis>() as f64 / 1000.0;
-            PoolReport {
-                fqdn,
-                resiliency_seconds: total(&resiliency),
-                site,
-                backend,
-                always_on,
-                servers: machines,
-                unavailable_seconds: total(&unavailable),
-                unavailable: unavailable.iter().map(|w| clock.interval(w)).collect(),
-                resiliency: resiliency.iter().map(|w| clock.interval(w)).collect(),
-            }
+    // Each back end's database updates (`Install-CsDatabase -Update -ConfiguredDatabases`),
+    // wherever they ran from, by SQL Server FQDN.
+    let mut db_updates: HashMap<String, Vec<Window>> = HashMap::new();
+    for (plan, status) in plans.iter().zip(statuses) {
+        let Some(sfbpatch_plan::Action::UpdateConfiguredDatabases {
+            sql_server_fqdn, ..
+        }) = plan.find_step(StepId::UpdateDatabases).map(|st| &st.action)
+        else {
+            continue;
         };
+        let Some(step) = status
+            .steps
+            .iter()
+            .find(|st| st.id == StepId::UpdateDatabases)
+        else {
+            continue;
+        };
+        // An update that failed (at once, as Install-CsDatabase does when it cannot start)
+        // held nothing; one that succeeded, still runs or was lost did.
+        if matches!(step.state, StepState::Failed | StepState::NotApplicable) {
+            continue;
+        }
+        let Some(start) = step.started_at else {
+            continue;
+        };
+        let finished = !matches!(step.state, StepState::Pending | StepState::Running);
+        let window = match step.ended_at.filter(|_| finished) {
+            Some(end) => Window::new(start, end, false),
+            None => Window::new(start, now, true),
+        };
+        db_updates
+            .entry(sql_server_fqdn.key())
+            .or_default()
+            .extend(window);
+    }
+    let sql_only: HashSet<String> = plans
+        .iter()
+        .zip(statuses)
+        .filter(|(p, s)| is_sql_only(p, s))
+        .map(|(p, _)| p.fqdn.key())
+        .collect();
+    let succeeded: HashSet<String> = plans
+        .iter()
+        .zip(statuses)
+        .filter(|(_, s)| s.state == ServerState::Succeeded)
+        .map(|(p, _)| p.fqdn.key())
+        .collect();
+    let report = |fqdn: String,
+                  site: String,
+                  (backend, sql_server): (String, String),
+                  always_on: bool,
+                  machines: Vec<String>,
+                  front_ends: Vec<String>| {
+        let keys: Vec<String> = machines.iter().map(|m| m.to_ascii_lowercase()).collect();
+        let out: Vec<Option<&[Window]>> = keys
+            .iter()
+            .map(|k| {
+                if sql_only.contains(k) {
+                    None
+                } else {
+                    windows.get(k).map(Vec::as_slice)
+                }
+            })
+            .collect();
+        let mut unavailable = intervals::all_out(&out);
+        unavailable.extend(db_updates.get(&sql_server).into_iter().flatten().copied());
+        let unavailable = intervals::merge(unavailable);
+        let resiliency = intervals::beyond(&unavailable, RESILIENCY_THRESHOLD);
+        let total = |ws: &[Window]| ws.iter().map(Window::len).sum::<Millis>() as f64 / 1000.0;
+        PoolReport {
+            fqdn,
+            resiliency_seconds: total(&resiliency),
+            site,
+            backend,
+            always_on,
+            servers: machines,
+            front_ends_patched: front_ends
+                .iter()
+                .filter(|f| succeeded.contains(&f.to_ascii_lowercase()))
+                .count(),
+            front_ends,
+            unavailable_seconds: total(&unavailable),
+            unavailable: unavailable.iter().map(|w| clock.interval(w)).collect(),
+            resiliency: resiliency.iter().map(|w| clock.interval(w)).collect(),
+        }
+    };
 
     let mut covered: HashSet<String> = HashSet::new();
     let mut pools = Vec::new();
     for pool in &deployment.pools {
+        let planned = |machines: &[sfbpatch_topology::Machine]| -> Vec<String> {
+            machines
+                .iter()
+                .filter(|m| windows.contains_key(&m.fqdn.key()))
+                .map(|m| m.fqdn.to_string())
+                .collect()
+        };
         let machines: Vec<String> = pool
             .backend_machines()
             .iter()
             .map(|m| m.fqdn.to_string())
             .collect();
+        let front_ends = match pool.edition {
+            sfbpatch_topology::Edition::Enterprise => planned(&pool.machines),
+            sfbpatch_topology::Edition::Standard => Vec::new(),
+        };
         let keys: Vec<String> = machines.iter().map(|m| m.to_ascii_lowercase()).collect();
-        if !keys.iter().any(|k| windows.contains_key(k)) {
+        if front_ends.is_empty() && !keys.iter().any(|k| windows.contains_key(k)) {
             continue;
         }
         covered.extend(keys);
+        covered.extend(front_ends.iter().map(|f| f.to_ascii_lowercase()));
         pools.push(report(
             pool.fqdn.to_string(),
             pool.site.clone(),
-            backend_label(
-                pool.backend.sql_server_fqdn.as_str(),
-                &pool.backend.sql_instance,
+            (
+                backend_label(
+                    pool.backend.sql_server_fqdn.as_str(),
+                    &pool.backend.sql_instance,
+                ),
+                pool.backend.sql_server_fqdn.key(),
             ),
             pool.backend.always_on,
             machines,
+            front_ends,
         ));
     }
 
-    // A planned server the topology does not place on any back end (the file was changed by
+    // A planned server the topology does not place in any pool (the file was changed by
     // hand, say): its plan names its pool and back end.
-    let mut extra: Vec<(&ServerPlan, Vec<String>)> = Vec::new();
+    let mut extra: Vec<(&ServerPlan, Vec<String>, Vec<String>)> = Vec::new();
     for plan in plans.iter().filter(|p| !covered.contains(&p.fqdn.key())) {
-        match extra.iter_mut().find(|(first, _)| {
+        let entry = match extra.iter_mut().find(|(first, _, _)| {
             first.pool == plan.pool && first.sql_server_fqdn == plan.sql_server_fqdn
         }) {
-            Some((_, machines)) => machines.push(plan.fqdn.to_string()),
-            None => extra.push((plan, vec![plan.fqdn.to_string()])),
+            Some(entry) => entry,
+            None => {
+                extra.push((plan, Vec::new(), Vec::new()));
+                extra.last_mut().expect("just pushed")
+            }
+        };
+        if plan.kind == ServerKind::FrontEnd {
+            entry.2.push(plan.fqdn.to_string());
+        } else {
+            entry.1.push(plan.fqdn.to_string());
         }
     }
-    for (plan, machines) in extra {
+    for (plan, machines, front_ends) in extra {
         pools.push(report(
             plan.pool.to_string(),
             plan.site.clone(),
-            backend_label(plan.sql_server_fqdn.as_str(), &plan.sql_instance),
+            (
+                backend_label(plan.sql_server_fqdn.as_str(), &plan.sql_instance),
+                plan.sql_server_fqdn.key(),
+            ),
             false,
             machines,
+            front_ends,
         ));
     }
     pools
+}
+
+/// A back-end or store SQL Server machine without the Skype for Business components: the plan
+/// (or its pre-flight) found nothing to install there.
+fn is_sql_only(plan: &ServerPlan, status: &ServerStatus) -> bool {
+    matches!(plan.kind, ServerKind::BackEnd | ServerKind::Store)
+        && (plan
+            .find_step(StepId::InstallUpdate)
+            .is_none_or(|st| st.not_applicable.is_some())
+            || status
+                .steps
+                .iter()
+                .any(|st| st.id == StepId::InstallUpdate && st.state == StepState::NotApplicable))
 }

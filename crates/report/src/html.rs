@@ -775,21 +775,27 @@ fn impact(r: &Report, out: &mut String) -> fmt::Result {
     )?;
     writeln!(
         out,
-        "<table class=\"pools\">\n<thead><tr><th>Pool</th><th>Site</th><th>Back end</th>\
-         <th>Back-end servers</th><th>Back end unavailable</th><th>Longest</th>\
-         <th>Users in resiliency mode</th></tr></thead>\n<tbody>"
+        "<table class=\"pools\">\n<thead><tr><th>Pool</th><th>Site</th><th>Front End servers \
+         patched</th><th>Back end</th><th>Back-end servers</th><th>Back end unavailable</th>\
+         <th>Longest</th><th>Users in resiliency mode</th></tr></thead>\n<tbody>"
     )?;
     for p in &r.pools {
         let hit = p.resiliency_seconds > 0.0;
         let longest = p.unavailable.iter().map(|i| i.seconds).fold(0.0, f64::max);
         writeln!(
             out,
-            "<tr data-pool=\"{}\"{}><td class=\"name\">{}</td><td>{}</td><td>{}{}</td><td>{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num{}\">{}</td></tr>",
+            "<tr data-pool=\"{}\"{}><td class=\"name\">{}</td><td>{}</td><td class=\"num\">{}</td>\
+             <td>{}{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num{}\">{}</td></tr>",
             Esc(&p.fqdn),
             if hit { " class=\"impact\"" } else { "" },
             Esc(&p.fqdn),
             Esc(&p.site),
+            if p.front_ends.is_empty() {
+                "\u{2013}".to_string()
+            } else {
+                format!("{}/{}", p.front_ends_patched, p.front_ends.len())
+            },
             Esc(&p.backend),
             if p.always_on { " (AlwaysOn)" } else { "" },
             Esc(&p.servers.join(", ")),

@@ -125,9 +125,14 @@ pub struct PoolReport {
     /// The back end: `sql.example.com` or `sql.example.com\instance`.
     pub backend: String,
     pub always_on: bool,
-    /// The back end's machines (the Standard Edition server itself); the back end is
-    /// unavailable only while all of them are out of service.
+    /// The back end's machines (the Standard Edition server itself); a back end of several
+    /// machines is unavailable while none of them is in service, and while its databases are
+    /// updated.
     pub servers: Vec<String>,
+    /// The pool's Front End servers in the run (none for a Standard Edition server).
+    pub front_ends: Vec<String>,
+    /// Of those, the ones that ended patched.
+    pub front_ends_patched: usize,
     /// Total time the back end was unavailable.
     pub unavailable_seconds: f64,
     pub unavailable: Vec<Interval>,

@@ -143,6 +143,18 @@ impl Sim {
         );
         let mut t = start;
         for step in &plan.steps {
+            // The engine runs no step the plan marks not applicable: it records why.
+            if let Some(reason) = &step.not_applicable {
+                self.push(
+                    fqdn,
+                    t,
+                    Record::StepNotApplicable {
+                        step: step.id,
+                        reason: reason.clone(),
+                    },
+                );
+                continue;
+            }
             self.push(
                 fqdn,
                 t,
@@ -273,10 +285,21 @@ fn pool<'a>(r: &'a Report, fqdn: &str) -> &'a crate::PoolReport {
 }
 
 fn slow_install(minutes: f64) -> Patch {
+    slow(StepId::InstallUpdate, minutes)
+}
+
+fn slow(step: StepId, minutes: f64) -> Patch {
     Patch {
-        durations: vec![(StepId::InstallUpdate, (minutes * MINUTE as f64) as Millis)],
+        durations: vec![(step, (minutes * MINUTE as f64) as Millis)],
         ..Patch::default()
     }
+}
+
+fn step_of(s: &crate::ServerReport, id: StepId) -> &crate::StepReport {
+    s.steps
+        .iter()
+        .find(|st| st.id == id)
+        .unwrap_or_else(|| panic!("{} has no step {id}", s.fqdn))
 }
 
 #[test]
@@ -323,81 +346,102 @@ fn outage_runs_from_the_intent_of_stop_to_the_result_of_start() {
     assert_eq!(r.audit[0].at_seconds, 96.0);
 }
 
+/// A SQL-only back end is out of service for nothing but its database update, run from a Front
+/// End server of its pool; a 53-minute update puts the pool's users in resiliency mode for 23.
 #[test]
-fn a_53_minute_outage_puts_users_in_resiliency_mode_for_23_minutes() {
+fn a_53_minute_database_update_puts_users_in_resiliency_mode_for_23_minutes() {
     let mut sim = Sim::new();
-    // 25.2 minutes with a 12-minute install; a 39.8-minute install makes it 53.
-    sim.patch("sql1.contoso.com", 0, slow_install(39.8));
+    sim.patch("sql1.contoso.com", 0, slow(StepId::UpdateDatabases, 53.0));
     let r = sim.report();
     let s = server(&r, "sql1.contoso.com");
     assert_eq!(s.outage_seconds, Some(53.0 * 60.0));
     let p = pool(&r, "pool1.contoso.com");
     assert_eq!(p.servers, vec!["sql1.contoso.com"]);
+    assert_eq!(p.front_ends, vec!["fe1.contoso.com"]);
+    assert_eq!(p.front_ends_patched, 0);
     assert_eq!(p.backend, "sql1.contoso.com");
     assert_eq!(p.unavailable_seconds, 53.0 * 60.0);
     assert_eq!(p.resiliency_seconds, 23.0 * 60.0);
     assert_eq!(p.resiliency.len(), 1);
-    let start = secs(BEFORE_OUTAGE) + 30.0 * 60.0;
+    // check-admin-role (6 s) comes before the outage window.
+    let start = 6.0 + 30.0 * 60.0;
     assert_eq!(p.resiliency[0].start_seconds, start);
     assert_eq!(p.resiliency[0].end_seconds, Some(start + 23.0 * 60.0));
 }
 
+/// An AlwaysOn group's databases are updated once, through its listener, from the last node's
+/// plan: the group is unavailable for that update only, whatever else its nodes go through.
 #[test]
-fn always_on_nodes_patched_one_after_another_keep_the_back_end_available() {
+fn an_always_on_back_end_is_unavailable_only_while_its_databases_are_updated() {
     let mut sim = Sim::new();
-    let end = sim.patch("ag-n1.contoso.com", 0, slow_install(40.0));
-    sim.patch("ag-n2.contoso.com", end, slow_install(40.0));
+    let end = sim.patch("ag-n1.contoso.com", 0, Patch::default());
+    sim.patch(
+        "ag-n2.contoso.com",
+        end,
+        slow(StepId::UpdateDatabases, 10.0),
+    );
     let r = sim.report();
     let p = pool(&r, "pool2.contoso.com");
     assert!(p.always_on);
     assert_eq!(p.servers, vec!["ag-n1.contoso.com", "ag-n2.contoso.com"]);
-    assert_eq!(p.unavailable_seconds, 0.0);
-    assert!(p.unavailable.is_empty());
-    assert_eq!(p.resiliency_seconds, 0.0);
-    // Each node on its own was out for longer than 30 minutes.
-    for fqdn in ["ag-n1.contoso.com", "ag-n2.contoso.com"] {
-        assert!(server(&r, fqdn).outage_seconds.unwrap() > 1800.0);
-    }
-}
-
-#[test]
-fn always_on_nodes_out_together_make_the_overlap_unavailable() {
-    let mut sim = Sim::new();
-    sim.patch("ag-n1.contoso.com", 0, slow_install(40.0));
-    // The second node starts 10 minutes later: its window opens 10 minutes after the first's.
-    sim.patch("ag-n2.contoso.com", 10 * MINUTE, slow_install(40.0));
-    let r = sim.report();
-    let n1 = server(&r, "ag-n1.contoso.com");
     let n2 = server(&r, "ag-n2.contoso.com");
-    let overlap = n1.outage_end_seconds.unwrap() - n2.outage_start_seconds.unwrap();
-    assert_eq!(overlap, 53.2 * 60.0 - 600.0);
-    let p = pool(&r, "pool2.contoso.com");
+    let update = step_of(n2, StepId::UpdateDatabases);
     assert_eq!(p.unavailable.len(), 1);
     assert_eq!(
         p.unavailable[0].start_seconds,
-        n2.outage_start_seconds.unwrap()
+        update.start_seconds.unwrap()
     );
-    assert_eq!(p.unavailable[0].end_seconds, n1.outage_end_seconds);
-    assert!((p.unavailable_seconds - overlap).abs() < 1e-9);
-    assert!((p.resiliency_seconds - (overlap - 1800.0)).abs() < 1e-9);
+    assert_eq!(p.unavailable[0].end_seconds, update.end_seconds);
+    assert_eq!(p.unavailable_seconds, 600.0);
+    assert_eq!(p.resiliency_seconds, 0.0);
+    // The node whose databases the other updates had no outage window.
+    assert_eq!(server(&r, "ag-n1.contoso.com").outage_seconds, None);
+}
+
+/// A Front End server goes out behind failover at no cost to its pool; the back end's database
+/// update, run on that Front End server once it has the new build, is what makes the pool's
+/// back end unavailable.
+#[test]
+fn front_end_windows_cost_nothing_the_database_update_does() {
+    let mut sim = Sim::new();
+    let end = sim.patch("fe1.contoso.com", 0, slow_install(40.0));
+    let r = sim.report();
+    let fe = server(&r, "fe1.contoso.com");
+    assert!(fe.outage_seconds.unwrap() > 1800.0, "{fe:?}");
+    let p = pool(&r, "pool1.contoso.com");
+    assert_eq!(p.front_ends, vec!["fe1.contoso.com"]);
+    assert_eq!(p.front_ends_patched, 1);
+    assert_eq!(p.unavailable_seconds, 0.0);
+    assert_eq!(p.resiliency_seconds, 0.0);
+
+    sim.patch("sql1.contoso.com", end, Patch::default());
+    let r = sim.report();
+    let p = pool(&r, "pool1.contoso.com");
+    let update = step_of(server(&r, "sql1.contoso.com"), StepId::UpdateDatabases);
+    assert_eq!(p.unavailable.len(), 1);
+    assert_eq!(
+        p.unavailable[0].start_seconds,
+        update.start_seconds.unwrap()
+    );
+    assert_eq!(p.unavailable_seconds, 360.0);
 }
 
 #[test]
 fn a_failed_server_is_out_until_its_recovery_ends() {
     let mut sim = Sim::new();
     let end = sim.patch(
-        "sql1.contoso.com",
+        "se1.contoso.com",
         0,
         Patch {
             fail: Some(StepId::InstallUpdate),
             ..Patch::default()
         },
     );
-    sim.skip("se1.contoso.com", end);
+    sim.skip("fe1.contoso.com", end);
     sim.run.state = RunState::Failed;
     let r = sim.report();
     assert_eq!(r.run.state, RunState::Failed);
-    let s = server(&r, "sql1.contoso.com");
+    let s = server(&r, "se1.contoso.com");
     assert_eq!(s.state, ServerState::Failed);
     // stop-cs-services 2, stop-w3svc 0.5, shells 0.2, install 12, recovery 3.5 minutes.
     assert_eq!(s.outage_seconds, Some(18.2 * 60.0));
@@ -405,25 +449,16 @@ fn a_failed_server_is_out_until_its_recovery_ends() {
     let rec = s.recovery.as_ref().expect("recovery");
     assert_eq!(rec.end_seconds - rec.start_seconds, secs(RECOVERY));
     assert_eq!(s.end_seconds, Some(secs(end)));
-    let install = &s.steps[StepId::InstallUpdate as usize];
+    let install = step_of(s, StepId::InstallUpdate);
     assert_eq!(install.state, StepState::Failed);
     assert_eq!(install.exit_code, Some(1603));
-    assert_eq!(
-        s.steps[StepId::StopCsServicesGac as usize].state,
-        StepState::Pending
-    );
-    assert_eq!(
-        s.steps[StepId::StopCsServicesGac as usize].start_seconds,
-        None
-    );
+    let gac = step_of(s, StepId::StopCsServicesGac);
+    assert_eq!(gac.state, StepState::Pending);
+    assert_eq!(gac.start_seconds, None);
 
     assert_eq!(r.failures.len(), 2);
     let f = &r.failures[0];
     assert_eq!(f.server, "se1.contoso.com");
-    assert_eq!(f.state, ServerState::Skipped);
-    assert_eq!(f.step, None);
-    let f = &r.failures[1];
-    assert_eq!(f.server, "sql1.contoso.com");
     assert_eq!(f.step, Some(StepId::InstallUpdate));
     assert_eq!(f.exit_code, Some(1603));
     assert!(f.reason.as_deref().unwrap().contains("1603"));
@@ -432,7 +467,11 @@ fn a_failed_server_is_out_until_its_recovery_ends() {
         f.recovery_output.as_deref(),
         Some("W3SVC started; services started")
     );
-    let skipped = server(&r, "se1.contoso.com");
+    let f = &r.failures[1];
+    assert_eq!(f.server, "fe1.contoso.com");
+    assert_eq!(f.state, ServerState::Skipped);
+    assert_eq!(f.step, None);
+    let skipped = server(&r, "fe1.contoso.com");
     assert_eq!(skipped.state, ServerState::Skipped);
     assert_eq!(skipped.start_seconds, None);
     assert_eq!(skipped.end_seconds, Some(secs(end)));
@@ -461,7 +500,7 @@ fn a_failure_before_the_outage_window_causes_no_outage() {
 #[test]
 fn pools_sharing_a_back_end_are_each_affected() {
     let mut sim = Sim::new();
-    sim.patch("shared.contoso.com", 0, slow_install(40.0));
+    sim.patch("shared.contoso.com", 0, slow(StepId::UpdateDatabases, 53.2));
     let r = sim.report();
     let p3 = pool(&r, "pool3.contoso.com");
     let p4 = pool(&r, "pool4.contoso.com");
@@ -496,7 +535,7 @@ fn pools_sharing_a_back_end_are_each_affected() {
 fn an_interrupted_run_measures_open_windows_to_the_last_record() {
     let mut sim = Sim::new();
     let end = sim.patch(
-        "sql1.contoso.com",
+        "se1.contoso.com",
         0,
         Patch {
             durations: vec![(StepId::InstallUpdate, 40 * MINUTE)],
@@ -508,16 +547,16 @@ fn an_interrupted_run_measures_open_windows_to_the_last_record() {
     let r = sim.report();
     assert_eq!(r.run.state, RunState::Interrupted);
     assert_eq!(r.run.makespan_seconds, secs(end));
-    let s = server(&r, "sql1.contoso.com");
+    let s = server(&r, "se1.contoso.com");
     assert_eq!(s.state, ServerState::Running);
     assert_eq!(s.end_seconds, None);
     assert_eq!(s.outage_end_seconds, None);
     // stop-cs-services 2, stop-w3svc 0.5, shells 0.2, install 40 minutes, so far.
     assert_eq!(s.outage_seconds, Some(42.7 * 60.0));
-    let gac = &s.steps[StepId::StopCsServicesGac as usize];
+    let gac = step_of(s, StepId::StopCsServicesGac);
     assert_eq!(gac.state, StepState::Running);
     assert_eq!(gac.end_seconds, None);
-    let p = pool(&r, "pool1.contoso.com");
+    let p = pool(&r, "se1.contoso.com");
     assert_eq!(p.unavailable[0].end_seconds, None);
     assert_eq!(p.resiliency[0].end_seconds, None);
     assert!((p.resiliency_seconds - 12.7 * 60.0).abs() < 1e-9);
@@ -593,11 +632,15 @@ fn json_snapshot() {
     sim.skip("ag-n1.contoso.com", end);
     sim.run.state = RunState::Failed;
     let mut r = sim.report();
-    // Keep the snapshot short: one server's steps and a few audit lines are enough.
-    for s in &mut r.servers[2..] {
-        s.steps.clear();
+    // Keep the snapshot short: the SQL-only back end's steps (ran or not applicable), the
+    // start of the Standard Edition server's, and a few audit lines are enough.
+    for s in &mut r.servers {
+        match s.fqdn.as_str() {
+            "sql1.contoso.com" => {}
+            "se1.contoso.com" => s.steps.truncate(3),
+            _ => s.steps.clear(),
+        }
     }
-    r.servers[0].steps.truncate(3);
     r.audit.truncate(1);
     insta::assert_json_snapshot!(r);
 }
@@ -694,9 +737,10 @@ fn json_follows_the_published_schema() {
     );
     let mut sim = Sim::new();
     let end = sim.patch("se1.contoso.com", 0, Patch::default());
-    sim.patch("sql1.contoso.com", 0, slow_install(40.0));
+    sim.patch("fe1.contoso.com", 0, slow_install(40.0));
+    sim.patch("sql1.contoso.com", end, slow(StepId::UpdateDatabases, 40.0));
     sim.patch(
-        "ag-n1.contoso.com",
+        "fe2.contoso.com",
         0,
         Patch {
             fail: Some(StepId::StartCsServices),
@@ -708,7 +752,7 @@ fn json_follows_the_published_schema() {
         "shared.contoso.com",
         end,
         Patch {
-            durations: vec![(StepId::InstallUpdate, 50 * MINUTE)],
+            durations: vec![(StepId::UpdateDatabases, 50 * MINUTE)],
             interrupt: Some(StepId::Verify),
             ..Patch::default()
         },
@@ -738,16 +782,17 @@ fn has_class(n: &roxmltree::Node<'_, '_>, class: &str) -> bool {
 fn varied_run() -> Report {
     let mut sim = Sim::new();
     let end = sim.patch("se1.contoso.com", 0, Patch::default());
-    sim.patch("sql1.contoso.com", 0, slow_install(40.0));
-    let n1 = sim.patch(
-        "ag-n1.contoso.com",
+    let fe1 = sim.patch("fe1.contoso.com", 0, Patch::default());
+    sim.patch("sql1.contoso.com", fe1, slow(StepId::UpdateDatabases, 53.2));
+    let fe2 = sim.patch(
+        "fe2.contoso.com",
         end,
         Patch {
             fail: Some(StepId::InstallUpdate),
             ..Patch::default()
         },
     );
-    sim.skip("ag-n2.contoso.com", n1);
+    sim.skip("ag-n2.contoso.com", fe2);
     sim.patch("shared.contoso.com", end, Patch::default());
     sim.run.state = RunState::Failed;
     // Text from a server is data, never markup.
@@ -919,7 +964,7 @@ fn html_escapes_server_text_and_loads_nothing() {
 fn html_of_an_interrupted_run_marks_the_end_of_the_journal() {
     let mut sim = Sim::new();
     sim.patch(
-        "sql1.contoso.com",
+        "se1.contoso.com",
         0,
         Patch {
             interrupt: Some(StepId::InstallUpdate),
@@ -949,12 +994,17 @@ fn wave_approvals_are_reported_and_drawn() {
         },
     );
     sim.patch("sql1.contoso.com", end + 2 * MINUTE, Patch::default());
+    let planned = sim.run.spec.plan.servers.len();
     let r = sim.report();
     assert_eq!(r.run.approvals.len(), 1);
     assert_eq!(r.run.approvals[0].wave, 1);
     assert_eq!(r.run.approvals[0].at_seconds, secs(end + MINUTE));
     // The run-level record belongs to no server.
-    assert_eq!(r.servers.len(), 5);
+    assert_eq!(
+        planned, 9,
+        "Standard Edition, Front End and back-end machines"
+    );
+    assert_eq!(r.servers.len(), planned);
     let html = render_html(&r);
     let doc = parse(&html);
     assert!(
@@ -970,7 +1020,7 @@ fn servers_the_topology_does_not_place_keep_their_planned_pool() {
     // The recorded topology lost every pool but the Standard Edition server.
     sim.run.spec.topology_snapshot =
         "[[site]]\nname = \"Berlin\"\n\n[[pool]]\nfqdn = \"se1.contoso.com\"\nedition = \"standard\"\n".into();
-    sim.patch("sql1.contoso.com", 0, slow_install(40.0));
+    sim.patch("sql1.contoso.com", 0, slow(StepId::UpdateDatabases, 53.2));
     let r = sim.report();
     let order: Vec<&str> = r.pools.iter().map(|p| p.fqdn.as_str()).collect();
     assert_eq!(
@@ -979,11 +1029,13 @@ fn servers_the_topology_does_not_place_keep_their_planned_pool() {
             "se1.contoso.com",
             "pool1.contoso.com",
             "pool2.contoso.com",
-            "pool3.contoso.com"
+            "pool3.contoso.com",
+            "pool4.contoso.com"
         ]
     );
     let p = pool(&r, "pool1.contoso.com");
     assert_eq!(p.servers, vec!["sql1.contoso.com"]);
+    assert_eq!(p.front_ends, vec!["fe1.contoso.com"]);
     assert!((p.resiliency_seconds - 23.2 * 60.0).abs() < 1e-9);
     // Both AlwaysOn nodes stay together, on their planned back end.
     assert_eq!(
