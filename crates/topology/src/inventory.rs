@@ -27,7 +27,15 @@ type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP_KEYS: &[&str] = &["site", "pool", "sql"];
 const SITE_KEYS: &[&str] = &["id", "name"];
-const POOL_KEYS: &[&str] = &["fqdn", "site", "edition", "product", "machines", "backend"];
+const POOL_KEYS: &[&str] = &[
+    "fqdn",
+    "site",
+    "edition",
+    "product",
+    "machines",
+    "backend",
+    "stores_on",
+];
 const SQL_KEYS: &[&str] = &[
     "fqdn",
     "instance",
@@ -478,6 +486,8 @@ struct PoolDecl {
     backend: usize,
     /// The `ServiceVersion` its `product` names.
     version: Option<String>,
+    /// `stores_on`: other SQL instances whose stores its services use, with where each is named.
+    stores_on: Vec<((String, String), String, Span)>,
     span: Span,
 }
 
@@ -866,6 +876,29 @@ impl Reader<'_, '_> {
             }
             (false, Some(machines)) => machines,
         };
+        let mut stores_on = Vec::new();
+        if let Some((list, pos)) = table.array("stores_on")? {
+            for value in list.iter() {
+                let at = value.span().start;
+                let DeValue::String(name) = value.get_ref() else {
+                    return Err(table.error(
+                        ErrorKind::InvalidValue,
+                        at,
+                        "'stores_on' lists SQL instances by name: \"fqdn\" or 'fqdn\\instance'"
+                            .to_string(),
+                    ));
+                };
+                let (server, instance) = name.split_once('\\').unwrap_or((name, ""));
+                let server = table.fqdn("stores_on", server, at)?;
+                let instance = table.instance("stores_on", instance, at)?;
+                stores_on.push((
+                    sql_key(&server, &instance),
+                    name.to_string(),
+                    self.src.span(at),
+                ));
+            }
+            let _ = pos;
+        }
         self.topology.connections.extend(connections);
         self.pools.push(PoolDecl {
             fqdn,
@@ -873,6 +906,7 @@ impl Reader<'_, '_> {
             machines,
             backend,
             version,
+            stores_on,
             span,
         });
         Ok(())
@@ -961,16 +995,36 @@ impl Reader<'_, '_> {
             });
         }
         for pool in &self.pools {
+            let mut depends_on = vec![format!(
+                "{}@{}",
+                StoreKind::User.role_name(),
+                self.sql[pool.backend].id()
+            )];
+            for (key, name, span) in &pool.stores_on {
+                let Some(&i) = self.sql_by_key.get(key) else {
+                    return Err(self.src.error(
+                        ErrorKind::Inconsistent,
+                        *span,
+                        format!(
+                            "pool {}: stores_on names SQL instance '{name}', which no [[sql]] \
+                             table or backend describes",
+                            pool.fqdn
+                        ),
+                    ));
+                };
+                let decl = &self.sql[i];
+                depends_on.extend(
+                    decl.stores
+                        .iter()
+                        .map(|store| format!("{}@{}", store.role_name(), decl.id())),
+                );
+            }
             t.services.push(Service {
                 id: format!("UserServices@{}", pool.fqdn),
                 role: "UserServices".to_string(),
                 site_id: pool.site.clone(),
                 installed_on: InstalledOn::Cluster(pool.fqdn.to_string()),
-                depends_on: vec![format!(
-                    "{}@{}",
-                    StoreKind::User.role_name(),
-                    self.sql[pool.backend].id()
-                )],
+                depends_on,
                 backups: Vec::new(),
                 mirroring: None,
                 version: pool.version.clone(),

@@ -452,7 +452,7 @@ const BAD: &[(&str, ErrorKind, &str)] = &[
         "bad-unknown-key.toml",
         ErrorKind::InvalidValue,
         "bad-unknown-key.toml:7:1: pool pool.lab.example.com: unknown key 'machine' (expected \
-         fqdn, site, edition, product, machines, backend) [SFB-T009]",
+         fqdn, site, edition, product, machines, backend, stores_on) [SFB-T009]",
     ),
     (
         "bad-port.toml",
@@ -472,6 +472,12 @@ const BAD: &[(&str, ErrorKind, &str)] = &[
         ErrorKind::Inconsistent,
         "bad-edition.toml:13:11: pool se.lab.example.com: a Standard Edition server's back end \
          is on the server itself, not on sql.lab.example.com [SFB-T010]",
+    ),
+    (
+        "bad-stores-on.toml",
+        ErrorKind::Inconsistent,
+        "bad-stores-on.toml:10:14: pool pool.lab.example.com: stores_on names SQL instance \
+         'monitoring.lab.example.com', which no [[sql]] table or backend describes [SFB-T010]",
     ),
     (
         "bad-always-on.toml",
