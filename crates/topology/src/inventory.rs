@@ -877,7 +877,7 @@ impl Reader<'_, '_> {
             (false, Some(machines)) => machines,
         };
         let mut stores_on = Vec::new();
-        if let Some((list, pos)) = table.array("stores_on")? {
+        if let Some((list, _)) = table.array("stores_on")? {
             for value in list.iter() {
                 let at = value.span().start;
                 let DeValue::String(name) = value.get_ref() else {
@@ -897,7 +897,6 @@ impl Reader<'_, '_> {
                     self.src.span(at),
                 ));
             }
-            let _ = pos;
         }
         self.topology.connections.extend(connections);
         self.pools.push(PoolDecl {

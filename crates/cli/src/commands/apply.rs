@@ -211,8 +211,9 @@ pub fn plan_at(
 pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
+    // The package first: a bad manifest or installer is refused before a lab or store opens.
+    input::check_installer(&package)?;
     let plan = plan_at(&deployment, package, &args.only, &args.planning, &args.at)?;
-    input::check_installer(&plan.package)?;
     let (opened, target_spec) = open_target(
         &args.at,
         &args.topology,

@@ -358,26 +358,46 @@ fn machines(pool: &Value) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// Each planned server's FQDN, pool, role and the command of its `update-databases` step
-/// (none on the AlwaysOn nodes that leave it to the last node).
+/// Each planned machine that has an `update-databases` step (not the Front End servers): its
+/// FQDN, pool, kind and the step's command (none on the AlwaysOn nodes that leave it to the
+/// last node), with where the command runs (`run_on`, or the machine itself).
 fn update_commands(plan: &Value) -> Vec<(&str, &str, &str, Option<&str>)> {
     plan["servers"]
         .as_array()
         .expect("servers")
         .iter()
-        .map(|s| {
+        .filter_map(|s| {
             let step = s["steps"]
                 .as_array()
                 .expect("steps")
                 .iter()
-                .find(|st| st["id"] == "update-databases")
-                .expect("an update-databases step");
-            (
+                .find(|st| st["id"] == "update-databases")?;
+            Some((
                 field(s, "fqdn"),
                 field(s, "pool"),
-                field(s, "role"),
+                field(s, "kind"),
                 step["command"].as_str(),
-            )
+            ))
+        })
+        .collect()
+}
+
+/// Where each machine's `update-databases` runs: its `run_on`, or the machine itself.
+fn update_hosts(plan: &Value) -> Vec<(&str, &str)> {
+    plan["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .filter_map(|s| {
+            let step = s["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|st| st["id"] == "update-databases" && st["command"].is_string())?;
+            Some((
+                field(s, "fqdn"),
+                step["run_on"].as_str().unwrap_or_else(|| field(s, "fqdn")),
+            ))
         })
         .collect()
 }
@@ -530,6 +550,8 @@ fn public_rlevchenko_default_topology() {
 // ---------------------------------------------------------------------------------------------
 // plan
 
+/// The seed's eleven steps: a Standard Edition server's procedure, and every back-end
+/// machine's step list (those it has no object for are not applicable).
 const STEPS: [&str; 11] = [
     "check-admin-role",
     "stage-update",
@@ -541,6 +563,23 @@ const STEPS: [&str; 11] = [
     "start-w3svc",
     "update-databases",
     "start-cs-services",
+    "verify",
+];
+
+/// A Front End server's procedure (SPEC.md section 6).
+const FRONT_END_STEPS: [&str; 13] = [
+    "check-admin-role",
+    "stage-update",
+    "check-fabric-state",
+    "failover",
+    "stop-cs-services",
+    "stop-w3svc",
+    "close-management-shells",
+    "install-update",
+    "stop-cs-services-gac",
+    "start-w3svc",
+    "start-cs-services",
+    "failback",
     "verify",
 ];
 
@@ -592,7 +631,7 @@ fn plan_json_is_the_documented_contract() {
     let o = sfbpatch(&args);
     assert_eq!(stderr(&o), "", "stderr stays empty when stdout is JSON");
     let v = json(&o);
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(
         v["package"],
         serde_json::json!({
@@ -602,70 +641,85 @@ fn plan_json_is_the_documented_contract() {
         })
     );
     let servers = v["servers"].as_array().unwrap();
-    let who: Vec<(&str, &str, &str, &str)> = servers
+    let who: Vec<(&str, &str, &str)> = servers
         .iter()
         .map(|s| {
             (
                 field(s, "fqdn"),
-                field(s, "pool"),
-                field(s, "role"),
+                field(s, "kind"),
                 field(s, "database_update"),
             )
         })
         .collect();
+    // Each pool's Front End servers, then its back end; the Standard Edition servers last.
+    let (fe, be, se) = ("front-end", "back-end", "standard-edition");
+    let (c, cx, l) = ("configured", "configured-exclude-collocated", "local");
     assert_eq!(
         who,
         [
-            (
-                "sqlbe1.berlin.demo.example",
-                "fepool1.berlin.demo.example",
-                "enterprise-backend",
-                "configured"
-            ),
-            (
-                "sqlbe2.berlin.demo.example",
-                "fepool2.berlin.demo.example",
-                "enterprise-backend",
-                "configured-exclude-collocated"
-            ),
-            (
-                "sqlag-n1.dublin.demo.example",
-                "fepool3.dublin.demo.example",
-                "enterprise-backend",
-                "configured"
-            ),
-            (
-                "sqlag-n2.dublin.demo.example",
-                "fepool3.dublin.demo.example",
-                "enterprise-backend",
-                "configured"
-            ),
-            (
-                "se1.dublin.demo.example",
-                "se1.dublin.demo.example",
-                "standard-edition",
-                "local"
-            ),
-            (
-                "se2.dublin.demo.example",
-                "se2.dublin.demo.example",
-                "standard-edition",
-                "local"
-            ),
+            ("fe11.berlin.demo.example", fe, c),
+            ("fe12.berlin.demo.example", fe, c),
+            ("fe13.berlin.demo.example", fe, c),
+            ("sqlbe1.berlin.demo.example", be, c),
+            ("fe21.berlin.demo.example", fe, cx),
+            ("fe22.berlin.demo.example", fe, cx),
+            ("sqlbe2.berlin.demo.example", be, cx),
+            ("fe31.dublin.demo.example", fe, c),
+            ("fe32.dublin.demo.example", fe, c),
+            ("sqlag-n1.dublin.demo.example", be, c),
+            ("sqlag-n2.dublin.demo.example", be, c),
+            ("se1.dublin.demo.example", se, l),
+            ("se2.dublin.demo.example", se, l),
         ]
     );
     for s in servers {
+        let fqdn = field(s, "fqdn");
         let steps = s["steps"].as_array().unwrap();
         let ids: Vec<&str> = steps.iter().map(|st| field(st, "id")).collect();
-        assert_eq!(ids, STEPS, "{}", s["fqdn"]);
-        let outage: Vec<bool> = steps
-            .iter()
-            .map(|st| st["in_outage"].as_bool().unwrap())
-            .collect();
-        let expected: Vec<bool> = (1..=11).map(|n| (3..=10).contains(&n)).collect();
-        assert_eq!(outage, expected, "{}", s["fqdn"]);
+        let in_outage = |st: &Value| st["in_outage"].as_bool().unwrap();
+        match field(s, "kind") {
+            "front-end" => {
+                assert_eq!(ids, FRONT_END_STEPS, "{fqdn}");
+                // Out of the pool from failover to failback.
+                let outage: Vec<bool> = steps.iter().map(in_outage).collect();
+                let expected: Vec<bool> = (1..=13).map(|n| (4..=12).contains(&n)).collect();
+                assert_eq!(outage, expected, "{fqdn}");
+                assert!(s["upgrade_domain"].is_string(), "{fqdn}");
+            }
+            "standard-edition" => {
+                assert_eq!(ids, STEPS, "{fqdn}");
+                let outage: Vec<bool> = steps.iter().map(in_outage).collect();
+                let expected: Vec<bool> = (1..=11).map(|n| (3..=10).contains(&n)).collect();
+                assert_eq!(outage, expected, "{fqdn}");
+            }
+            _ => {
+                assert_eq!(ids, STEPS, "{fqdn}");
+                // A SQL-only back end: nothing of Skype for Business or IIS to stop, install
+                // or start; its only outage is the database update.
+                for st in steps {
+                    let applies = st["not_applicable"].is_null();
+                    let id = field(st, "id");
+                    assert_eq!(
+                        applies,
+                        ["check-admin-role", "update-databases", "verify"].contains(&id)
+                            && (fqdn != "sqlag-n1.dublin.demo.example" || id == "update-databases"),
+                        "{fqdn} {st}"
+                    );
+                    assert_eq!(
+                        in_outage(st),
+                        id == "update-databases" && fqdn != "sqlag-n1.dublin.demo.example",
+                        "{fqdn} {st}"
+                    );
+                }
+                assert!(
+                    !s["after"].as_array().unwrap().is_empty(),
+                    "{fqdn} waits for its pool"
+                );
+            }
+        }
     }
-    // Exactly one real database update per back end; on the AlwaysOn group, on the last node.
+    // Exactly one real database update per back end (on the AlwaysOn group, on the last node),
+    // each run from the pool's last Front End server, which has the new build by then.
     let updates: Vec<(&str, &str)> = update_commands(&v)
         .into_iter()
         .filter_map(|(fqdn, .., command)| Some((fqdn, command?)))
@@ -695,9 +749,15 @@ fn plan_json_is_the_documented_contract() {
             ),
         ]
     );
-    assert!(
-        !stdout(&o).contains("fe11.berlin.demo.example"),
-        "Front End servers are not planned"
+    assert_eq!(
+        update_hosts(&v),
+        [
+            ("sqlbe1.berlin.demo.example", "fe13.berlin.demo.example"),
+            ("sqlbe2.berlin.demo.example", "fe22.berlin.demo.example"),
+            ("sqlag-n2.dublin.demo.example", "fe32.dublin.demo.example"),
+            ("se1.dublin.demo.example", "se1.dublin.demo.example"),
+            ("se2.dublin.demo.example", "se2.dublin.demo.example"),
+        ]
     );
 }
 
@@ -735,9 +795,16 @@ fn only_compares_fqdns_case_insensitively_and_repeats() {
         .iter()
         .map(|s| field(s, "fqdn"))
         .collect();
+    // A pool is its Front End servers and its back end.
     assert_eq!(
         fqdns,
-        ["sqlbe1.berlin.demo.example", "se2.dublin.demo.example"]
+        [
+            "fe11.berlin.demo.example",
+            "fe12.berlin.demo.example",
+            "fe13.berlin.demo.example",
+            "sqlbe1.berlin.demo.example",
+            "se2.dublin.demo.example"
+        ]
     );
 }
 
@@ -754,10 +821,15 @@ fn every_project_fixture_plans_one_real_database_update_per_back_end() {
         }
         let plan = json(&o);
         let show = json(&sfbpatch(&["topology", "show", &path, "--format", "json"]));
+        // One per back end (pools sharing one share its update).
+        let mut seen = std::collections::BTreeSet::new();
         let mut expected: Vec<String> = show["pools"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|p| {
+                seen.insert(field(&p["backend"], "sql_server_fqdn").to_ascii_lowercase())
+            })
             .map(|p| {
                 let fqdn = field(&p["backend"], "sql_server_fqdn");
                 match field(p, "database_update") {
@@ -772,6 +844,30 @@ fn every_project_fixture_plans_one_real_database_update_per_back_end() {
                 }
             })
             .collect();
+        // And one per SQL Server holding only other pools' stores (a shared Monitoring
+        // server, say), once every pool using them runs the new build.
+        let backends: Vec<&str> = show["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| field(&p["backend"], "sql_server_fqdn"))
+            .collect();
+        let used: Vec<&str> = show["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| strings(&p["uses_stores_on"]))
+            .collect();
+        for sql in show["sql_servers"].as_array().unwrap() {
+            let fqdn = field(sql, "sql_server_fqdn");
+            if !backends.iter().any(|b| b.eq_ignore_ascii_case(fqdn))
+                && used.iter().any(|u| u.eq_ignore_ascii_case(fqdn))
+            {
+                expected.push(format!(
+                    "Install-CsDatabase -Update -ConfiguredDatabases -SqlServerFqdn {fqdn}"
+                ));
+            }
+        }
         let mut planned: Vec<String> = update_commands(&plan)
             .into_iter()
             .filter_map(|(.., command)| Some(command?.to_string()))
@@ -1049,19 +1145,29 @@ fn only_must_name_a_pool_or_a_planned_server() {
         stderr(&o)
     );
 
-    let o = snapshot_run(
-        "only_front_end",
-        &[
-            "plan",
-            DEMO_TOPOLOGY,
-            "--package",
-            DEMO_PACKAGE,
-            "--only",
-            "fe11.berlin.demo.example",
-        ],
-    );
-    assert_eq!(code(&o), 2);
-    assert_eq!(stdout(&o), "");
+    // A Front End server is a server of the procedure: planned alone, it gets its own steps.
+    let o = sfbpatch(&[
+        "plan",
+        DEMO_TOPOLOGY,
+        "--package",
+        DEMO_PACKAGE,
+        "--only",
+        "fe11.berlin.demo.example",
+        "--format",
+        "json",
+    ]);
+    let v = json(&o);
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 1, "{v}");
+    assert_eq!(servers[0]["fqdn"], "fe11.berlin.demo.example");
+    assert_eq!(servers[0]["kind"], "front-end");
+    let ids: Vec<&str> = servers[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| field(st, "id"))
+        .collect();
+    assert_eq!(ids, FRONT_END_STEPS);
 }
 
 #[test]
@@ -1328,7 +1434,10 @@ fn data_on_stdout_messages_on_stderr() {
         let o = sfbpatch(args);
         assert_eq!(stderr(&o), "", "{args:?}");
         let v = json(&o);
-        assert_eq!(v["schema_version"], 1, "{args:?}");
+        // The plan's JSON is at schema version 2 (machine kinds, run_on, not applicable
+        // steps); the topology's at 1.
+        let version = if args[0] == "plan" { 2 } else { 1 };
+        assert_eq!(v["schema_version"], version, "{args:?}");
         assert!(
             stdout(&o).ends_with("}\n"),
             "{args:?}: one document and a newline"
