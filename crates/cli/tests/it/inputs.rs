@@ -382,6 +382,16 @@ fn update_commands(plan: &Value) -> Vec<(&str, &str, &str, Option<&str>)> {
         .collect()
 }
 
+/// Each planned machine's FQDN and kind, in plan order.
+fn planned_machines(plan: &Value) -> Vec<(&str, &str)> {
+    plan["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| (field(s, "fqdn"), field(s, "kind")))
+        .collect()
+}
+
 /// Where each machine's `update-databases` runs: its `run_on`, or the machine itself.
 fn update_hosts(plan: &Value) -> Vec<(&str, &str)> {
     plan["servers"]
@@ -450,14 +460,26 @@ fn public_automatedlab_contoso() {
         [(
             "xSQL1.contoso.com",
             "frontendpool.contoso.com",
-            "enterprise-backend",
+            "back-end",
             Some(command)
         )]
     );
     assert_eq!(text.matches(command).count(), 1, "{text}");
-    assert!(
-        !text.contains("xfrontend"),
-        "Front End servers are not planned"
+    // The four Front End servers, one at a time in upgrade-domain order, then the back end,
+    // whose databases are updated from the last of them.
+    assert_eq!(
+        planned_machines(&plan),
+        [
+            ("xfrontend1.contoso.com", "front-end"),
+            ("xfrontend2.contoso.com", "front-end"),
+            ("xfrontend3.contoso.com", "front-end"),
+            ("xfrontend4.contoso.com", "front-end"),
+            ("xSQL1.contoso.com", "back-end"),
+        ]
+    );
+    assert_eq!(
+        update_hosts(&plan),
+        [("xSQL1.contoso.com", "xfrontend4.contoso.com")]
     );
 }
 
@@ -536,14 +558,21 @@ fn public_rlevchenko_default_topology() {
         [(
             "srv-sql-01.tenant.rlevchenko.com",
             "poolfe.tenant.rlevchenko.com",
-            "enterprise-backend",
+            "back-end",
             Some(command)
         )]
     );
     assert_eq!(text.matches(command).count(), 1, "{text}");
-    assert!(
-        !text.contains("SKYPE-FE-01"),
-        "Front End servers are not planned"
+    assert_eq!(
+        planned_machines(&plan)[0],
+        ("SKYPE-FE-01.tenant.rlevchenko.com", "front-end")
+    );
+    assert_eq!(
+        update_hosts(&plan),
+        [(
+            "srv-sql-01.tenant.rlevchenko.com",
+            "SKYPE-FE-01.tenant.rlevchenko.com"
+        )]
     );
 }
 
