@@ -295,20 +295,25 @@ impl LabTarget {
                 server.previous = server.installed;
                 server.open_shells = 0;
                 server.w3svc = server.w3svc_present;
-                for s in &mut server.services {
-                    s.running = true;
-                    s.loaded = server.installed;
-                }
+                // Services disabled by failover do not start with Windows.
+                let started = if server.failed_over {
+                    0
+                } else {
+                    for s in &mut server.services {
+                        s.running = true;
+                        s.loaded = server.installed;
+                    }
+                    server.services.len()
+                };
                 settle(tx, &mut server, &before, window)?;
                 Ok(Ok(StepOutcome::ok(format!(
-                    "{} restarted{}; W3SVC and {} services started on build {}",
+                    "{} restarted{}; W3SVC and {started} services started on build {}",
                     server.fqdn,
                     if was_pending {
                         " (the pending restart is done)"
                     } else {
                         ""
                     },
-                    server.services.len(),
                     server.installed
                 ))))
             },
@@ -331,11 +336,12 @@ impl LabTarget {
                 if !server.w3svc && server.w3svc_present {
                     duration += rules::RECOVER_W3SVC_DURATION;
                 }
-                if server.failed_over {
+                if server.failed_over && !server.reboot_pending {
                     duration += rules::step_duration(StepId::Failback);
                 }
                 let files = server.files_build();
                 if !server.reboot_pending
+                    && !server.failed_over
                     && server
                         .services
                         .iter()
@@ -358,6 +364,25 @@ impl LabTarget {
                         "left the services as they are: a restart is pending (installer exit 3010) \
                          and build {} loads only after it",
                         server.installed
+                    ));
+                    if server.failed_over {
+                        done.push(format!(
+                            "left failed over: {} must restart first, so its users stay on the \
+                             pool's other Front End servers",
+                            server.fqdn
+                        ));
+                    }
+                } else if server.failed_over {
+                    // Its services are disabled: failback enables and starts them, and returns
+                    // the server to its pool.
+                    let started = server.start_services();
+                    server.failed_over = false;
+                    done.push(format!(
+                        "Invoke-CsComputerFailBack -ComputerName {}: started {} services on build \
+                         {}; returned to its pool",
+                        server.fqdn,
+                        started.len(),
+                        server.files_build()
                     ));
                 } else {
                     let files = server.files_build();
@@ -382,26 +407,6 @@ impl LabTarget {
                             started.len(),
                             files,
                             started.join(", ")
-                        ));
-                    }
-                }
-                if server.failed_over {
-                    // Back to the pool only on a consistent build; otherwise it stays out.
-                    let consistent = !server.reboot_pending
-                        && server
-                            .services
-                            .iter()
-                            .all(|s| s.running && s.loaded == server.installed);
-                    if consistent {
-                        server.failed_over = false;
-                        done.push(format!(
-                            "Invoke-CsComputerFailBack -ComputerName {}: returned to its pool",
-                            server.fqdn
-                        ));
-                    } else {
-                        done.push(format!(
-                            "left failed over: {} is not on one consistent build, so its users stay on the pool's other Front End servers",
-                            server.fqdn
                         ));
                     }
                 }
@@ -777,6 +782,12 @@ fn apply(
         Action::UpdateLocalDatabases => update_local(tx, server)?,
         Action::DatabasesUpdatedBy { server: by } => StepOutcome::ok(format!(
             "nothing to do here: the back end's databases are updated from {by} once every node has the update"
+        )),
+        Action::StartCsServices if server.failed_over => fail(format!(
+            "Start-CsWindowsService : Cannot start service RTCSRV on computer '{}': the service \
+             is disabled (Invoke-CsComputerFailOver disabled the Skype for Business services; \
+             Invoke-CsComputerFailBack enables and starts them)",
+            server.fqdn
         )),
         Action::StartCsServices => {
             let started = server.start_services();
@@ -1154,16 +1165,25 @@ fn install(
     server.installer_runs += 1;
     server.reboot_pending = reboot_exit;
     // The installer restarts the services it stopped; they load the assemblies that were in
-    // memory before the global assembly cache changed.
-    for s in server.services.iter_mut() {
-        s.running = true;
-        s.loaded = old;
-    }
-    let mut output = format!(
-        "SkypeServerUpdateInstaller: installed {} (was {old}); the installer restarted {} services",
-        package.version,
+    // memory before the global assembly cache changed. Services disabled by failover stay
+    // stopped.
+    let restarted = if server.failed_over {
+        0
+    } else {
+        for s in server.services.iter_mut() {
+            s.running = true;
+            s.loaded = old;
+        }
         server.services.len()
+    };
+    let mut output = format!(
+        "SkypeServerUpdateInstaller: installed {} (was {old}); the installer restarted \
+         {restarted} services",
+        package.version,
     );
+    if server.failed_over {
+        output.push_str(" (the others are disabled: the server is failed over)");
+    }
     if reboot_exit {
         output.push_str("; a restart is required to complete the update (exit 3010)");
     }

@@ -158,7 +158,8 @@ impl StepId {
     ];
 
     /// A Front End server's procedure (SPEC.md section 6): the seed's steps 4-10 between
-    /// failover and failback; the databases are the back end's.
+    /// failover and failback; the databases are the back end's. `start-cs-services` applies
+    /// only without failover (a pool of one Front End server): failback starts the services.
     pub const FRONT_END: [StepId; 13] = [
         StepId::CheckAdminRole,
         StepId::StageUpdate,

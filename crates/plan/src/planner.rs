@@ -445,6 +445,17 @@ impl Builder<'_> {
                         pool.fqdn
                     ));
                 }
+                // Invoke-CsComputerFailOver stops and disables the services (so that nothing,
+                // not the installer nor a restart, starts them on the old assemblies);
+                // Invoke-CsComputerFailBack enables and starts them. Start-CsWindowsService
+                // in between would fail on disabled services.
+                if !alone && id == StepId::StartCsServices {
+                    step.not_applicable(
+                        "Invoke-CsComputerFailBack enables and starts the services that \
+                         Invoke-CsComputerFailOver stopped and disabled"
+                            .to_string(),
+                    );
+                }
                 step.in_outage = if alone {
                     id >= StepId::StopCsServices && id <= StepId::StartCsServices
                 } else {

@@ -143,7 +143,8 @@ fn applies_every_variant_end_to_end() {
             .map(|st| st["id"].as_str().unwrap())
             .collect();
         let (steps, expected): (usize, Vec<&str>) = match fqdn {
-            f if f.starts_with("fe") => (13, vec![]),
+            // Failback, not Start-CsWindowsService, starts the services failover disabled.
+            f if f.starts_with("fe") => (13, vec!["start-cs-services"]),
             f if f.starts_with("se") => (11, vec![]),
             "sqlag-n1.dublin.demo.example" => {
                 let mut v = vec!["check-admin-role"];

@@ -305,7 +305,8 @@ fn an_installer_failure_on_a_front_end_fails_it_back_and_keeps_quorum() {
     );
     assert!(
         sv["last_output"].as_str().unwrap().contains(
-            "Invoke-CsComputerFailBack -ComputerName fe12.berlin.demo.example: returned to its pool"
+            "Invoke-CsComputerFailBack -ComputerName fe12.berlin.demo.example: started 16 \
+             services on build 7.0.2046.0; returned to its pool"
         ),
         "{sv}"
     );

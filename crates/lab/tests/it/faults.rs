@@ -321,7 +321,7 @@ fn a_long_install_on_a_front_end_costs_users_nothing() {
     // Out of the pool from the failover's start (276 s) to the failback's end.
     assert_eq!(
         fe.in_service_over_time,
-        vec![(0.0, 3), (276.0, 2), (2028.0 + minutes(78.0), 3)]
+        vec![(0.0, 3), (276.0, 2), (1848.0 + minutes(78.0), 3)]
     );
 }
 

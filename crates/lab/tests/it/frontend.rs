@@ -352,6 +352,9 @@ fn verify_fails_on_a_front_end_left_failed_over() {
                 (
                     1,
                     "verification failed on fe1a.contoso.com:\n\
+                     - Get-CsWindowsService: 16 services stopped: RTCSRV, RTCCLSAGT, RTCHA, \
+                     RTCMEDSRV, RTCATS, RTCASMCU, RTCAVMCU, RTCIMMCU, RTCDATAMCU, RTCCAA, RTCCAS, \
+                     RTCRGS, RTCXMPPTGW, REPLICA, FTA, MASTER\n\
                      - Get-CsPoolFabricState: fe1a.contoso.com holds no active replica (failed \
                      over, or its services are stopped)"
                 )
@@ -400,24 +403,24 @@ fn a_whole_enterprise_pool_patched_the_planner_s_way() {
     assert_databases_current(&f, EE, "rtc");
     let pool = f.pool(POOL1);
     let fe = pool.front_ends.clone().unwrap();
-    // Each server out from its failover's start (276 s into its 2088 s) to its failback's end
-    // (2028 s): never fewer than two of three in service.
+    // Each server out from its failover's start (276 s into its 1908 s) to its failback's end
+    // (1848 s): never fewer than two of three in service.
     assert_eq!(
         fe.in_service_over_time,
         vec![
             (0.0, 3),
             (276.0, 2),
-            (2028.0, 3),
-            (2088.0 + 276.0, 2),
-            (2088.0 + 2028.0, 3),
-            (4176.0 + 276.0, 2),
-            (4176.0 + 2028.0, 3),
+            (1848.0, 3),
+            (1908.0 + 276.0, 2),
+            (1908.0 + 1848.0, 3),
+            (3816.0 + 276.0, 2),
+            (3816.0 + 1848.0, 3),
         ]
     );
     assert_eq!(fe.down_intervals, vec![]);
     assert_eq!(fe.user_impact_intervals, vec![]);
     // The back end was unavailable for the database step's six minutes, after its role check.
-    let db_start = 3.0 * 2088.0 + 6.0;
+    let db_start = 3.0 * 1908.0 + 6.0;
     assert_eq!(
         pool.outage_intervals,
         vec![Interval {

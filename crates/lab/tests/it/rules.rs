@@ -97,11 +97,11 @@ fn installing_without_staging_fails() {
 #[test]
 fn the_installer_restarts_services_on_old_assemblies() {
     let f = fixture();
-    let plan = f.plan_for(FE1A);
+    let plan = f.plan_for(SE);
     run_until(&f, &plan, StepId::StopCsServicesGac);
-    let s = f.server(FE1A);
+    let s = f.server(SE);
     assert_eq!(s.installed_build, NEW);
-    assert_eq!(s.services.len(), 16);
+    assert_eq!(s.services.len(), 15);
     for svc in &s.services {
         assert_eq!(
             (svc.state.as_str(), svc.loaded_build),
@@ -111,15 +111,64 @@ fn the_installer_restarts_services_on_old_assemblies() {
         );
     }
     assert_eq!(s.w3svc.as_str(), "stopped");
-    // Out of its pool all along: the running services hold no replica.
+}
+
+/// Invoke-CsComputerFailOver stops and disables a Front End server's services: the installer
+/// cannot restart them, Start-CsWindowsService fails, and failback enables and starts them on
+/// the new build.
+#[test]
+fn a_failed_over_front_end_keeps_its_services_stopped_until_failback() {
+    let f = fixture();
+    let plan = f.plan_for(FE1A);
+    run_until(&f, &plan, StepId::StopCsServicesGac);
+    let s = f.server(FE1A);
+    assert_eq!(s.installed_build, NEW);
     assert!(s.failed_over);
+    for svc in &s.services {
+        assert_eq!(svc.state.as_str(), "stopped", "{}", svc.name);
+    }
     assert_eq!(f.front_ends(POOL1).in_service, 2);
+
+    let mut start = plan.step(StepId::StartCsServices).clone();
+    start.not_applicable = None;
+    let mut with_start = plan.clone();
+    *with_start
+        .steps
+        .iter_mut()
+        .find(|st| st.id == StepId::StartCsServices)
+        .unwrap() = start;
+    let refused = exec(&f, &with_start, StepId::StartCsServices).unwrap();
+    assert_eq!(refused.exit_code, 1);
+    assert_eq!(
+        refused.output,
+        "Start-CsWindowsService : Cannot start service RTCSRV on computer 'fe1a.contoso.com': \
+         the service is disabled (Invoke-CsComputerFailOver disabled the Skype for Business \
+         services; Invoke-CsComputerFailBack enables and starts them)"
+    );
+    for id in [
+        StepId::StopCsServicesGac,
+        StepId::StartW3svc,
+        StepId::Failback,
+    ] {
+        assert_eq!(exec(&f, &plan, id).unwrap().exit_code, 0, "{id}");
+    }
+    let s = f.server(FE1A);
+    assert!(!s.failed_over);
+    for svc in &s.services {
+        assert_eq!(
+            (svc.state.as_str(), svc.loaded_build),
+            ("running", NEW),
+            "{}",
+            svc.name
+        );
+    }
+    assert_eq!(f.front_ends(POOL1).in_service, 3);
 }
 
 #[test]
 fn skipping_the_second_stop_leaves_old_assemblies_and_verify_fails() {
     let f = fixture();
-    let plan = f.plan_for(FE1A);
+    let plan = f.plan_for(SE);
     let mut outputs = Vec::new();
     for id in applicable(&plan) {
         if id == StepId::StopCsServicesGac {
@@ -139,26 +188,42 @@ fn skipping_the_second_stop_leaves_old_assemblies_and_verify_fails() {
     let (id, verify) = outputs.last().unwrap();
     assert_eq!(*id, StepId::Verify);
     assert_eq!(verify.exit_code, 1);
-    let stale: Vec<String> = POOL1_SERVICES
+    let stale: Vec<String> = SE_SERVICES
         .split(", ")
         .map(|s| format!("{s} (7.0.2046.0)"))
         .collect();
-    assert_eq!(
-        verify.output,
-        format!(
-            "verification failed on fe1a.contoso.com:\n\
-             - Get-CsWindowsService: 16 services run on old assemblies while 7.0.2046.553 is \
-             installed: {}\n\
-             Get-CsPoolFabricState: pool pool1.contoso.com healthy, 3 of 3 Front End servers active",
+    assert!(
+        verify.output.contains(&format!(
+            "- Get-CsWindowsService: 15 services run on old assemblies while 7.0.2046.553 is \
+             installed: {}",
             stale.join(", ")
-        )
+        )),
+        "{}",
+        verify.output
     );
-    // Back in its pool, but not on one consistent build: not in service.
-    let detail = f.lab.server(FE1A).unwrap();
+    // On one inconsistent build: not in service.
+    let detail = f.lab.server(SE).unwrap();
     assert!(!detail.in_service);
-    assert!(!detail.server.failed_over);
     assert_eq!(detail.out_of_service.len(), 1);
     assert_eq!(detail.out_of_service[0].end, None);
+}
+
+/// On a failed-over Front End server the second stop has nothing to stop: the installer could
+/// not restart the disabled services, and failback starts them on the new build.
+#[test]
+fn a_failed_over_front_end_needs_no_second_stop() {
+    let f = fixture();
+    let plan = f.plan_for(FE1A);
+    for id in applicable(&plan) {
+        if id == StepId::StopCsServicesGac {
+            continue;
+        }
+        let outcome = exec(&f, &plan, id).unwrap();
+        assert_eq!(outcome.exit_code, 0, "{id}: {}", outcome.output);
+    }
+    let detail = f.lab.server(FE1A).unwrap();
+    assert!(detail.in_service);
+    assert!(!detail.server.failed_over);
 }
 
 #[test]
@@ -365,12 +430,12 @@ fn probes_read_each_step_s_effect_on_a_front_end() {
     let before: Vec<_> = applicable(&plan).into_iter().map(verdict).collect();
     // check-admin-role, stage-update, check-fabric-state, failover, stop-cs-services,
     // stop-w3svc, close-management-shells, install-update, stop-cs-services-gac, start-w3svc,
-    // start-cs-services, failback, verify.
+    // failback, verify (failback starts the services: start-cs-services is not applicable).
     assert_eq!(
         before,
         vec![
             NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, NotDone, Done,
-            Done, Done, NotDone
+            Done, NotDone
         ]
     );
     for id in applicable(&plan) {
@@ -384,10 +449,9 @@ fn probes_read_each_step_s_effect_on_a_front_end() {
         };
         assert_eq!(verdict(id), expected, "{id} after it ran");
         if id == StepId::InstallUpdate {
-            // The installer restarted the services: the second stop is still to do.
-            assert_eq!(verdict(StepId::StopCsServicesGac), NotDone);
-            // They run, but on old assemblies: starting them is not done either.
-            assert_eq!(verdict(StepId::StartCsServices), NotDone);
+            // Failover disabled the services: the installer could not restart them, so the
+            // second stop finds nothing running.
+            assert_eq!(verdict(StepId::StopCsServicesGac), Done);
             assert_eq!(verdict(StepId::Failback), NotDone);
         }
         if id == StepId::Failback {
@@ -459,7 +523,7 @@ fn recovery_brings_the_server_back_into_service() {
 }
 
 #[test]
-fn recovery_of_a_front_end_restarts_old_assemblies_and_fails_it_back() {
+fn recovery_of_a_front_end_fails_it_back_on_the_new_build() {
     let f = fixture();
     let plan = f.plan_for(FE1A);
     run_until(&f, &plan, StepId::StopCsServicesGac);
@@ -469,13 +533,13 @@ fn recovery_of_a_front_end_restarts_old_assemblies_and_fails_it_back() {
     assert_eq!(
         outcome.output,
         format!(
-            "started W3SVC; restarted 16 services that ran on old assemblies: {POOL1_SERVICES}; \
-             Invoke-CsComputerFailBack -ComputerName fe1a.contoso.com: returned to its pool; \
-             fe1a.contoso.com is back in service"
+            "started W3SVC; Invoke-CsComputerFailBack -ComputerName fe1a.contoso.com: started 16 \
+             services on build 7.0.2046.553; returned to its pool; fe1a.contoso.com is back in \
+             service"
         )
     );
-    // W3SVC 30 s, failback 5 min, services 3 min.
-    assert_eq!(f.now_seconds(), before + 30.0 + 300.0 + 180.0);
+    // W3SVC 30 s, failback 5 min (it enables and starts the services failover disabled).
+    assert_eq!(f.now_seconds(), before + 30.0 + 300.0);
     let s = f.server(FE1A);
     assert!(!s.failed_over);
     assert!(s.services.iter().all(|svc| svc.loaded_build == NEW));
@@ -500,8 +564,8 @@ fn a_front_end_with_a_pending_restart_stays_failed_over_on_recovery() {
             1,
             "started W3SVC; left the services as they are: a restart is pending (installer exit \
              3010) and build 7.0.2046.553 loads only after it; left failed over: \
-             fe1a.contoso.com is not on one consistent build, so its users stay on the pool's \
-             other Front End servers; fe1a.contoso.com is still out of service"
+             fe1a.contoso.com must restart first, so its users stay on the pool's other Front End \
+             servers; fe1a.contoso.com is still out of service"
         )
     );
     assert!(f.server(FE1A).failed_over);

@@ -207,8 +207,12 @@ edition = "standard"
 #[test]
 fn text_form() {
     let f = fixture_with(&load(SMALL), LabOptions::default());
+    // A failed-over Front End server after the install (its services disabled, stopped), and
+    // a Standard Edition server whose installer restarted its services on old assemblies.
     let fe = f.plan_for("fe0.contoso.com");
     run_until(&f, &fe, StepId::StopCsServicesGac);
+    let se = f.plan_for("se01.contoso.com");
+    run_until(&f, &se, StepId::StopCsServicesGac);
     let sql = f.plan_for("sql.contoso.com");
     // A command the SQL Server machine cannot run.
     let mut on_sql = sql.clone();
@@ -219,23 +223,23 @@ fn text_form() {
     );
     assert_eq!(
         render_text(&f.show()),
-        "lab clock: 0:26:18
+        "lab clock: 0:45:06
 
 servers
   fe0.contoso.com (front-end; runs Skype for Business services, IIS, Management Shell)
     build 7.0.2046.553  installer runs 1  W3SVC stopped  open shells 0  FAILED OVER
-    running on 7.0.2046.0  (old assemblies): RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU \
+    stopped on 7.0.2046.0: RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU \
 RTCAVMCU RTCIMMCU RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
   fe1.contoso.com (front-end; runs Skype for Business services, IIS, Management Shell)
     build 7.0.2046.0  installer runs 0  W3SVC running  open shells 0
-    running on 7.0.2046.0: RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU RTCAVMCU RTCIMMCU \
-RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
+    running on 7.0.2046.0: RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU \
+RTCAVMCU RTCIMMCU RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
   sql.contoso.com (back-end; runs SQL Server)
     build -  installer runs 0  W3SVC not installed  open shells 0  REFUSED COMMANDS 1
   se01.contoso.com (standard-edition; runs Skype for Business services, IIS, Management Shell, SQL Server)
-    build 7.0.2046.0  installer runs 0  W3SVC running  open shells 0
-    running on 7.0.2046.0: RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU RTCAVMCU RTCIMMCU \
-RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
+    build 7.0.2046.553  installer runs 1  W3SVC stopped  open shells 0
+    running on 7.0.2046.0  (old assemblies): RTCSRV RTCCLSAGT RTCHA RTCMEDSRV RTCATS RTCASMCU \
+RTCAVMCU RTCIMMCU RTCDATAMCU RTCCAA RTCCAS RTCRGS RTCXMPPTGW REPLICA FTA
 
 SQL instances
   sql.contoso.com
@@ -246,17 +250,18 @@ SQL instances
     rgsdyn       application          installed 6.2046.0       expected 6.2046.553     BEHIND
     cpsdyn       application          installed 6.2046.0       expected 6.2046.553     BEHIND
   se01.contoso.com\\rtc
-    rtcxds       user                 installed 15.2046.0      expected 15.2046.0      ok
-    rtcshared    user                 installed 15.2046.0      expected 15.2046.0      ok
-    rtcab        user                 installed 15.2046.0      expected 15.2046.0      ok
-    rgsconfig    application          installed 6.2046.0       expected 6.2046.0       ok
-    rgsdyn       application          installed 6.2046.0       expected 6.2046.0       ok
-    cpsdyn       application          installed 6.2046.0       expected 6.2046.0       ok
+    rtcxds       user                 installed 15.2046.0      expected 15.2046.553    BEHIND
+    rtcshared    user                 installed 15.2046.0      expected 15.2046.553    BEHIND
+    rtcab        user                 installed 15.2046.0      expected 15.2046.553    BEHIND
+    rgsconfig    application          installed 6.2046.0       expected 6.2046.553     BEHIND
+    rgsdyn       application          installed 6.2046.0       expected 6.2046.553     BEHIND
+    cpsdyn       application          installed 6.2046.0       expected 6.2046.553     BEHIND
 
 pools
   pool.contoso.com  normal  outages 0 (0 min)  resiliency 0 (0 min)
     front ends 1/2 in service (quorum 1 of the first 2)  down 0 min  user impact 0 min
-  se01.contoso.com  normal  outages 0 (0 min)  resiliency 0 (0 min)
+  se01.contoso.com  outage  outages 1 (16.7 min)  resiliency 0 (0 min)
+    outage 0:28:24 .. now
 "
     );
 }

@@ -1,8 +1,9 @@
 # sfbpatch-template: server/recover v1
 # After a failure inside the outage window: start W3SVC (where IIS is installed) and,
 # unless a restart is pending, restart the Skype for Business services so that none keeps
-# assemblies loaded before the update; a Front End server of an Enterprise pool then
-# returns to its pool (Invoke-CsComputerFailBack). A SQL Server machine without Skype for
+# assemblies loaded before the update; a Front End server of an Enterprise pool of several,
+# whose services failover disabled, returns to its pool by Invoke-CsComputerFailBack, which
+# enables and starts them. A SQL Server machine without Skype for
 # Business components has nothing to bring back. exit_code 0 when the server is back in
 # service.
 # Sent by sfbpatch as powershell.exe -EncodedCommand; values arrive only as parameters.
@@ -37,8 +38,20 @@ try {
             return
         }
         Import-Module -Name $module[0].Name
-        if ($result.facts.reboot_pending) {
+        # A Front End server of a pool of several is taken out by failover, which stops and
+        # disables its services: failback enables and starts them and returns it to the pool.
+        # A SQL Server machine with the Management Shell is no computer of a pool: it has no
+        # services to bring back.
+        $csComputer = Get-CsComputer -Identity $Server -ErrorAction SilentlyContinue
+        $computerPool = if ($null -ne $csComputer) { [string]$csComputer.Pool } else { '' }
+        $frontEnds = if ($computerPool) { @((Get-CsPool -Identity $computerPool).Computers).Count } else { 0 }
+        if ($null -eq $csComputer) {
+            '{0} runs no Skype for Business services: nothing to bring back' -f $Server
+        } elseif ($result.facts.reboot_pending) {
             'Left the services as they are: a restart is pending and the new build loads only after it'
+        } elseif ($frontEnds -gt 1) {
+            Invoke-CsComputerFailBack -ComputerName $Server -Confirm:$false
+            'Invoke-CsComputerFailBack -ComputerName {0}: returned to pool {1}' -f $Server, $computerPool
         } else {
             try { Stop-CsWindowsService } catch { Write-Warning ('Stop-CsWindowsService: {0}' -f $_.Exception.Message) }
             Start-CsWindowsService
@@ -51,11 +64,6 @@ try {
             $result.exit_code = 1
             '{0} is still out of service: W3SVC {1}, not running: {2}' -f $Server, $result.facts.w3svc, (($down | ForEach-Object { $_.Name }) -join ', ')
             return
-        }
-        $pool = Get-CsPool -Identity (Get-CsComputer -Identity $Server).Pool
-        if (@($pool.Computers).Count -gt 1) {
-            Invoke-CsComputerFailBack -ComputerName $Server -Confirm:$false
-            'Invoke-CsComputerFailBack -ComputerName {0}: returned to pool {1}' -f $Server, $pool.Fqdn
         }
         '{0} is back in service' -f $Server
     } *>&1 | ForEach-Object { $log.Add($_) }
