@@ -828,18 +828,8 @@ impl<'r> Dispatch<'r> {
             }
             if !policy.windows.is_empty() {
                 let (_, total) = self.predictions[idx];
-                let fits = policy
-                    .windows
-                    .iter()
-                    .any(|w| w.opens_at <= now && now + total <= w.closes_at);
-                if !fits {
+                if let Err(later) = fit(&policy.windows, now, total) {
                     all_started_before_k = false;
-                    let later = policy
-                        .windows
-                        .iter()
-                        .filter(|w| w.opens_at > now && w.opens_at + total <= w.closes_at)
-                        .map(|w| w.opens_at)
-                        .min();
                     match later {
                         Some(at) => {
                             next_window = Some(next_window.map_or(at, |n: Millis| n.min(at)))
@@ -1032,18 +1022,8 @@ impl<'r> Dispatch<'r> {
             // may otherwise go out of service after the window closes.
             if !policy.windows.is_empty() {
                 let need = self.from_outage.get(idx).copied().unwrap_or(0);
-                let fits = policy
-                    .windows
-                    .iter()
-                    .any(|w| w.opens_at <= now && now + need <= w.closes_at);
-                if !fits {
+                if let Err(later) = fit(&policy.windows, now, need) {
                     self.held.insert(idx);
-                    let later = policy
-                        .windows
-                        .iter()
-                        .filter(|w| w.opens_at > now && w.opens_at + need <= w.closes_at)
-                        .map(|w| w.opens_at)
-                        .min();
                     if let Some(at) = later
                         && self.held_wake.is_none_or(|t| t <= now || at < t)
                     {
@@ -1123,6 +1103,22 @@ impl<'r> Dispatch<'r> {
             })
             .collect()
     }
+}
+
+/// Whether `need` from `now` fits in an open maintenance window; if not, when the first later
+/// window it fits in opens (`None`: none does).
+fn fit(windows: &[policy::Window], now: Millis, need: Millis) -> Result<(), Option<Millis>> {
+    if windows
+        .iter()
+        .any(|w| w.opens_at <= now && now + need <= w.closes_at)
+    {
+        return Ok(());
+    }
+    Err(windows
+        .iter()
+        .filter(|w| w.opens_at > now && w.opens_at + need <= w.closes_at)
+        .map(|w| w.opens_at)
+        .min())
 }
 
 /// Predicted outage and total duration of `plan` from `stats` (defaults where unmeasured).
