@@ -19,6 +19,8 @@ pub struct StatusJson {
     pub schema_version: u32,
     pub run: RunJson,
     pub servers: Vec<ServerJson>,
+    /// Each pool of the run, in plan order: its Front End servers and its back-end machines.
+    pub pools: Vec<PoolJson>,
     /// Every database of the deployment as the run-level `Test-CsDatabase` after the last server
     /// read it (installed and expected version); absent until that check ran.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +51,21 @@ pub struct ServerJson {
     /// The end of the last step's output (or the recovery's).
     pub last_output: Option<String>,
     pub steps: Vec<StepJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolJson {
+    pub fqdn: String,
+    /// Its Front End servers in the run, and how many ended patched.
+    pub front_ends: usize,
+    pub front_ends_patched: usize,
+    /// Its other machines in the run (back end, store, Standard Edition server), and how many
+    /// ended succeeded.
+    pub machines: usize,
+    pub machines_succeeded: usize,
+    /// The longest outage window among those machines (the back end's database update, a
+    /// Standard Edition server's window), seconds.
+    pub longest_outage_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +119,7 @@ pub fn run(args: StatusArgs) -> CmdResult {
             id: run.id,
             state: state.as_str(),
         },
+        pools: pools_json(&servers, now),
         servers: servers.iter().map(|s| server_json(s, now)).collect(),
         databases: journal.iter().rev().find_map(|e| match &e.record {
             sfbpatch_engine::Record::DatabasesChecked { databases } => Some(databases.clone()),
@@ -115,8 +133,47 @@ pub fn run(args: StatusArgs) -> CmdResult {
     Ok(Exit::Success)
 }
 
+fn pools_json(servers: &[ServerStatus], now: u64) -> Vec<PoolJson> {
+    let mut pools: Vec<PoolJson> = Vec::new();
+    for s in servers {
+        let i = match pools
+            .iter()
+            .position(|p| p.fqdn.eq_ignore_ascii_case(&s.pool))
+        {
+            Some(i) => i,
+            None => {
+                pools.push(PoolJson {
+                    fqdn: s.pool.clone(),
+                    front_ends: 0,
+                    front_ends_patched: 0,
+                    machines: 0,
+                    machines_succeeded: 0,
+                    longest_outage_seconds: None,
+                });
+                pools.len() - 1
+            }
+        };
+        let p = &mut pools[i];
+        let succeeded = s.state == sfbpatch_engine::ServerState::Succeeded;
+        if s.kind == sfbpatch_plan::ServerKind::FrontEnd {
+            p.front_ends += 1;
+            p.front_ends_patched += usize::from(succeeded);
+        } else {
+            p.machines += 1;
+            p.machines_succeeded += usize::from(succeeded);
+            if let Some(o) = s.outage_ms(now).map(secs) {
+                p.longest_outage_seconds = Some(p.longest_outage_seconds.map_or(o, |l| l.max(o)));
+            }
+        }
+    }
+    pools
+}
+
+fn secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
 fn server_json(s: &ServerStatus, now: u64) -> ServerJson {
-    let secs = |ms: u64| ms as f64 / 1000.0;
     ServerJson {
         fqdn: s.fqdn.clone(),
         pool: s.pool.clone(),
@@ -153,12 +210,20 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         store.location()
     );
     for server in &json.servers {
+        let not_applicable = server
+            .steps
+            .iter()
+            .filter(|st| st.state == "not-applicable")
+            .count();
         let current = server
             .steps
             .iter()
-            .find(|st| st.state != "succeeded")
+            .find(|st| st.state != "succeeded" && st.state != "not-applicable")
             .map(|st| format!("at {} ({})", st.id, st.state))
-            .unwrap_or_else(|| "all steps done".into());
+            .unwrap_or_else(|| match not_applicable {
+                0 => "all steps done".into(),
+                n => format!("all steps done ({n} not applicable)"),
+            });
         let _ = writeln!(
             s,
             "  {:<40} {:<10} {}{}{}",
@@ -173,6 +238,32 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
                 .reason
                 .as_ref()
                 .map(|r| format!("\n      reason: {r}"))
+                .unwrap_or_default()
+        );
+    }
+    s.push_str("\npools\n");
+    for p in &json.pools {
+        let front_ends = if p.front_ends == 0 {
+            String::new()
+        } else {
+            format!(
+                "Front End servers {}/{} patched; ",
+                p.front_ends_patched, p.front_ends
+            )
+        };
+        let _ = writeln!(
+            s,
+            "  {:<40} {front_ends}{} {}/{} done{}",
+            p.fqdn,
+            if p.front_ends == 0 {
+                "server"
+            } else {
+                "back end"
+            },
+            p.machines_succeeded,
+            p.machines,
+            p.longest_outage_seconds
+                .map(|o| format!(", longest outage {}", minutes((o * 1000.0) as u64)))
                 .unwrap_or_default()
         );
     }

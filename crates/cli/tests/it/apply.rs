@@ -164,6 +164,29 @@ fn applies_every_variant_end_to_end() {
         }
     }
     assert!(stdout(&o).contains("run 1 succeeded"), "{}", stdout(&o));
+    // Status shows pools, not only servers.
+    let fepool1 = item(&status, "pools", "fqdn", "fepool1.berlin.demo.example");
+    assert_eq!(
+        fepool1,
+        &serde_json::json!({
+            "fqdn": "fepool1.berlin.demo.example",
+            "front_ends": 3,
+            "front_ends_patched": 3,
+            "machines": 1,
+            "machines_succeeded": 1,
+            "longest_outage_seconds": 360.0,
+        })
+    );
+    let text = stdout(&s.run(&["status", "--state", "state.db"]));
+    for line in [
+        "  sqlbe1.berlin.demo.example               succeeded  all steps done (8 not applicable), \
+         outage 6.0 min",
+        "  fepool1.berlin.demo.example              Front End servers 3/3 patched; back end 1/1 \
+         done, longest outage 6.0 min",
+        "  se1.dublin.demo.example                  server 1/1 done, longest outage 25.2 min",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
 }
 
 /// A Front End server whose installer fails inside its window: recovered and failed back,
