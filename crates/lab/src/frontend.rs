@@ -9,8 +9,10 @@
 //! Business service on it runs.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sfbpatch_engine::StepOutcome;
 
 use crate::db::{self, Server};
+use crate::steps::fail;
 
 /// Routing groups per Front End server.
 pub(crate) const GROUPS_PER_SERVER: usize = 4;
@@ -287,6 +289,210 @@ pub(crate) fn behind_databases(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows.into_iter().filter(|(_, b)| *b < build).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pool steps: the fabric check, failover, failback, and verify's fabric check.
+
+/// The pool a Front End server belongs to, checked against the name the step gives.
+fn pool_of(
+    tx: &Connection,
+    server: &Server,
+    pool: &str,
+) -> rusqlite::Result<Result<i64, StepOutcome>> {
+    let Some(id) = server.pool_id else {
+        return Ok(Err(fail(format!(
+            "{} is not a Front End server of an Enterprise pool",
+            server.fqdn
+        ))));
+    };
+    let name = pool_fqdn(tx, id)?;
+    if !name.eq_ignore_ascii_case(pool) {
+        return Ok(Err(fail(format!(
+            "{} is a Front End server of pool {name}, not of {pool}",
+            server.fqdn
+        ))));
+    }
+    Ok(Ok(id))
+}
+
+/// `Get-CsPoolFabricState` and the pool's upgrade readiness, run on a Front End server of the
+/// pool about to lose it.
+pub(crate) fn check_fabric_state(
+    tx: &Connection,
+    server: &Server,
+    pool: &str,
+    readiness: sfbpatch_plan::Readiness,
+    reset: bool,
+) -> rusqlite::Result<StepOutcome> {
+    let pool_id = match pool_of(tx, server, pool)? {
+        Ok(id) => id,
+        Err(outcome) => return Ok(outcome),
+    };
+    let mut lines = Vec::new();
+    if missing_replicas(tx, pool_id)? {
+        if !reset {
+            let members = members(tx, pool_id)?;
+            return Ok(fail(format!(
+                "{}\npool {pool} has missing replicas: recover it first \
+                 (Reset-CsPoolRegistrarState -PoolFqdn {pool} -ResetType QuorumLossRecovery); \
+                 no server of the pool is patched",
+                fabric_state(&members, true)
+            )));
+        }
+        clear_missing_replicas(tx, pool_id)?;
+        lines.push(format!(
+            "Reset-CsPoolRegistrarState -PoolFqdn {pool} -ResetType QuorumLossRecovery: the \
+             routing groups' replicas were rebuilt"
+        ));
+    }
+    let members = members(tx, pool_id)?;
+    lines.push(fabric_state(&members, false));
+    let i = members.iter().position(|m| m.id == server.id).unwrap_or(0);
+    let cmdlet = readiness.cmdlet();
+    match leaving_refused(&members, i) {
+        Some(why) if members.len() > 1 => {
+            lines.push(format!(
+                "{cmdlet}: PoolUpgradeState InsufficientActiveFrontEnds: {why}"
+            ));
+            Ok(fail(lines.join("\n")))
+        }
+        _ => {
+            lines.push(format!(
+                "{cmdlet}: PoolUpgradeState Ready; {} of {} Front End servers active",
+                members.iter().filter(|m| m.active).count(),
+                members.len()
+            ));
+            Ok(StepOutcome::ok(lines.join("\n")))
+        }
+    }
+}
+
+/// `Invoke-CsComputerFailOver`: moves the server's routing groups to the pool's other Front
+/// End servers, stops its services and takes it out of the pool; refused when that would
+/// leave a routing group without an active replica or the pool below quorum.
+pub(crate) fn failover(
+    tx: &Connection,
+    server: &mut Server,
+    computer: &str,
+) -> rusqlite::Result<StepOutcome> {
+    if !server.fqdn.eq_ignore_ascii_case(computer) {
+        return Ok(fail(format!(
+            "Invoke-CsComputerFailOver -ComputerName {computer} was sent to {}",
+            server.fqdn
+        )));
+    }
+    let Some(pool_id) = server.pool_id else {
+        return Ok(fail(format!(
+            "{} is not a Front End server of an Enterprise pool",
+            server.fqdn
+        )));
+    };
+    if server.failed_over {
+        return Ok(StepOutcome::ok(format!(
+            "Invoke-CsComputerFailOver: {computer} is already out of its pool"
+        )));
+    }
+    if missing_replicas(tx, pool_id)? {
+        return Ok(fail(format!(
+            "Invoke-CsComputerFailOver -ComputerName {computer}: refused: the pool has missing replicas"
+        )));
+    }
+    let members = members(tx, pool_id)?;
+    let i = members.iter().position(|m| m.id == server.id).unwrap_or(0);
+    if let Some(why) = leaving_refused(&members, i) {
+        return Ok(fail(format!(
+            "Invoke-CsComputerFailOver -ComputerName {computer}: refused: {why}; nothing changed"
+        )));
+    }
+    let stopped = server.stop_services();
+    server.failed_over = true;
+    Ok(StepOutcome::ok(format!(
+        "Invoke-CsComputerFailOver -ComputerName {computer}: its routing groups moved to the pool's \
+         other Front End servers; stopped {} services; the server is out of the pool",
+        stopped.len()
+    )))
+}
+
+/// `Invoke-CsComputerFailBack`: starts the server's services and returns it to its pool.
+pub(crate) fn failback(server: &mut Server, computer: &str) -> StepOutcome {
+    if !server.fqdn.eq_ignore_ascii_case(computer) {
+        return fail(format!(
+            "Invoke-CsComputerFailBack -ComputerName {computer} was sent to {}",
+            server.fqdn
+        ));
+    }
+    if server.reboot_pending {
+        return fail(format!(
+            "Invoke-CsComputerFailBack -ComputerName {computer}: refused: a restart is pending"
+        ));
+    }
+    if !server.failed_over {
+        return StepOutcome::ok(format!(
+            "Invoke-CsComputerFailBack: {computer} is a member of its pool already"
+        ));
+    }
+    let started = server.start_services();
+    server.failed_over = false;
+    StepOutcome::ok(format!(
+        "Invoke-CsComputerFailBack -ComputerName {computer}: started {} services; the server is \
+         back in its pool on build {}",
+        started.len(),
+        server.files_build()
+    ))
+}
+
+/// `verify` on a Front End server: the pool's fabric is healthy again with the server in it.
+pub(crate) fn verify_fabric(
+    tx: &Connection,
+    server: &Server,
+    pool: &str,
+    outcome: &mut StepOutcome,
+) -> rusqlite::Result<()> {
+    let pool_id = match pool_of(tx, server, pool)? {
+        Ok(id) => id,
+        Err(o) => {
+            *outcome = o;
+            return Ok(());
+        }
+    };
+    let members = members(tx, pool_id)?;
+    let missing = missing_replicas(tx, pool_id)?;
+    let me_active = members.iter().any(|m| m.id == server.id && m.active);
+    let mut problems = Vec::new();
+    if missing {
+        problems.push(format!(
+            "Get-CsPoolFabricState: pool {pool} has missing replicas"
+        ));
+    }
+    if !me_active {
+        problems.push(format!(
+            "Get-CsPoolFabricState: {} holds no active replica (failed over, or its services are stopped)",
+            server.fqdn
+        ));
+    }
+    if problems.is_empty() {
+        outcome.output.push_str(&format!(
+            "\nGet-CsPoolFabricState: pool {pool} healthy, {} of {} Front End servers active",
+            members.iter().filter(|m| m.active).count(),
+            members.len()
+        ));
+    } else if outcome.exit_code == 0 {
+        *outcome = fail(format!(
+            "verification failed on {}:\n{}",
+            server.fqdn,
+            problems
+                .iter()
+                .map(|p| format!("- {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    } else {
+        for p in problems {
+            outcome.output.push_str(&format!("\n- {p}"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod lab;
 mod machine;
 pub mod rules;
 mod snapshot;
+mod steps;
 mod target;
 
 pub use error::LabError;
