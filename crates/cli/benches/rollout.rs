@@ -108,7 +108,12 @@ fn main() {
     let t = Instant::now();
     let outcome = engine.start(spec).unwrap();
     let wall = t.elapsed();
-    assert_eq!(outcome.state, RunState::Succeeded);
+    if outcome.state != RunState::Succeeded {
+        for s in outcome.servers.iter().filter(|s| !s.is_success()).take(5) {
+            eprintln!("{} {:?}: {}", s.fqdn, s.state, s.reason.as_deref().unwrap_or(""));
+        }
+        panic!("the rollout ended {:?}", outcome.state);
+    }
     let makespan = outcome.finished_at;
     println!(
         "rollout: {n} servers, {parallel} in outage at once: {:.2} s wall, peak RSS {:.0} MB; simulated makespan {:.1} min, lower bound {:.1} min (longest server {:.1}, outage work/parallelism {:.1}, longest pool chain {:.1}): {:+.2}%",

@@ -35,23 +35,31 @@ pub fn package(dir: &Path) -> Package {
 }
 
 /// A generated deployment planned for at least `servers` servers, cut after whole back ends.
+/// A generated deployment of the fewest pools whose plan has at least `servers` machines, and
+/// that plan, whole: every pool with its Front End servers, back end and the store SQL Servers
+/// it uses (a plan cut in the middle would leave databases behind, and the run would fail the
+/// final database check, as it should).
 pub fn fleet(servers: usize, seed: u64, package: &Package) -> (String, Deployment, Plan) {
-    let mut pools = servers;
-    loop {
+    let make = |pools: usize| {
         let text = sfbpatch_topology::generate(pools, seed);
         let deployment = sfbpatch_topology::load(&text, "generated").unwrap();
-        let mut plan = sfbpatch_plan::plan(&deployment, package, &PlanPolicy::default()).unwrap();
-        if plan.servers.len() >= servers {
-            let cut = plan.servers[servers - 1].sql_server_fqdn.clone();
-            let mut n = servers;
-            while n < plan.servers.len() && plan.servers[n].sql_server_fqdn == cut {
-                n += 1;
-            }
-            plan.servers.truncate(n);
-            return (text, deployment, plan);
-        }
-        pools += pools / 2;
+        let plan = sfbpatch_plan::plan(&deployment, package, &PlanPolicy::default()).unwrap();
+        (text, deployment, plan)
+    };
+    let (mut low, mut high) = (1, 1);
+    while make(high).2.servers.len() < servers {
+        low = high + 1;
+        high *= 2;
     }
+    while low < high {
+        let mid = (low + high) / 2;
+        if make(mid).2.servers.len() >= servers {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    make(high)
 }
 
 pub fn identity() -> Identity {
