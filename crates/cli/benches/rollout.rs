@@ -110,7 +110,12 @@ fn main() {
     let wall = t.elapsed();
     if outcome.state != RunState::Succeeded {
         for s in outcome.servers.iter().filter(|s| !s.is_success()).take(5) {
-            eprintln!("{} {:?}: {}", s.fqdn, s.state, s.reason.as_deref().unwrap_or(""));
+            eprintln!(
+                "{} {:?}: {}",
+                s.fqdn,
+                s.state,
+                s.reason.as_deref().unwrap_or("")
+            );
         }
         panic!("the rollout ended {:?}", outcome.state);
     }

@@ -90,14 +90,41 @@ pub fn effective_state(run: &RunRecord, leases: &[Lease]) -> RunState {
     let me = identity();
     let now = SystemClock.now();
     let alive = leases.iter().any(|l| {
-        l.run == run.id
-            && l.expires_at > now
-            && (l.host != me.host || std::path::Path::new(&format!("/proc/{}", l.pid)).exists())
+        l.run == run.id && l.expires_at > now && (l.host != me.host || process_alive(l.pid))
     });
     if alive {
         RunState::Running
     } else {
         RunState::Interrupted
+    }
+}
+
+/// Whether a process of this host with id `pid` exists: `/proc/<pid>` on Linux, `kill -0` on
+/// other Unix systems (a process of another user answers "not permitted": it exists), and
+/// `tasklist` on Windows. When the check itself cannot run, the process counts as alive, so a
+/// run is never declared interrupted on a guess.
+pub fn process_alive(pid: u32) -> bool {
+    use std::process::{Command, Stdio};
+    if cfg!(target_os = "linux") {
+        return std::path::Path::new(&format!("/proc/{pid}")).exists();
+    }
+    if cfg!(windows) {
+        return Command::new("tasklist")
+            .args(["/FI", &format!("PID eq {pid}"), "/NH", "/FO", "CSV"])
+            .stderr(Stdio::null())
+            .output()
+            .map_or(true, |o| {
+                String::from_utf8_lossy(&o.stdout).contains(&format!("\"{pid}\""))
+            });
+    }
+    match Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stdout(Stdio::null())
+        .output()
+    {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).contains("not permitted"),
+        Err(_) => true,
     }
 }
 
@@ -306,4 +333,22 @@ pub fn approve(args: crate::cli::ApproveArgs) -> CmdResult {
         args.run, args.state.state
     ));
     Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_alive;
+
+    #[test]
+    fn a_running_process_is_alive_and_an_ended_one_is_not() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--list")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid), "process {pid} ended");
+    }
 }
