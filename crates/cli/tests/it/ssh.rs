@@ -805,3 +805,82 @@ fn probe_over_ssh_reads_the_same_facts_as_the_lab() {
     assert_eq!(over_ssh["machines"].as_array().unwrap().len(), 4);
     assert_eq!(s.lab_json("lab"), before, "the probe changed nothing");
 }
+
+/// Stores on a SQL Server of their own (fabrikam: Monitoring on sqlmon), over sshd: every
+/// database of the deployment ends current, and no SQL-only machine got a Skype for Business
+/// command it could not run.
+#[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
+fn every_store_ends_current_over_ssh() {
+    let s = Scratch::new();
+    // The fixture's own connection keys for fe01 name a made-up host key; here sshd-lab's
+    // connections file says how to reach every machine.
+    let inventory = std::fs::read_to_string(common::fixture("fabrikam.toml")).unwrap();
+    let inventory: String = inventory
+        .lines()
+        .map(|line| match line.find(", host = ") {
+            Some(i) if line.contains("fe01.fabrikam.com") => format!("{} }},", &line[..i]),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!inventory.contains("host_key"), "{inventory}");
+    s.write("fabrikam.toml", &inventory);
+    let o = s.run(&["lab", "init", "lab", "--topology", "fabrikam.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let plan = s.run(&[
+        "plan",
+        "fabrikam.toml",
+        "--package",
+        "demo-package.toml",
+        "--format",
+        "json",
+    ]);
+    let plan: Value = serde_json::from_slice(&plan.stdout).expect("plan json");
+    let machines: Vec<String> = plan["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|sv| sv["fqdn"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        machines.iter().any(|m| m == "sqlmon.fabrikam.com"),
+        "{machines:?}"
+    );
+    let names: Vec<&str> = machines.iter().map(String::as_str).collect();
+    let Some(hosts) = Hosts::start(&s, "lab", &names) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    let o = s.run(&[
+        "apply",
+        "fabrikam.toml",
+        "--package",
+        "demo-package.toml",
+        "--target",
+        "ssh",
+        "--connections",
+        "conn.toml",
+        "--accept-new-host-keys",
+        "--state",
+        "state.db",
+        "--yes",
+        "--max-parallel",
+        "3",
+    ]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    let lab = s.lab_json("lab");
+    for inst in lab["sql_instances"].as_array().unwrap() {
+        for db in inst["stores"].as_array().unwrap() {
+            assert_eq!(db["version"], db["expected_version"], "{inst}");
+            assert!(db["version"].as_str().unwrap().ends_with(".553"), "{inst}");
+        }
+    }
+    for fqdn in &names {
+        assert_patched(&lab, fqdn);
+    }
+    let mon = server(&lab, "sqlmon.fabrikam.com");
+    assert_eq!(mon["kind"], "store", "{mon}");
+    assert_eq!(mon["installer_runs"], 0, "{mon}");
+    assert_eq!(s.status_json("state.db")["run"]["state"], "succeeded");
+}
