@@ -373,6 +373,37 @@ impl<'p> Executor<'p> {
                 )),
             );
         }
+        // The machine's own build decides too (the topology may be out of date): never another
+        // product line, never a downgrade.
+        let package = &cx.run.spec.plan.package;
+        if let Some(installed) = facts.build {
+            let have = sfbpatch_topology::ProductLine::from_build(installed.0);
+            if let (Some(have), Some(want)) = (have, package.product_line())
+                && have != want
+            {
+                return self.fail(
+                    cx,
+                    Failure(format!(
+                        "pre-flight: {} runs {} (build {installed}); the package {} is for \
+                         {want}, and an update is never applied to another product line; nothing \
+                         was changed",
+                        self.plan.fqdn,
+                        have.name(),
+                        package.name
+                    )),
+                );
+            }
+            if installed > package.version {
+                return self.fail(
+                    cx,
+                    Failure(format!(
+                        "pre-flight: {} runs build {installed}, newer than the package's {}; \
+                         sfbpatch does not downgrade; nothing was changed",
+                        self.plan.fqdn, package.version
+                    )),
+                );
+            }
+        }
         // The plan installs the update here, but the machine has nothing of Skype for Business:
         // the topology (or inventory) does not describe it. Stop before any outage.
         let installs_here = self

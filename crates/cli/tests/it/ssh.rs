@@ -884,3 +884,43 @@ fn every_store_ends_current_over_ssh() {
     assert_eq!(mon["installer_runs"], 0, "{mon}");
     assert_eq!(s.status_json("state.db")["run"]["state"], "succeeded");
 }
+
+/// Over SSH no lab tells sfbpatch the installed build before the run: the pre-flight reads it,
+/// and a machine of another product line (or on a newer build) is refused before any outage.
+#[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
+fn the_pre_flight_refuses_another_product_line_or_a_downgrade_over_ssh() {
+    for (build, says) in [
+        (
+            "6.0.9319.0",
+            "pre-flight: se1.dublin.demo.example runs Skype for Business Server 2015 (build \
+             6.0.9319.0); the package Skype for Business Server 2019 CU8 HF1 \
+             (lab) is for Skype for Business Server 2019 (7.0.2046.*), and an update is never \
+             applied to another product line; nothing was changed",
+        ),
+        (
+            "7.0.2046.600",
+            "pre-flight: se1.dublin.demo.example runs build 7.0.2046.600, newer than the \
+             package's 7.0.2046.553; sfbpatch does not downgrade; nothing was changed",
+        ),
+    ] {
+        let s = Scratch::new();
+        lab_init(&s, "lab", &["--build", build]);
+        let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+            return;
+        };
+        s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+        let before = s.lab_json("lab");
+        let o = apply_ssh(&s, &[SE1], &["--accept-new-host-keys"]);
+        assert_eq!(code(&o), 1, "{build}: {}", stderr(&o));
+        let status = s.status_json("state.db");
+        let se1 = item(&status, "servers", "fqdn", SE1);
+        assert_eq!(se1["state"], "failed", "{build}");
+        assert_eq!(se1["reason"], says, "{build}");
+        assert_eq!(
+            server(&s.lab_json("lab"), SE1),
+            server(&before, SE1),
+            "{build}: nothing changed"
+        );
+    }
+}
