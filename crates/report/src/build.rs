@@ -134,6 +134,14 @@ pub fn build(
         servers,
         pools,
         failures,
+        databases: journal
+            .iter()
+            .rev()
+            .find_map(|e| match &e.record {
+                Record::DatabasesChecked { databases } => Some(databases.clone()),
+                _ => None,
+            })
+            .unwrap_or_default(),
         audit: audit
             .iter()
             .map(|a| AuditLine {

@@ -92,6 +92,7 @@ fn page(r: &Report, out: &mut String) -> fmt::Result {
     impact(r, out)?;
     servers(r, out)?;
     failures(r, out)?;
+    databases(r, out)?;
     audit(r, out)?;
     writeln!(out, "</main>")?;
     writeln!(
@@ -926,6 +927,55 @@ fn failures(r: &Report, out: &mut String) -> fmt::Result {
     writeln!(out, "</section>")
 }
 
+fn databases(r: &Report, out: &mut String) -> fmt::Result {
+    writeln!(out, "<section id=\"databases\">")?;
+    writeln!(out, "<h2>Databases</h2>")?;
+    if r.databases.is_empty() {
+        writeln!(
+            out,
+            "<p class=\"note\">The run-level Test-CsDatabase has not run: the run did not reach \
+             its end.</p>"
+        )?;
+        return writeln!(out, "</section>");
+    }
+    let behind = r.databases.iter().filter(|d| !d.is_current()).count();
+    writeln!(
+        out,
+        "<p class=\"note\">Every database of the deployment after the last server, as \
+         Test-CsDatabase read it: {} database(s), {behind} behind.</p>",
+        r.databases.len()
+    )?;
+    writeln!(
+        out,
+        "<table class=\"databases\">\n<thead><tr><th>SQL Server</th><th>Store</th>\
+         <th>Database</th><th>Installed</th><th>Expected</th></tr></thead>\n<tbody>"
+    )?;
+    for d in &r.databases {
+        let sql = if d.sql_instance.is_empty() {
+            d.sql_server_fqdn.clone()
+        } else {
+            format!("{}\\{}", d.sql_server_fqdn, d.sql_instance)
+        };
+        writeln!(
+            out,
+            "<tr{}><td class=\"name\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td></tr>",
+            if d.is_current() {
+                ""
+            } else {
+                " class=\"impact\""
+            },
+            Esc(&sql),
+            Esc(&d.store),
+            Esc(&d.database),
+            Esc(&d.installed_version),
+            Esc(&d.expected_version)
+        )?;
+    }
+    writeln!(out, "</tbody>\n</table>")?;
+    writeln!(out, "</section>")
+}
+
 fn audit(r: &Report, out: &mut String) -> fmt::Result {
     writeln!(out, "<section id=\"audit\">")?;
     writeln!(out, "<h2>Audit trail</h2>")?;
@@ -1091,6 +1141,7 @@ mod tests {
                 pools: Vec::new(),
                 failures: Vec::new(),
                 audit: Vec::new(),
+                databases: Vec::new(),
             })
         };
         let s = scale(125.0 * 60.0);

@@ -25,6 +25,9 @@ pub struct Report {
     pub failures: Vec<FailureReport>,
     /// The audit trail, in the order it was written.
     pub audit: Vec<AuditLine>,
+    /// Every database of the deployment as the run-level `Test-CsDatabase` after the last
+    /// server read it (installed and expected version); empty until that check ran.
+    pub databases: Vec<sfbpatch_engine::DatabaseState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

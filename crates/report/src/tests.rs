@@ -1044,3 +1044,42 @@ fn servers_the_topology_does_not_place_keep_their_planned_pool() {
     );
     assert_eq!(pool(&r, "pool2.contoso.com").backend, "ag.contoso.com");
 }
+
+#[test]
+fn the_run_level_database_check_is_listed_and_a_database_behind_is_marked() {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    let db = |database: &str, installed: &str| sfbpatch_engine::DatabaseState {
+        sql_server_fqdn: "sqlmon.contoso.com".into(),
+        sql_instance: String::new(),
+        store: "monitoring".into(),
+        database: database.into(),
+        installed_version: installed.into(),
+        expected_version: "10.2046.553".into(),
+    };
+    sim.push(
+        "",
+        end,
+        Record::DatabasesChecked {
+            databases: vec![db("LcsCDR", "10.2046.553"), db("QoEMetrics", "10.2046.0")],
+        },
+    );
+    let r = sim.report();
+    assert_eq!(r.databases.len(), 2);
+    assert!(r.databases[0].is_current());
+    assert!(!r.databases[1].is_current());
+    let html = render_html(&r);
+    let doc = parse(&html);
+    let rows: Vec<_> = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("tr")
+                && n.parent().is_some_and(|p| p.has_tag_name("tbody"))
+                && n.ancestors().any(|a| has_class(&a, "databases"))
+        })
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(!has_class(&rows[0], "impact"));
+    assert!(has_class(&rows[1], "impact"));
+    assert!(html.contains("2 database(s), 1 behind"));
+}

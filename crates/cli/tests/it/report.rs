@@ -156,6 +156,14 @@ fn report_json_matches_the_lab_and_the_status() {
     );
     assert_eq!(report["failures"], serde_json::json!([]));
     assert!(!report["audit"].as_array().unwrap().is_empty());
+    // Every store of the deployment, as the run-level Test-CsDatabase read it: all current, the
+    // same the status lists.
+    let databases = report["databases"].as_array().unwrap();
+    assert_eq!(databases.len(), 35);
+    for d in databases {
+        assert_eq!(d["installed_version"], d["expected_version"], "{d}");
+    }
+    assert_eq!(report["databases"], s.status_json("state.db")["databases"]);
 }
 
 #[test]
