@@ -93,6 +93,25 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
+        // Another program's database (a lab's lab.db, say) is left as it is: no table is added.
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(open_err)?;
+        if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
+            let mut shown: Vec<&str> = tables.iter().map(String::as_str).take(5).collect();
+            if tables.len() > 5 {
+                shown.push("...");
+            }
+            return Err(StoreError::Open {
+                location,
+                reason: format!(
+                    "it is not an sfbpatch state store (it holds the tables {}: a lab's lab.db?); \
+                     nothing was changed: give --state a file of its own",
+                    shown.join(", ")
+                ),
+            });
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")

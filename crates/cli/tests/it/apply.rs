@@ -695,3 +695,38 @@ fn a_second_apply_on_a_leased_pool_is_refused_until_unlocked() {
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     assert_patched(&s.lab_json("lab"), "se1.dublin.demo.example");
 }
+
+/// A lab's own database given as --state is refused and left byte for byte as it was: no
+/// store table is added to it.
+#[test]
+fn a_lab_database_is_not_taken_for_a_state_store() {
+    let s = Scratch::new();
+    lab_init(&s, None, &[]);
+    let db = s.path().join("lab").join(sfbpatch_lab::LAB_DB);
+    let before = std::fs::read(&db).unwrap();
+    for args in [
+        vec!["status", "--state", "lab/lab.db"],
+        vec!["resume", "--state", "lab/lab.db"],
+        apply_args(&[], &[])
+            .into_iter()
+            .map(|a| if a == "state.db" { "lab/lab.db" } else { a })
+            .collect(),
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), 5, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(
+                "lab/lab.db: it is not an sfbpatch state store (it holds the tables accounts, \
+                 databases, faults, front_end_samples, lab, ...: a lab's lab.db?); nothing was \
+                 changed: give --state a file of its own"
+            ),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "{args:?} changed lab.db"
+        );
+    }
+}
