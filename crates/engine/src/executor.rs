@@ -1206,3 +1206,7 @@ fn last_line(output: &str) -> &str {
         .unwrap_or("(no output)")
         .trim()
 }
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;

@@ -1,0 +1,333 @@
+//! The per-server executor driven directly, answer by answer, as the dispatcher would: what it
+//! asks of the target for each answer a target can give, and the state it leaves the server in.
+
+use sfbpatch_plan::{Build, PlanPolicy, ServerPlan, StepId, parse_manifest, plan};
+
+use super::*;
+use crate::{NoObserver, RunPolicy, RunRecord, RunSpec, RunState, ServerState, TargetSpec, fold};
+
+const INVENTORY: &str = r#"
+[[site]]
+name = "Lab"
+
+[[pool]]
+fqdn = "se.lab.example.com"
+site = "Lab"
+product = "2019"
+edition = "standard"
+
+[[pool]]
+fqdn = "pool.lab.example.com"
+site = "Lab"
+product = "2019"
+machines = ["fe1.lab.example.com", "fe2.lab.example.com", "fe3.lab.example.com"]
+backend = "sql.lab.example.com"
+"#;
+
+const MANIFEST: &str = r#"
+name = "CU"
+version = "7.0.2046.553"
+installer = "https://download.example.com/SkypeServerUpdateInstaller.exe"
+sha256 = "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd"
+"#;
+
+const OLD: Build = Build([7, 0, 2046, 0]);
+
+fn run() -> RunRecord {
+    let deployment = sfbpatch_topology::load(INVENTORY, "lab.toml").unwrap();
+    let package = parse_manifest(MANIFEST, "cu.toml").unwrap();
+    let plan = plan(&deployment, &package, &PlanPolicy::default()).unwrap();
+    RunRecord {
+        id: 1,
+        spec: RunSpec {
+            topology_origin: "lab.toml".into(),
+            topology_snapshot: INVENTORY.into(),
+            plan,
+            policy: RunPolicy::default(),
+            target: TargetSpec::Lab { dir: "lab".into() },
+            operator: "LAB\\admin".into(),
+        },
+        state: RunState::Running,
+        created_at: 0,
+    }
+}
+
+fn server<'r>(run: &'r RunRecord, fqdn: &str) -> &'r ServerPlan {
+    run.spec
+        .plan
+        .servers
+        .iter()
+        .find(|s| s.fqdn.as_str() == fqdn)
+        .unwrap()
+}
+
+/// What a Standard Edition or Front End server's pre-flight reads before the update.
+fn facts() -> MachineFacts {
+    MachineFacts {
+        services: vec!["RTCSRV".into(), "REPLICA".into()],
+        services_running: 2,
+        w3svc: true,
+        management_shell: true,
+        sql_server: true,
+        build: Some(OLD),
+        reboot_pending: false,
+        in_service: true,
+    }
+}
+
+fn ok() -> Input {
+    Input::Called(Ok(CallOutput::Outcome(StepOutcome {
+        exit_code: 0,
+        output: "done".into(),
+    })))
+}
+
+fn probe(done: bool) -> Input {
+    Input::Called(Ok(CallOutput::Probe(Probe {
+        verdict: if done {
+            ProbeVerdict::Done
+        } else {
+            ProbeVerdict::NotDone
+        },
+        facts: "{}".into(),
+    })))
+}
+
+/// Drives the executor of `fqdn` from its start: `answer` gives the target's answer to each
+/// call (`None`: the ordinary one: the pre-flight's `facts()`, every step succeeding, every
+/// probe "not done"). Returns each call as (call, step id) and the server's status at the end.
+fn drive(
+    run: &RunRecord,
+    fqdn: &str,
+    mut answer: impl FnMut(Call, StepId, u32) -> Option<Input>,
+) -> (Vec<(Call, StepId)>, ServerStatus) {
+    let plan = server(run, fqdn);
+    let index = run
+        .spec
+        .plan
+        .servers
+        .iter()
+        .position(|s| s.fqdn == plan.fqdn)
+        .unwrap();
+    let status = fold(&run.spec.plan.servers, &[]).swap_remove(index);
+    let mut exec = Executor::new(plan, status, 25 * 60_000);
+    let mut observer = NoObserver;
+    let mut journal = Vec::new();
+    let mut now = 0;
+    let mut input = Input::Start;
+    let mut calls = Vec::new();
+    for _ in 0..200 {
+        let mut cx = Cx {
+            journal: &mut journal,
+            observer: &mut observer,
+            run,
+            now,
+        };
+        let want = exec.next(&mut cx, input).unwrap();
+        now += 1_000;
+        input = match want {
+            Want::Done => return (calls, exec.status),
+            Want::Wait(ms) => {
+                now += ms;
+                Input::Waited
+            }
+            Want::OutageSlot => Input::SlotGranted,
+            Want::Call {
+                call,
+                step,
+                attempt,
+            } => {
+                let id = plan.steps[step].id;
+                calls.push((call, id));
+                answer(call, id, attempt).unwrap_or_else(|| match call {
+                    Call::Preflight => Input::Called(Ok(CallOutput::Facts(facts()))),
+                    Call::Probe => probe(false),
+                    _ => ok(),
+                })
+            }
+        };
+    }
+    panic!("{fqdn}: the executor did not finish in 200 transitions: {calls:?}");
+}
+
+fn executed(calls: &[(Call, StepId)]) -> Vec<StepId> {
+    calls
+        .iter()
+        .filter(|(c, _)| *c == Call::Execute)
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+#[test]
+fn a_standard_edition_server_runs_the_seed_s_steps_in_order() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |_, _, _| None);
+    assert_eq!(calls[0].0, Call::Preflight);
+    assert_eq!(executed(&calls), StepId::SEED);
+    // The installer is probed first: it runs at most once per server.
+    let install = calls
+        .iter()
+        .position(|c| *c == (Call::Execute, StepId::InstallUpdate))
+        .unwrap();
+    assert_eq!(calls[install - 1], (Call::Probe, StepId::InstallUpdate));
+    assert_eq!(status.state, ServerState::Succeeded);
+    assert!(status.outage_started_at.is_some() && status.outage_ended_at.is_some());
+}
+
+#[test]
+fn a_front_end_server_runs_its_pool_procedure_and_leaves_the_services_to_failback() {
+    let run = run();
+    let (calls, status) = drive(&run, "fe1.lab.example.com", |_, _, _| None);
+    let expected: Vec<StepId> = StepId::FRONT_END
+        .into_iter()
+        .filter(|id| *id != StepId::StartCsServices)
+        .collect();
+    assert_eq!(executed(&calls), expected);
+    assert_eq!(status.state, ServerState::Succeeded);
+    assert_eq!(
+        status
+            .steps
+            .iter()
+            .find(|s| s.id == StepId::StartCsServices)
+            .unwrap()
+            .state,
+        StepState::NotApplicable
+    );
+}
+
+#[test]
+fn the_pre_flight_refuses_before_any_step() {
+    let run = run();
+    let cases: [(MachineFacts, &str); 3] = [
+        (
+            MachineFacts {
+                reboot_pending: true,
+                ..facts()
+            },
+            "pre-flight: a restart is pending on se.lab.example.com",
+        ),
+        (
+            MachineFacts {
+                build: Some(Build([6, 0, 9319, 0])),
+                ..facts()
+            },
+            "pre-flight: se.lab.example.com runs Skype for Business Server 2015 (build 6.0.9319.0)",
+        ),
+        (
+            MachineFacts {
+                services: Vec::new(),
+                services_running: 0,
+                management_shell: false,
+                build: None,
+                ..facts()
+            },
+            "pre-flight: the plan installs the update on se.lab.example.com (standard-edition), \
+             but it has no Skype for Business components",
+        ),
+    ];
+    for (read, reason) in cases {
+        let (calls, status) = drive(&run, "se.lab.example.com", |call, _, _| {
+            (call == Call::Preflight).then(|| Input::Called(Ok(CallOutput::Facts(read.clone()))))
+        });
+        assert_eq!(
+            calls,
+            [(Call::Preflight, StepId::CheckAdminRole)],
+            "{reason}"
+        );
+        assert_eq!(status.state, ServerState::Failed);
+        assert!(
+            status.reason.as_deref().unwrap_or("").starts_with(reason),
+            "{:?}",
+            status.reason
+        );
+        assert!(status.outage_started_at.is_none(), "{reason}");
+    }
+}
+
+#[test]
+fn an_installer_failure_inside_the_window_is_recovered_and_fails_the_server() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (call == Call::Execute && id == StepId::InstallUpdate).then(|| {
+            Input::Called(Ok(CallOutput::Outcome(StepOutcome {
+                exit_code: 1603,
+                output: "fatal error during installation".into(),
+            })))
+        })
+    });
+    let install = calls
+        .iter()
+        .position(|c| *c == (Call::Execute, StepId::InstallUpdate))
+        .unwrap();
+    // 1603 is not retried: recovery follows at once, and nothing after the installer runs.
+    assert_eq!(calls[install + 1].0, Call::Recover, "{calls:?}");
+    assert_eq!(calls.len(), install + 2, "{calls:?}");
+    assert_eq!(status.state, ServerState::Failed);
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("install-update exited with code 1603"),
+        "{:?}",
+        status.reason
+    );
+    assert!(
+        status.outage_ended_at.is_some(),
+        "the recovery closed the window"
+    );
+}
+
+#[test]
+fn a_lost_connection_is_probed_before_anything_runs_again() {
+    let run = run();
+    let mut lost = false;
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        if call == Call::Execute && id == StepId::StopW3svc && !lost {
+            lost = true;
+            return Some(Input::Called(Err(TargetError::Unreachable {
+                server: "se.lab.example.com".into(),
+                reason: "connection reset".into(),
+            })));
+        }
+        // Once it answers again, the probe finds the step's effect there.
+        (call == Call::Probe && id == StepId::StopW3svc).then(|| probe(true))
+    });
+    let lost_at = calls
+        .iter()
+        .position(|c| *c == (Call::Execute, StepId::StopW3svc))
+        .unwrap();
+    assert_eq!(
+        calls[lost_at + 1],
+        (Call::Probe, StepId::StopW3svc),
+        "{calls:?}"
+    );
+    // Done already: stop-w3svc is not run again.
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == (Call::Execute, StepId::StopW3svc))
+            .count(),
+        1
+    );
+    assert_eq!(status.state, ServerState::Succeeded);
+}
+
+#[test]
+fn an_installer_that_asks_for_a_restart_gets_one() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (call == Call::Execute && id == StepId::InstallUpdate).then(|| {
+            Input::Called(Ok(CallOutput::Outcome(StepOutcome {
+                exit_code: 3010,
+                output: "a restart is required".into(),
+            })))
+        })
+    });
+    let install = calls
+        .iter()
+        .position(|c| *c == (Call::Execute, StepId::InstallUpdate))
+        .unwrap();
+    assert_eq!(calls[install + 1].0, Call::Reboot, "{calls:?}");
+    assert_eq!(status.state, ServerState::Succeeded);
+}
