@@ -331,3 +331,65 @@ fn an_installer_that_asks_for_a_restart_gets_one() {
     assert_eq!(calls[install + 1].0, Call::Reboot, "{calls:?}");
     assert_eq!(status.state, ServerState::Succeeded);
 }
+
+#[test]
+fn an_update_already_installed_is_not_installed_again() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (call == Call::Probe && id == StepId::InstallUpdate).then(|| probe(true))
+    });
+    assert!(
+        !executed(&calls).contains(&StepId::InstallUpdate),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&(Call::Probe, StepId::InstallUpdate)));
+    assert_eq!(status.state, ServerState::Succeeded);
+}
+
+#[test]
+fn another_installation_in_progress_is_waited_for_and_tried_again() {
+    let run = run();
+    let mut attempts = Vec::new();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, attempt| {
+        if call == Call::Execute && id == StepId::InstallUpdate {
+            attempts.push(attempt);
+            if attempt == 1 {
+                return Some(Input::Called(Ok(CallOutput::Outcome(StepOutcome {
+                    exit_code: 1618,
+                    output: "another installation is in progress".into(),
+                }))));
+            }
+        }
+        None
+    });
+    assert_eq!(attempts, [1, 2], "{calls:?}");
+    assert_eq!(status.state, ServerState::Succeeded);
+    let install = status
+        .steps
+        .iter()
+        .find(|s| s.id == StepId::InstallUpdate)
+        .unwrap();
+    assert_eq!(install.attempts, 2);
+}
+
+#[test]
+fn a_refusal_before_the_window_fails_the_server_without_an_outage() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (call == Call::Execute && id == StepId::CheckAdminRole)
+            .then(|| Input::Called(Err(TargetError::Refused("no such account".into()))))
+    });
+    assert_eq!(executed(&calls), [StepId::CheckAdminRole], "{calls:?}");
+    assert!(!calls.iter().any(|(c, _)| *c == Call::Recover), "{calls:?}");
+    assert_eq!(status.state, ServerState::Failed);
+    assert!(status.outage_started_at.is_none());
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no such account"),
+        "{:?}",
+        status.reason
+    );
+}
