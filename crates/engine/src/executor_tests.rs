@@ -393,3 +393,44 @@ fn a_refusal_before_the_window_fails_the_server_without_an_outage() {
         status.reason
     );
 }
+
+#[test]
+fn a_probe_that_cannot_reach_the_server_is_asked_again_not_guessed() {
+    let run = run();
+    let mut lost = false;
+    let mut failed_probes = 0;
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        if call == Call::Execute && id == StepId::StopW3svc && !lost {
+            lost = true;
+            return Some(Input::Called(Err(TargetError::Unreachable {
+                server: "se.lab.example.com".into(),
+                reason: "connection reset".into(),
+            })));
+        }
+        if call == Call::Probe && id == StepId::StopW3svc {
+            if failed_probes < 2 {
+                failed_probes += 1;
+                return Some(Input::Called(Err(TargetError::Unreachable {
+                    server: "se.lab.example.com".into(),
+                    reason: "no route to host".into(),
+                })));
+            }
+            return Some(probe(true));
+        }
+        None
+    });
+    let probes = calls
+        .iter()
+        .filter(|c| **c == (Call::Probe, StepId::StopW3svc))
+        .count();
+    assert_eq!(probes, 3, "{calls:?}");
+    // Never run again while its outcome was unknown.
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == (Call::Execute, StepId::StopW3svc))
+            .count(),
+        1
+    );
+    assert_eq!(status.state, ServerState::Succeeded);
+}
