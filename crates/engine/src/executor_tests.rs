@@ -434,3 +434,31 @@ fn a_probe_that_cannot_reach_the_server_is_asked_again_not_guessed() {
     );
     assert_eq!(status.state, ServerState::Succeeded);
 }
+
+#[test]
+fn a_server_that_never_answers_again_ends_unknown_not_rerun() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (id == StepId::StopW3svc && matches!(call, Call::Execute | Call::Probe)).then(|| {
+            Input::Called(Err(TargetError::Unreachable {
+                server: "se.lab.example.com".into(),
+                reason: "no route to host".into(),
+            }))
+        })
+    });
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| **c == (Call::Execute, StepId::StopW3svc))
+            .count(),
+        1,
+        "{calls:?}"
+    );
+    assert_ne!(status.state, ServerState::Succeeded);
+    let step = status
+        .steps
+        .iter()
+        .find(|s| s.id == StepId::StopW3svc)
+        .unwrap();
+    assert_eq!(step.state, StepState::Unknown, "{status:?}");
+}
