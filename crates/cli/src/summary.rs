@@ -13,6 +13,16 @@ pub struct Summary {
     pub run: RunJson,
     pub servers: Vec<ServerJson>,
     pub pools: Vec<PoolJson>,
+    /// Where the pools' figures come from: `lab` (the simulated world's own record) or
+    /// `journal` (real servers: back-end unavailability and resiliency from the journal, as the
+    /// report computes them; quorum and dropped sessions are not measured).
+    pub availability_from: &'static str,
+}
+
+/// The record of each pool's availability the summary reads.
+pub enum Availability<'a> {
+    Lab(&'a Lab),
+    Journal(Box<sfbpatch_report::Report>),
 }
 
 #[derive(Debug, Serialize)]
@@ -51,7 +61,11 @@ pub struct PoolJson {
 }
 
 impl Summary {
-    pub fn new(outcome: &RunOutcome, run: &RunRecord, lab: Option<&Lab>) -> anyhow::Result<Self> {
+    pub fn new(
+        outcome: &RunOutcome,
+        run: &RunRecord,
+        availability: &Availability<'_>,
+    ) -> anyhow::Result<Self> {
         let start = run.created_at;
         let servers = outcome
             .servers
@@ -89,7 +103,19 @@ impl Summary {
                 }
             }
         }
-        if let Some(lab) = lab {
+        if let Availability::Journal(report) = availability {
+            for pool in &mut pools {
+                if let Some(p) = report
+                    .pools
+                    .iter()
+                    .find(|p| p.fqdn.eq_ignore_ascii_case(&pool.fqdn))
+                {
+                    pool.outage_seconds = p.unavailable_seconds;
+                    pool.resiliency_seconds = p.resiliency_seconds;
+                }
+            }
+        }
+        if let Availability::Lab(lab) = availability {
             // The lab's own record of availability is the truth; count what falls in this run.
             let snapshot = lab.show()?;
             let from = start as f64 / 1000.0;
@@ -116,6 +142,10 @@ impl Summary {
             },
             servers,
             pools,
+            availability_from: match availability {
+                Availability::Lab(_) => "lab",
+                Availability::Journal(_) => "journal",
+            },
         })
     }
 
@@ -182,6 +212,13 @@ impl Summary {
                     .unwrap_or_else(|| "-".to_string()),
                 m(pool.outage_seconds),
                 impact.join("; ")
+            );
+        }
+        if self.availability_from == "journal" {
+            s.push_str(
+                "\nBack-end figures come from the journal (the step windows sfbpatch recorded); \
+                 whether a pool fell below quorum or dropped sessions is not measured on real \
+                 servers.\n",
             );
         }
         s

@@ -552,7 +552,15 @@ pub fn finish_run(
     store: &dyn Store,
 ) -> CmdResult {
     let run = store.run(outcome.run)?;
-    let summary = summary::Summary::new(outcome, &run, lab).map_err(Failure::internal)?;
+    let availability = match lab {
+        Some(lab) => summary::Availability::Lab(lab),
+        // Without the lab's own record, the journal's: what the report computes.
+        None => summary::Availability::Journal(Box::new(
+            sfbpatch_report::build(&run, &store.journal(run.id)?, &[])
+                .map_err(Failure::internal)?,
+        )),
+    };
+    let summary = summary::Summary::new(outcome, &run, &availability).map_err(Failure::internal)?;
     match format {
         RunFormat::Text => output::data(&summary.render_text())?,
         RunFormat::Json => output::json(&summary)?,

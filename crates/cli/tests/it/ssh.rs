@@ -225,6 +225,16 @@ fn apply_over_ssh_reaches_the_same_world_as_the_in_process_target() {
     let o = apply_ssh(&s, &[], &["--accept-new-host-keys"]);
     assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
     assert!(stdout(&o).contains("run 1 succeeded"), "{}", stdout(&o));
+    // Real servers have no lab to read availability from: the summary says where its figures
+    // come from instead of claiming the lab's.
+    assert!(
+        stdout(&o).contains(
+            "Back-end figures come from the journal (the step windows sfbpatch recorded); whether \
+             a pool fell below quorum or dropped sessions is not measured on real servers."
+        ),
+        "{}",
+        stdout(&o)
+    );
 
     let local = s.run(&[
         "apply",
