@@ -32,3 +32,6 @@ pub use model::*;
 pub use pe::{pe_file_version, sample_pe};
 pub use planner::{DEFAULT_STAGING_DIR, MirroredBackend, PlanError, PlanPolicy, plan};
 pub use render::{render_powershell, render_powershell_server, render_text};
+/// Free text (a site name, an upgrade domain) with every character that is not printable
+/// written as `\u{..}`, for any text output: it can drive no terminal.
+pub use text::clean as printable;

@@ -35,7 +35,7 @@ pub(crate) fn describe_char(c: char) -> String {
 
 /// `s` with every character that is not printable written as `\u{..}`, so that free text (site
 /// names, package names, paths) can neither end a comment line nor drive a terminal.
-pub(crate) fn clean(s: &str) -> Cow<'_, str> {
+pub fn clean(s: &str) -> Cow<'_, str> {
     if s.chars().all(is_printable) {
         return Cow::Borrowed(s);
     }

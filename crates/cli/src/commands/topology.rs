@@ -63,7 +63,7 @@ pub fn render_text(deployment: &Deployment) -> String {
             s,
             "{} (site {}, {}{})",
             pool.fqdn,
-            pool.site,
+            sfbpatch_plan::printable(&pool.site),
             match pool.edition {
                 Edition::Standard => "Standard Edition",
                 Edition::Enterprise => "Enterprise Edition",
@@ -79,7 +79,12 @@ pub fn render_text(deployment: &Deployment) -> String {
             if domains.is_empty() {
                 let _ = writeln!(s, "  machine    {}", m.fqdn);
             } else {
-                let _ = writeln!(s, "  machine    {} ({})", m.fqdn, domains.join(", "));
+                let _ = writeln!(
+                    s,
+                    "  machine    {} ({})",
+                    m.fqdn,
+                    sfbpatch_plan::printable(&domains.join(", "))
+                );
             }
         }
         let _ = writeln!(
@@ -114,7 +119,7 @@ pub fn render_text(deployment: &Deployment) -> String {
         let _ = writeln!(s, "  stores     {}", list(&b.stores));
         let _ = writeln!(s, "  collocated {}", list(&b.collocated_stores));
         if let Some(m) = &b.mirroring {
-            let _ = writeln!(s, "  mirroring  {m}");
+            let _ = writeln!(s, "  mirroring  {}", sfbpatch_plan::printable(m));
         }
         if let Some(partner) = &pool.paired_with {
             let _ = writeln!(s, "  paired     {partner} (disaster recovery)");

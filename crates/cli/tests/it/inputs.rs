@@ -1484,3 +1484,30 @@ fn data_on_stdout_messages_on_stderr() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stderr(&o), "");
 }
+
+/// Free text from a topology (a site name, an upgrade domain) cannot drive the terminal: every
+/// character that is not printable is shown escaped.
+#[test]
+fn topology_show_escapes_control_characters_from_free_text() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "esc.toml",
+        "[[site]]\nname = \"Berlin\\u001b[31m red\"\n\n[[pool]]\nfqdn = \"pool.example.com\"\n\
+         site = \"Berlin\\u001b[31m red\"\nmachines = [{ fqdn = \"fe1.example.com\", \
+         upgrade_domain = \"UD\\u0007bell\" }, \"fe2.example.com\"]\nbackend = \"sql.example.com\"\n",
+    );
+    let o = run_in(scratch.path(), &["topology", "show", "esc.toml"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(
+            "pool.example.com (site Berlin\\u{1b}[31m red, Enterprise Edition)\n  machine    \
+             fe1.example.com (UD\\u{7}bell)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+}
