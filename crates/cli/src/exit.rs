@@ -49,8 +49,13 @@ impl Failure {
 pub type CmdResult = Result<Exit, Failure>;
 
 impl From<sfbpatch_engine::StoreError> for Failure {
+    /// A run that is not in the store is a refusal (exit 3), as for every command that takes
+    /// `--run`; the store failing is an internal error (exit 5).
     fn from(e: sfbpatch_engine::StoreError) -> Self {
-        Failure::internal(e)
+        match e {
+            sfbpatch_engine::StoreError::NoSuchRun(_) => Failure::refused(e),
+            e => Failure::internal(e),
+        }
     }
 }
 

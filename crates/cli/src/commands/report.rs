@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::anyhow;
-use sfbpatch_engine::{Store, StoreError};
+use sfbpatch_engine::Store;
 use sfbpatch_report::Report;
 
 use crate::cli::{DataFormat, ReportArgs};
@@ -37,10 +37,7 @@ pub fn run(args: ReportArgs) -> CmdResult {
 /// The report of run `id`, or of the newest run.
 fn report(store: &dyn Store, id: Option<i64>) -> Result<Report, Failure> {
     let mut run = match id {
-        Some(id) => store.run(id).map_err(|e| match e {
-            StoreError::NoSuchRun(_) => Failure::refused(e),
-            e => e.into(),
-        })?,
+        Some(id) => store.run(id)?,
         None => store
             .latest_run()?
             .ok_or_else(|| Failure::refused(anyhow!("there is no run in {}", store.location())))?,

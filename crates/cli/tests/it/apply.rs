@@ -730,3 +730,29 @@ fn a_lab_database_is_not_taken_for_a_state_store() {
         );
     }
 }
+
+/// A run that is not in the store is refused (exit 3) the same way by every command that takes
+/// a run.
+#[test]
+fn a_run_that_does_not_exist_is_refused_alike_everywhere() {
+    let s = Scratch::new();
+    lab_init(&s, None, &[]);
+    let o = apply(&s, &["se1.dublin.demo.example"], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    for args in [
+        vec!["approve", "99", "--state", "state.db"],
+        vec!["status", "--run", "99", "--state", "state.db"],
+        vec![
+            "report", "--run", "99", "--state", "state.db", "--format", "json",
+        ],
+        vec!["resume", "--run", "99", "--state", "state.db"],
+    ] {
+        let o = s.run(&args);
+        assert_eq!(code(&o), 3, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("run 99 does not exist in the state store"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
