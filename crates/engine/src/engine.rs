@@ -375,9 +375,8 @@ impl<'a> Engine<'a> {
                 let timeout = match c {
                     Call::Execute => d.execs[idx].as_ref().map_or(0, |e| e.execute_timeout),
                     Call::Probe | Call::Preflight => policy::PROBE_TIMEOUT,
-                    Call::Reboot | Call::Recover => {
-                        policy::retry_rule(run.spec.plan.servers[idx].steps[step].id).timeout
-                    }
+                    Call::Reboot => policy::REBOOT_TIMEOUT,
+                    Call::Recover => policy::RECOVER_TIMEOUT,
                 };
                 call = Some((c, step, attempt, timeout))
             }

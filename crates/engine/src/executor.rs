@@ -63,6 +63,8 @@ enum ProbeFor {
     Resume,
     /// The last attempt's outcome is unknown.
     Unknown { limit: u32, message: String },
+    /// Before an attempt that must not run twice (the installer): a first probe failed.
+    BeforeAttempt,
 }
 
 #[derive(Debug, Clone)]
@@ -135,9 +137,18 @@ pub struct Executor<'p> {
     /// How long the step being carried out may take before it counts as hung: its rule's
     /// timeout, cut inside a users-facing outage window to what the outage budget leaves.
     pub execute_timeout: Millis,
+    /// Since when probes have found the step's command still running on the server.
+    running_since: Option<Millis>,
+    /// Restarts asked for in this process.
+    reboots: u32,
+    /// Whether the operator was told that the outage budget is at risk while waiting.
+    budget_warned: bool,
 }
 
 struct Failure(String);
+
+/// Restarts one process asks for on one server before it gives up.
+const MAX_RESTARTS: u32 = 2;
 
 impl<'p> Executor<'p> {
     pub fn new(plan: &'p ServerPlan, status: ServerStatus, predicted_outage: Millis) -> Self {
@@ -150,6 +161,9 @@ impl<'p> Executor<'p> {
             skip: None,
             pre_probed: None,
             execute_timeout: 0,
+            running_since: None,
+            reboots: 0,
+            budget_warned: false,
         }
     }
 
@@ -169,19 +183,15 @@ impl<'p> Executor<'p> {
         match (state, input) {
             (State::Begin, _) => self.begin(cx),
             (State::Preflight, Input::Called(result)) => self.preflighted(cx, result),
-            (State::PreInstallProbe { i, attempt }, Input::Called(result)) => {
-                if let Ok(CallOutput::Probe(probe)) = &result
-                    && probe.verdict == ProbeVerdict::Done
-                {
-                    self.record_probe(cx, i, probe)?;
-                    if let Some(want) = self.reboot_if_pending(i, probe) {
-                        return Ok(want);
-                    }
-                    return self.enter(cx, i + 1);
+            (State::PreInstallProbe { i, attempt }, Input::Called(result)) => match result {
+                Ok(CallOutput::Probe(probe)) if probe.verdict == ProbeVerdict::NotDone => {
+                    self.record_probe(cx, i, &probe)?;
+                    self.pre_probed = Some(i);
+                    self.attempt(cx, i, attempt)
                 }
-                self.pre_probed = Some(i);
-                self.attempt(cx, i, attempt)
-            }
+                // Done, still running, or unreadable: the general probe path decides.
+                result => self.probed(cx, i, attempt, 0, ProbeFor::BeforeAttempt, result),
+            },
             (State::Slot { i, attempt }, Input::SlotGranted) => {
                 cx.observer.on_event(&Event::OutageStarted {
                     server: self.plan.fqdn.to_string(),
@@ -231,6 +241,23 @@ impl<'p> Executor<'p> {
                 },
                 Input::Called(result),
             ) => self.probed(cx, i, attempt, tries, why, result),
+            (State::Reboot { i }, Input::Called(Err(e))) if e.outcome_unknown() => {
+                // The restart did not answer in time: the server may still be coming back.
+                // Probe the installation (it tells a pending restart) before anything else.
+                let message = format!("the restart the installer asked for: {e}");
+                let attempt = self.status.step(StepId::InstallUpdate).attempts;
+                let wait = self.backoff(cx, StepId::InstallUpdate, 1, message.clone());
+                self.state = State::ProbeWait {
+                    i,
+                    attempt,
+                    tries: 0,
+                    why: ProbeFor::Unknown {
+                        limit: attempt,
+                        message,
+                    },
+                };
+                Ok(Want::Wait(wait))
+            }
             (State::Reboot { i }, Input::Called(result)) => match result {
                 Ok(CallOutput::Outcome(outcome)) => {
                     let audit = self.audit(cx, i, Some(outcome.exit_code), "Restart-Computer");
@@ -256,12 +283,22 @@ impl<'p> Executor<'p> {
                 ),
             },
             (State::Recover { reason, outcome }, Input::Called(result)) => {
-                let output = match result {
-                    Ok(CallOutput::Outcome(o)) => o.output,
+                let (output, back) = match result {
+                    Ok(CallOutput::Outcome(o)) => (o.output, o.exit_code == 0),
                     Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
                         unreachable!("recovery answers with an outcome")
                     }
-                    Err(e) => format!("recovery could not run: {e}"),
+                    Err(e) => (format!("recovery could not run: {e}"), false),
+                };
+                // Tell that the server is not safe: the reason is what the operator reads.
+                let reason = if back {
+                    reason
+                } else {
+                    format!(
+                        "{reason}; recovery did not bring {} back into service: {}",
+                        self.plan.fqdn,
+                        why(&output)
+                    )
                 };
                 self.record(
                     cx,
@@ -370,6 +407,24 @@ impl<'p> Executor<'p> {
                 Failure(format!(
                     "pre-flight: a restart is pending on {}; restart it, then run again (nothing was changed)",
                     self.plan.fqdn
+                )),
+            );
+        }
+        // A server found out of service that this run did not take out: someone else is at
+        // work on it, or it is broken. Leave it as found (a Front End server's pool is already
+        // short of one server).
+        if !facts.in_service && facts.build != Some(cx.run.spec.plan.package.version) {
+            return self.fail(
+                cx,
+                Failure(format!(
+                    "pre-flight: {} is already out of service ({} of {} Skype for Business \
+                     services running{}); sfbpatch leaves a server it finds out of service as it \
+                     is: find out why, bring it back (Start-CsWindowsService, or \
+                     Invoke-CsComputerFailBack), then run again; nothing was changed",
+                    self.plan.fqdn,
+                    facts.services_running,
+                    facts.services.len(),
+                    if facts.w3svc { ", W3SVC present" } else { "" }
                 )),
             );
         }
@@ -585,12 +640,18 @@ impl<'p> Executor<'p> {
         if self.plan.steps[i].id != StepId::InstallUpdate || !restart_pending(probe) {
             return None;
         }
+        Some(self.reboot(i))
+    }
+
+    /// Ask for the restart the installer needs, at most [`MAX_RESTARTS`] times per process.
+    fn reboot(&mut self, i: usize) -> Want {
+        self.reboots += 1;
         self.state = State::Reboot { i };
-        Some(Want::Call {
+        Want::Call {
             call: Call::Reboot,
             step: i,
             attempt: self.status.step(StepId::InstallUpdate).attempts,
-        })
+        }
     }
 
     /// When the server stops with the update installed but its database step not done: the
@@ -761,18 +822,43 @@ impl<'p> Executor<'p> {
                 if ok {
                     self.outage_may_have_ended(cx, was_in_outage);
                     if reboot {
-                        self.state = State::Reboot { i };
-                        return Ok(Want::Call {
-                            call: Call::Reboot,
-                            step: i,
-                            attempt,
-                        });
+                        return Ok(self.reboot(i));
                     }
                     return self.enter(cx, i + 1);
                 }
                 let code = outcome.exit_code;
+                // Another installation in progress (perhaps ours, from before a crash): never
+                // run the installer again blind; the next attempt probes first and waits for it.
+                if step.id == StepId::InstallUpdate && code == policy::ERROR_INSTALL_ALREADY_RUNNING
+                {
+                    self.pre_probed = None;
+                }
                 if rule.retries_exit(code) && attempt < rule.max_attempts {
-                    return self.wait_retry(cx, i, attempt, code, format!("exit code {code}"));
+                    let wait =
+                        policy::retry_wait(step.id, Some(code), attempt, self.plan.fqdn.as_str());
+                    match self.budget_left(cx, i) {
+                        Some(left) if left < wait + policy::default_duration(step.id) => {
+                            let reason = format!(
+                                "{} exited with code {code}: {}; the outage budget left ({}) \
+                                 cannot hold another attempt (predicted {}), so it is not retried \
+                                 inside the window",
+                                step.id,
+                                why(&outcome.output),
+                                minutes(left),
+                                minutes(policy::default_duration(step.id))
+                            );
+                            return self.fail(cx, Failure(reason));
+                        }
+                        _ => {
+                            return self.wait_retry(
+                                cx,
+                                i,
+                                attempt,
+                                code,
+                                format!("exit code {code}"),
+                            );
+                        }
+                    }
                 }
                 if step.id == StepId::CheckFabricState && code == sfbpatch_plan::POOL_BUSY_EXIT {
                     return self.fail(
@@ -883,15 +969,37 @@ impl<'p> Executor<'p> {
     ) -> Result<Want, EngineError> {
         let step_id = self.plan.steps[i].id;
         match result {
+            Ok(CallOutput::Probe(probe)) if probe.verdict == ProbeVerdict::Running => {
+                self.record_probe(cx, i, &probe)?;
+                self.still_running(cx, i, attempt, why)
+            }
             Ok(CallOutput::Probe(probe)) => {
+                self.running_since = None;
                 self.record_probe(cx, i, &probe)?;
                 if probe.verdict == ProbeVerdict::Done {
+                    if step_id == StepId::InstallUpdate
+                        && restart_pending(&probe)
+                        && self.reboots >= MAX_RESTARTS
+                    {
+                        return self.fail(
+                            cx,
+                            Failure(format!(
+                                "{} still waits for a restart after {} restarts were asked for; \
+                                 restart it by hand, then resume",
+                                self.plan.fqdn, self.reboots
+                            )),
+                        );
+                    }
                     if let Some(want) = self.reboot_if_pending(i, &probe) {
                         return Ok(want);
                     }
                     return self.enter(cx, i);
                 }
                 match why {
+                    ProbeFor::BeforeAttempt => {
+                        self.pre_probed = Some(i);
+                        self.attempt(cx, i, attempt)
+                    }
                     ProbeFor::Resume => self.attempt(cx, i, attempt + 1),
                     ProbeFor::Unknown { limit, .. } if attempt < limit => {
                         self.attempt(cx, i, attempt + 1)
@@ -907,8 +1015,31 @@ impl<'p> Executor<'p> {
             Ok(CallOutput::Outcome(_) | CallOutput::Facts(_)) => {
                 unreachable!("a probe answers with a probe")
             }
-            Err(e) if e.outcome_unknown() && tries < UNREACHABLE_ATTEMPTS => {
-                let wait = self.backoff(cx, step_id, tries, e.to_string());
+            // A probe only reads: when it cannot, read again later (never run the step blind).
+            Err(e)
+                if (e.outcome_unknown() || matches!(e, TargetError::ReadFailed { .. }))
+                    && tries < UNREACHABLE_ATTEMPTS =>
+            {
+                let wait = policy::backoff(tries.max(1), self.plan.fqdn.as_str());
+                // Nothing ran yet: when the budget cannot hold more waiting and the step, stop
+                // now and bring the server back rather than pass the line.
+                if matches!(why, ProbeFor::BeforeAttempt)
+                    && let Some(left) = self.budget_left(cx, i)
+                    && left < wait + policy::default_duration(step_id)
+                {
+                    return self.fail(
+                        cx,
+                        Failure(format!(
+                            "{step_id} was not run: the server could not be probed first (it \
+                             must not run twice): {e}; the outage budget left ({}) cannot hold \
+                             another wait and the step (predicted {})",
+                            minutes(left),
+                            minutes(policy::default_duration(step_id))
+                        )),
+                    );
+                }
+                self.announce_retry(cx, step_id, tries.max(1), wait, e.to_string());
+                self.warn_if_budget_at_risk(cx, i, wait);
                 self.state = State::ProbeWait {
                     i,
                     attempt,
@@ -919,10 +1050,88 @@ impl<'p> Executor<'p> {
             }
             Err(e) => self.fail(
                 cx,
-                Failure(format!(
-                    "the outcome of {step_id} is unknown and the server could not be probed: {e}"
-                )),
+                Failure(match why {
+                    ProbeFor::BeforeAttempt => format!(
+                        "{step_id} was not run: the server could not be probed first (it must \
+                         not run twice): {e}"
+                    ),
+                    ProbeFor::Unknown { message, .. } => format!(
+                        "{message}; the outcome is unknown and the server could not be probed \
+                         since: {e}"
+                    ),
+                    ProbeFor::Resume => format!(
+                        "the outcome of {step_id} is unknown and the server could not be probed: {e}"
+                    ),
+                }),
             ),
+        }
+    }
+
+    /// A probe found the step's command still running on the server (an installer that
+    /// outlived its session, or the one a crashed controller started): wait for it and probe
+    /// again, up to the step's timeout; never start it a second time.
+    fn still_running(
+        &mut self,
+        cx: &mut Cx<'_>,
+        i: usize,
+        attempt: u32,
+        why: ProbeFor,
+    ) -> Result<Want, EngineError> {
+        let step = self.plan.steps[i].id;
+        let since = *self.running_since.get_or_insert(cx.now);
+        let waited = cx.now.saturating_sub(since);
+        let limit = policy::retry_rule(step).timeout;
+        if waited >= limit {
+            self.running_since = None;
+            return self.fail(
+                cx,
+                Failure(format!(
+                    "{step} is still running on {} after {} of waiting; it was not started again \
+                     (it finishes on its own: then resume, or apply again with --only {})",
+                    self.plan.fqdn,
+                    minutes(waited),
+                    self.plan.fqdn
+                )),
+            );
+        }
+        self.announce_retry(
+            cx,
+            step,
+            attempt.saturating_sub(1),
+            policy::RUNNING_POLL,
+            format!("{step} is still running on the server; waiting for it to finish"),
+        );
+        self.warn_if_budget_at_risk(cx, i, policy::RUNNING_POLL);
+        self.state = State::ProbeWait {
+            i,
+            attempt,
+            tries: 0,
+            why,
+        };
+        Ok(Want::Wait(policy::RUNNING_POLL))
+    }
+
+    /// Inside a users-facing outage window, tell the operator (once) when waiting `wait` more
+    /// and then the rest of the procedure would pass the outage budget.
+    fn warn_if_budget_at_risk(&mut self, cx: &mut Cx<'_>, i: usize, wait: Millis) {
+        if self.budget_warned {
+            return;
+        }
+        let Some(left) = self.budget_left(cx, i) else {
+            return;
+        };
+        let step = self.plan.steps[i].id;
+        let predicted = policy::default_duration(step);
+        if left < wait + predicted {
+            self.budget_warned = true;
+            cx.observer.on_event(&Event::OutageBudgetAtRisk {
+                server: self.plan.fqdn.to_string(),
+                pool: self.plan.pool.to_string(),
+                step,
+                budget_left_ms: left,
+                predicted_ms: wait + predicted,
+                at: cx.now,
+            });
         }
     }
 

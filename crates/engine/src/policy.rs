@@ -160,6 +160,16 @@ pub const ERROR_SUCCESS_REBOOT_REQUIRED: i32 = 3010;
 /// unreachable server, not a reason to wait another step's timeout.
 pub const PROBE_TIMEOUT: Millis = 2 * MINUTE;
 
+/// How long a restart may take before it counts as hung (the server may still come back:
+/// it is probed then).
+pub const REBOOT_TIMEOUT: Millis = 20 * MINUTE;
+
+/// How long a recovery may take.
+pub const RECOVER_TIMEOUT: Millis = 15 * MINUTE;
+
+/// How often a step found still running on the server (an installer) is probed again.
+pub const RUNNING_POLL: Millis = MINUTE;
+
 /// Attempts allowed while a server is unreachable, whatever the step.
 pub const UNREACHABLE_ATTEMPTS: u32 = 8;
 
@@ -183,10 +193,18 @@ pub fn retry_rule(step: StepId) -> RetryRule {
             any_exit: false,
             timeout: 60 * MINUTE,
         },
-        StageUpdate | UpdateDatabases => RetryRule {
+        StageUpdate => RetryRule {
             max_attempts: 1,
             transient_exits: &[],
             any_exit: false,
+            timeout: 60 * MINUTE,
+        },
+        // Install-CsDatabase -Update changes only what is behind: a second attempt after a
+        // lost connection (SQL Server restarting or failing over) finishes what the first left.
+        UpdateDatabases => RetryRule {
+            max_attempts: 2,
+            transient_exits: &[],
+            any_exit: true,
             timeout: 60 * MINUTE,
         },
         CheckAdminRole | Verify => RetryRule {

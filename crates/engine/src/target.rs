@@ -49,6 +49,9 @@ pub enum ProbeVerdict {
     Done,
     /// The server's state shows the step did not take effect: it may run.
     NotDone,
+    /// The step's command is still running on the server (an installer that outlived its
+    /// session): wait for it, neither run it again nor go on.
+    Running,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +155,10 @@ pub enum TargetError {
     /// The target refused the request for good (authentication, host key, unknown server).
     #[error("{0}")]
     Refused(String),
+    /// A probe or pre-flight could not read the server's state (its script failed); nothing
+    /// was changed, and reading again may succeed.
+    #[error("could not read the state of {server}: {reason}")]
+    ReadFailed { server: String, reason: String },
 }
 
 impl TargetError {

@@ -11,7 +11,7 @@ use sfbpatch_topology::StoreKind;
 use crate::rules;
 
 /// The layout version of `lab.db`.
-pub(crate) const FORMAT: i64 = 2;
+pub(crate) const FORMAT: i64 = 3;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE lab (
@@ -38,6 +38,8 @@ CREATE TABLE sql_instances (
     standard_edition INTEGER NOT NULL,
     -- comma-separated store kinds that are collocated with a pool's User store here
     collocated TEXT NOT NULL,
+    -- SQL Server is down (a lab fault) until then
+    down_until INTEGER,
     UNIQUE (sql_server_key, instance_key)
 );
 CREATE TABLE databases (
@@ -85,6 +87,8 @@ CREATE TABLE servers (
     staged_path TEXT,
     staged_sha256 TEXT,
     unreachable_until INTEGER,
+    -- an installer that outlived its session runs until then (a retry meets exit 1618)
+    installer_until INTEGER,
     in_service INTEGER NOT NULL
 );
 CREATE INDEX servers_backend ON servers (backend_id);
@@ -274,6 +278,8 @@ pub(crate) struct Server {
     pub staged_path: Option<String>,
     pub staged_sha256: Option<String>,
     pub unreachable_until: Option<i64>,
+    /// An installer that outlived its session runs until then.
+    pub installer_until: Option<i64>,
     /// As last recorded: whether the server counted as in service.
     pub in_service: bool,
     pub services: Vec<Service>,
@@ -286,7 +292,7 @@ impl Server {
                 "SELECT fqdn, kind, backend_id, installed_build, previous_build, installer_runs,
                         w3svc, open_shells, reboot_pending, staged_path, staged_sha256,
                         unreachable_until, in_service, pool_id, upgrade_domain, w3svc_present,
-                        shell_present, failed_over, refused_commands
+                        shell_present, failed_over, refused_commands, installer_until
                  FROM servers WHERE id = ?1",
             )?
             .query_row([id], |r| {
@@ -317,6 +323,7 @@ impl Server {
                     staged_path: r.get(9)?,
                     staged_sha256: r.get(10)?,
                     unreachable_until: r.get(11)?,
+                    installer_until: r.get(19)?,
                     in_service: r.get(12)?,
                     services: Vec::new(),
                 })
@@ -346,7 +353,7 @@ impl Server {
             "UPDATE servers SET installed_build = ?1, previous_build = ?2, installer_runs = ?3,
                     w3svc = ?4, open_shells = ?5, reboot_pending = ?6, staged_path = ?7,
                     staged_sha256 = ?8, unreachable_until = ?9, in_service = ?10,
-                    failed_over = ?12, refused_commands = ?13
+                    failed_over = ?12, refused_commands = ?13, installer_until = ?14
              WHERE id = ?11",
         )?
         .execute(params![
@@ -363,6 +370,7 @@ impl Server {
             self.id,
             self.failed_over,
             self.refused_commands,
+            self.installer_until,
         ])?;
         if self.services == before.services {
             return Ok(());
@@ -441,6 +449,11 @@ impl Server {
 
     pub fn unreachable_at(&self, now: i64) -> Option<i64> {
         self.unreachable_until.filter(|until| now < *until)
+    }
+
+    /// Until when an installer that outlived its session still runs, if it does at `now`.
+    pub fn installer_running_at(&self, now: i64) -> Option<i64> {
+        self.installer_until.filter(|until| now < *until)
     }
 }
 
@@ -573,6 +586,31 @@ pub(crate) fn instances_on(
     ))?;
     stmt.query_map([sql_server_fqdn.to_ascii_lowercase()], instance_from_row)?
         .collect()
+}
+
+/// Takes every instance on `sql_server_fqdn` down until `until` (a lab fault).
+pub(crate) fn set_sql_down(
+    tx: &Connection,
+    sql_server_fqdn: &str,
+    until: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE sql_instances SET down_until = ?2 WHERE sql_server_key = ?1")?
+        .execute(params![sql_server_fqdn.to_ascii_lowercase(), until])?;
+    Ok(())
+}
+
+/// Until when `sql_server_fqdn` is down, if it is at `now`.
+pub(crate) fn sql_down_until(
+    tx: &Connection,
+    sql_server_fqdn: &str,
+    now: i64,
+) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached(
+        "SELECT max(down_until) FROM sql_instances WHERE sql_server_key = ?1 AND down_until > ?2",
+    )?
+    .query_row(params![sql_server_fqdn.to_ascii_lowercase(), now], |r| {
+        r.get(0)
+    })
 }
 
 pub(crate) fn instance_by_id(tx: &Connection, id: i64) -> rusqlite::Result<Instance> {

@@ -12,7 +12,9 @@ use crate::LabError;
 pub struct Fault {
     /// The server's FQDN as written (matched ignoring ASCII case).
     pub server: String,
-    pub step: StepId,
+    /// The step the fault acts on; `None` for a fault of the machine itself (its state before
+    /// the run, its restart, its recovery).
+    pub step: Option<StepId>,
     pub kind: FaultKind,
     /// Where the fault was read from, for messages: the file name, the line of its
     /// `[[fault]]` header and its 1-based position among the faults.
@@ -36,7 +38,8 @@ pub enum FaultKind {
     Unreachable { minutes: f64 },
     /// Just before the step first runs, this many Management Shells are opened on the server.
     OpenShells { count: u32 },
-    /// The server's disk is full: `stage-update` fails on every attempt.
+    /// The server's disk is full: `stage-update` (exit 112) or `install-update` (exit 1603,
+    /// rolled back) fails on every attempt.
     DiskFull,
     /// `Get-CsPoolFabricState` shows missing replicas for the pool of this Front End server
     /// (step `check-fabric-state`) from the start.
@@ -44,6 +47,25 @@ pub enum FaultKind {
     /// The pool's upgrade readiness answers `Busy` on the first `times` attempts of
     /// `check-fabric-state` on this server (0 = every attempt).
     Busy { times: u32 },
+    /// Before the run, the machine waits for a restart (no step).
+    RebootPending,
+    /// Before the run, the machine's Skype for Business services are stopped (no step).
+    OutOfService,
+    /// The machine's next restart takes this long (no step).
+    RestartMinutes { minutes: f64 },
+    /// The machine's next recovery takes this long (no step).
+    RecoveryMinutes { minutes: f64 },
+    /// From the first attempt of `update-databases`, the SQL Server it updates is down for
+    /// this long: `Install-CsDatabase` cannot connect.
+    SqlDown { minutes: f64 },
+    /// The SQL Server fails over (AlwaysOn or a failover cluster instance) in the middle of
+    /// `update-databases`: the first `times` attempts update half of what is behind and fail.
+    SqlFailover { times: u32 },
+    /// The first attempt of `install-update` loses its session after a minute while the
+    /// installer keeps running on the server for this long in all.
+    InstallerOutlives { minutes: f64 },
+    /// The probe of the step fails (it cannot read the server) on its first `times` calls.
+    ProbeFails { times: u32 },
 }
 
 impl FaultKind {
@@ -58,11 +80,19 @@ impl FaultKind {
             FaultKind::DiskFull => "disk_full",
             FaultKind::MissingReplicas => "missing_replicas",
             FaultKind::Busy { .. } => "busy",
+            FaultKind::RebootPending => "reboot_pending",
+            FaultKind::OutOfService => "out_of_service",
+            FaultKind::RestartMinutes { .. } => "restart_minutes",
+            FaultKind::RecoveryMinutes { .. } => "recovery_minutes",
+            FaultKind::SqlDown { .. } => "sql_down_minutes",
+            FaultKind::SqlFailover { .. } => "sql_failover",
+            FaultKind::InstallerOutlives { .. } => "installer_outlives_minutes",
+            FaultKind::ProbeFails { .. } => "probe_fails",
         }
     }
 }
 
-const KIND_KEYS: [&str; 8] = [
+const KIND_KEYS: [&str; 16] = [
     "exit_code",
     "duration_minutes",
     "hang",
@@ -71,7 +101,34 @@ const KIND_KEYS: [&str; 8] = [
     "disk_full",
     "missing_replicas",
     "busy",
+    "reboot_pending",
+    "out_of_service",
+    "restart_minutes",
+    "recovery_minutes",
+    "sql_down_minutes",
+    "sql_failover",
+    "installer_outlives_minutes",
+    "probe_fails",
 ];
+
+/// The kinds that concern the machine itself and take no `step`.
+const MACHINE_KEYS: [&str; 4] = [
+    "reboot_pending",
+    "out_of_service",
+    "restart_minutes",
+    "recovery_minutes",
+];
+
+/// Kinds that apply to one step only.
+fn only_step(kind_key: &str) -> Option<&'static [StepId]> {
+    match kind_key {
+        "disk_full" => Some(&[StepId::StageUpdate, StepId::InstallUpdate]),
+        "missing_replicas" | "busy" => Some(&[StepId::CheckFabricState]),
+        "sql_down_minutes" | "sql_failover" => Some(&[StepId::UpdateDatabases]),
+        "installer_outlives_minutes" => Some(&[StepId::InstallUpdate]),
+        _ => None,
+    }
+}
 
 /// The longest duration a fault may give, in minutes (one week).
 const MAX_MINUTES: f64 = 7.0 * 24.0 * 60.0;
@@ -174,22 +231,25 @@ impl TableReader<'_> {
             None => return Err(self.error("missing server (the FQDN of a lab server)")),
         };
         let step = match self.get("step") {
-            Some((Value::String(s), line)) => StepId::parse(s).ok_or_else(|| {
-                self.error_at(
-                    line,
-                    format!(
-                        "unknown step '{s}' (steps: {})",
-                        StepId::ALL.map(StepId::as_str).join(", ")
-                    ),
-                )
-            })?,
+            Some((Value::String(s), line)) => Some((
+                StepId::parse(s).ok_or_else(|| {
+                    self.error_at(
+                        line,
+                        format!(
+                            "unknown step '{s}' (steps: {})",
+                            StepId::ALL.map(StepId::as_str).join(", ")
+                        ),
+                    )
+                })?,
+                line,
+            )),
             Some((other, line)) => {
                 return Err(self.error_at(
                     line,
                     format!("step must be a string, not {}", other.type_str()),
                 ));
             }
-            None => return Err(self.error("missing step (a step id such as install-update)")),
+            None => None,
         };
 
         let kinds: Vec<&str> = KIND_KEYS
@@ -213,6 +273,31 @@ impl TableReader<'_> {
             }
         };
         let (value, value_line) = self.get(kind_key).expect("present");
+        let step = match (step, MACHINE_KEYS.contains(&kind_key)) {
+            (Some((_, line)), true) => {
+                return Err(self.error_at(
+                    line,
+                    format!("{kind_key} is a fault of the machine itself: remove step"),
+                ));
+            }
+            (None, true) => None,
+            (Some((step, _)), false) => Some(step),
+            (None, false) => {
+                return Err(self.error("missing step (a step id such as install-update)"));
+            }
+        };
+        if let (Some(step), Some(steps)) = (step, only_step(kind_key))
+            && !steps.contains(&step)
+        {
+            let names: Vec<&str> = steps.iter().map(|s| s.as_str()).collect();
+            return Err(self.error_at(
+                value_line,
+                format!(
+                    "{kind_key} applies to step {}, not {step}",
+                    names.join(" or ")
+                ),
+            ));
+        }
         let times = self.times(kind_key)?;
         let kind = match kind_key {
             "exit_code" => {
@@ -251,19 +336,7 @@ impl TableReader<'_> {
             }
             "disk_full" => {
                 self.must_be_true(value, value_line, "disk_full")?;
-                if step != StepId::StageUpdate {
-                    return Err(self.error_at(
-                        value_line,
-                        format!("disk_full applies to step stage-update, not {step}"),
-                    ));
-                }
                 FaultKind::DiskFull
-            }
-            "missing_replicas" | "busy" if step != StepId::CheckFabricState => {
-                return Err(self.error_at(
-                    value_line,
-                    format!("{kind_key} applies to step check-fabric-state, not {step}"),
-                ));
             }
             "missing_replicas" => {
                 self.must_be_true(value, value_line, "missing_replicas")?;
@@ -272,6 +345,38 @@ impl TableReader<'_> {
             "busy" => {
                 self.must_be_true(value, value_line, "busy")?;
                 FaultKind::Busy {
+                    times: times.unwrap_or(1),
+                }
+            }
+            "reboot_pending" => {
+                self.must_be_true(value, value_line, kind_key)?;
+                FaultKind::RebootPending
+            }
+            "out_of_service" => {
+                self.must_be_true(value, value_line, kind_key)?;
+                FaultKind::OutOfService
+            }
+            "restart_minutes" => FaultKind::RestartMinutes {
+                minutes: self.minutes(value, value_line, kind_key, false)?,
+            },
+            "recovery_minutes" => FaultKind::RecoveryMinutes {
+                minutes: self.minutes(value, value_line, kind_key, false)?,
+            },
+            "sql_down_minutes" => FaultKind::SqlDown {
+                minutes: self.minutes(value, value_line, kind_key, false)?,
+            },
+            "sql_failover" => {
+                self.must_be_true(value, value_line, kind_key)?;
+                FaultKind::SqlFailover {
+                    times: times.unwrap_or(1),
+                }
+            }
+            "installer_outlives_minutes" => FaultKind::InstallerOutlives {
+                minutes: self.minutes(value, value_line, kind_key, false)?,
+            },
+            "probe_fails" => {
+                self.must_be_true(value, value_line, kind_key)?;
+                FaultKind::ProbeFails {
                     times: times.unwrap_or(1),
                 }
             }
@@ -291,10 +396,16 @@ impl TableReader<'_> {
         let Some((value, line)) = self.get("times") else {
             return Ok(None);
         };
-        if !matches!(kind_key, "exit_code" | "hang" | "busy") {
+        if !matches!(
+            kind_key,
+            "exit_code" | "hang" | "busy" | "sql_failover" | "probe_fails"
+        ) {
             return Err(self.error_at(
                 line,
-                format!("times applies to exit_code, hang and busy faults, not to {kind_key}"),
+                format!(
+                    "times applies to exit_code, hang, busy, sql_failover and probe_fails \
+                     faults, not to {kind_key}"
+                ),
             ));
         }
         let n = self.integer(value, line, "times")?;
@@ -424,7 +535,7 @@ disk_full = true
             faults.iter().map(|f| (f.index, f.line)).collect::<Vec<_>>(),
             vec![(1, 2), (2, 8), (3, 13), (4, 18), (5, 23), (6, 28)]
         );
-        assert_eq!(faults[0].step, StepId::InstallUpdate);
+        assert_eq!(faults[0].step, Some(StepId::InstallUpdate));
         assert_eq!(faults[0].server, "be01.contoso.com");
     }
 
@@ -454,12 +565,16 @@ disk_full = true
             ),
             "f.toml:6: fault 2: exit_code and hang given: a fault has exactly one of exit_code, \
              duration_minutes, hang, unreachable_minutes, open_shells, disk_full, \
-             missing_replicas, busy"
+             missing_replicas, busy, reboot_pending, out_of_service, restart_minutes, \
+             recovery_minutes, sql_down_minutes, sql_failover, installer_outlives_minutes, \
+             probe_fails"
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\n"),
             "f.toml:1: fault 1: no fault given: add exactly one of exit_code, duration_minutes, \
-             hang, unreachable_minutes, open_shells, disk_full, missing_replicas, busy"
+             hang, unreachable_minutes, open_shells, disk_full, missing_replicas, busy, \
+             reboot_pending, out_of_service, restart_minutes, recovery_minutes, \
+             sql_down_minutes, sql_failover, installer_outlives_minutes, probe_fails"
         );
         assert_eq!(
             error("[[fault]]\nstep = \"verify\"\nhang = true\n"),
@@ -467,13 +582,14 @@ disk_full = true
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\ndisk_full = true\n"),
-            "f.toml:4: fault 1: disk_full applies to step stage-update, not verify"
+            "f.toml:4: fault 1: disk_full applies to step stage-update or install-update, not verify"
         );
         assert_eq!(
             error(
                 "[[fault]]\nserver = \"a\"\nstep = \"verify\"\nduration_minutes = 3\ntimes = 2\n"
             ),
-            "f.toml:5: fault 1: times applies to exit_code, hang and busy faults, not to duration_minutes"
+            "f.toml:5: fault 1: times applies to exit_code, hang, busy, sql_failover and probe_fails \
+             faults, not to duration_minutes"
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nexit_code = \"1\"\n"),
@@ -491,7 +607,9 @@ disk_full = true
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nsever = 1\nhang = true\n"),
             "f.toml:4: fault 1: unknown key 'sever' (a fault has server, step, times and one of \
              exit_code, duration_minutes, hang, unreachable_minutes, open_shells, disk_full, \
-             missing_replicas, busy)"
+             missing_replicas, busy, reboot_pending, out_of_service, restart_minutes, \
+             recovery_minutes, sql_down_minutes, sql_failover, installer_outlives_minutes, \
+             probe_fails)"
         );
         assert_eq!(
             error("[[fault]]\nserver = \"a\"\nstep = \"verify\"\nhang = true\nhang = true\n"),

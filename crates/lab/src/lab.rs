@@ -481,6 +481,9 @@ fn instance_label(i: &InstancePlan) -> String {
 }
 
 /// A fault as stored: kind, value (exit code, milliseconds or count), attempts left.
+/// The `step` of a fault row for a fault of the machine itself.
+pub(crate) const MACHINE_STEP: &str = "(machine)";
+
 fn fault_row(kind: &FaultKind) -> (&'static str, i64, Option<i64>) {
     let times = |t: u32| (t > 0).then_some(i64::from(t));
     let ms = |minutes: f64| (minutes * MINUTE as f64).round() as i64;
@@ -498,6 +501,15 @@ fn fault_row(kind: &FaultKind) -> (&'static str, i64, Option<i64>) {
             i64::from(sfbpatch_plan::POOL_BUSY_EXIT),
             times(t),
         ),
+        // Set on the server when the lab is made; the rows only document them.
+        FaultKind::RebootPending => ("reboot_pending", 0, Some(0)),
+        FaultKind::OutOfService => ("out_of_service", 0, Some(0)),
+        FaultKind::RestartMinutes { minutes } => ("restart", ms(minutes), Some(1)),
+        FaultKind::RecoveryMinutes { minutes } => ("recovery", ms(minutes), Some(1)),
+        FaultKind::SqlDown { minutes } => ("sql_down", ms(minutes), Some(1)),
+        FaultKind::SqlFailover { times: t } => ("sql_failover", 0, times(t)),
+        FaultKind::InstallerOutlives { minutes } => ("installer_outlives", ms(minutes), Some(1)),
+        FaultKind::ProbeFails { times: t } => ("probe_fails", 0, times(t)),
     }
 }
 
@@ -690,6 +702,22 @@ fn write_world(
         }
     }
 
+    // Faults of a machine's state before the run.
+    for (fault, &server) in options.faults.iter().zip(fault_servers) {
+        let id = server_ids[server];
+        match fault.kind {
+            FaultKind::RebootPending => {
+                tx.execute("UPDATE servers SET reboot_pending = 1 WHERE id = ?1", [id])?;
+            }
+            FaultKind::OutOfService if plan.servers[server].runs_sfb() => {
+                tx.execute("UPDATE services SET running = 0 WHERE server_id = ?1", [id])?;
+                tx.execute("UPDATE servers SET in_service = 0 WHERE id = ?1", [id])?;
+                db::record_transition(&tx, id, false, 0)?;
+            }
+            _ => {}
+        }
+    }
+
     {
         let mut member =
             tx.prepare("INSERT INTO pool_members (pool_id, server_id) VALUES (?1, ?2)")?;
@@ -717,7 +745,7 @@ fn write_world(
                 fault.origin,
                 fault.line,
                 server_ids[server],
-                fault.step.as_str(),
+                fault.step.map_or(MACHINE_STEP, StepId::as_str),
                 kind,
                 value,
                 remaining,

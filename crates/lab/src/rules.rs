@@ -16,6 +16,13 @@ pub const RECOVER_W3SVC_DURATION: Millis = MINUTE / 2;
 /// Starting (or restarting) the Skype for Business services during recovery.
 pub const RECOVER_SERVICES_DURATION: Millis = 3 * MINUTE;
 
+/// An installer that meets another installation in progress gives up (exit 1618) after this.
+pub const INSTALLER_BUSY_DURATION: Millis = MINUTE / 10;
+
+/// `Install-CsDatabase` gives up connecting to a SQL Server that is down after this (the
+/// SQL Server client's connection timeout).
+pub const SQL_CONNECT_TIMEOUT: Millis = MINUTE / 4;
+
 /// A back end unavailable for longer than this puts the pool's users in resiliency mode.
 pub const RESILIENCY_AFTER: Millis = 30 * MINUTE;
 

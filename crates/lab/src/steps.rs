@@ -575,11 +575,58 @@ fn verify(
 }
 
 /// Whether the step's effect is present, and the facts read.
+/// The SQL Server whose databases `action` (an `update-databases` action) updates.
+pub(crate) fn updated_sql_server(
+    tx: &Connection,
+    action: &Action,
+    server: &Server,
+) -> rusqlite::Result<Option<String>> {
+    Ok(match action {
+        Action::UpdateConfiguredDatabases {
+            sql_server_fqdn, ..
+        } => Some(sql_server_fqdn.to_string()),
+        Action::UpdateLocalDatabases if server.kind == ServerKind::StandardEdition => {
+            Some(db::instance_by_id(tx, server.backend_id)?.sql_server_fqdn)
+        }
+        _ => None,
+    })
+}
+
+/// What a SQL Server failover in the middle of `Install-CsDatabase` leaves: the first
+/// database that was behind is updated, the rest not. Returns it (`server\instance name`).
+pub(crate) fn update_first_behind(
+    tx: &Connection,
+    action: &Action,
+    server: &Server,
+) -> rusqlite::Result<Option<String>> {
+    let instances = match action {
+        Action::UpdateConfiguredDatabases {
+            sql_server_fqdn, ..
+        } => db::instances_on(tx, sql_server_fqdn.as_str())?,
+        Action::UpdateLocalDatabases => local_instances(tx, server)?,
+        _ => return Ok(None),
+    };
+    for instance in &instances {
+        for d in db::databases(tx, instance.id)? {
+            if server.installed > d.build {
+                let version = db::schema_version(tx, d.store, server.installed)?;
+                tx.prepare_cached(
+                    "UPDATE databases SET build = ?1, version = ?2 WHERE instance_id = ?3 AND ord = ?4",
+                )?
+                .execute(params![BuildCol(server.installed), version, instance.id, d.ord])?;
+                return Ok(Some(format!("{} {}", instance.label(), d.name)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub(crate) fn probe(
     tx: &Connection,
     call: &StepCall<'_>,
     server: &Server,
     initial: Build,
+    now: i64,
 ) -> rusqlite::Result<Probe> {
     let running = server.running_services().count();
     let files = server.files_build();
@@ -603,6 +650,15 @@ pub(crate) fn probe(
         "reboot_pending": server.reboot_pending,
     });
     facts["failed_over"] = json!(server.failed_over);
+    if let (Action::InstallUpdate { .. }, Some(until)) =
+        (call.action, server.installer_running_at(now))
+    {
+        facts["installer_running_minutes"] = json!((until - now) as f64 / 60_000.0);
+        return Ok(Probe {
+            verdict: ProbeVerdict::Running,
+            facts: facts.to_string(),
+        });
+    }
     let done = match call.action {
         Action::CheckAdminRole
         | Action::CloseManagementShells

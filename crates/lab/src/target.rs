@@ -19,7 +19,7 @@ use crate::frontend;
 use crate::lab::Shared;
 use crate::machine;
 use crate::rules::{self, MINUTE};
-use crate::steps::{apply, probe};
+use crate::steps::{self, apply, probe};
 
 /// One step to carry out or probe, without the rest of a plan: what a separate process (such
 /// as `sfbpatch lab shell`) can rebuild from a single request.
@@ -65,12 +65,35 @@ pub struct LabClock {
 }
 
 /// What the faults decided for one attempt of a step.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Disposition {
     Run,
-    Exit { code: i32, fault: i64 },
+    Exit {
+        code: i32,
+        fault: i64,
+    },
     Hang,
-    DiskFull { fault: i64 },
+    DiskFull {
+        fault: i64,
+    },
+    /// Another installation runs on the server until then: the installer exits 1618.
+    InstallerRunning {
+        until: i64,
+    },
+    /// The SQL Server the step updates is down until then.
+    SqlDown {
+        sql_server: String,
+        until: i64,
+    },
+    /// The SQL Server fails over during the update.
+    SqlFailover {
+        fault: i64,
+    },
+    /// The session is lost after a minute; the installer runs on until `start + minutes`.
+    InstallerOutlives {
+        fault: i64,
+        run_ms: i64,
+    },
 }
 
 /// A step after its start: what the faults decided, and the server as it was then.
@@ -263,20 +286,43 @@ impl LabTarget {
         let id = self.server_id(call.host)?;
         check_action(call.step, call.action)?;
         let initial = self.shared.initial_build;
-        let result = self.shared.read(|tx| {
+        let fault_id = self.server_id(call.server)?;
+        let read = |tx: &Transaction<'_>| {
             let now = db::now(tx)?;
             let server = Server::load(tx, id)?;
             if let Some(until) = server.unreachable_at(now) {
                 return Ok(Err(unreachable(&server, until, now)));
             }
-            probe(tx, call, &server, initial).map(Ok)
-        });
+            if let Some(f) = active_faults(tx, fault_id, call.step)?
+                .iter()
+                .find(|f| f.kind == "probe_fails")
+            {
+                fire(tx, f)?;
+                return Ok(Err(TargetError::ReadFailed {
+                    server: server.fqdn.clone(),
+                    reason: format!(
+                        "Get-CsWindowsService : The RPC server is unavailable. (lab fault {}: \
+                         the probe of {} could not read the server)",
+                        f.idx, call.step
+                    ),
+                }));
+            }
+            probe(tx, call, &server, initial, now).map(Ok)
+        };
+        let result = if self.shared.fault_steps.contains(&(fault_id, call.step)) {
+            self.shared.write(read)
+        } else {
+            self.shared.read(read)
+        };
         result.map_err(|e| self.db_failure(call.server, e))?
     }
 
     /// Restarts a server: takes 5 simulated minutes, clears a pending reboot, and starts
     /// W3SVC and the Skype for Business services on the installed build.
-    pub fn reboot_server(&self, fqdn: &str) -> Result<StepOutcome, TargetError> {
+    ///
+    /// A `restart_minutes` fault makes the restart take that long; past `timeout` the call
+    /// answers `TimedOut` and the server is unreachable until the restart ends.
+    pub fn reboot_server(&self, fqdn: &str, timeout: Millis) -> Result<StepOutcome, TargetError> {
         let id = self.server_id(fqdn)?;
         self.timed(
             fqdn,
@@ -285,10 +331,31 @@ impl LabTarget {
                 if let Some(until) = server.unreachable_at(now) {
                     return Ok(Err(unreachable(&server, until, now)));
                 }
-                Ok(Ok((db::ms(rules::REBOOT_DURATION), ())))
+                if let Some(until) = server.installer_running_at(now) {
+                    return Ok(Ok((
+                        0,
+                        Operation::Refused(installer_busy(&server, until, now)),
+                    )));
+                }
+                let slow = machine_fault(tx, id, "restart")?;
+                Ok(Ok(timed_operation(
+                    db::ms(rules::REBOOT_DURATION),
+                    slow,
+                    timeout,
+                )))
             },
-            |tx, (), window| {
+            |tx, operation, window| {
                 let mut server = Server::load(tx, id)?;
+                let hung = match operation {
+                    Operation::Refused(message) => {
+                        return Ok(Ok(StepOutcome {
+                            exit_code: 1,
+                            output: format!("Restart-Computer: not restarted: {message}"),
+                        }));
+                    }
+                    Operation::Hung { lasts } => Some(window.start.saturating_add(lasts)),
+                    Operation::Run => None,
+                };
                 let before = server.clone();
                 let was_pending = server.reboot_pending;
                 server.reboot_pending = false;
@@ -305,6 +372,9 @@ impl LabTarget {
                     }
                     server.services.len()
                 };
+                if let Some(until) = hung {
+                    return hang_until(tx, server, &before, window, until, "restart", timeout);
+                }
                 settle(tx, &mut server, &before, window)?;
                 Ok(Ok(StepOutcome::ok(format!(
                     "{} restarted{}; W3SVC and {started} services started on build {}",
@@ -323,7 +393,10 @@ impl LabTarget {
     /// After a failure: starts W3SVC, and starts (or restarts, when they run on old
     /// assemblies) the Skype for Business services unless a restart is pending. Exit 0 when
     /// the server is back in service, 1 otherwise (the output says why).
-    pub fn recover_server(&self, fqdn: &str) -> Result<StepOutcome, TargetError> {
+    ///
+    /// A `recovery_minutes` fault makes it take that long; past `timeout` the call answers
+    /// `TimedOut` and the server is unreachable until the recovery ends.
+    pub fn recover_server(&self, fqdn: &str, timeout: Millis) -> Result<StepOutcome, TargetError> {
         let id = self.server_id(fqdn)?;
         self.timed(
             fqdn,
@@ -332,6 +405,13 @@ impl LabTarget {
                 if let Some(until) = server.unreachable_at(now) {
                     return Ok(Err(unreachable(&server, until, now)));
                 }
+                if let Some(until) = server.installer_running_at(now) {
+                    return Ok(Ok((
+                        0,
+                        Operation::Refused(installer_busy(&server, until, now)),
+                    )));
+                }
+                let slow = machine_fault(tx, id, "recovery")?;
                 let mut duration = 0;
                 if !server.w3svc && server.w3svc_present {
                     duration += rules::RECOVER_W3SVC_DURATION;
@@ -349,10 +429,23 @@ impl LabTarget {
                 {
                     duration += rules::RECOVER_SERVICES_DURATION;
                 }
-                Ok(Ok((db::ms(duration), ())))
+                Ok(Ok(timed_operation(db::ms(duration), slow, timeout)))
             },
-            |tx, (), window| {
+            |tx, operation, window| {
                 let mut server = Server::load(tx, id)?;
+                let hung = match operation {
+                    Operation::Refused(message) => {
+                        return Ok(Ok(StepOutcome {
+                            exit_code: 1,
+                            output: format!(
+                                "nothing done: {message}; {} is still out of service",
+                                server.fqdn
+                            ),
+                        }));
+                    }
+                    Operation::Hung { lasts } => Some(window.start.saturating_add(lasts)),
+                    Operation::Run => None,
+                };
                 let before = server.clone();
                 let mut done = Vec::new();
                 if !server.w3svc && server.w3svc_present {
@@ -410,6 +503,9 @@ impl LabTarget {
                         ));
                     }
                 }
+                if let Some(until) = hung {
+                    return hang_until(tx, server, &before, window, until, "recovery", timeout);
+                }
                 settle(tx, &mut server, &before, window)?;
                 if done.is_empty() {
                     done.push("nothing to do: W3SVC and every service were running".to_string());
@@ -435,6 +531,92 @@ fn real_sleep(duration: i64, speed: f64) {
             std::thread::sleep(Duration::from_secs_f64(seconds));
         }
     }
+}
+
+/// A restart or recovery that outlasted its call: the server does not answer, and counts as
+/// back in service only, until `until`.
+fn hang_until(
+    tx: &Transaction<'_>,
+    mut server: Server,
+    before: &Server,
+    window: Window,
+    until: i64,
+    operation: &str,
+    timeout: Millis,
+) -> rusqlite::Result<Attempt<StepOutcome>> {
+    server.unreachable_until = Some(until);
+    let window = Window {
+        end: until,
+        ..window
+    };
+    settle(tx, &mut server, before, window)?;
+    Ok(Err(TargetError::TimedOut {
+        server: server.fqdn.clone(),
+        step: operation.to_string(),
+        after_ms: timeout,
+    }))
+}
+
+/// A restart or recovery as its start decided it.
+enum Operation {
+    Run,
+    /// It takes longer than the call's timeout: the server comes back `lasts` after its start.
+    Hung {
+        lasts: i64,
+    },
+    /// It cannot start (an installation is in progress).
+    Refused(String),
+}
+
+/// The duration and kind of a restart or recovery that usually takes `usual`, unless a
+/// machine fault (already fired) makes it take `slow`: past `timeout` it hangs.
+fn timed_operation(usual: i64, slow: Option<i64>, timeout: Millis) -> (i64, Operation) {
+    let Some(slow) = slow else {
+        return (usual, Operation::Run);
+    };
+    let timeout = db::ms(timeout);
+    if slow > timeout {
+        (timeout, Operation::Hung { lasts: slow })
+    } else {
+        (slow, Operation::Run)
+    }
+}
+
+/// Fires the machine fault `kind` of server `id` if it is active: its milliseconds.
+fn machine_fault(tx: &Connection, id: i64, kind: &str) -> rusqlite::Result<Option<i64>> {
+    let fault = tx
+        .prepare_cached(
+            "SELECT id, idx, kind, value, remaining FROM faults
+             WHERE server_id = ?1 AND step = ?2 AND kind = ?3
+               AND (remaining IS NULL OR remaining > 0)
+             ORDER BY idx LIMIT 1",
+        )?
+        .query_row(params![id, crate::lab::MACHINE_STEP, kind], |r| {
+            Ok(ActiveFault {
+                id: r.get(0)?,
+                idx: r.get(1)?,
+                kind: r.get(2)?,
+                value: r.get(3)?,
+                remaining: r.get(4)?,
+            })
+        })
+        .optional()?;
+    match fault {
+        Some(f) => {
+            fire(tx, &f)?;
+            Ok(Some(f.value))
+        }
+        None => Ok(None),
+    }
+}
+
+fn installer_busy(server: &Server, until: i64, now: i64) -> String {
+    format!(
+        "another installation is in progress on {} (SkypeServerUpdateInstaller.exe runs {:.1} \
+         more simulated minutes)",
+        server.fqdn,
+        (until - now) as f64 / MINUTE as f64
+    )
 }
 
 fn unreachable(server: &Server, until: i64, now: i64) -> TargetError {
@@ -531,6 +713,18 @@ fn begin_step(
     }
     let mut duration = default_duration(call);
     let mut disposition = Disposition::Run;
+    // Windows Installer runs one installation at a time.
+    if call.step == StepId::InstallUpdate
+        && let Some(until) = server.installer_running_at(now)
+    {
+        return Ok(Ok((
+            db::ms(rules::INSTALLER_BUSY_DURATION),
+            Begun {
+                disposition: Disposition::InstallerRunning { until },
+                server,
+            },
+        )));
+    }
     if let Some(fault_server) = fault_server {
         let before = server.clone();
         let faults = active_faults(tx, fault_server, call.step)?;
@@ -553,13 +747,33 @@ fn begin_step(
         } else {
             if let Some(f) = find("exit_code") {
                 fire(tx, f)?;
-                disposition = Disposition::Exit {
-                    code: i32::try_from(f.value).unwrap_or(1),
-                    fault: f.idx,
-                };
+                let code = i32::try_from(f.value).unwrap_or(1);
+                // Windows Installer refuses at once when another installation runs.
+                if call.step == StepId::InstallUpdate && code == 1618 {
+                    duration = db::ms(rules::INSTALLER_BUSY_DURATION);
+                }
+                disposition = Disposition::Exit { code, fault: f.idx };
             } else if let Some(f) = find("disk_full") {
                 fire(tx, f)?;
                 disposition = Disposition::DiskFull { fault: f.idx };
+            } else if let Some(f) = find("sql_failover") {
+                fire(tx, f)?;
+                disposition = Disposition::SqlFailover { fault: f.idx };
+            } else if let Some(f) = find("installer_outlives") {
+                fire(tx, f)?;
+                disposition = Disposition::InstallerOutlives {
+                    fault: f.idx,
+                    run_ms: f.value,
+                };
+                duration = db::ms(MINUTE).min(f.value);
+            }
+            if let Some(f) = find("sql_down") {
+                fire(tx, f)?;
+                if let Some(sql) = steps::updated_sql_server(tx, call.action, &server)? {
+                    let until = now.saturating_add(f.value);
+                    db::set_sql_down(tx, &sql, until)?;
+                    db::record_backend_outage(tx, &sql, now, until)?;
+                }
             }
             if let Some(f) = find("duration") {
                 fire(tx, f)?;
@@ -567,6 +781,26 @@ fn begin_step(
             }
         }
         server.save(tx, &before)?;
+    }
+    // Install-CsDatabase cannot connect to a SQL Server that is down.
+    if call.step == StepId::UpdateDatabases
+        && matches!(
+            disposition,
+            Disposition::Run | Disposition::SqlFailover { .. }
+        )
+        && let Some(sql) = steps::updated_sql_server(tx, call.action, &server)?
+        && let Some(until) = db::sql_down_until(tx, &sql, now)?
+    {
+        return Ok(Ok((
+            db::ms(rules::SQL_CONNECT_TIMEOUT),
+            Begun {
+                disposition: Disposition::SqlDown {
+                    sql_server: sql,
+                    until,
+                },
+                server,
+            },
+        )));
     }
     // Reset-CsPoolRegistrarState runs first when the fabric shows missing replicas.
     if let (
@@ -576,7 +810,7 @@ fn begin_step(
             ..
         },
         Some(pool),
-    ) = (disposition, call.action, server.pool_id)
+    ) = (&disposition, call.action, server.pool_id)
         && frontend::missing_replicas(tx, pool)?
     {
         duration += db::ms(rules::RESET_REGISTRAR_STATE_DURATION);
@@ -602,6 +836,11 @@ fn finish_step(
     window: Window,
 ) -> rusqlite::Result<Attempt<StepOutcome>> {
     let before = server.clone();
+    let held = matches!(
+        disposition,
+        Disposition::Hang | Disposition::SqlFailover { .. }
+    );
+    let ran = matches!(disposition, Disposition::Run);
     let outcome = match disposition {
         Disposition::Hang => Err(TargetError::TimedOut {
             server: server.fqdn.clone(),
@@ -630,6 +869,16 @@ fn finish_step(
                 ),
             })
         }
+        Disposition::DiskFull { fault } if call.step == StepId::InstallUpdate => Ok(StepOutcome {
+            exit_code: 1603,
+            output: format!(
+                "SkypeServerUpdateInstaller: Error 1603: There is not enough space on the disk \
+                 (lab fault {fault}); the installation was rolled back: build {} stays \
+                 installed. Free space on the system drive (the log is in %TEMP% on the \
+                 server)",
+                server.installed
+            ),
+        }),
         Disposition::DiskFull { fault } => Ok(StepOutcome {
             exit_code: 112,
             output: format!(
@@ -637,14 +886,67 @@ fn finish_step(
                  not staged; nothing else changed"
             ),
         }),
+        Disposition::InstallerRunning { until } => Ok(StepOutcome {
+            exit_code: 1618,
+            output: format!(
+                "SkypeServerUpdateInstaller: Error 1618: Another installation is already in \
+                 progress. Complete that installation before proceeding with this install. \
+                 ({})",
+                installer_busy(&server, until, window.end)
+            ),
+        }),
+        Disposition::SqlDown { sql_server, until } => Ok(StepOutcome {
+            exit_code: 1,
+            output: format!(
+                "Install-CsDatabase : A network-related or instance-specific error occurred \
+                 while establishing a connection to SQL Server {sql_server}. The server was not \
+                 found or was not accessible. (lab fault: SQL Server is down for {:.1} more \
+                 simulated minutes); nothing changed",
+                (until - window.end).max(0) as f64 / MINUTE as f64
+            ),
+        }),
+        Disposition::SqlFailover { fault } => {
+            let updated = steps::update_first_behind(tx, call.action, &server)?;
+            Ok(StepOutcome {
+                exit_code: 1,
+                output: format!(
+                    "Install-CsDatabase : A transport-level error has occurred when receiving \
+                     results from the server. (lab fault {fault}: SQL Server failed over to its \
+                     partner in the middle of the update){}",
+                    match updated {
+                        Some(db) => format!(
+                            "; {db} was updated before the failover, the rest \
+                                             was not"
+                        ),
+                        None => "; nothing changed".to_string(),
+                    }
+                ),
+            })
+        }
+        Disposition::InstallerOutlives { fault, run_ms } => {
+            let outcome = apply(tx, shared, call, &mut server, installer_hash, false)?;
+            if outcome.exit_code == 0 {
+                server.installer_until = Some(window.start.saturating_add(run_ms));
+                Err(TargetError::Unreachable {
+                    server: server.fqdn.clone(),
+                    reason: format!(
+                        "the session was lost after {:.1} minutes while \
+                         SkypeServerUpdateInstaller.exe ran (lab fault {fault}: the installer \
+                         keeps running on the server); the outcome is unknown",
+                        (window.end - window.start) as f64 / MINUTE as f64
+                    ),
+                })
+            } else {
+                Ok(outcome)
+            }
+        }
         // Exit 3010 from the installer: the update is applied and a restart is pending.
         Disposition::Exit { .. } => Ok(apply(tx, shared, call, &mut server, installer_hash, true)?),
         Disposition::Run => Ok(apply(tx, shared, call, &mut server, installer_hash, false)?),
     };
     // The back end is unavailable to its pools while Install-CsDatabase updates it.
     // A hung update holds the databases too, until it is given up.
-    let held = matches!(disposition, Disposition::Hang)
-        || outcome.as_ref().is_ok_and(|o| o.exit_code == 0);
+    let held = held || (ran && outcome.as_ref().is_ok_and(|o| o.exit_code == 0));
     if held {
         match call.action {
             Action::UpdateConfiguredDatabases {
@@ -707,11 +1009,11 @@ impl Target for LabTarget {
     }
 
     fn reboot(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
-        self.reboot_server(req.server.fqdn.as_str())
+        self.reboot_server(req.server.fqdn.as_str(), req.timeout)
     }
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
-        self.recover_server(req.server.fqdn.as_str())
+        self.recover_server(req.server.fqdn.as_str(), req.timeout)
     }
 
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {

@@ -75,6 +75,8 @@ pub mod host_exit {
     pub const BAD_REQUEST: i32 = 2;
     /// The host refused the request for good (the lab's `Refused`). Nothing ran.
     pub const REFUSED: i32 = 3;
+    /// A probe or pre-flight could not read the server's state; nothing changed.
+    pub const READ_FAILED: i32 = 4;
     /// The operation did not finish within its timeout; its outcome is unknown.
     pub const TIMED_OUT: i32 = 124;
     /// The server did not answer, as if the connection had been lost; the outcome is

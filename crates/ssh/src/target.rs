@@ -469,6 +469,10 @@ fn read_result(
             script.template,
             status.unwrap_or_default()
         ))),
+        Some(host_exit::READ_FAILED) => Err(TargetError::ReadFailed {
+            server: server.to_string(),
+            reason: format!("script '{}' failed{said}", script.template),
+        }),
         Some(host_exit::TIMED_OUT) => Err(TargetError::TimedOut {
             server: server.to_string(),
             step: step.to_string(),
@@ -572,7 +576,9 @@ impl Target for SshTarget {
     fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError> {
         let script = self.script(Operation::Probe, req)?;
         let result = self.run(&script, req, Duration::from_millis(req.timeout.max(1)))?;
+        let running = result.facts.get("running") == Some(&serde_json::Value::Bool(true));
         let verdict = match result.done {
+            Some(false) if running => ProbeVerdict::Running,
             Some(true) => ProbeVerdict::Done,
             Some(false) => ProbeVerdict::NotDone,
             None => {

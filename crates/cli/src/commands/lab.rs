@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use serde_json::json;
-use sfbpatch_engine::{ProbeVerdict, StepOutcome, TargetError};
+use sfbpatch_engine::{Millis, ProbeVerdict, StepOutcome, TargetError};
 use sfbpatch_lab::{Lab, LabError, LabOptions, StepCall};
 use sfbpatch_plan::{Action, Installer, Package};
 use sfbpatch_remote::{Operation, Request, RequestedStep, ScriptResult, host_exit};
@@ -121,6 +121,9 @@ fn shell(dir: &Path, host: &str) -> CmdResult {
             Err(e @ TargetError::Unreachable { .. }) => {
                 exit_without_result(host_exit::UNREACHABLE, &e)
             }
+            Err(e @ TargetError::ReadFailed { .. }) => {
+                exit_without_result(host_exit::READ_FAILED, &e)
+            }
         }
     } else {
         // What the template itself answers on the wrong computer.
@@ -158,10 +161,15 @@ fn carry_out(
     let result = match (request.operation, &request.step) {
         (Operation::Reboot, _) => outcome(
             template,
-            target.reboot_server(server)?,
+            // The controller's own timeout bounds the session.
+            target.reboot_server(server, Millis::MAX)?,
             json!({ "restart": "completed" }),
         ),
-        (Operation::Recover, _) => outcome(template, target.recover_server(server)?, json!({})),
+        (Operation::Recover, _) => outcome(
+            template,
+            target.recover_server(server, Millis::MAX)?,
+            json!({}),
+        ),
         (Operation::Preflight, _) => {
             let facts = target.preflight_server(server)?;
             let presence = |present: bool| if present { "present" } else { "absent" };
@@ -198,10 +206,13 @@ fn carry_out(
             let package = package(lab, request, step);
             let probe = target.probe_step(&step_call(server, step, &package))?;
             let done = probe.verdict == ProbeVerdict::Done;
-            let facts = match serde_json::from_str::<serde_json::Value>(&probe.facts) {
+            let mut facts = match serde_json::from_str::<serde_json::Value>(&probe.facts) {
                 Ok(facts @ serde_json::Value::Object(_)) => facts,
                 _ => json!({ "lab": probe.facts }),
             };
+            if probe.verdict == ProbeVerdict::Running {
+                facts["running"] = json!(true);
+            }
             ScriptResult {
                 template: template.to_string(),
                 exit_code: 0,

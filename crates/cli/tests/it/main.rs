@@ -2,6 +2,7 @@
 
 mod apply;
 mod common;
+mod fault_kinds;
 mod faults;
 mod frontend;
 mod inputs;

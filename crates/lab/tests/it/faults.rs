@@ -101,7 +101,10 @@ fn exit_3010_applies_the_update_and_a_reboot_completes_it() {
     );
 
     let before = f.now_seconds();
-    let reboot = f.target.reboot_server(SE).expect("the server comes back");
+    let reboot = f
+        .target
+        .reboot_server(SE, 15 * 60_000)
+        .expect("the server comes back");
     assert_eq!(
         reboot.output,
         "se01.contoso.com restarted (the pending restart is done); W3SVC and 15 services started \
@@ -201,7 +204,7 @@ fn an_unreachable_server_answers_again_once_the_clock_passes() {
         Err(TargetError::Unreachable { .. })
     ));
     assert!(matches!(
-        f.target.recover_server(SE),
+        f.target.recover_server(SE, 15 * 60_000),
         Err(TargetError::Unreachable { .. })
     ));
     assert!(matches!(
@@ -490,8 +493,8 @@ fn new_fault_kinds_are_read_and_checked() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "f.toml:5: fault 1: times applies to exit_code, hang and busy faults, not to \
-         missing_replicas [SFB-L005]"
+        "f.toml:5: fault 1: times applies to exit_code, hang, busy, sql_failover and probe_fails \
+         faults, not to missing_replicas [SFB-L005]"
     );
 }
 

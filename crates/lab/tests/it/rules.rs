@@ -496,7 +496,7 @@ fn recovery_brings_the_server_back_into_service() {
     let plan = f.plan_for(SE);
     run_until(&f, &plan, StepId::CloseManagementShells);
     assert_eq!(f.pool(SE).mode, PoolMode::Outage);
-    let outcome = f.target.recover_server(SE).unwrap();
+    let outcome = f.target.recover_server(SE, 15 * 60_000).unwrap();
     assert_eq!(outcome.exit_code, 0);
     assert_eq!(
         outcome.output,
@@ -515,7 +515,7 @@ fn recovery_brings_the_server_back_into_service() {
             end: Some(606.0)
         }]
     );
-    let again = f.target.recover_server(SE).unwrap();
+    let again = f.target.recover_server(SE, 15 * 60_000).unwrap();
     assert_eq!(
         again.output,
         "nothing to do: W3SVC and every service were running; se01.contoso.com is back in service"
@@ -528,7 +528,7 @@ fn recovery_of_a_front_end_fails_it_back_on_the_new_build() {
     let plan = f.plan_for(FE1A);
     run_until(&f, &plan, StepId::StopCsServicesGac);
     let before = f.now_seconds();
-    let outcome = f.target.recover_server(FE1A).unwrap();
+    let outcome = f.target.recover_server(FE1A, 15 * 60_000).unwrap();
     assert_eq!(outcome.exit_code, 0, "{}", outcome.output);
     assert_eq!(
         outcome.output,
@@ -557,7 +557,7 @@ fn a_front_end_with_a_pending_restart_stays_failed_over_on_recovery() {
         exec(&f, &plan, StepId::InstallUpdate).unwrap().exit_code,
         3010
     );
-    let outcome = f.target.recover_server(FE1A).unwrap();
+    let outcome = f.target.recover_server(FE1A, 15 * 60_000).unwrap();
     assert_eq!(
         (outcome.exit_code, outcome.output.as_str()),
         (
