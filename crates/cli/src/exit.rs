@@ -52,10 +52,13 @@ impl From<sfbpatch_engine::StoreError> for Failure {
     /// A run that is not in the store is a refusal (exit 3), as for every command that takes
     /// `--run`; the store failing is an internal error (exit 5).
     fn from(e: sfbpatch_engine::StoreError) -> Self {
-        match e {
-            sfbpatch_engine::StoreError::NoSuchRun(_) => Failure::refused(e),
-            e => Failure::internal(e),
-        }
+        use sfbpatch_engine::StoreError::*;
+        let exit = match e {
+            NoSuchRun(_) | NoStore { .. } => Exit::Refused,
+            _ => Exit::Internal,
+        };
+        let code = e.code();
+        Failure::new(exit, anyhow::anyhow!("{e} [{code}]"))
     }
 }
 

@@ -221,6 +221,25 @@ pub enum StoreError {
     Corrupt(String),
     #[error("run {0} does not exist in the state store")]
     NoSuchRun(RunId),
+    #[error("there is no state store at {location}: {reason}")]
+    NoStore { location: String, reason: String },
+    #[error("state store {location} is damaged: {reason}")]
+    Damaged { location: String, reason: String },
+}
+
+impl StoreError {
+    /// Stable code for documentation and scripts (docs/errors-engine.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Open { .. } => "SFB-S001",
+            StoreError::SchemaTooNew { .. } => "SFB-S002",
+            StoreError::Query(_) => "SFB-S003",
+            StoreError::Corrupt(_) => "SFB-S004",
+            StoreError::NoSuchRun(_) => "SFB-S005",
+            StoreError::NoStore { .. } => "SFB-S006",
+            StoreError::Damaged { .. } => "SFB-S007",
+        }
+    }
 }
 
 /// Earlier runs' step durations for one role, used to predict outage windows.

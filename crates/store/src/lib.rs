@@ -41,3 +41,15 @@ pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
     let path = location.strip_prefix("sqlite:").unwrap_or(location);
     Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
 }
+
+/// Opens the store of earlier runs: a SQLite file that does not exist or holds no store is
+/// refused ([`StoreError::NoStore`]) and left untouched.
+pub fn open_existing(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Ok(Box::new(PgStore::open(location)?));
+    }
+    let path = location.strip_prefix("sqlite:").unwrap_or(location);
+    Ok(Box::new(SqliteStore::open_existing(std::path::Path::new(
+        path,
+    ))?))
+}

@@ -73,6 +73,33 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;
 
+/// A main file that is empty while its write-ahead log holds data is a damaged store (the
+/// file was truncated, or copied without its WAL at the wrong moment). Opening it would let
+/// SQLite discard the log: refuse before anything touches either file.
+fn check_wal_pair(path: &Path, location: &str) -> Result<(), StoreError> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = Path::new(&wal);
+    let main_len = std::fs::metadata(path).map(|m| m.len()).ok();
+    let wal_len = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    if main_len.unwrap_or(0) == 0 && wal_len > 0 {
+        return Err(StoreError::Damaged {
+            location: location.to_string(),
+            reason: format!(
+                "the database file is {} but its write-ahead log {} holds {wal_len} bytes; \
+                 nothing was changed: restore the store from a backup (both files together)",
+                if main_len.is_some() {
+                    "empty"
+                } else {
+                    "missing"
+                },
+                wal.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 pub struct SqliteStore {
     conn: Connection,
     location: String,
@@ -85,11 +112,28 @@ fn q(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     /// Open (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_as(path, true)
+    }
+
+    /// Open the store of earlier runs at `path`: a missing file, or one without a store in
+    /// it, is refused ([`StoreError::NoStore`]) and left as it is.
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        Self::open_as(path, false)
+    }
+
+    fn open_as(path: &Path, create: bool) -> Result<Self, StoreError> {
         let location = format!("sqlite:{}", path.display());
         let open_err = |e: rusqlite::Error| StoreError::Open {
             location: location.clone(),
             reason: e.to_string(),
         };
+        check_wal_pair(path, &location)?;
+        if !create && !path.exists() {
+            return Err(StoreError::NoStore {
+                location,
+                reason: "the file does not exist".to_string(),
+            });
+        }
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
@@ -110,6 +154,12 @@ impl SqliteStore {
                      nothing was changed: give --state a file of its own",
                     shown.join(", ")
                 ),
+            });
+        }
+        if !create && tables.is_empty() {
+            return Err(StoreError::NoStore {
+                location,
+                reason: "the file holds no state store (nothing has run with it)".to_string(),
             });
         }
         conn.pragma_update(None, "journal_mode", "WAL")

@@ -36,24 +36,21 @@ pub fn identity() -> Identity {
 }
 
 pub fn open_store(location: &str) -> Result<Box<dyn Store>, Failure> {
-    let store = sfbpatch_store::open(location).map_err(Failure::internal)?;
+    let store = sfbpatch_store::open(location)?;
     Ok(crate::crash::wrap(store))
 }
 
-/// The store of earlier runs, for commands that only look at or continue them: a SQLite path
-/// that does not exist is refused (exit 3) rather than created empty.
+/// The store of earlier runs, for commands that only look at or continue them: a SQLite file
+/// that does not exist or holds no store is refused (exit 3) and left as it is.
 pub fn open_existing_store(location: &str) -> Result<Box<dyn Store>, Failure> {
-    if !location.starts_with("postgres://") && !location.starts_with("postgresql://") {
-        let path = Path::new(location.strip_prefix("sqlite:").unwrap_or(location));
-        if !path.exists() {
-            return Err(Failure::refused(anyhow!(
-                "there is no state store at {}: nothing has run with this --state (give the \
-                 --state of an earlier apply, or set SFBPATCH_STATE)",
-                path.display()
-            )));
-        }
-    }
-    open_store(location)
+    let store = sfbpatch_store::open_existing(location).map_err(|e| match e {
+        sfbpatch_engine::StoreError::NoStore { .. } => Failure::refused(anyhow!(
+            "{e}: give the --state of an earlier apply, or set SFBPATCH_STATE [{}]",
+            e.code()
+        )),
+        e => Failure::from(e),
+    })?;
+    Ok(crate::crash::wrap(store))
 }
 
 pub fn open_lab(dir: &Path) -> Result<Lab, Failure> {

@@ -500,7 +500,7 @@ fn resume_with_nothing_to_resume_is_refused() {
     let o = s.run(&["resume", "--state", "state.db"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("there is no state store at state.db"),
+        stderr(&o).contains("there is no state store at sqlite:state.db: the file does not exist"),
         "{}",
         stderr(&o)
     );

@@ -27,8 +27,8 @@ fn status_report_and_resume_without_a_store_say_so_and_create_nothing() {
         assert_eq!(stdout(&o), "", "{args:?}");
         assert_eq!(
             stderr(&o),
-            "error: there is no state store at nowhere.db: nothing has run with this --state \
-             (give the --state of an earlier apply, or set SFBPATCH_STATE)\n",
+            "error: there is no state store at sqlite:nowhere.db: the file does not exist: give \
+             the --state of an earlier apply, or set SFBPATCH_STATE [SFB-S006]\n",
             "{args:?}"
         );
         assert!(
@@ -42,6 +42,82 @@ fn status_report_and_resume_without_a_store_say_so_and_create_nothing() {
         .filter(|n| n.starts_with("nowhere"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_empty_store_file_is_no_store_and_an_empty_one_beside_its_wal_is_damaged() {
+    let s = Scratch::new();
+    s.write("empty.db", "");
+    for args in [
+        &["status", "--state", "empty.db"][..],
+        &["resume", "--state", "empty.db"],
+        &["report", "--state", "empty.db", "--format", "json"],
+    ] {
+        let o = s.run(args);
+        assert_eq!(code(&o), 3, "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            "error: there is no state store at sqlite:empty.db: the file holds no state store \
+             (nothing has run with it): give the --state of an earlier apply, or set \
+             SFBPATCH_STATE [SFB-S006]\n",
+            "{args:?}"
+        );
+        // Left as found: no table was created in it.
+        assert_eq!(
+            std::fs::metadata(s.path().join("empty.db")).unwrap().len(),
+            0
+        );
+    }
+
+    // A store whose main file is empty while its write-ahead log holds data: damaged, and
+    // neither file is touched (opening it would let SQLite drop the log).
+    s.lab_init("lab", &[]);
+    s.write("torn.db", "");
+    s.write("torn.db-wal", "0123456789");
+    for args in [
+        &["status", "--state", "torn.db"][..],
+        &["resume", "--state", "torn.db"],
+        &[
+            "apply",
+            "demo-topology.xml",
+            "--package",
+            "demo-package.toml",
+            "--lab",
+            "lab",
+            "--state",
+            "torn.db",
+            "--yes",
+        ],
+    ] {
+        let o = s.run(args);
+        assert_eq!(code(&o), 5, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(
+                "error: state store sqlite:torn.db is damaged: the database file is empty but its \
+                 write-ahead log torn.db-wal holds 10 bytes; nothing was changed: restore the \
+                 store from a backup (both files together) [SFB-S007]"
+            ),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            std::fs::read(s.path().join("torn.db-wal")).unwrap(),
+            b"0123456789"
+        );
+        assert_eq!(
+            std::fs::metadata(s.path().join("torn.db")).unwrap().len(),
+            0
+        );
+    }
+
+    // Not a database at all: the store's own code.
+    s.write("text.db", "this is not a database, not even close to one");
+    let o = s.run(&["status", "--state", "text.db"]);
+    assert_eq!(code(&o), 5);
+    assert_eq!(
+        stderr(&o),
+        "error: cannot open state store sqlite:text.db: file is not a database [SFB-S001]\n"
+    );
 }
 
 /// `apply` on a lab whose servers run a newer build, or another product line's, than the

@@ -272,7 +272,7 @@ fn report_refuses_without_a_run_and_needs_an_output() {
     let o = s.run(&["report", "--state", "empty.db", "--format", "json"]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("there is no state store at empty.db"),
+        stderr(&o).contains("there is no state store at sqlite:empty.db: the file does not exist"),
         "{}",
         stderr(&o)
     );
