@@ -95,10 +95,7 @@ impl LocalShell {
 }
 
 fn outcome(r: sfbpatch_remote::ScriptResult) -> StepOutcome {
-    StepOutcome {
-        exit_code: r.exit_code,
-        output: r.output,
-    }
+    StepOutcome::exit(r.exit_code, r.output)
 }
 
 impl Target for LocalShell {

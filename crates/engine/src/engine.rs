@@ -362,7 +362,9 @@ impl<'a> Engine<'a> {
         };
         d.end = d.end.max(now);
         let exec = d.execs[idx].as_ref().expect("active executor");
-        if was_in_outage && !exec.status.in_outage() {
+        // The slot goes with the window's end (a window that never took effect keeps it: the
+        // server opens it again with its next attempt).
+        if was_in_outage && exec.status.outage_ended_at.is_some() {
             d.release_slot(idx);
         }
         let mut call = None;
@@ -403,6 +405,7 @@ impl<'a> Engine<'a> {
         attempt: u32,
         timeout: Millis,
         holder: &str,
+        at: Millis,
     ) -> Result<CallOutput, TargetError> {
         if call == Call::Preflight {
             // The server's own lock first: another controller patching it (with another state
@@ -427,6 +430,7 @@ impl<'a> Engine<'a> {
             operator: &run.spec.operator,
             attempt,
             timeout,
+            at,
         };
         match call {
             Call::Execute => target.execute(&req).map(CallOutput::Outcome),
@@ -473,6 +477,7 @@ impl<'a> Engine<'a> {
                     attempt,
                     timeout,
                     &d.lock_holder,
+                    now,
                 );
                 let after = self.clock.now().max(now);
                 d.schedule(after, idx, Input::Called(result));
@@ -485,7 +490,7 @@ impl<'a> Engine<'a> {
     fn run_real(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
         let target = self.target;
         std::thread::scope(|scope| -> Result<(), EngineError> {
-            let (tx, rx) = mpsc::channel::<(usize, Result<CallOutput, TargetError>)>();
+            let (tx, rx) = mpsc::channel::<(usize, Millis, Result<CallOutput, TargetError>)>();
             let mut in_calls = 0usize;
             loop {
                 self.renew_leases(run, d)?;
@@ -496,16 +501,16 @@ impl<'a> Engine<'a> {
                     d.stopping
                         .get_or_insert_with(|| "the run was interrupted".into());
                 }
-                // Everything due now.
+                // Everything due now, each at its own time (a target that keeps its own time
+                // says when its operations ended: the journal agrees with it exactly).
                 if let Some((t, idx, input)) = d.pop_due(now) {
-                    let _ = t;
                     if idx == WAKE {
                         d.dirty = true;
                         d.grant_slots(now);
                         continue;
                     }
                     if let Some((call, step, attempt, timeout)) =
-                        self.step_executor(run, d, idx, input, now)?
+                        self.step_executor(run, d, idx, input, t)?
                     {
                         let plan = &run.spec.plan.servers[idx];
                         let tx = tx.clone();
@@ -513,9 +518,9 @@ impl<'a> Engine<'a> {
                         in_calls += 1;
                         scope.spawn(move || {
                             let result = Self::call_target(
-                                target, run, plan, call, step, attempt, timeout, &holder,
+                                target, run, plan, call, step, attempt, timeout, &holder, t,
                             );
-                            let _ = tx.send((idx, result));
+                            let _ = tx.send((idx, t, result));
                         });
                     }
                     continue;
@@ -523,15 +528,27 @@ impl<'a> Engine<'a> {
                 if in_calls == 0 && d.queue.is_empty() {
                     break;
                 }
-                let timeout = d
-                    .next_time()
-                    .map_or(std::time::Duration::from_secs(1), |t| {
-                        std::time::Duration::from_millis(t.saturating_sub(now).min(1000))
-                    });
+                let second = std::time::Duration::from_secs(1);
+                let timeout = d.next_time().map_or(second, |t| {
+                    self.clock.real_duration(t.saturating_sub(now)).min(second)
+                });
                 match rx.recv_timeout(timeout) {
-                    Ok((idx, result)) => {
+                    Ok((idx, called_at, result)) => {
                         in_calls -= 1;
-                        d.schedule(self.clock.now(), idx, Input::Called(result));
+                        let at = match &result {
+                            Ok(CallOutput::Outcome(o)) => o.ended_at,
+                            Ok(CallOutput::Probe(_) | CallOutput::Facts(_))
+                                if target.keeps_own_time() =>
+                            {
+                                Some(called_at)
+                            }
+                            _ => None,
+                        };
+                        d.schedule(
+                            at.unwrap_or_else(|| self.clock.now()),
+                            idx,
+                            Input::Called(result),
+                        );
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -868,7 +885,9 @@ impl<'r> Dispatch<'r> {
         let plan = self.plan(idx);
         let (outage, _) = self.predictions[idx];
         let in_outage = status.in_outage();
-        self.execs[idx] = Some(Executor::new(plan, status, outage));
+        let mut exec = Executor::new(plan, status, outage);
+        exec.slot_held = in_outage;
+        self.execs[idx] = Some(exec);
         self.active.insert(idx);
         let batch = self.batch_of(plan);
         self.busy

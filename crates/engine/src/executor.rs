@@ -143,6 +143,10 @@ pub struct Executor<'p> {
     reboots: u32,
     /// Whether the operator was told that the outage budget is at risk while waiting.
     budget_warned: bool,
+    /// Whether the dispatcher holds an outage slot for this server (granted, or kept for it
+    /// when resumed inside its window). It keeps it until the window ends or the server
+    /// finishes, even when a probe shows that the window has not taken effect yet.
+    pub slot_held: bool,
 }
 
 struct Failure(String);
@@ -164,6 +168,7 @@ impl<'p> Executor<'p> {
             running_since: None,
             reboots: 0,
             budget_warned: false,
+            slot_held: false,
         }
     }
 
@@ -193,6 +198,7 @@ impl<'p> Executor<'p> {
                 result => self.probed(cx, i, attempt, 0, ProbeFor::BeforeAttempt, result),
             },
             (State::Slot { i, attempt }, Input::SlotGranted) => {
+                self.slot_held = true;
                 cx.observer.on_event(&Event::OutageStarted {
                     server: self.plan.fqdn.to_string(),
                     pool: self.plan.pool.to_string(),
@@ -712,7 +718,7 @@ impl<'p> Executor<'p> {
                 attempt,
             });
         }
-        if step.in_outage && self.status.outage_started_at.is_none() {
+        if step.in_outage && self.status.outage_started_at.is_none() && !self.slot_held {
             self.state = State::Slot { i, attempt };
             return Ok(Want::OutageSlot);
         }

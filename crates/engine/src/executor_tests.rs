@@ -76,10 +76,7 @@ fn facts() -> MachineFacts {
 }
 
 fn ok() -> Input {
-    Input::Called(Ok(CallOutput::Outcome(StepOutcome {
-        exit_code: 0,
-        output: "done".into(),
-    })))
+    Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(0, "done"))))
 }
 
 fn probe(done: bool) -> Input {
@@ -249,10 +246,10 @@ fn an_installer_failure_inside_the_window_is_recovered_and_fails_the_server() {
     let run = run();
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         (call == Call::Execute && id == StepId::InstallUpdate).then(|| {
-            Input::Called(Ok(CallOutput::Outcome(StepOutcome {
-                exit_code: 1603,
-                output: "fatal error during installation".into(),
-            })))
+            Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(
+                1603,
+                "fatal error during installation",
+            ))))
         })
     });
     let install = calls
@@ -318,10 +315,10 @@ fn an_installer_that_asks_for_a_restart_gets_one() {
     let run = run();
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         (call == Call::Execute && id == StepId::InstallUpdate).then(|| {
-            Input::Called(Ok(CallOutput::Outcome(StepOutcome {
-                exit_code: 3010,
-                output: "a restart is required".into(),
-            })))
+            Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(
+                3010,
+                "a restart is required",
+            ))))
         })
     });
     let install = calls
@@ -354,10 +351,10 @@ fn another_installation_in_progress_is_waited_for_and_tried_again() {
         if call == Call::Execute && id == StepId::InstallUpdate {
             attempts.push(attempt);
             if attempt == 1 {
-                return Some(Input::Called(Ok(CallOutput::Outcome(StepOutcome {
-                    exit_code: 1618,
-                    output: "another installation is in progress".into(),
-                }))));
+                return Some(Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(
+                    1618,
+                    "another installation is in progress",
+                )))));
             }
         }
         None

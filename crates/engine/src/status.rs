@@ -99,6 +99,11 @@ pub struct ServerStatus {
     /// The steps of the outage window, in order (from the plan).
     #[serde(skip)]
     pub outage_steps: Vec<StepId>,
+    /// Whether a step of the outage window is known to have run (a result, or a probe that
+    /// found it done). Until then, an attempt a probe finds without effect (its controller
+    /// died, or it hung) never took the server out: the window opens with the next attempt.
+    #[serde(skip)]
+    pub outage_took_effect: bool,
 }
 
 impl ServerStatus {
@@ -128,6 +133,7 @@ impl ServerStatus {
             budget_exceeded: false,
             last_output: None,
             preflight: None,
+            outage_took_effect: false,
             outage_steps: plan
                 .steps
                 .iter()
@@ -224,6 +230,9 @@ impl ServerStatus {
                     StepResultKind::Unknown => StepState::Unknown,
                 };
                 s.ended_at = Some(at);
+                if *result != StepResultKind::Unknown && self.outage_steps.contains(step) {
+                    self.outage_took_effect = true;
+                }
                 if self.ends_outage(*step)
                     && *result == StepResultKind::Succeeded
                     && self.outage_started_at.is_some()
@@ -233,6 +242,12 @@ impl ServerStatus {
                 self.last_output = Some(output.clone());
             }
             Record::StepProbed { step, done, .. } => {
+                let in_window = self.outage_steps.contains(step);
+                if in_window && *done {
+                    self.outage_took_effect = true;
+                } else if in_window && !self.outage_took_effect {
+                    self.outage_started_at = None;
+                }
                 let s = self.step_mut(*step);
                 if *done {
                     s.state = StepState::Succeeded;

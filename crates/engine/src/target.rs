@@ -22,6 +22,9 @@ pub struct StepRequest<'a> {
     /// After this long the step counts as hung: the target gives up and answers
     /// [`TargetError::TimedOut`].
     pub timeout: Millis,
+    /// The engine's clock when it makes the call: a target that keeps its own time (the lab)
+    /// starts the operation then.
+    pub at: Millis,
 }
 
 /// What a step did.
@@ -31,13 +34,22 @@ pub struct StepOutcome {
     pub exit_code: i32,
     /// The end of the step's output, capped by the target.
     pub output: String,
+    /// When the operation ended by the target's own clock, if it keeps one (the lab): the
+    /// engine records the result at that time rather than when the call returned.
+    pub ended_at: Option<Millis>,
 }
 
 impl StepOutcome {
     pub fn ok(output: impl Into<String>) -> Self {
+        Self::exit(0, output)
+    }
+
+    /// An outcome with `exit_code`, its time left to the engine.
+    pub fn exit(exit_code: i32, output: impl Into<String>) -> Self {
         StepOutcome {
-            exit_code: 0,
+            exit_code,
             output: output.into(),
+            ended_at: None,
         }
     }
 }
@@ -188,6 +200,12 @@ pub trait Target {
     /// Read what the machine runs without changing anything (the pre-flight probe).
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError>;
 
+    /// Whether the target keeps its own time (the lab): its reads take none, and its
+    /// operations say when they ended ([`StepOutcome::ended_at`]).
+    fn keeps_own_time(&self) -> bool {
+        false
+    }
+
     /// Take the lock a server keeps for the controller patching it (a marker on the machine:
     /// holder and expiry, wall-clock milliseconds). Returns the other holder when another
     /// controller's unexpired lock is there; the same holder takes it again. Targets that
@@ -243,10 +261,15 @@ pub trait Clock {
         false
     }
 
-    /// Virtual clocks only: put the clock at `at` (possibly earlier than now) for the operation
-    /// the engine starts at that time. Real clocks ignore it.
+    /// Virtual clocks only: the operation the engine starts next happens at `at` (possibly
+    /// earlier than the end of another server's operation). Real clocks ignore it.
     fn set(&self, at: Millis) {
         let _ = at;
+    }
+
+    /// How long to wait in real time for `duration` of this clock's time to pass.
+    fn real_duration(&self, duration: Millis) -> std::time::Duration {
+        std::time::Duration::from_millis(duration)
     }
 }
 

@@ -11,7 +11,7 @@ use sfbpatch_topology::StoreKind;
 use crate::rules;
 
 /// The layout version of `lab.db`.
-pub(crate) const FORMAT: i64 = 3;
+pub(crate) const FORMAT: i64 = 4;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE lab (
@@ -21,7 +21,10 @@ CREATE TABLE lab (
     speed REAL NOT NULL,
     operator TEXT NOT NULL,
     -- the virtual clock: milliseconds since the lab's creation
-    now_ms INTEGER NOT NULL
+    now_ms INTEGER NOT NULL,
+    -- the calendar instant (Unix milliseconds) that virtual time 0 stands for: the lab's
+    -- creation. Every process reads dates from it, so a night stays one night across them.
+    epoch_unix_ms INTEGER NOT NULL
 );
 CREATE TABLE accounts (
     account TEXT NOT NULL COLLATE NOCASE,
@@ -233,15 +236,7 @@ pub(crate) fn now(tx: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
-/// Moves the clock forward to `to` (never back).
-/// Put the clock at `to`, earlier or later: the engine runs servers side by side in simulated
-/// time and starts each operation at its own time.
-pub(crate) fn set_now(tx: &Connection, to: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE lab SET now_ms = ?1 WHERE id = 1")?
-        .execute([to])?;
-    Ok(())
-}
-
+/// Moves the world's clock forward to `to` (never back); returns the clock.
 pub(crate) fn advance_to(tx: &Connection, to: i64) -> rusqlite::Result<i64> {
     tx.prepare_cached("UPDATE lab SET now_ms = max(now_ms, ?1) WHERE id = 1 RETURNING now_ms")?
         .query_row([to], |r| r.get(0))

@@ -40,6 +40,9 @@ pub struct LabOptions {
     /// Back-end (or store) SQL Server machines that have the Skype for Business Core
     /// Components and Management Shell installed, besides those the inventory marks.
     pub sfb_components: Vec<String>,
+    /// The calendar instant (Unix milliseconds) that virtual time 0 stands for; the caller
+    /// gives its wall clock's reading (the lab reads no clock of its own).
+    pub epoch_unix_ms: i64,
 }
 
 impl Default for LabOptions {
@@ -50,6 +53,7 @@ impl Default for LabOptions {
             operator: rules::DEFAULT_OPERATOR.to_string(),
             faults: Vec::new(),
             sfb_components: Vec::new(),
+            epoch_unix_ms: 0,
         }
     }
 }
@@ -68,6 +72,7 @@ pub(crate) struct Shared {
     conn: Mutex<Connection>,
     pub speed: f64,
     pub operator: String,
+    pub epoch_unix_ms: i64,
     pub initial_build: Build,
     /// Server ids by lower-case FQDN.
     pub servers: HashMap<String, i64>,
@@ -75,13 +80,13 @@ pub(crate) struct Shared {
     pub fault_steps: HashSet<(i64, StepId)>,
     /// The last clock value read, for [`sfbpatch_engine::Clock::now`] when the database fails.
     pub last_now: AtomicU64,
-    /// A clock setting not yet written: applied inside the next transaction, so that setting
-    /// the clock before an operation costs no commit of its own.
-    pending_now: Mutex<Option<i64>>,
-    /// Set once the engine drives the clock (`Clock::set`): the wall instant and world time of
-    /// the first setting. From then on the engine's settings pace the world in real time and
-    /// operations do not sleep themselves, so servers side by side overlap in real time too.
-    pacer: Mutex<Option<(std::time::Instant, i64)>>,
+    /// The time of the engine's current event (`Clock::set`, simulated time): the start of the
+    /// operation it carries out next, then its end. The world's clock (`now_ms`) only moves
+    /// forward: it is the latest end of any operation.
+    event: Mutex<Option<i64>>,
+    /// At a real-time speed, the wall instant and world time this process started from: the
+    /// world's time runs with the wall clock, `speed` times faster.
+    anchor: (std::time::Instant, i64),
     hashes: Mutex<HashMap<PathBuf, FileHash>>,
 }
 
@@ -99,59 +104,57 @@ impl Shared {
     ) -> rusqlite::Result<T> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let pending = self
-            .pending_now
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(at) = pending {
-            db::set_now(&tx, at)?;
-        }
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
     }
 
-    /// Whether the engine paces the world (see [`Shared::pacer`]).
-    pub fn paced(&self) -> bool {
-        self.pacer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+    /// The world's time by the wall clock, at a real-time speed.
+    fn wall_now(&self) -> Option<i64> {
+        (self.speed > 0.0).then(|| {
+            let elapsed = self.anchor.0.elapsed().as_secs_f64() * 1000.0 * self.speed;
+            self.anchor.1.saturating_add(elapsed as i64)
+        })
     }
 
-    /// At a real-time speed, wait until world time `at` is due in real time.
-    fn pace(&self, at: i64) {
-        if self.speed <= 0.0 {
-            return;
+    /// When an operation starting now starts: at the engine's event (simulated time); at a
+    /// real-time speed when the engine asked for it (so the journal and the world agree to
+    /// the millisecond), or by the wall clock for another process's requests (never before
+    /// the world's clock); at speed 0 without an engine, at the world's clock.
+    pub fn op_time(&self, tx: &Connection) -> rusqlite::Result<i64> {
+        if let Some(at) = *self.event.lock().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(at);
         }
-        let due = {
-            let mut pacer = self.pacer.lock().unwrap_or_else(PoisonError::into_inner);
-            let (wall, world) = *pacer.get_or_insert((std::time::Instant::now(), at));
-            let ahead = (at - world).max(0) as f64 / 1000.0 / self.speed;
-            wall + std::time::Duration::from_secs_f64(ahead)
+        let now = db::now(tx)?;
+        let Some(wall) = self.wall_now() else {
+            return Ok(now);
         };
-        let now = std::time::Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        match crate::target::REQUESTED_AT.with(std::cell::Cell::get) {
+            Some(at) => Ok(at),
+            None => Ok(wall.max(now)),
         }
     }
 
-    /// Put the clock at `at` with the next transaction (see [`Shared::pending_now`]).
-    pub fn set_now(&self, at: Millis) {
-        self.pace(db::ms(at));
-        *self
-            .pending_now
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(db::ms(at));
-        self.last_now.store(at, Ordering::Relaxed);
-    }
-
-    fn has_pending_now(&self) -> bool {
-        self.pending_now
+    /// Whether the engine drives the time of operations (simulated time).
+    pub fn event_driven(&self) -> bool {
+        self.event
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some()
+    }
+
+    /// The engine's next operation happens at `at` (simulated time).
+    pub fn set_event(&self, at: Millis) {
+        *self.event.lock().unwrap_or_else(PoisonError::into_inner) = Some(db::ms(at));
+        self.last_now.fetch_max(at, Ordering::Relaxed);
+    }
+
+    /// An operation the engine drives ended at `end`: its next reading of the clock.
+    pub fn event_ended(&self, end: i64) {
+        let mut event = self.event.lock().unwrap_or_else(PoisonError::into_inner);
+        if event.is_some() {
+            *event = Some(end);
+        }
     }
 
     /// Runs `f` in one read transaction: it sees a single state of the world.
@@ -159,9 +162,6 @@ impl Shared {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> rusqlite::Result<T> {
-        if self.has_pending_now() {
-            return self.write(f);
-        }
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let value = f(&tx)?;
@@ -169,16 +169,17 @@ impl Shared {
         Ok(value)
     }
 
+    /// The clock as the engine reads it: its current event in simulated time, otherwise the
+    /// world's time (running with the wall clock at a real-time speed).
     pub fn now(&self) -> rusqlite::Result<Millis> {
-        if let Some(at) = *self
-            .pending_now
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
+        if let Some(at) = *self.event.lock().unwrap_or_else(PoisonError::into_inner) {
             return Ok(u64::try_from(at).unwrap_or(0));
         }
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = db::now(&conn)?;
+        let mut now = db::now(&conn)?;
+        if let Some(wall) = self.wall_now() {
+            now = now.max(wall);
+        }
         let now = u64::try_from(now).unwrap_or(0);
         self.last_now.fetch_max(now, Ordering::Relaxed);
         Ok(now)
@@ -604,9 +605,15 @@ fn write_world(
     tx.execute_batch(db::SCHEMA)?;
     let initial = BuildCol(options.build);
     tx.execute(
-        "INSERT INTO lab (id, format, initial_build, speed, operator, now_ms)
-         VALUES (1, ?1, ?2, ?3, ?4, 0)",
-        params![db::FORMAT, initial, options.speed, options.operator.trim()],
+        "INSERT INTO lab (id, format, initial_build, speed, operator, now_ms, epoch_unix_ms)
+         VALUES (1, ?1, ?2, ?3, ?4, 0, ?5)",
+        params![
+            db::FORMAT,
+            initial,
+            options.speed,
+            options.operator.trim(),
+            options.epoch_unix_ms
+        ],
     )?;
     for (account, group) in rules::ACCOUNTS {
         tx.execute(
@@ -774,8 +781,6 @@ pub struct ServerDetail {
     pub in_service: bool,
     /// Seconds of virtual time until which the server cannot be reached.
     pub unreachable_until: Option<f64>,
-    /// When the server was out of service (seconds of virtual time).
-    pub out_of_service: Vec<Interval>,
 }
 
 fn secs(ms: i64) -> f64 {
@@ -827,12 +832,8 @@ impl Lab {
             }
             Err(e) => return Err(database(e)),
         }
-        let (format, initial, speed, operator, now): (i64, BuildCol, f64, String, i64) = conn
-            .query_row(
-                "SELECT format, initial_build, speed, operator, now_ms FROM lab WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
+        let format: i64 = conn
+            .query_row("SELECT format FROM lab WHERE id = 1", [], |r| r.get(0))
             .map_err(database)?;
         if format != db::FORMAT {
             return Err(LabError::Format {
@@ -841,6 +842,14 @@ impl Lab {
                 expected: db::FORMAT,
             });
         }
+        type Row = (BuildCol, f64, String, i64, i64);
+        let (initial, speed, operator, now, epoch_unix_ms): Row = conn
+            .query_row(
+                "SELECT initial_build, speed, operator, now_ms, epoch_unix_ms FROM lab WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(database)?;
         let servers = {
             let mut stmt = conn
                 .prepare("SELECT fqdn_key, id FROM servers")
@@ -868,12 +877,13 @@ impl Lab {
                 conn: Mutex::new(conn),
                 speed,
                 operator,
+                epoch_unix_ms,
                 initial_build: initial.0,
                 servers,
                 fault_steps,
                 last_now: AtomicU64::new(u64::try_from(now).unwrap_or(0)),
-                pending_now: Mutex::new(None),
-                pacer: Mutex::new(None),
+                event: Mutex::new(None),
+                anchor: (std::time::Instant::now(), now),
                 hashes: Mutex::new(HashMap::new()),
             }),
         })
@@ -891,6 +901,11 @@ impl Lab {
 
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// The calendar instant (Unix milliseconds) that virtual time 0 stands for.
+    pub fn epoch_unix_ms(&self) -> i64 {
+        self.shared.epoch_unix_ms
     }
 
     /// Milliseconds of virtual time since the lab's creation.
@@ -942,14 +957,8 @@ impl Lab {
                     )?
                     .query_map([id], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()?;
-                let out_of_service = intervals(
-                    tx,
-                    "SELECT start_ms, end_ms FROM service_intervals WHERE server_id = ?1
-                     ORDER BY start_ms, id",
-                    id,
-                )?;
                 Ok(ServerDetail {
-                    server: server_snapshot(&s),
+                    server: server_snapshot(tx, &s)?,
                     pools,
                     backend_sql_server_fqdn: backend.sql_server_fqdn,
                     backend_instance: backend.instance,
@@ -957,7 +966,6 @@ impl Lab {
                     previous_build: s.previous,
                     in_service: s.in_service,
                     unreachable_until: s.unreachable_until.map(secs),
-                    out_of_service,
                 })
             })
             .map_err(|e| self.shared.db_error(e))
@@ -972,8 +980,14 @@ impl Lab {
     }
 }
 
-fn server_snapshot(s: &db::Server) -> ServerSnapshot {
-    ServerSnapshot {
+fn server_snapshot(tx: &Connection, s: &db::Server) -> rusqlite::Result<ServerSnapshot> {
+    let out_of_service = intervals(
+        tx,
+        "SELECT start_ms, end_ms FROM service_intervals WHERE server_id = ?1
+         ORDER BY start_ms, id",
+        s.id,
+    )?;
+    Ok(ServerSnapshot {
         fqdn: s.fqdn.clone(),
         kind: s.kind,
         runs: Runs {
@@ -999,7 +1013,8 @@ fn server_snapshot(s: &db::Server) -> ServerSnapshot {
                 loaded_build: svc.loaded,
             })
             .collect(),
-    }
+        out_of_service,
+    })
 }
 
 fn w3svc_state(s: &db::Server) -> ServiceState {
@@ -1030,7 +1045,7 @@ pub(crate) fn snapshot(tx: &Connection, initial: Build) -> rusqlite::Result<LabS
         .collect::<rusqlite::Result<_>>()?;
     let mut servers: Vec<ServerSnapshot> = Vec::with_capacity(ids.len());
     for id in ids {
-        servers.push(server_snapshot(&db::Server::load(tx, id)?));
+        servers.push(server_snapshot(tx, &db::Server::load(tx, id)?)?);
     }
 
     let world_build = db::highest_build(tx, initial)?;

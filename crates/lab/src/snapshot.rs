@@ -47,7 +47,7 @@ impl ServiceState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerSnapshot {
     pub fqdn: String,
     /// `standard-edition`, `front-end`, `back-end` or `store`.
@@ -70,6 +70,9 @@ pub struct ServerSnapshot {
     pub open_shells: u32,
     pub reboot_pending: bool,
     pub services: Vec<ServiceSnapshot>,
+    /// When the machine was out of service (seconds of virtual time): a Skype for Business
+    /// service stopped or on old assemblies, W3SVC stopped, or failed over.
+    pub out_of_service: Vec<Interval>,
 }
 
 /// What a machine has installed.

@@ -15,10 +15,7 @@ use crate::machine::{self, Missing};
 use crate::target::StepCall;
 
 pub(crate) fn fail(output: impl Into<String>) -> StepOutcome {
-    StepOutcome {
-        exit_code: 1,
-        output: output.into(),
-    }
+    StepOutcome::exit(1, output.into())
 }
 
 /// The effect of a step that runs. `reboot_exit`: the installer exits 3010.
@@ -162,13 +159,13 @@ pub(crate) fn apply(
 fn not_there(server: &Server, action: &Action, missing: Missing) -> StepOutcome {
     let command = machine::command_word(action);
     match missing {
-        Missing::Service => StepOutcome {
-            exit_code: 2,
-            output: format!(
+        Missing::Service => StepOutcome::exit(
+            2,
+            format!(
                 "{command} on {}: The service name is invalid. (IIS is not installed on this machine)",
                 server.fqdn
             ),
-        },
+        ),
         Missing::Module => fail(format!(
             "{command} : The term '{command}' is not recognized as the name of a cmdlet, function, \
              script file, or operable program ({} has no Skype for Business Management Shell)",
@@ -311,10 +308,10 @@ fn install(
     if reboot_exit {
         output.push_str("; a restart is required to complete the update (exit 3010)");
     }
-    Ok(StepOutcome {
-        exit_code: if reboot_exit { 3010 } else { 0 },
+    Ok(StepOutcome::exit(
+        if reboot_exit { 3010 } else { 0 },
         output,
-    })
+    ))
 }
 
 /// Brings every database of `instances` to the schema of `build` (never back). Returns one

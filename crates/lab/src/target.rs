@@ -197,8 +197,11 @@ impl LabTarget {
         begin: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<Attempt<(i64, P)>>,
         end: impl FnOnce(&Transaction<'_>, P, Window) -> rusqlite::Result<Attempt<StepOutcome>>,
     ) -> Result<StepOutcome, TargetError> {
+        let shared = &self.shared;
+        let ended = std::cell::Cell::new(None);
         let started = |tx: &Transaction<'_>| -> rusqlite::Result<Attempt<Started<P>>> {
-            let start = db::now(tx)?;
+            let start = shared.op_time(tx)?;
+            db::advance_to(tx, start)?;
             Ok(begin(tx, start)?.map(|(duration, payload)| Started {
                 start,
                 duration,
@@ -213,10 +216,12 @@ impl LabTarget {
             };
             let outcome = end(tx, s.payload, window)?;
             db::advance_to(tx, window.end)?;
+            shared.event_ended(window.end);
+            ended.set(Some(window.end));
             Ok(outcome)
         };
-        // Engine-paced worlds do not sleep in operations (see `Shared::pacer`).
-        let speed = if self.shared.paced() {
+        // In simulated time the engine orders operations itself: nothing sleeps.
+        let speed = if self.shared.event_driven() {
             0.0
         } else {
             self.shared.speed
@@ -236,7 +241,9 @@ impl LabTarget {
                 Err(e) => Err(e),
             }
         };
-        result.unwrap_or_else(|e| Err(self.db_failure(server, e)))
+        let mut outcome = result.unwrap_or_else(|e| Err(self.db_failure(server, e)))?;
+        outcome.ended_at = ended.get().map(|end| u64::try_from(end).unwrap_or(0));
+        Ok(outcome)
     }
 
     /// Carries out one step on the world.
@@ -287,8 +294,9 @@ impl LabTarget {
         check_action(call.step, call.action)?;
         let initial = self.shared.initial_build;
         let fault_id = self.server_id(call.server)?;
+        let shared = &self.shared;
         let read = |tx: &Transaction<'_>| {
-            let now = db::now(tx)?;
+            let now = shared.op_time(tx)?;
             let server = Server::load(tx, id)?;
             if let Some(until) = server.unreachable_at(now) {
                 return Ok(Err(unreachable(&server, until, now)));
@@ -348,10 +356,10 @@ impl LabTarget {
                 let mut server = Server::load(tx, id)?;
                 let hung = match operation {
                     Operation::Refused(message) => {
-                        return Ok(Ok(StepOutcome {
-                            exit_code: 1,
-                            output: format!("Restart-Computer: not restarted: {message}"),
-                        }));
+                        return Ok(Ok(StepOutcome::exit(
+                            1,
+                            format!("Restart-Computer: not restarted: {message}"),
+                        )));
                     }
                     Operation::Hung { lasts } => Some(window.start.saturating_add(lasts)),
                     Operation::Run => None,
@@ -435,13 +443,13 @@ impl LabTarget {
                 let mut server = Server::load(tx, id)?;
                 let hung = match operation {
                     Operation::Refused(message) => {
-                        return Ok(Ok(StepOutcome {
-                            exit_code: 1,
-                            output: format!(
+                        return Ok(Ok(StepOutcome::exit(
+                            1,
+                            format!(
                                 "nothing done: {message}; {} is still out of service",
                                 server.fqdn
                             ),
-                        }));
+                        )));
                     }
                     Operation::Hung { lasts } => Some(window.start.saturating_add(lasts)),
                     Operation::Run => None,
@@ -515,13 +523,27 @@ impl LabTarget {
                 } else {
                     (1, "still out of service")
                 };
-                Ok(Ok(StepOutcome {
+                Ok(Ok(StepOutcome::exit(
                     exit_code,
-                    output: format!("{}; {} is {state}", done.join("; "), server.fqdn),
-                }))
+                    format!("{}; {} is {state}", done.join("; "), server.fqdn),
+                )))
             },
         )
     }
+}
+
+thread_local! {
+    /// The engine's time for the call this thread carries out (see [`Shared::op_time`]).
+    pub(crate) static REQUESTED_AT: std::cell::Cell<Option<i64>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the request's time as the time its operation starts.
+fn at_request<T>(req: &StepRequest<'_>, f: impl FnOnce() -> T) -> T {
+    REQUESTED_AT.with(|at| at.set(Some(db::ms(req.at))));
+    let value = f();
+    REQUESTED_AT.with(|at| at.set(None));
+    value
 }
 
 fn real_sleep(duration: i64, speed: f64) {
@@ -850,78 +872,77 @@ fn finish_step(
         Disposition::Exit { code, fault }
             if call.step == StepId::CheckFabricState && code == sfbpatch_plan::POOL_BUSY_EXIT =>
         {
-            Ok(StepOutcome {
-                exit_code: code,
-                output: format!(
+            Ok(StepOutcome::exit(
+                code,
+                format!(
                     "PoolUpgradeState: Busy (lab fault {fault}): the pool is still moving routing \
                      groups; ask again in 10 minutes"
                 ),
-            })
+            ))
         }
         Disposition::Exit { code, fault }
             if !(call.step == StepId::InstallUpdate && code == 3010) =>
         {
-            Ok(StepOutcome {
-                exit_code: code,
-                output: format!(
+            Ok(StepOutcome::exit(
+                code,
+                format!(
                     "{} failed with exit code {code} (lab fault {fault}); nothing changed",
                     call.step
                 ),
-            })
+            ))
         }
-        Disposition::DiskFull { fault } if call.step == StepId::InstallUpdate => Ok(StepOutcome {
-            exit_code: 1603,
-            output: format!(
-                "SkypeServerUpdateInstaller: Error 1603: There is not enough space on the disk \
+        Disposition::DiskFull { fault } if call.step == StepId::InstallUpdate => {
+            Ok(StepOutcome::exit(
+                1603,
+                format!(
+                    "SkypeServerUpdateInstaller: Error 1603: There is not enough space on the disk \
                  (lab fault {fault}); the installation was rolled back: build {} stays \
                  installed. Free space on the system drive (the log is in %TEMP% on the \
                  server)",
-                server.installed
-            ),
-        }),
-        Disposition::DiskFull { fault } => Ok(StepOutcome {
-            exit_code: 112,
-            output: format!(
+                    server.installed
+                ),
+            ))
+        }
+        Disposition::DiskFull { fault } => Ok(StepOutcome::exit(
+            112,
+            format!(
                 "There is not enough space on the disk (lab fault {fault}): the installer was \
                  not staged; nothing else changed"
             ),
-        }),
-        Disposition::InstallerRunning { until } => Ok(StepOutcome {
-            exit_code: 1618,
-            output: format!(
+        )),
+        Disposition::InstallerRunning { until } => Ok(StepOutcome::exit(
+            1618,
+            format!(
                 "SkypeServerUpdateInstaller: Error 1618: Another installation is already in \
                  progress. Complete that installation before proceeding with this install. \
                  ({})",
                 installer_busy(&server, until, window.end)
             ),
-        }),
-        Disposition::SqlDown { sql_server, until } => Ok(StepOutcome {
-            exit_code: 1,
-            output: format!(
+        )),
+        Disposition::SqlDown { sql_server, until } => Ok(StepOutcome::exit(
+            1,
+            format!(
                 "Install-CsDatabase : A network-related or instance-specific error occurred \
                  while establishing a connection to SQL Server {sql_server}. The server was not \
                  found or was not accessible. (lab fault: SQL Server is down for {:.1} more \
                  simulated minutes); nothing changed",
                 (until - window.end).max(0) as f64 / MINUTE as f64
             ),
-        }),
+        )),
         Disposition::SqlFailover { fault } => {
             let updated = steps::update_first_behind(tx, call.action, &server)?;
-            Ok(StepOutcome {
-                exit_code: 1,
-                output: format!(
+            let rest = match updated {
+                Some(db) => format!("; {db} was updated before the failover, the rest was not"),
+                None => "; nothing changed".to_string(),
+            };
+            Ok(StepOutcome::exit(
+                1,
+                format!(
                     "Install-CsDatabase : A transport-level error has occurred when receiving \
                      results from the server. (lab fault {fault}: SQL Server failed over to its \
-                     partner in the middle of the update){}",
-                    match updated {
-                        Some(db) => format!(
-                            "; {db} was updated before the failover, the rest \
-                                             was not"
-                        ),
-                        None => "; nothing changed".to_string(),
-                    }
+                     partner in the middle of the update){rest}"
                 ),
-            })
+            ))
         }
         Disposition::InstallerOutlives { fault, run_ms } => {
             let outcome = apply(tx, shared, call, &mut server, installer_hash, false)?;
@@ -1001,19 +1022,27 @@ impl Target for LabTarget {
     }
 
     fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
-        self.execute_step(&StepCall::from_request(req))
+        at_request(req, || self.execute_step(&StepCall::from_request(req)))
     }
 
     fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError> {
-        self.probe_step(&StepCall::from_request(req))
+        at_request(req, || self.probe_step(&StepCall::from_request(req)))
     }
 
     fn reboot(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
-        self.reboot_server(req.server.fqdn.as_str(), req.timeout)
+        at_request(req, || {
+            self.reboot_server(req.server.fqdn.as_str(), req.timeout)
+        })
     }
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
-        self.recover_server(req.server.fqdn.as_str(), req.timeout)
+        at_request(req, || {
+            self.recover_server(req.server.fqdn.as_str(), req.timeout)
+        })
+    }
+
+    fn keeps_own_time(&self) -> bool {
+        true
     }
 
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
@@ -1118,8 +1147,9 @@ impl LabTarget {
     /// What a machine runs, read without changing anything. Takes no time.
     pub fn preflight_server(&self, fqdn: &str) -> Result<MachineFacts, TargetError> {
         let id = self.server_id(fqdn)?;
+        let shared = &self.shared;
         let result = self.shared.read(|tx| {
-            let now = db::now(tx)?;
+            let now = shared.op_time(tx)?;
             let server = Server::load(tx, id)?;
             if let Some(until) = server.unreachable_at(now) {
                 return Ok(Err(unreachable(&server, until, now)));
@@ -1137,39 +1167,44 @@ impl LabClock {
 }
 
 impl Clock for LabClock {
+    /// Simulated time at speed 0; at a real-time speed the world's time runs with the wall
+    /// clock and the engine runs servers on threads, each operation sleeping its share.
     fn is_virtual(&self) -> bool {
-        true
+        self.shared.speed <= 0.0
     }
 
     fn set(&self, at: Millis) {
-        self.shared.set_now(at);
+        self.shared.set_event(at);
     }
 
-    /// The world's clock. If the lab database cannot be read, the last value this process
-    /// read.
+    /// The engine's current event (simulated time), or the world's time. If the lab database
+    /// cannot be read, the last value this process read.
     fn now(&self) -> Millis {
         self.shared
             .now()
             .unwrap_or_else(|_| self.shared.last_now.load(Ordering::Relaxed))
     }
 
-    /// Advances the world's clock by `duration` (at a real-time speed, after sleeping
-    /// `duration / speed`; concurrent sleeps then overlap instead of adding up).
-    fn sleep(&self, duration: Millis) {
+    fn real_duration(&self, duration: Millis) -> Duration {
         let speed = self.shared.speed;
-        let d = db::ms(duration);
-        let advanced = if speed > 0.0 {
-            let start = db::ms(self.now());
-            real_sleep(d, speed);
-            self.shared
-                .write(|tx| db::advance_to(tx, start.saturating_add(d)))
+        if speed > 0.0 {
+            Duration::from_secs_f64(duration as f64 / 1000.0 / speed)
         } else {
-            self.shared.write(|tx| {
-                let now = db::now(tx)?;
-                db::advance_to(tx, now.saturating_add(d))
-            })
-        };
-        if let Ok(now) = advanced {
+            Duration::ZERO
+        }
+    }
+
+    /// Lets `duration` pass: in simulated time the engine's event moves on; at a real-time
+    /// speed, after sleeping `duration / speed`. The world's clock never goes back.
+    fn sleep(&self, duration: Millis) {
+        let d = db::ms(duration);
+        if self.shared.speed > 0.0 {
+            real_sleep(d, self.shared.speed);
+        }
+        let start = db::ms(self.now());
+        let end = start.saturating_add(if self.shared.speed > 0.0 { 0 } else { d });
+        self.shared.event_ended(end);
+        if let Ok(now) = self.shared.write(|tx| db::advance_to(tx, end)) {
             self.shared
                 .last_now
                 .fetch_max(u64::try_from(now).unwrap_or(0), Ordering::Relaxed);

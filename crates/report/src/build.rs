@@ -113,6 +113,7 @@ pub fn build(
             id: run.id,
             state: run.state,
             makespan_seconds: clock.seconds(now),
+            created_at_seconds: run.created_at as f64 / 1000.0,
             package: spec.plan.package.name.clone(),
             package_version: spec.plan.package.version.to_string(),
             operator: spec.operator.clone(),

@@ -1129,6 +1129,7 @@ mod tests {
                     id: 1,
                     state: sfbpatch_engine::RunState::Succeeded,
                     makespan_seconds,
+                    created_at_seconds: 0.0,
                     package: String::new(),
                     package_version: String::new(),
                     operator: String::new(),

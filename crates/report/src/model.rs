@@ -36,6 +36,9 @@ pub struct RunSummary {
     pub state: RunState,
     /// From the run's creation to the last journal record.
     pub makespan_seconds: f64,
+    /// The target clock's reading when the run was created, in seconds: every other time in
+    /// the report counts from it (the lab's virtual clock, or the Unix epoch over SSH).
+    pub created_at_seconds: f64,
     /// The package's name and build.
     pub package: String,
     pub package_version: String,

@@ -520,10 +520,7 @@ fn last_lines(text: &str) -> String {
 }
 
 fn outcome(result: ScriptResult) -> StepOutcome {
-    StepOutcome {
-        exit_code: result.exit_code,
-        output: result.output,
-    }
+    StepOutcome::exit(result.exit_code, result.output)
 }
 
 impl Target for SshTarget {
@@ -553,13 +550,13 @@ impl Target for SshTarget {
                 Ok(bytes) => sent = Some((local, destination, bytes)),
                 Err(Upload::Run(e)) => return Err(target_error(e, server, req.step.id, timeout)),
                 Err(Upload::Failed(reason)) => {
-                    return Ok(StepOutcome {
-                        exit_code: 1,
-                        output: format!(
+                    return Ok(StepOutcome::exit(
+                        1,
+                        format!(
                             "uploading {local} to {destination} on {server} over SFTP failed: \
                              {reason}; nothing was staged"
                         ),
-                    });
+                    ));
                 }
             }
         }

@@ -257,6 +257,7 @@ fn request<'a>(plan: &'a Plan, server: &str, step: StepId, timeout: u64) -> Step
         operator: "test",
         attempt: 1,
         timeout,
+        at: 0,
     }
 }
 

@@ -64,6 +64,7 @@ pub fn policy(
     plan: &sfbpatch_plan::Plan,
     deployment: &sfbpatch_topology::Deployment,
     clock_now: Millis,
+    unix_now_ms: i64,
 ) -> Result<RunPolicy, Failure> {
     let (file, origin) = match &run.policy {
         Some(path) => (crate::policy::load(path)?, path.display().to_string()),
@@ -73,7 +74,7 @@ pub fn policy(
         ),
     };
     let rollout = crate::policy::rollout(&file, run, &origin)?;
-    let mut policy = rollout.run_policy(clock_now, SystemClock.now() as i64)?;
+    let mut policy = rollout.run_policy(clock_now, unix_now_ms)?;
     let mut pairs = Vec::new();
     // Pairs the topology shows, then the policy file's.
     let mut named: Vec<[String; 2]> = deployment
@@ -219,7 +220,14 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
         &args.state.state,
         true,
     )?;
-    let policy = policy(&args.run, &plan, &deployment, opened.clock().now())?;
+    let clock_now = opened.clock().now();
+    let policy = policy(
+        &args.run,
+        &plan,
+        &deployment,
+        clock_now,
+        opened.calendar_ms(clock_now),
+    )?;
     let mut store = open_store(&args.state.state)?;
     let pools: std::collections::BTreeSet<String> =
         plan.servers.iter().map(|s| s.pool.to_string()).collect();
@@ -299,6 +307,16 @@ impl RunTarget {
         match self {
             RunTarget::Lab { clock, .. } => clock,
             RunTarget::Ssh(_) => &SystemClock,
+        }
+    }
+
+    /// The calendar instant (Unix milliseconds) a reading of this target's clock stands for:
+    /// the lab's own calendar (its creation plus virtual time, the same in every process), or
+    /// the wall clock's.
+    pub fn calendar_ms(&self, clock_now: Millis) -> i64 {
+        match self {
+            RunTarget::Lab { lab, .. } => lab.epoch_unix_ms() + clock_now as i64,
+            RunTarget::Ssh(_) => clock_now as i64,
         }
     }
 
@@ -526,10 +544,17 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
             cancel: Some(interrupt_flag()),
         };
         let windows = match &run.spec.policy.window_spec {
-            Some(spec) => Some(vec![
-                crate::policy::DailyWindow::parse_spec(spec)?
-                    .next(clock.now(), SystemClock.now() as i64)?,
-            ]),
+            Some(spec) => {
+                let daily = crate::policy::DailyWindow::parse_spec(spec)?;
+                let now = clock.now();
+                let mut window = daily.next(now, opened.calendar_ms(now))?;
+                // The night this run already stopped in is over for it: the next one.
+                if run.spec.policy.windows.contains(&window) {
+                    let end = window.closes_at;
+                    window = daily.next(end, opened.calendar_ms(end))?;
+                }
+                Some(vec![window])
+            }
             None => None,
         };
         engine.resume_with(run.id, windows)?

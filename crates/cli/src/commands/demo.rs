@@ -53,6 +53,7 @@ pub fn run(args: DemoArgs, color: bool) -> CmdResult {
         &deployment,
         &LabOptions {
             speed: args.speed,
+            epoch_unix_ms: sfbpatch_engine::Clock::now(&sfbpatch_engine::SystemClock) as i64,
             ..LabOptions::default()
         },
     )

@@ -47,6 +47,7 @@ pub fn run(cmd: LabCommand) -> CmdResult {
                 operator,
                 faults,
                 sfb_components: sfb_components_on,
+                epoch_unix_ms: sfbpatch_engine::Clock::now(&sfbpatch_engine::SystemClock) as i64,
             };
             let lab =
                 sfbpatch_lab::init(&dir, &deployment, &options).map_err(Failure::bad_input)?;

@@ -198,3 +198,86 @@ fn a_hung_database_update_ends_before_the_30_minute_line() {
         stderr(&o)
     );
 }
+
+/// Killed at random moments of a real-time run (operations sleeping their share, several
+/// servers side by side), then resumed: `status`, `report` and the lab world agree on when
+/// every server's outage began and ended, to the second.
+#[test]
+fn after_kills_at_real_time_speed_status_report_and_the_world_agree_on_every_outage() {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let only = ["fepool2.berlin.demo.example", "se2.dublin.demo.example"];
+    let args = common::apply_args(&["--lab", "lab"], &only, &["--max-parallel", "2"]);
+    // Deterministic "random" moments, spread over the ~2.5 s run.
+    let mut seed: u64 = 0x5eed_1234;
+    for _ in 0..4 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let delay = 150 + (seed >> 33) % 2200;
+        let s = Scratch::new();
+        s.lab_init("lab", &["--speed", "2000"]);
+        let mut child = common::bin()
+            .current_dir(s.path())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        let r = s.run(&["resume", "--state", "state.db"]);
+        if code(&r) == 3 {
+            // Killed before the run was recorded: start it again.
+            let o = s.run(&args);
+            assert_eq!(code(&o), 0, "{}", stderr(&o));
+        } else {
+            assert!(
+                code(&r) == 0 || stderr(&r).contains("already succeeded"),
+                "killed after {delay} ms: {}",
+                stderr(&r)
+            );
+        }
+        let status = s.status_json("state.db");
+        let report: Value = serde_json::from_slice(
+            &s.run(&["report", "--state", "state.db", "--format", "json"])
+                .stdout,
+        )
+        .unwrap();
+        let lab = s.lab_json("lab");
+        for fqdn in [
+            "fe21.berlin.demo.example",
+            "fe22.berlin.demo.example",
+            "se2.dublin.demo.example",
+        ] {
+            let st = item(&status, "servers", "fqdn", fqdn);
+            let rp = item(&report, "servers", "fqdn", fqdn);
+            let out = item(&lab, "servers", "fqdn", fqdn)["out_of_service"]
+                .as_array()
+                .unwrap()
+                .clone();
+            assert_eq!(out.len(), 1, "killed after {delay} ms: {fqdn} {out:?}");
+            let (start, end) = (
+                out[0]["start"].as_f64().unwrap(),
+                out[0]["end"].as_f64().unwrap(),
+            );
+            let close = |a: &Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1.0;
+            // The report counts from the run's creation on the same clock.
+            let origin = report["run"]["created_at_seconds"].as_f64().unwrap();
+            let (start, end) = (start - origin, end - origin);
+            assert!(
+                close(&st["outage_started_at"], start + origin)
+                    && close(&st["outage_ended_at"], end + origin),
+                "killed after {delay} ms: {fqdn}: status {st} world {start}-{end} (+{origin})"
+            );
+            assert!(
+                close(&rp["outage_start_seconds"], start) && close(&rp["outage_end_seconds"], end),
+                "killed after {delay} ms: {fqdn}: report {rp} world {start}-{end}"
+            );
+            assert_eq!(
+                item(&lab, "servers", "fqdn", fqdn)["installer_runs"],
+                1,
+                "killed after {delay} ms: {fqdn}"
+            );
+        }
+    }
+}

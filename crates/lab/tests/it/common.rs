@@ -286,6 +286,7 @@ pub fn request<'a>(f: &'a Fixture, plan: &'a ServerPlan, id: StepId) -> StepRequ
         operator: "LAB\\sfbadmin",
         attempt: 1,
         timeout: TIMEOUT,
+        at: 0,
     }
 }
 

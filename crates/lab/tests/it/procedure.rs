@@ -246,7 +246,7 @@ fn standard_edition_local_databases() {
     let detail = f.lab.server(SE).unwrap();
     assert!(detail.in_service);
     assert_eq!(
-        detail.out_of_service,
+        detail.server.out_of_service,
         vec![Interval {
             start: 246.0,
             end: Some(1758.0)

@@ -204,8 +204,8 @@ fn skipping_the_second_stop_leaves_old_assemblies_and_verify_fails() {
     // On one inconsistent build: not in service.
     let detail = f.lab.server(SE).unwrap();
     assert!(!detail.in_service);
-    assert_eq!(detail.out_of_service.len(), 1);
-    assert_eq!(detail.out_of_service[0].end, None);
+    assert_eq!(detail.server.out_of_service.len(), 1);
+    assert_eq!(detail.server.out_of_service[0].end, None);
 }
 
 /// On a failed-over Front End server the second stop has nothing to stop: the installer could
