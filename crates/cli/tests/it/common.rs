@@ -192,6 +192,16 @@ pub fn apply_args<'a>(target: &[&'a str], only: &[&'a str], extra: &[&'a str]) -
     args
 }
 
+/// `lab show`'s servers without when each was out of service: what two runs that order their
+/// calls differently must agree on.
+pub fn machines(lab: &serde_json::Value) -> serde_json::Value {
+    let mut servers = lab["servers"].clone();
+    for s in servers.as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("out_of_service");
+    }
+    servers
+}
+
 /// The element of the JSON array `v[list]` whose `key` is `value`.
 pub fn item<'a>(
     v: &'a serde_json::Value,

@@ -336,14 +336,10 @@ fn the_whole_demo_through_lab_shell_matches_apply() {
     let applied = s.lab_json("lab-apply");
     // The same machines; when each was out of service depends on the order of the calls
     // (one at a time through lab shell, side by side in apply).
-    let machines = |lab: &serde_json::Value| {
-        let mut servers = lab["servers"].clone();
-        for s in servers.as_array_mut().unwrap() {
-            s.as_object_mut().unwrap().remove("out_of_service");
-        }
-        servers
-    };
-    assert_eq!(machines(&shelled), machines(&applied));
+    assert_eq!(
+        crate::common::machines(&shelled),
+        crate::common::machines(&applied)
+    );
     assert_eq!(shelled["sql_instances"], applied["sql_instances"]);
     for server in &plan.servers {
         assert_patched(&shelled, server.fqdn.as_str());

@@ -254,8 +254,9 @@ fn apply_over_ssh_reaches_the_same_world_as_the_in_process_target() {
     for fqdn in ALL {
         assert_patched(&over_ssh, fqdn);
     }
-    // The same servers, services, builds and databases, field for field.
-    assert_eq!(over_ssh["servers"], in_process["servers"]);
+    // The same servers, services, builds and databases, field for field (when each was out of
+    // service depends on the controller's clock and order of calls).
+    assert_eq!(common::machines(&over_ssh), common::machines(&in_process));
     assert_eq!(over_ssh["sql_instances"], in_process["sql_instances"]);
     for inst in over_ssh["sql_instances"].as_array().unwrap() {
         for st in inst["stores"].as_array().unwrap() {
