@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use sfbpatch_plan::{ServerKind, ServerPlan};
 
 use crate::event::{Event, Observer};
-use crate::executor::{Call, CallOutput, Cx, Executor, Input, Want};
+use crate::executor::{Call, Cx, Executor, Input, Want};
 use crate::policy::{self, RunPolicy};
 use crate::status::{ServerState, ServerStatus, fold};
 use crate::store::{Lease, Record, RunId, RunRecord, RunSpec, RunState, Scope, Store, StoreError};
@@ -41,6 +41,9 @@ pub enum EngineError {
     NotResumable { run: RunId, state: RunState },
     #[error("run {run} has no wave waiting for approval")]
     NothingToApprove { run: RunId },
+    /// A bug: the dispatcher and an executor disagree about what was asked.
+    #[error("internal error, the run stops here (everything done so far is journalled): {0}")]
+    Protocol(String),
 }
 
 impl EngineError {
@@ -52,6 +55,7 @@ impl EngineError {
             EngineError::LeaseLost { .. } => "SFB-E003",
             EngineError::NotResumable { .. } => "SFB-E004",
             EngineError::NothingToApprove { .. } => "SFB-E005",
+            EngineError::Protocol(_) => "SFB-E006",
         }
     }
 }
@@ -406,19 +410,21 @@ impl<'a> Engine<'a> {
         timeout: Millis,
         holder: &str,
         at: Millis,
-    ) -> Result<CallOutput, TargetError> {
+    ) -> Input {
         if call == Call::Preflight {
             // The server's own lock first: another controller patching it (with another state
             // store) is refused before anything is read or changed.
             let wall = crate::target::SystemClock.now();
-            if let Some(other) = target.lock_server(plan, holder, wall, wall + SERVER_LOCK_TTL)? {
-                return Err(TargetError::Refused(format!(
+            let facts = match target.lock_server(plan, holder, wall, wall + SERVER_LOCK_TTL) {
+                Ok(Some(other)) => Err(TargetError::Refused(format!(
                     "server {} is locked by another controller ({}) until {} ms after the Unix \
                      epoch; wait for it, or remove its lock once that controller is gone",
                     plan.fqdn, other.holder, other.expires_at
-                )));
-            }
-            return target.preflight(plan).map(CallOutput::Facts);
+                ))),
+                Ok(None) => target.preflight(plan),
+                Err(e) => Err(e),
+            };
+            return Input::Facts(facts);
         }
         let step = &plan.steps[step];
         let req = StepRequest {
@@ -433,10 +439,10 @@ impl<'a> Engine<'a> {
             at,
         };
         match call {
-            Call::Execute => target.execute(&req).map(CallOutput::Outcome),
-            Call::Probe => target.probe(&req).map(CallOutput::Probe),
-            Call::Reboot => target.reboot(&req).map(CallOutput::Outcome),
-            Call::Recover => target.recover(&req).map(CallOutput::Outcome),
+            Call::Execute => Input::Outcome(target.execute(&req)),
+            Call::Probe => Input::Probe(target.probe(&req)),
+            Call::Reboot => Input::Outcome(target.reboot(&req)),
+            Call::Recover => Input::Outcome(target.recover(&req)),
             Call::Preflight => unreachable!("answered above"),
         }
     }
@@ -480,7 +486,7 @@ impl<'a> Engine<'a> {
                     now,
                 );
                 let after = self.clock.now().max(now);
-                d.schedule(after, idx, Input::Called(result));
+                d.schedule(after, idx, result);
             }
         }
         Ok(())
@@ -490,7 +496,7 @@ impl<'a> Engine<'a> {
     fn run_real(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
         let target = self.target;
         std::thread::scope(|scope| -> Result<(), EngineError> {
-            let (tx, rx) = mpsc::channel::<(usize, Millis, Result<CallOutput, TargetError>)>();
+            let (tx, rx) = mpsc::channel::<(usize, Millis, Input)>();
             let mut in_calls = 0usize;
             loop {
                 self.renew_leases(run, d)?;
@@ -536,19 +542,15 @@ impl<'a> Engine<'a> {
                     Ok((idx, called_at, result)) => {
                         in_calls -= 1;
                         let at = match &result {
-                            Ok(CallOutput::Outcome(o)) => o.ended_at,
-                            Ok(CallOutput::Probe(_) | CallOutput::Facts(_))
+                            Input::Outcome(Ok(o)) => o.ended_at,
+                            Input::Probe(Ok(_)) | Input::Facts(Ok(_))
                                 if target.keeps_own_time() =>
                             {
                                 Some(called_at)
                             }
                             _ => None,
                         };
-                        d.schedule(
-                            at.unwrap_or_else(|| self.clock.now()),
-                            idx,
-                            Input::Called(result),
-                        );
+                        d.schedule(at.unwrap_or_else(|| self.clock.now()), idx, result);
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => {

@@ -40,20 +40,19 @@ pub enum Want {
     Done,
 }
 
-/// The answer to the last [`Want`].
+/// The answer to the last [`Want`]: each call answers with its own type, so an executor
+/// cannot be handed a probe where it waits for a step's outcome.
 #[derive(Debug)]
 pub enum Input {
     Start,
-    Called(Result<CallOutput, TargetError>),
+    /// The answer to [`Call::Preflight`].
+    Facts(Result<MachineFacts, TargetError>),
+    /// The answer to [`Call::Execute`], [`Call::Reboot`] and [`Call::Recover`].
+    Outcome(Result<StepOutcome, TargetError>),
+    /// The answer to [`Call::Probe`].
+    Probe(Result<Probe, TargetError>),
     Waited,
     SlotGranted,
-}
-
-#[derive(Debug)]
-pub enum CallOutput {
-    Outcome(StepOutcome),
-    Probe(Probe),
-    Facts(MachineFacts),
 }
 
 /// Why a probe was asked for.
@@ -187,9 +186,9 @@ impl<'p> Executor<'p> {
     ) -> Result<Want, EngineError> {
         match (state, input) {
             (State::Begin, _) => self.begin(cx),
-            (State::Preflight, Input::Called(result)) => self.preflighted(cx, result),
-            (State::PreInstallProbe { i, attempt }, Input::Called(result)) => match result {
-                Ok(CallOutput::Probe(probe)) if probe.verdict == ProbeVerdict::NotDone => {
+            (State::Preflight, Input::Facts(result)) => self.preflighted(cx, result),
+            (State::PreInstallProbe { i, attempt }, Input::Probe(result)) => match result {
+                Ok(probe) if probe.verdict == ProbeVerdict::NotDone => {
                     self.record_probe(cx, i, &probe)?;
                     self.pre_probed = Some(i);
                     self.attempt(cx, i, attempt)
@@ -212,7 +211,7 @@ impl<'p> Executor<'p> {
                     attempt,
                     started,
                 },
-                Input::Called(result),
+                Input::Outcome(result),
             ) => self.executed(cx, i, attempt, started, result),
             // The run stopped while the server waited for an outage slot.
             (State::Slot { i, .. }, Input::Waited) => self.enter(cx, i),
@@ -245,9 +244,9 @@ impl<'p> Executor<'p> {
                     tries,
                     why,
                 },
-                Input::Called(result),
+                Input::Probe(result),
             ) => self.probed(cx, i, attempt, tries, why, result),
-            (State::Reboot { i }, Input::Called(Err(e))) if e.outcome_unknown() => {
+            (State::Reboot { i }, Input::Outcome(Err(e))) if e.outcome_unknown() => {
                 // The restart did not answer in time: the server may still be coming back.
                 // Probe the installation (it tells a pending restart) before anything else.
                 let message = format!("the restart the installer asked for: {e}");
@@ -264,8 +263,8 @@ impl<'p> Executor<'p> {
                 };
                 Ok(Want::Wait(wait))
             }
-            (State::Reboot { i }, Input::Called(result)) => match result {
-                Ok(CallOutput::Outcome(outcome)) => {
+            (State::Reboot { i }, Input::Outcome(result)) => match result {
+                Ok(outcome) => {
                     let audit = self.audit(cx, i, Some(outcome.exit_code), "Restart-Computer");
                     self.record(
                         cx,
@@ -280,20 +279,14 @@ impl<'p> Executor<'p> {
                     });
                     self.enter(cx, i + 1)
                 }
-                Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
-                    unreachable!("a reboot answers with an outcome")
-                }
                 Err(e) => self.fail(
                     cx,
                     Failure(format!("the reboot the installer asked for failed: {e}")),
                 ),
             },
-            (State::Recover { reason, outcome }, Input::Called(result)) => {
+            (State::Recover { reason, outcome }, Input::Outcome(result)) => {
                 let (output, back) = match result {
-                    Ok(CallOutput::Outcome(o)) => (o.output, o.exit_code == 0),
-                    Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
-                        unreachable!("recovery answers with an outcome")
-                    }
+                    Ok(o) => (o.output, o.exit_code == 0),
                     Err(e) => (format!("recovery could not run: {e}"), false),
                 };
                 // Tell that the server is not safe: the reason is what the operator reads.
@@ -329,7 +322,12 @@ impl<'p> Executor<'p> {
                 self.finish(cx, outcome, Some(reason))
             }
             (State::Done, _) => Ok(Want::Done),
-            (state, input) => unreachable!("executor in {state:?} got {input:?}"),
+            // The dispatcher answers each call with its own input: anything else is a bug in
+            // it. Stop the run rather than guess (the journal holds everything done so far).
+            (state, input) => Err(EngineError::Protocol(format!(
+                "executor of {} in {state:?} got {input:?}",
+                self.plan.fqdn
+            ))),
         }
     }
 
@@ -385,11 +383,10 @@ impl<'p> Executor<'p> {
     fn preflighted(
         &mut self,
         cx: &mut Cx<'_>,
-        result: Result<CallOutput, TargetError>,
+        result: Result<MachineFacts, TargetError>,
     ) -> Result<Want, EngineError> {
         let facts = match result {
-            Ok(CallOutput::Facts(f)) => f,
-            Ok(_) => unreachable!("a pre-flight answers with facts"),
+            Ok(f) => f,
             Err(e) => {
                 return self.fail(
                     cx,
@@ -813,13 +810,13 @@ impl<'p> Executor<'p> {
         i: usize,
         attempt: u32,
         started: Millis,
-        result: Result<CallOutput, TargetError>,
+        result: Result<StepOutcome, TargetError>,
     ) -> Result<Want, EngineError> {
         let step: &PlannedStep = &self.plan.steps[i];
         let rule = policy::retry_rule(step.id);
         let duration = cx.now.saturating_sub(started);
         match result {
-            Ok(CallOutput::Outcome(outcome)) => {
+            Ok(outcome) => {
                 let reboot = step.id == StepId::InstallUpdate
                     && outcome.exit_code == ERROR_SUCCESS_REBOOT_REQUIRED;
                 let ok = outcome.exit_code == 0 || reboot;
@@ -886,9 +883,6 @@ impl<'p> Executor<'p> {
                     why(&outcome.output)
                 );
                 self.fail(cx, Failure(reason))
-            }
-            Ok(CallOutput::Probe(_) | CallOutput::Facts(_)) => {
-                unreachable!("execute answers with an outcome")
             }
             Err(e) if e.outcome_unknown() => {
                 let message = e.to_string();
@@ -971,15 +965,15 @@ impl<'p> Executor<'p> {
         attempt: u32,
         tries: u32,
         why: ProbeFor,
-        result: Result<CallOutput, TargetError>,
+        result: Result<Probe, TargetError>,
     ) -> Result<Want, EngineError> {
         let step_id = self.plan.steps[i].id;
         match result {
-            Ok(CallOutput::Probe(probe)) if probe.verdict == ProbeVerdict::Running => {
+            Ok(probe) if probe.verdict == ProbeVerdict::Running => {
                 self.record_probe(cx, i, &probe)?;
                 self.still_running(cx, i, attempt, why)
             }
-            Ok(CallOutput::Probe(probe)) => {
+            Ok(probe) => {
                 self.running_since = None;
                 self.record_probe(cx, i, &probe)?;
                 if probe.verdict == ProbeVerdict::Done {
@@ -1017,9 +1011,6 @@ impl<'p> Executor<'p> {
                         )),
                     ),
                 }
-            }
-            Ok(CallOutput::Outcome(_) | CallOutput::Facts(_)) => {
-                unreachable!("a probe answers with a probe")
             }
             // A probe only reads: when it cannot, read again later (never run the step blind).
             Err(e)

@@ -75,19 +75,28 @@ fn facts() -> MachineFacts {
     }
 }
 
+/// A target error as the answer to `call`.
+fn error(call: Call, e: TargetError) -> Input {
+    match call {
+        Call::Preflight => Input::Facts(Err(e)),
+        Call::Probe => Input::Probe(Err(e)),
+        Call::Execute | Call::Reboot | Call::Recover => Input::Outcome(Err(e)),
+    }
+}
+
 fn ok() -> Input {
-    Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(0, "done"))))
+    Input::Outcome(Ok(StepOutcome::exit(0, "done")))
 }
 
 fn probe(done: bool) -> Input {
-    Input::Called(Ok(CallOutput::Probe(Probe {
+    Input::Probe(Ok(Probe {
         verdict: if done {
             ProbeVerdict::Done
         } else {
             ProbeVerdict::NotDone
         },
         facts: "{}".into(),
-    })))
+    }))
 }
 
 /// Drives the executor of `fqdn` from its start: `answer` gives the target's answer to each
@@ -96,6 +105,16 @@ fn probe(done: bool) -> Input {
 fn drive(
     run: &RunRecord,
     fqdn: &str,
+    answer: impl FnMut(Call, StepId, u32) -> Option<Input>,
+) -> (Vec<(Call, StepId)>, ServerStatus) {
+    drive_predicted(run, fqdn, 25 * 60_000, answer)
+}
+
+/// [`drive`] with the outage the dispatcher predicts for the server.
+fn drive_predicted(
+    run: &RunRecord,
+    fqdn: &str,
+    predicted_outage: Millis,
     mut answer: impl FnMut(Call, StepId, u32) -> Option<Input>,
 ) -> (Vec<(Call, StepId)>, ServerStatus) {
     let plan = server(run, fqdn);
@@ -107,7 +126,7 @@ fn drive(
         .position(|s| s.fqdn == plan.fqdn)
         .unwrap();
     let status = fold(&run.spec.plan.servers, &[]).swap_remove(index);
-    let mut exec = Executor::new(plan, status, 25 * 60_000);
+    let mut exec = Executor::new(plan, status, predicted_outage);
     let mut observer = NoObserver;
     let mut journal = Vec::new();
     let mut now = 0;
@@ -137,7 +156,7 @@ fn drive(
                 let id = plan.steps[step].id;
                 calls.push((call, id));
                 answer(call, id, attempt).unwrap_or_else(|| match call {
-                    Call::Preflight => Input::Called(Ok(CallOutput::Facts(facts()))),
+                    Call::Preflight => Input::Facts(Ok(facts())),
                     Call::Probe => probe(false),
                     _ => ok(),
                 })
@@ -224,7 +243,7 @@ fn the_pre_flight_refuses_before_any_step() {
     ];
     for (read, reason) in cases {
         let (calls, status) = drive(&run, "se.lab.example.com", |call, _, _| {
-            (call == Call::Preflight).then(|| Input::Called(Ok(CallOutput::Facts(read.clone()))))
+            (call == Call::Preflight).then(|| Input::Facts(Ok(read.clone())))
         });
         assert_eq!(
             calls,
@@ -246,10 +265,10 @@ fn an_installer_failure_inside_the_window_is_recovered_and_fails_the_server() {
     let run = run();
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         (call == Call::Execute && id == StepId::InstallUpdate).then(|| {
-            Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(
+            Input::Outcome(Ok(StepOutcome::exit(
                 1603,
                 "fatal error during installation",
-            ))))
+            )))
         })
     });
     let install = calls
@@ -282,10 +301,13 @@ fn a_lost_connection_is_probed_before_anything_runs_again() {
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         if call == Call::Execute && id == StepId::StopW3svc && !lost {
             lost = true;
-            return Some(Input::Called(Err(TargetError::Unreachable {
-                server: "se.lab.example.com".into(),
-                reason: "connection reset".into(),
-            })));
+            return Some(error(
+                call,
+                TargetError::Unreachable {
+                    server: "se.lab.example.com".into(),
+                    reason: "connection reset".into(),
+                },
+            ));
         }
         // Once it answers again, the probe finds the step's effect there.
         (call == Call::Probe && id == StepId::StopW3svc).then(|| probe(true))
@@ -314,12 +336,8 @@ fn a_lost_connection_is_probed_before_anything_runs_again() {
 fn an_installer_that_asks_for_a_restart_gets_one() {
     let run = run();
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
-        (call == Call::Execute && id == StepId::InstallUpdate).then(|| {
-            Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(
-                3010,
-                "a restart is required",
-            ))))
-        })
+        (call == Call::Execute && id == StepId::InstallUpdate)
+            .then(|| Input::Outcome(Ok(StepOutcome::exit(3010, "a restart is required"))))
     });
     let install = calls
         .iter()
@@ -351,10 +369,10 @@ fn another_installation_in_progress_is_waited_for_and_tried_again() {
         if call == Call::Execute && id == StepId::InstallUpdate {
             attempts.push(attempt);
             if attempt == 1 {
-                return Some(Input::Called(Ok(CallOutput::Outcome(StepOutcome::exit(
+                return Some(Input::Outcome(Ok(StepOutcome::exit(
                     1618,
                     "another installation is in progress",
-                )))));
+                ))));
             }
         }
         None
@@ -374,7 +392,7 @@ fn a_refusal_before_the_window_fails_the_server_without_an_outage() {
     let run = run();
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         (call == Call::Execute && id == StepId::CheckAdminRole)
-            .then(|| Input::Called(Err(TargetError::Refused("no such account".into()))))
+            .then(|| error(call, TargetError::Refused("no such account".into())))
     });
     assert_eq!(executed(&calls), [StepId::CheckAdminRole], "{calls:?}");
     assert!(!calls.iter().any(|(c, _)| *c == Call::Recover), "{calls:?}");
@@ -399,18 +417,24 @@ fn a_probe_that_cannot_reach_the_server_is_asked_again_not_guessed() {
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         if call == Call::Execute && id == StepId::StopW3svc && !lost {
             lost = true;
-            return Some(Input::Called(Err(TargetError::Unreachable {
-                server: "se.lab.example.com".into(),
-                reason: "connection reset".into(),
-            })));
+            return Some(error(
+                call,
+                TargetError::Unreachable {
+                    server: "se.lab.example.com".into(),
+                    reason: "connection reset".into(),
+                },
+            ));
         }
         if call == Call::Probe && id == StepId::StopW3svc {
             if failed_probes < 2 {
                 failed_probes += 1;
-                return Some(Input::Called(Err(TargetError::Unreachable {
-                    server: "se.lab.example.com".into(),
-                    reason: "no route to host".into(),
-                })));
+                return Some(error(
+                    call,
+                    TargetError::Unreachable {
+                        server: "se.lab.example.com".into(),
+                        reason: "no route to host".into(),
+                    },
+                ));
             }
             return Some(probe(true));
         }
@@ -437,10 +461,13 @@ fn a_server_that_never_answers_again_ends_unknown_not_rerun() {
     let run = run();
     let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
         (id == StepId::StopW3svc && matches!(call, Call::Execute | Call::Probe)).then(|| {
-            Input::Called(Err(TargetError::Unreachable {
-                server: "se.lab.example.com".into(),
-                reason: "no route to host".into(),
-            }))
+            error(
+                call,
+                TargetError::Unreachable {
+                    server: "se.lab.example.com".into(),
+                    reason: "no route to host".into(),
+                },
+            )
         })
     });
     assert_eq!(
@@ -458,4 +485,350 @@ fn a_server_that_never_answers_again_ends_unknown_not_rerun() {
         .find(|s| s.id == StepId::StopW3svc)
         .unwrap();
     assert_eq!(step.state, StepState::Unknown, "{status:?}");
+}
+
+fn verdict(v: ProbeVerdict) -> Input {
+    Input::Probe(Ok(Probe {
+        verdict: v,
+        facts: "{}".into(),
+    }))
+}
+
+fn position(calls: &[(Call, StepId)], call: (Call, StepId)) -> Vec<usize> {
+    calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == call)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn after_1618_the_next_attempt_probes_first() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, attempt| {
+        (call == Call::Execute && id == StepId::InstallUpdate && attempt == 1)
+            .then(|| Input::Outcome(Ok(StepOutcome::exit(1618, "another installation"))))
+    });
+    let executes = position(&calls, (Call::Execute, StepId::InstallUpdate));
+    let probes = position(&calls, (Call::Probe, StepId::InstallUpdate));
+    assert_eq!(executes.len(), 2, "{calls:?}");
+    // Probed before the first attempt and again between the two.
+    assert!(
+        probes.iter().any(|&p| executes[0] < p && p < executes[1]),
+        "{calls:?}"
+    );
+    assert_eq!(status.state, ServerState::Succeeded);
+}
+
+#[test]
+fn an_installer_still_running_is_waited_for_and_never_started_again() {
+    let run = run();
+    let mut probes = 0;
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        if call == Call::Probe && id == StepId::InstallUpdate {
+            probes += 1;
+            return Some(verdict(if probes <= 3 {
+                ProbeVerdict::Running
+            } else {
+                ProbeVerdict::Done
+            }));
+        }
+        None
+    });
+    assert!(
+        !executed(&calls).contains(&StepId::InstallUpdate),
+        "{calls:?}"
+    );
+    assert_eq!(probes, 4);
+    assert_eq!(status.state, ServerState::Succeeded);
+}
+
+#[test]
+fn an_installer_running_past_its_timeout_fails_the_server_without_a_second_run() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (call == Call::Probe && id == StepId::InstallUpdate).then(|| verdict(ProbeVerdict::Running))
+    });
+    assert!(
+        !executed(&calls).contains(&StepId::InstallUpdate),
+        "{calls:?}"
+    );
+    assert_eq!(status.state, ServerState::Failed);
+    let reason = status.reason.unwrap();
+    assert!(
+        reason.starts_with("install-update is still running on se.lab.example.com after 61.0 min of waiting; it was not started again"),
+        "{reason}"
+    );
+    // Inside its outage window: the server is recovered.
+    assert_eq!(calls.last().unwrap().0, Call::Recover, "{calls:?}");
+}
+
+#[test]
+fn a_probe_that_cannot_read_is_read_again_and_the_installer_runs_once() {
+    let run = run();
+    let mut failed = 0;
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        if call == Call::Probe && id == StepId::InstallUpdate && failed < 2 {
+            failed += 1;
+            return Some(error(
+                call,
+                TargetError::ReadFailed {
+                    server: "se.lab.example.com".into(),
+                    reason: "The RPC server is unavailable".into(),
+                },
+            ));
+        }
+        None
+    });
+    assert_eq!(
+        position(&calls, (Call::Probe, StepId::InstallUpdate)).len(),
+        3
+    );
+    assert_eq!(
+        position(&calls, (Call::Execute, StepId::InstallUpdate)).len(),
+        1
+    );
+    assert_eq!(status.state, ServerState::Succeeded);
+}
+
+#[test]
+fn a_probe_that_never_reads_keeps_the_installer_from_running_at_all() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        (call == Call::Probe && id == StepId::InstallUpdate).then(|| {
+            error(
+                call,
+                TargetError::ReadFailed {
+                    server: "se.lab.example.com".into(),
+                    reason: "The RPC server is unavailable".into(),
+                },
+            )
+        })
+    });
+    assert!(
+        !executed(&calls).contains(&StepId::InstallUpdate),
+        "{calls:?}"
+    );
+    assert_eq!(status.state, ServerState::Failed);
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("install-update was not run: the server could not be probed first"),
+        "{:?}",
+        status.reason
+    );
+    assert_eq!(calls.last().unwrap().0, Call::Recover);
+}
+
+#[test]
+fn a_restart_that_times_out_is_probed_and_not_asked_for_again_once_done() {
+    let run = run();
+    let mut probes = 0;
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| match call {
+        Call::Execute if id == StepId::InstallUpdate => Some(Input::Outcome(Ok(
+            StepOutcome::exit(3010, "a restart is required"),
+        ))),
+        Call::Reboot => Some(error(
+            call,
+            TargetError::TimedOut {
+                server: "se.lab.example.com".into(),
+                step: "restart".into(),
+                after_ms: 20 * 60_000,
+            },
+        )),
+        // Not there before the installer; there (restart done) after the restart timed out.
+        Call::Probe if id == StepId::InstallUpdate => {
+            probes += 1;
+            Some(verdict(if probes == 1 {
+                ProbeVerdict::NotDone
+            } else {
+                ProbeVerdict::Done
+            }))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        position(&calls, (Call::Reboot, StepId::InstallUpdate)).len(),
+        1
+    );
+    assert_eq!(status.state, ServerState::Succeeded, "{:?}", status.reason);
+}
+
+#[test]
+fn a_restart_that_never_happens_fails_after_two() {
+    let run = run();
+    let mut probes = 0;
+    let pending = || {
+        Input::Probe(Ok(Probe {
+            verdict: ProbeVerdict::Done,
+            facts: r#"{"reboot_pending":true}"#.into(),
+        }))
+    };
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| match call {
+        Call::Execute if id == StepId::InstallUpdate => Some(Input::Outcome(Ok(
+            StepOutcome::exit(3010, "a restart is required"),
+        ))),
+        Call::Reboot => Some(error(
+            call,
+            TargetError::TimedOut {
+                server: "se.lab.example.com".into(),
+                step: "restart".into(),
+                after_ms: 20 * 60_000,
+            },
+        )),
+        Call::Probe if id == StepId::InstallUpdate => {
+            probes += 1;
+            Some(if probes == 1 {
+                verdict(ProbeVerdict::NotDone)
+            } else {
+                pending()
+            })
+        }
+        _ => None,
+    });
+    assert_eq!(
+        position(&calls, (Call::Reboot, StepId::InstallUpdate)).len(),
+        2
+    );
+    assert_eq!(status.state, ServerState::Failed);
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("se.lab.example.com still waits for a restart after 2 restarts"),
+        "{:?}",
+        status.reason
+    );
+}
+
+#[test]
+fn a_retry_the_budget_cannot_hold_is_not_made() {
+    let mut run = run();
+    run.spec.policy.outage_budget_ms = 60_000;
+    run.spec.policy.accept_resiliency = false;
+    let (calls, status) = drive_predicted(&run, "se.lab.example.com", 0, |call, id, _| {
+        (call == Call::Execute && id == StepId::StopW3svc)
+            .then(|| Input::Outcome(Ok(StepOutcome::exit(2, "service busy"))))
+    });
+    // stop-w3svc retries any exit code, but the budget left cannot hold another attempt.
+    assert_eq!(
+        position(&calls, (Call::Execute, StepId::StopW3svc)).len(),
+        1
+    );
+    assert_eq!(status.state, ServerState::Failed);
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("cannot hold another attempt"),
+        "{:?}",
+        status.reason
+    );
+}
+
+#[test]
+fn a_first_window_step_found_without_effect_does_not_open_the_window() {
+    let run = run();
+    let mut lost = false;
+    let mut started = Vec::new();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| {
+        if call == Call::Execute && id == StepId::StopCsServices && !lost {
+            lost = true;
+            return Some(error(
+                call,
+                TargetError::TimedOut {
+                    server: "se.lab.example.com".into(),
+                    step: "stop-cs-services".into(),
+                    after_ms: 1,
+                },
+            ));
+        }
+        if call == Call::Execute && id == StepId::StopCsServices {
+            started.push(id);
+        }
+        None
+    });
+    assert_eq!(
+        position(&calls, (Call::Execute, StepId::StopCsServices)).len(),
+        2
+    );
+    assert_eq!(status.state, ServerState::Succeeded);
+    // The window counts from the attempt that took effect: after the first attempt's
+    // backoff and probe.
+    let first_attempt = status
+        .steps
+        .iter()
+        .find(|s| s.id == StepId::StopCsServices)
+        .unwrap()
+        .started_at
+        .unwrap();
+    assert!(status.outage_started_at.unwrap() > first_attempt + 30_000);
+}
+
+#[test]
+fn an_answer_to_another_call_stops_the_run_instead_of_panicking() {
+    let run = run();
+    let plan = server(&run, "se.lab.example.com");
+    let index = run
+        .spec
+        .plan
+        .servers
+        .iter()
+        .position(|s| s.fqdn == plan.fqdn)
+        .unwrap();
+    let status = fold(&run.spec.plan.servers, &[]).swap_remove(index);
+    let mut exec = Executor::new(plan, status, 0);
+    let mut observer = NoObserver;
+    let mut journal = Vec::new();
+    let mut cx = Cx {
+        journal: &mut journal,
+        observer: &mut observer,
+        run: &run,
+        now: 0,
+    };
+    let want = exec.next(&mut cx, Input::Start).unwrap();
+    assert!(matches!(
+        want,
+        Want::Call {
+            call: Call::Preflight,
+            ..
+        }
+    ));
+    // A probe's answer where the pre-flight's was due.
+    let err = exec.next(&mut cx, verdict(ProbeVerdict::Done)).unwrap_err();
+    assert_eq!(err.code(), "SFB-E006");
+    assert!(
+        err.to_string()
+            .contains("executor of se.lab.example.com in Preflight got Probe")
+    );
+}
+
+#[test]
+fn a_server_found_out_of_service_is_refused_before_anything_runs() {
+    let run = run();
+    let (calls, status) = drive(&run, "se.lab.example.com", |call, _, _| {
+        (call == Call::Preflight).then(|| {
+            Input::Facts(Ok(MachineFacts {
+                services_running: 0,
+                in_service: false,
+                ..facts()
+            }))
+        })
+    });
+    assert_eq!(calls, [(Call::Preflight, StepId::CheckAdminRole)]);
+    assert_eq!(status.state, ServerState::Failed);
+    assert!(
+        status
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("pre-flight: se.lab.example.com is already out of service (0 of 2"),
+        "{:?}",
+        status.reason
+    );
 }
