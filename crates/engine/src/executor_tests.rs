@@ -623,11 +623,12 @@ fn a_probe_that_never_reads_keeps_the_installer_from_running_at_all() {
     assert_eq!(calls.last().unwrap().0, Call::Recover);
 }
 
-#[test]
-fn a_restart_that_times_out_is_probed_and_not_asked_for_again_once_done() {
+/// The installer answers 3010, every restart times out, and the probes after it read
+/// `after_restart` (before the installer: not done).
+fn restarts_time_out(after_restart: &str) -> (Vec<(Call, StepId)>, ServerStatus) {
     let run = run();
     let mut probes = 0;
-    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| match call {
+    drive(&run, "se.lab.example.com", |call, id, _| match call {
         Call::Execute if id == StepId::InstallUpdate => Some(Input::Outcome(Ok(
             StepOutcome::exit(3010, "a restart is required"),
         ))),
@@ -639,17 +640,24 @@ fn a_restart_that_times_out_is_probed_and_not_asked_for_again_once_done() {
                 after_ms: 20 * 60_000,
             },
         )),
-        // Not there before the installer; there (restart done) after the restart timed out.
         Call::Probe if id == StepId::InstallUpdate => {
             probes += 1;
-            Some(verdict(if probes == 1 {
-                ProbeVerdict::NotDone
-            } else {
-                ProbeVerdict::Done
-            }))
+            Some(Input::Probe(Ok(Probe {
+                verdict: if probes == 1 {
+                    ProbeVerdict::NotDone
+                } else {
+                    ProbeVerdict::Done
+                },
+                facts: after_restart.into(),
+            })))
         }
         _ => None,
-    });
+    })
+}
+
+#[test]
+fn a_restart_that_times_out_is_probed_and_not_asked_for_again_once_done() {
+    let (calls, status) = restarts_time_out(r#"{"reboot_pending":false}"#);
     assert_eq!(
         position(&calls, (Call::Reboot, StepId::InstallUpdate)).len(),
         1
@@ -659,36 +667,7 @@ fn a_restart_that_times_out_is_probed_and_not_asked_for_again_once_done() {
 
 #[test]
 fn a_restart_that_never_happens_fails_after_two() {
-    let run = run();
-    let mut probes = 0;
-    let pending = || {
-        Input::Probe(Ok(Probe {
-            verdict: ProbeVerdict::Done,
-            facts: r#"{"reboot_pending":true}"#.into(),
-        }))
-    };
-    let (calls, status) = drive(&run, "se.lab.example.com", |call, id, _| match call {
-        Call::Execute if id == StepId::InstallUpdate => Some(Input::Outcome(Ok(
-            StepOutcome::exit(3010, "a restart is required"),
-        ))),
-        Call::Reboot => Some(error(
-            call,
-            TargetError::TimedOut {
-                server: "se.lab.example.com".into(),
-                step: "restart".into(),
-                after_ms: 20 * 60_000,
-            },
-        )),
-        Call::Probe if id == StepId::InstallUpdate => {
-            probes += 1;
-            Some(if probes == 1 {
-                verdict(ProbeVerdict::NotDone)
-            } else {
-                pending()
-            })
-        }
-        _ => None,
-    });
+    let (calls, status) = restarts_time_out(r#"{"reboot_pending":true}"#);
     assert_eq!(
         position(&calls, (Call::Reboot, StepId::InstallUpdate)).len(),
         2
