@@ -45,6 +45,8 @@ pub struct Request {
     /// For [`Operation::Execute`] and [`Operation::Probe`]: the step and its action.
     pub step: Option<RequestedStep>,
     pub package: PackageFacts,
+    /// For [`Operation::Stop`]: the end of the command line to stop.
+    pub command_tail: Option<String>,
 }
 
 /// Reverses [`Script::command_line`](crate::Script::command_line): checks the program and
@@ -274,11 +276,19 @@ impl DecodedScript {
             ("server", "reboot") => Operation::Reboot,
             ("server", "recover") => Operation::Recover,
             ("server", "preflight") => Operation::Preflight,
+            ("server", "stop") => Operation::Stop,
             _ => unreachable!("known templates only"),
         };
         let mut package = PackageFacts::default();
+        let command_tail = match operation {
+            Operation::Stop => Some(values::command_tail(
+                "CommandTail",
+                self.get("CommandTail"),
+            )?),
+            _ => None,
+        };
         let step = match operation {
-            Operation::Reboot | Operation::Recover | Operation::Preflight => None,
+            Operation::Reboot | Operation::Recover | Operation::Preflight | Operation::Stop => None,
             Operation::Execute | Operation::Probe => {
                 let id = StepId::parse(name).expect("step templates are named by step id");
                 let action = self.action(id, &mut package)?;
@@ -290,6 +300,7 @@ impl DecodedScript {
             server,
             step,
             package,
+            command_tail,
         })
     }
 

@@ -59,7 +59,8 @@ pub use decode::{
 pub use error::RemoteError;
 pub use result::{OUTPUT_CAP, ScriptResult, cap_output, parse_result, result_line};
 pub use script::{
-    COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, Script, script_for, script_on, server_script,
+    COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, STOP_TAIL, Script, script_for, script_on,
+    server_script, stop_script,
 };
 pub use templates::{MARKER_PREFIX, TEMPLATES};
 

@@ -29,15 +29,19 @@ pub enum Operation {
     Recover,
     /// Read what the machine runs, changing nothing (`server/preflight`).
     Preflight,
+    /// Stop a script sfbpatch gave up waiting for, with its process tree (`server/stop`,
+    /// [`stop_script`]).
+    Stop,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 5] = [
+    pub const ALL: [Operation; 6] = [
         Operation::Execute,
         Operation::Probe,
         Operation::Reboot,
         Operation::Recover,
         Operation::Preflight,
+        Operation::Stop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Operation {
             Operation::Reboot => "reboot",
             Operation::Recover => "recover",
             Operation::Preflight => "preflight",
+            Operation::Stop => "stop",
         }
     }
 
@@ -59,6 +64,7 @@ impl Operation {
             Operation::Reboot => "server/reboot".to_string(),
             Operation::Recover => "server/recover".to_string(),
             Operation::Preflight => "server/preflight".to_string(),
+            Operation::Stop => "server/stop".to_string(),
         }
     }
 
@@ -66,7 +72,7 @@ impl Operation {
     pub fn is_server_wide(self) -> bool {
         matches!(
             self,
-            Operation::Reboot | Operation::Recover | Operation::Preflight
+            Operation::Reboot | Operation::Recover | Operation::Preflight | Operation::Stop
         )
     }
 }
@@ -160,12 +166,33 @@ pub fn script_on(
 /// `server/preflight`), which takes the server's FQDN only.
 ///
 /// # Panics
-/// If `op` acts on one step ([`Operation::Execute`], [`Operation::Probe`]).
+/// If `op` acts on one step ([`Operation::Execute`], [`Operation::Probe`]) or is
+/// [`Operation::Stop`] (which names what to stop: [`stop_script`]).
 pub fn server_script(op: Operation, server: &ServerPlan) -> Result<Script, RemoteError> {
     assert!(op.is_server_wide(), "{op} acts on a step");
+    assert!(op != Operation::Stop, "server/stop names what to stop");
     finish(
         op.template_name(StepId::CheckAdminRole),
         &[("Server", text(server.fqdn.as_str()))],
+    )
+}
+
+/// How many characters of a timed-out command line's end [`stop_script`] looks for: its
+/// parameter bindings, which name the server and the step's values.
+pub const STOP_TAIL: usize = 160;
+
+/// `server/stop` on `server`: stops every process whose command line ends like
+/// `command_line` (the script sfbpatch gave up waiting for), with its process tree.
+pub fn stop_script(server: &Fqdn, command_line: &str) -> Result<Script, RemoteError> {
+    let tail_start = command_line.len().saturating_sub(STOP_TAIL);
+    let tail = command_line.get(tail_start..).unwrap_or(command_line);
+    let tail = values::command_tail("CommandTail", tail)?;
+    finish(
+        "server/stop".to_string(),
+        &[
+            ("Server", text(server.as_str())),
+            ("CommandTail", text(tail)),
+        ],
     )
 }
 

@@ -90,11 +90,12 @@ const FABRIC: &[Param] = &[
     flag("ResetMissingReplicas"),
 ];
 const COMPUTER: &[Param] = &[text("Server"), text("Computer")];
+const STOP: &[Param] = &[text("Server"), text("CommandTail")];
 
 macro_rules! templates {
     ($($name:literal => $params:expr),* $(,)?) => {
         /// Every template, as `(name, text)`: `step/<step id>` and `probe/<step id>` for the
-        /// steps, `server/reboot`, `server/recover` and `server/preflight`.
+        /// steps, `server/reboot`, `server/recover`, `server/preflight` and `server/stop`.
         pub const TEMPLATES: &[(&str, &str)] = &[
             $(($name, include_str!(concat!("../scripts/", $name, ".ps1"))),)*
         ];
@@ -141,6 +142,7 @@ templates! {
     "server/reboot" => SERVER,
     "server/recover" => SERVER,
     "server/preflight" => SERVER,
+    "server/stop" => STOP,
 }
 
 /// The template called `name`.

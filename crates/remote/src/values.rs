@@ -81,6 +81,22 @@ pub(crate) fn local_path(param: &str, s: &str) -> Result<String, RemoteError> {
 }
 
 /// 64 hexadecimal characters, returned in lower case.
+/// The end of a base64 command line ([`crate::stop_script`]): 32 to 256 base64 characters.
+pub(crate) fn command_tail(param: &str, s: &str) -> Result<String, RemoteError> {
+    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    if (32..=256).contains(&s.len()) && s.bytes().all(base64) {
+        Ok(s.to_string())
+    } else {
+        Err(invalid(
+            param,
+            format!(
+                "expected 32 to 256 base64 characters, found {} characters",
+                s.chars().count()
+            ),
+        ))
+    }
+}
+
 pub(crate) fn sha256(param: &str, s: &str) -> Result<String, RemoteError> {
     if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())

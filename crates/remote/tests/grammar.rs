@@ -23,8 +23,8 @@ fn every_template_parses_without_errors() {
 fn every_rendered_script_parses_without_errors() {
     let plan = plan();
     let scripts = every_script(&plan);
-    // A step and a probe per planned step, and the three scripts on the whole server.
-    let expected: usize = plan.servers.iter().map(|s| 2 * s.steps.len() + 3).sum();
+    // A step and a probe per planned step, and the four scripts on the whole server.
+    let expected: usize = plan.servers.iter().map(|s| 2 * s.steps.len() + 4).sum();
     assert_eq!(scripts.len(), expected);
     for (name, _) in TEMPLATES {
         assert!(

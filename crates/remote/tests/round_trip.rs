@@ -64,6 +64,21 @@ fn every_script_round_trips_to_its_template_and_action() {
                 assert!(request.step.is_none());
                 assert_eq!(decoded.params.len(), 1);
             }
+            Operation::Stop => {
+                assert!(request.step.is_none());
+                // It names the end of the first step's command line: its bindings.
+                let first = sfbpatch_remote::script_for(
+                    Operation::Execute,
+                    r.server,
+                    r.step,
+                    &plan.package,
+                )
+                .unwrap()
+                .command_line();
+                let tail = request.command_tail.expect("a command tail");
+                assert_eq!(tail.len(), sfbpatch_remote::STOP_TAIL);
+                assert!(first.ends_with(&tail));
+            }
         }
     }
 }
@@ -532,7 +547,7 @@ fn every_template_shares_the_same_frame() {
             "{name} writes one result"
         );
     }
-    assert_eq!(TEMPLATES.len(), 2 * StepId::ALL.len() + 3);
+    assert_eq!(TEMPLATES.len(), 2 * StepId::ALL.len() + 4);
     for id in StepId::ALL {
         for kind in ["step", "probe"] {
             let name = format!("{kind}/{id}");

@@ -251,13 +251,37 @@ impl SshTarget {
         // After `verify` (the last step) or a recovery, the server's procedure is over.
         let last = script.template == format!("step/{}", StepId::Verify)
             || script.template.starts_with("server/recover");
-        let finished = self
+        let ran = self
             .runtime
-            .block_on(self.inner.run(server, &command, timeout, last))
-            .map_err(|e| target_error(e, server, req.step.id, timeout))?;
+            .block_on(self.inner.run(server, &command, timeout, last));
+        if matches!(ran, Err(RunError::TimedOut)) {
+            self.stop_timed_out(server, &command);
+        }
+        let finished = ran.map_err(|e| target_error(e, server, req.step.id, timeout))?;
         read_result(server, req.step.id, script, &finished, timeout)
     }
+
+    /// sshd leaves an exec session's process running when the client gives up on it: stop the
+    /// timed-out script and its process tree on the server (`server/stop`), so that it does
+    /// not carry on unseen. Best effort: the probe that follows decides what happened.
+    fn stop_timed_out(&self, server: &str, command: &str) {
+        let Ok(fqdn) = sfbpatch_topology::Fqdn::parse(server) else {
+            return;
+        };
+        let Ok(stop) = remote::stop_script(&fqdn, command) else {
+            return;
+        };
+        let _ = self.runtime.block_on(self.inner.run(
+            server,
+            &stop.command_line(),
+            STOP_TIMEOUT,
+            false,
+        ));
+    }
 }
+
+/// How long stopping a timed-out script may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Inner {
     fn endpoint(&self, server: &str) -> Result<&Endpoint, SshError> {

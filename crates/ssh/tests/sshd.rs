@@ -53,8 +53,27 @@ if [ "$(cat "$dir/$host.behaviour" 2>/dev/null)" = windows-restart ]; then
             exit 0 ;;
     esac
 fi
+if [ "$template" = server/stop ]; then
+    # Stop the script whose command line ends with -CommandTail, as taskkill /T /F does.
+    tail=$(printf '%s' "$b64" | base64 -d | iconv -f UTF-16LE -t UTF-8 |
+        sed -n "s/.* -CommandTail '\([^']*\)'.*/\1/p")
+    stopped=0
+    if [ -f "$dir/$host.running" ]; then
+        read -r pid running <"$dir/$host.running"
+        case "$running" in
+            *"$tail") kill -9 "$pid" 2>/dev/null && stopped=1; rm -f "$dir/$host.running" ;;
+        esac
+    fi
+    printf '{"template":"server/stop","exit_code":0,"output":"Stopped %s","done":null,"facts":{"stopped":%s}}\n' "$stopped" "$stopped"
+    exit 0
+fi
 case "$(cat "$dir/$host.behaviour" 2>/dev/null)" in
     sleep) sleep 6 ;;
+    slow-effect)
+        echo "$$ $b64" >"$dir/$host.running"
+        sleep 4
+        touch "$dir/$host.effect"
+        rm -f "$dir/$host.running" ;;
     flood) head -c 3000000 /dev/zero | tr '\0' 'x'; echo ;;
     refuse) echo "unknown script" >&2; exit 2 ;;
     silent) exit 0 ;;
@@ -495,6 +514,27 @@ fn timeouts_lost_connections_floods_and_refusals() {
     );
     assert!(e.outcome_unknown());
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // What timed out is stopped on the host (sshd would leave it running): its effect never
+    // lands.
+    fake.behave(s, "slow-effect");
+    let e = t
+        .execute(&request(&plan, s, StepId::StopW3svc, 1_000))
+        .unwrap_err();
+    assert!(matches!(&e, TargetError::TimedOut { .. }), "{e:?}");
+    assert_eq!(
+        fake.calls(s).last().map(String::as_str),
+        Some("server/stop"),
+        "{:?}",
+        fake.calls(s)
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let world = fake.dir.path().join("world");
+    assert!(
+        !world.join(format!("{s}.effect")).exists(),
+        "the step ran on"
+    );
+    assert!(!world.join(format!("{s}.running")).exists());
 
     // The connection dies mid-step: the outcome is unknown.
     fake.behave(s, "drop");

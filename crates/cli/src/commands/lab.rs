@@ -114,6 +114,9 @@ fn shell(dir: &Path, host: &str) -> CmdResult {
         .and_then(|decoded| decoded.request().map(|r| (decoded.template, r)))
         .map_err(|e| Failure::bad_input(anyhow!("refused: {e}")))?;
     let (template, request) = request;
+    // Known to a later `server/stop` while it runs: the host's processes, as Windows lists
+    // them with their command lines.
+    let _running = Running::register(lab.dir(), &command);
     let result = if request.server.as_str().eq_ignore_ascii_case(&this) {
         match carry_out(&lab, &this, &template, &request) {
             Ok(result) => result,
@@ -171,6 +174,17 @@ fn carry_out(
             target.recover_server(server, Millis::MAX)?,
             json!({}),
         ),
+        (Operation::Stop, _) => {
+            let tail = request.command_tail.as_deref().unwrap_or_default();
+            let stopped = Running::stop(lab.dir(), tail);
+            ScriptResult {
+                template: template.to_string(),
+                exit_code: 0,
+                output: format!("Stopped {stopped} process tree(s) of the timed-out script"),
+                done: None,
+                facts: json!({ "stopped": stopped }),
+            }
+        }
         (Operation::Preflight, _) => {
             let facts = target.preflight_server(server)?;
             let presence = |present: bool| if present { "present" } else { "absent" };
@@ -231,6 +245,76 @@ fn carry_out(
         }
     };
     Ok(result)
+}
+
+/// A `lab shell` process carrying out a request: a file `DIR/running/PID` holding its
+/// command line, removed when it ends. `server/stop` finds a timed-out script's process there
+/// and kills it, as `taskkill /T /F` does on Windows: an operation stopped before its end has
+/// no effect.
+struct Running(Option<std::path::PathBuf>);
+
+impl Running {
+    fn register(dir: &Path, command: &str) -> Running {
+        let folder = dir.join("running");
+        let file = folder.join(std::process::id().to_string());
+        let written =
+            std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&file, command));
+        Running(written.ok().map(|()| file))
+    }
+
+    /// Kills every other registered process whose command line ends with `tail`; how many.
+    fn stop(dir: &Path, tail: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir.join("running")) else {
+            return 0;
+        };
+        let own = std::process::id();
+        let mut stopped = 0;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let matches = std::fs::read_to_string(entry.path())
+                .is_ok_and(|c| !tail.is_empty() && c.trim_end().ends_with(tail));
+            if pid == own || !matches {
+                continue;
+            }
+            if kill(pid) {
+                stopped += 1;
+            }
+            let _ = std::fs::remove_file(entry.path());
+        }
+        stopped
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(file) = &self.0 {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// Kills process `pid` at once (`kill -KILL`, `taskkill /F`); whether it was there to kill.
+fn kill(pid: u32) -> bool {
+    let mut command = if cfg!(windows) {
+        let mut c = std::process::Command::new("taskkill");
+        c.args(["/T", "/F", "/PID", &pid.to_string()]);
+        c
+    } else {
+        let mut c = std::process::Command::new("kill");
+        c.args(["-KILL", &pid.to_string()]);
+        c
+    };
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn step_call<'a>(server: &'a str, step: &'a RequestedStep, package: &'a Package) -> StepCall<'a> {

@@ -682,3 +682,76 @@ fn a_controller_file_that_was_not_uploaded_is_not_staged() {
         stage.output
     );
 }
+
+/// A step sfbpatch gave up waiting for is stopped on the host by `server/stop` (what
+/// `taskkill /T /F` does for the timed-out script's process tree on Windows): stopped before
+/// its end, it has no effect; a step of another server is left running.
+#[test]
+fn server_stop_ends_the_timed_out_script_and_only_it() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let s = Scratch::new();
+    let se1 = "se1.dublin.demo.example";
+    // stop-w3svc takes 100 simulated minutes: 10 s at speed 600.
+    lab_init_with(
+        &s,
+        "lab",
+        Some(&format!(
+            "[[fault]]\nserver = \"{se1}\"\nstep = \"stop-w3svc\"\nduration_minutes = 100\n"
+        )),
+        &["--speed", "600"],
+    );
+    let plan = demo_plan(&s);
+    let slow = script(&plan, se1, Operation::Execute, StepId::StopW3svc);
+    let mut running = bin()
+        .current_dir(s.path())
+        .args(["lab", "shell", "--lab", "lab", "--host", se1])
+        .env("SSH_ORIGINAL_COMMAND", slow.command_line())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // It has begun (registered) before it is stopped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(s.path().join("lab/running")).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another server's stop names nothing of this one.
+    let other = sfbpatch_remote::stop_script(
+        &server(&plan, "se2.dublin.demo.example").fqdn,
+        &script(
+            &plan,
+            "se2.dublin.demo.example",
+            Operation::Execute,
+            StepId::StopW3svc,
+        )
+        .command_line(),
+    )
+    .unwrap();
+    let r = run(&s, "se2.dublin.demo.example", &other);
+    assert_eq!(r.facts["stopped"], 0);
+    assert!(running.try_wait().unwrap().is_none(), "still running");
+
+    let stop =
+        sfbpatch_remote::stop_script(&server(&plan, se1).fqdn, &slow.command_line()).unwrap();
+    let r = run(&s, se1, &stop);
+    assert_eq!(r.exit_code, 0);
+    assert_eq!(r.facts["stopped"], 1, "{}", r.output);
+    assert_eq!(
+        r.output,
+        "Stopped 1 process tree(s) of the timed-out script"
+    );
+    let status = running.wait().unwrap();
+    assert!(!status.success(), "killed: {status:?}");
+    // Past the step's 10 s: W3SVC was never stopped, and nothing is registered any more.
+    std::thread::sleep(Duration::from_millis(500));
+    let lab = s.lab_json("lab");
+    assert_eq!(lab_server(&lab, se1)["w3svc"], "running");
+    assert_eq!(
+        std::fs::read_dir(s.path().join("lab/running"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

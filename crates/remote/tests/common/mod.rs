@@ -117,6 +117,15 @@ pub fn every_script(plan: &Plan) -> Vec<Rendered<'_>> {
                 script,
             });
         }
+        // Stopping the first step's script, as after its timeout.
+        let step = &server.steps[0];
+        let first = script_for(Operation::Execute, server, step, &plan.package).unwrap();
+        out.push(Rendered {
+            op: Operation::Stop,
+            server,
+            step,
+            script: sfbpatch_remote::stop_script(&server.fqdn, &first.command_line()).unwrap(),
+        });
     }
     out
 }
