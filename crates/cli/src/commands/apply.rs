@@ -545,15 +545,14 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
         };
         let windows = match &run.spec.policy.window_spec {
             Some(spec) => {
+                // The window open now (or the next), and the night after it: what no longer
+                // fits tonight waits for tomorrow's.
                 let daily = crate::policy::DailyWindow::parse_spec(spec)?;
                 let now = clock.now();
-                let mut window = daily.next(now, opened.calendar_ms(now))?;
-                // The night this run already stopped in is over for it: the next one.
-                if run.spec.policy.windows.contains(&window) {
-                    let end = window.closes_at;
-                    window = daily.next(end, opened.calendar_ms(end))?;
-                }
-                Some(vec![window])
+                let window = daily.next(now, opened.calendar_ms(now))?;
+                let end = window.closes_at;
+                let after = daily.next(end, opened.calendar_ms(end))?;
+                Some(vec![window, after])
             }
             None => None,
         };

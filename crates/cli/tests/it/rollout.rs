@@ -330,3 +330,74 @@ fn pools_the_topology_pairs_are_never_out_together() {
     assert!(!p1.is_empty() && !p2.is_empty());
     assert!(!overlap(&p1, &p2), "paired pools overlapped: {p1:?} {p2:?}");
 }
+
+/// A rehearsal on the lab: the canary runs when tonight's window opens; after `approve` the
+/// rest goes on in the same night, however much later (in real time) `resume` is typed. Every
+/// process places the window on the lab's own calendar, not on its own start.
+#[test]
+fn a_canary_approved_and_resumed_in_a_rehearsal_stays_in_the_same_night() {
+    let s = Scratch::new();
+    lab_init(&s);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A five-hour window opening two hours from now (UTC).
+    let open = (now / 60 + 120) % 1440;
+    let close = (open + 300) % 1440;
+    let window = format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        open / 60,
+        open % 60,
+        close / 60,
+        close % 60
+    );
+    let only = [
+        "--only",
+        "se1.dublin.demo.example",
+        "--only",
+        "se2.dublin.demo.example",
+    ];
+    let mut args = vec!["--window", window.as_str(), "--timezone", "UTC"];
+    args.extend(["--waves", "1", "--pause-after-canary"]);
+    args.extend(only);
+    let o = apply(&s, &args);
+    // Paused for approval (exit 4: the run goes on with `resume`).
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("awaits approval"), "{}", stderr(&o));
+    // Some real time passes before the operator approves and resumes.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let a = s.run(&["approve", "1", "--state", "state.db"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let r = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+
+    let report = s.run(&["report", "--state", "state.db", "--format", "json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let start = |fqdn: &str| {
+        item(&report, "servers", "fqdn", fqdn)["start_seconds"]
+            .as_f64()
+            .unwrap()
+    };
+    let end = |fqdn: &str| {
+        item(&report, "servers", "fqdn", fqdn)["end_seconds"]
+            .as_f64()
+            .unwrap()
+    };
+    let (canary, rest) = if start("se1.dublin.demo.example") < start("se2.dublin.demo.example") {
+        ("se1.dublin.demo.example", "se2.dublin.demo.example")
+    } else {
+        ("se2.dublin.demo.example", "se1.dublin.demo.example")
+    };
+    // The canary at the window's opening, two hours after the run was created.
+    assert!((start(canary) - 7200.0).abs() < 120.0, "{}", start(canary));
+    // The rest right after the canary, in the same window (not a day later).
+    assert!(start(rest) >= end(canary), "{report}");
+    assert!(
+        start(rest) - end(canary) < 600.0,
+        "{} {}",
+        start(rest),
+        end(canary)
+    );
+    assert!(end(rest) < 7200.0 + 300.0 * 60.0, "{}", end(rest));
+}

@@ -1,0 +1,373 @@
+//! The dispatcher driven through `Engine` with a scripted target on a simulated clock and a
+//! real SQLite store: which server may start, which may enter its outage window, what a
+//! failure or an interrupt stops. Every operation takes its step's predicted time.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use sfbpatch_engine::{
+    Clock, Engine, Identity, MachineFacts, Millis, NoObserver, Probe, ProbeVerdict, RunPolicy,
+    RunSpec, RunState, ServerState, StepOutcome, StepRequest, Target, TargetError, TargetSpec,
+    policy,
+};
+use sfbpatch_plan::{Build, PlanPolicy, ServerPlan, StepId, parse_manifest, plan};
+
+const INVENTORY: &str = r#"
+[[site]]
+name = "Lab"
+
+[[pool]]
+fqdn = "se1.lab.example.com"
+site = "Lab"
+product = "2019"
+edition = "standard"
+
+[[pool]]
+fqdn = "se2.lab.example.com"
+site = "Lab"
+product = "2019"
+edition = "standard"
+
+[[pool]]
+fqdn = "se3.lab.example.com"
+site = "Lab"
+product = "2019"
+edition = "standard"
+
+[[pool]]
+fqdn = "se4.lab.example.com"
+site = "Lab"
+product = "2019"
+edition = "standard"
+
+[[pool]]
+fqdn = "pool.lab.example.com"
+site = "Lab"
+product = "2019"
+machines = ["fe1.lab.example.com", "fe2.lab.example.com", "fe3.lab.example.com"]
+backend = "sql.lab.example.com"
+"#;
+
+const MANIFEST: &str = r#"
+name = "CU"
+version = "7.0.2046.553"
+installer = "https://download.example.com/SkypeServerUpdateInstaller.exe"
+sha256 = "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd"
+"#;
+
+/// A simulated clock: the dispatcher sets it to each operation's start, the target moves it to
+/// the operation's end.
+#[derive(Default)]
+struct SimClock(AtomicU64);
+
+impl Clock for SimClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, duration: Millis) {
+        self.0.fetch_add(duration, Ordering::SeqCst);
+    }
+    fn is_virtual(&self) -> bool {
+        true
+    }
+    fn set(&self, at: Millis) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+}
+
+/// One call the dispatcher made: server, what, step, start and end.
+#[derive(Debug, Clone)]
+struct Call {
+    server: String,
+    what: &'static str,
+    step: StepId,
+    start: Millis,
+    end: Millis,
+}
+
+/// A target whose steps all succeed in their predicted time, unless `fail` names a server
+/// and step (exit 1 every time); `cancel_on` sets the interrupt flag when that server's
+/// first step runs.
+struct Scripted<'c> {
+    clock: &'c SimClock,
+    calls: Mutex<Vec<Call>>,
+    fail: Option<(&'static str, StepId)>,
+    cancel_on: Option<(&'static str, &'c AtomicBool)>,
+}
+
+impl<'c> Scripted<'c> {
+    fn new(clock: &'c SimClock) -> Self {
+        Scripted {
+            clock,
+            calls: Mutex::new(Vec::new()),
+            fail: None,
+            cancel_on: None,
+        }
+    }
+
+    fn record(&self, server: &str, what: &'static str, step: StepId, duration: Millis) {
+        let start = self.clock.now();
+        let end = start + duration;
+        self.clock.set(end);
+        self.calls.lock().unwrap().push(Call {
+            server: server.to_string(),
+            what,
+            step,
+            start,
+            end,
+        });
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Target for Scripted<'_> {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
+        let server = req.server.fqdn.as_str();
+        if let Some((name, flag)) = self.cancel_on
+            && name == server
+        {
+            flag.store(true, Ordering::SeqCst);
+        }
+        self.record(
+            server,
+            "execute",
+            req.step.id,
+            policy::default_duration(req.step.id),
+        );
+        let failing = self
+            .fail
+            .is_some_and(|(s, step)| s == server && step == req.step.id);
+        Ok(StepOutcome::exit(
+            i32::from(failing),
+            if failing { "it failed" } else { "done" },
+        ))
+    }
+
+    fn probe(&self, req: &StepRequest<'_>) -> Result<Probe, TargetError> {
+        self.record(req.server.fqdn.as_str(), "probe", req.step.id, 0);
+        Ok(Probe {
+            verdict: ProbeVerdict::NotDone,
+            facts: "{}".into(),
+        })
+    }
+
+    fn reboot(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
+        self.record(req.server.fqdn.as_str(), "reboot", req.step.id, 300_000);
+        Ok(StepOutcome::ok("restarted"))
+    }
+
+    fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
+        self.record(req.server.fqdn.as_str(), "recover", req.step.id, 180_000);
+        Ok(StepOutcome::ok("back in service"))
+    }
+
+    fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
+        self.record(server.fqdn.as_str(), "preflight", StepId::CheckAdminRole, 0);
+        Ok(MachineFacts {
+            services: vec!["RTCSRV".into()],
+            services_running: 1,
+            w3svc: true,
+            management_shell: true,
+            sql_server: server.kind != sfbpatch_plan::ServerKind::FrontEnd,
+            build: Some(Build([7, 0, 2046, 0])),
+            reboot_pending: false,
+            in_service: true,
+        })
+    }
+}
+
+fn spec(policy: RunPolicy) -> RunSpec {
+    let deployment = sfbpatch_topology::load(INVENTORY, "lab.toml").unwrap();
+    let package = parse_manifest(MANIFEST, "cu.toml").unwrap();
+    RunSpec {
+        topology_origin: "lab.toml".into(),
+        topology_snapshot: INVENTORY.into(),
+        plan: plan(&deployment, &package, &PlanPolicy::default()).unwrap(),
+        policy,
+        target: TargetSpec::Lab { dir: "lab".into() },
+        operator: "LAB\\admin".into(),
+    }
+}
+
+/// Runs `spec` on `target` with a fresh SQLite store; the outcome's state and servers.
+fn run(
+    target: &Scripted<'_>,
+    clock: &SimClock,
+    spec: RunSpec,
+    cancel: Option<&AtomicBool>,
+) -> (RunState, BTreeMap<String, ServerState>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = sfbpatch_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    let wall = SimClock::default();
+    let mut observer = NoObserver;
+    let mut engine = Engine {
+        store: &mut store,
+        target,
+        clock,
+        wall: &wall,
+        observer: &mut observer,
+        identity: Identity {
+            holder: "test".into(),
+            host: "test".into(),
+            pid: 1,
+        },
+        cancel,
+    };
+    let outcome = engine.start(spec).unwrap();
+    let servers = outcome
+        .servers
+        .iter()
+        .map(|s| (s.fqdn.clone(), s.state))
+        .collect();
+    (outcome.state, servers)
+}
+
+/// Each server's outage window on the target: from its first step inside the window to its
+/// last (the steps the plan marks `in_outage`).
+fn windows(spec: &RunSpec, calls: &[Call]) -> BTreeMap<String, (Millis, Millis)> {
+    let mut out = BTreeMap::new();
+    for server in &spec.plan.servers {
+        let in_window: Vec<StepId> = server
+            .steps
+            .iter()
+            .filter(|s| s.in_outage)
+            .map(|s| s.id)
+            .collect();
+        let mine: Vec<&Call> = calls
+            .iter()
+            .filter(|c| c.server == server.fqdn.as_str() && in_window.contains(&c.step))
+            .filter(|c| c.what == "execute" || c.what == "reboot" || c.what == "recover")
+            .collect();
+        if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
+            out.insert(server.fqdn.to_string(), (first.start, last.end));
+        }
+    }
+    out
+}
+
+/// The most windows open at one instant.
+fn most_at_once(windows: &BTreeMap<String, (Millis, Millis)>) -> usize {
+    windows
+        .values()
+        .map(|&(start, _)| {
+            windows
+                .values()
+                .filter(|&&(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn no_more_servers_are_out_at_once_than_max_parallel_allows() {
+    for max_parallel in [1, 2, 3] {
+        let clock = SimClock::default();
+        let target = Scripted::new(&clock);
+        let spec = spec(RunPolicy {
+            max_parallel,
+            ..RunPolicy::default()
+        });
+        let (state, servers) = run(&target, &clock, spec.clone(), None);
+        assert_eq!(state, RunState::Succeeded, "{servers:?}");
+        let windows = windows(&spec, &target.calls());
+        assert_eq!(
+            most_at_once(&windows),
+            max_parallel as usize,
+            "max_parallel {max_parallel}: {windows:?}"
+        );
+    }
+}
+
+#[test]
+fn front_end_servers_of_a_pool_are_never_out_together() {
+    let clock = SimClock::default();
+    let target = Scripted::new(&clock);
+    let spec = spec(RunPolicy {
+        max_parallel: 8,
+        ..RunPolicy::default()
+    });
+    let (state, _) = run(&target, &clock, spec.clone(), None);
+    assert_eq!(state, RunState::Succeeded);
+    let windows = windows(&spec, &target.calls());
+    let fe: BTreeMap<String, (Millis, Millis)> = windows
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("fe"))
+        .collect();
+    assert_eq!(fe.len(), 3, "{fe:?}");
+    assert_eq!(most_at_once(&fe), 1, "{fe:?}");
+}
+
+#[test]
+fn a_failure_recovers_the_server_and_starts_no_other() {
+    let clock = SimClock::default();
+    let mut target = Scripted::new(&clock);
+    target.fail = Some(("se1.lab.example.com", StepId::InstallUpdate));
+    let spec = spec(RunPolicy::default());
+    let (state, servers) = run(&target, &clock, spec, None);
+    assert_eq!(state, RunState::Failed);
+    assert_eq!(servers["se1.lab.example.com"], ServerState::Failed);
+    let calls = target.calls();
+    let failed_at = calls
+        .iter()
+        .find(|c| c.server == "se1.lab.example.com" && c.step == StepId::InstallUpdate)
+        .unwrap()
+        .end;
+    // Brought back into service right after.
+    let recover = calls
+        .iter()
+        .find(|c| c.what == "recover")
+        .expect("a recovery");
+    assert_eq!(recover.server, "se1.lab.example.com");
+    // No other server was touched after the failure.
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.server != "se1.lab.example.com")
+            .all(|c| c.start < failed_at),
+        "{calls:?}"
+    );
+    for (fqdn, state) in &servers {
+        if fqdn != "se1.lab.example.com" {
+            assert!(
+                matches!(state, ServerState::Pending | ServerState::Skipped),
+                "{fqdn}: {state:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_interrupt_starts_no_new_server_and_lets_those_in_flight_finish() {
+    let clock = SimClock::default();
+    let cancel = AtomicBool::new(false);
+    let mut target = Scripted::new(&clock);
+    target.cancel_on = Some(("se2.lab.example.com", &cancel));
+    let spec = spec(RunPolicy {
+        max_parallel: 2,
+        ..RunPolicy::default()
+    });
+    let (state, servers) = run(&target, &clock, spec, Some(&cancel));
+    assert_eq!(state, RunState::Interrupted);
+    // se2 was in flight when Ctrl-C came: it finished; nothing started after it.
+    assert_eq!(servers["se2.lab.example.com"], ServerState::Succeeded);
+    let started: Vec<String> = target
+        .calls()
+        .iter()
+        .filter(|c| c.what == "preflight")
+        .map(|c| c.server.clone())
+        .collect();
+    assert!(started.len() < 8, "{started:?}");
+    assert!(
+        servers.values().any(|s| matches!(s, ServerState::Pending)),
+        "{servers:?}"
+    );
+}
