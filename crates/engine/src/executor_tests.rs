@@ -24,12 +24,7 @@ machines = ["fe1.lab.example.com", "fe2.lab.example.com", "fe3.lab.example.com"]
 backend = "sql.lab.example.com"
 "#;
 
-const MANIFEST: &str = r#"
-name = "CU"
-version = "7.0.2046.553"
-installer = "https://download.example.com/SkypeServerUpdateInstaller.exe"
-sha256 = "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd"
-"#;
+const MANIFEST: &str = include_str!("../tests/fixtures/cu.toml");
 
 const OLD: Build = Build([7, 0, 2046, 0]);
 

@@ -49,12 +49,7 @@ machines = ["fe1.lab.example.com", "fe2.lab.example.com", "fe3.lab.example.com"]
 backend = "sql.lab.example.com"
 "#;
 
-const MANIFEST: &str = r#"
-name = "CU"
-version = "7.0.2046.553"
-installer = "https://download.example.com/SkypeServerUpdateInstaller.exe"
-sha256 = "c30d976f4b3e363089ddb18e014b0eabc3ca71ab51f5466f351427d8097aa4fd"
-"#;
+const MANIFEST: &str = include_str!("fixtures/cu.toml");
 
 /// A simulated clock: the dispatcher sets it to each operation's start, the target moves it to
 /// the operation's end.

@@ -13,6 +13,23 @@ fn apply(s: &Scratch, extra: &[&str]) -> std::process::Output {
     s.run(&common::apply_args(&["--lab", "lab"], &[], extra))
 }
 
+/// A daily window (`HH:MM-HH:MM`, UTC) opening `in_minutes` from now, `minutes` long.
+fn window_from_now(in_minutes: u64, minutes: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let open = (now / 60 + in_minutes) % 1440;
+    let close = (open + minutes) % 1440;
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        open / 60,
+        open % 60,
+        close / 60,
+        close % 60
+    )
+}
+
 fn intervals(lab: &Value, pool: &str) -> Vec<(f64, f64)> {
     item(lab, "pools", "fqdn", pool)["outage_intervals"]
         .as_array()
@@ -220,19 +237,7 @@ fn nothing_starts_outside_the_maintenance_window() {
     lab_init(&s);
     // A one-hour window opening two hours from now (UTC): the run waits for it, fits two
     // servers of about 30 minutes each, and leaves the rest for the next night.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let minute_of_day = (now / 60 + 120) % 1440;
-    let end = (minute_of_day + 60) % 1440;
-    let window = format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        minute_of_day / 60,
-        minute_of_day % 60,
-        end / 60,
-        end % 60
-    );
+    let window = window_from_now(120, 60);
     let o = apply(&s, &["--window", &window, "--timezone", "UTC"]);
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert!(
@@ -338,20 +343,8 @@ fn pools_the_topology_pairs_are_never_out_together() {
 fn a_canary_approved_and_resumed_in_a_rehearsal_stays_in_the_same_night() {
     let s = Scratch::new();
     lab_init(&s);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
     // A five-hour window opening two hours from now (UTC).
-    let open = (now / 60 + 120) % 1440;
-    let close = (open + 300) % 1440;
-    let window = format!(
-        "{:02}:{:02}-{:02}:{:02}",
-        open / 60,
-        open % 60,
-        close / 60,
-        close % 60
-    );
+    let window = window_from_now(120, 300);
     let only = [
         "--only",
         "se1.dublin.demo.example",
