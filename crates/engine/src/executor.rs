@@ -1004,10 +1004,20 @@ impl<'p> Executor<'p> {
                     ProbeFor::Unknown { limit, .. } if attempt < limit => {
                         self.attempt(cx, i, attempt + 1)
                     }
+                    // The attempt took no effect and the window never opened (the server
+                    // stayed in service): the budget is whole again for the next attempt.
+                    ProbeFor::Unknown { .. }
+                        if self.plan.steps[i].in_outage
+                            && self.status.outage_started_at.is_none()
+                            && attempt < policy::retry_rule(step_id).max_attempts.max(2) =>
+                    {
+                        self.attempt(cx, i, attempt + 1)
+                    }
                     ProbeFor::Unknown { message, .. } => self.fail(
                         cx,
                         Failure(format!(
-                            "{step_id} failed after {attempt} attempts: {message}"
+                            "{step_id} failed after {attempt} attempt{}: {message}",
+                            if attempt == 1 { "" } else { "s" }
                         )),
                     ),
                 }

@@ -245,7 +245,10 @@ impl ServerStatus {
                 let in_window = self.outage_steps.contains(step);
                 if in_window && *done {
                     self.outage_took_effect = true;
-                } else if in_window && !self.outage_took_effect {
+                } else if in_window && !self.outage_took_effect && *step != StepId::UpdateDatabases
+                {
+                    // A database update makes its back end unavailable while it runs, done or
+                    // not; the other steps take a server out only by their effect.
                     self.outage_started_at = None;
                 }
                 let s = self.step_mut(*step);

@@ -281,3 +281,44 @@ fn after_kills_at_real_time_speed_status_report_and_the_world_agree_on_every_out
         }
     }
 }
+
+/// The first step of the window hangs without effect: the server never left service, so the
+/// window opens with the next attempt and the budget is whole for it; hanging every time, the
+/// server fails without ever going out.
+#[test]
+fn a_hung_first_window_step_leaves_the_server_in_service_and_is_tried_again() {
+    for (times, code_expected) in [("1", 0), ("0", 1)] {
+        let s = Scratch::new();
+        lab_with_faults(
+            &s,
+            &format!(
+                "[[fault]]\nserver = \"{SE}\"\nstep = \"stop-cs-services\"\nhang = true\ntimes = {times}\n"
+            ),
+        );
+        let o = s.run(&common::apply_args(&["--lab", "lab"], &[SE], &[]));
+        assert_eq!(code(&o), code_expected, "times={times}: {}", stderr(&o));
+        let lab = s.lab_json("lab");
+        let (outages, resiliency) = outage_minutes(&lab, SE);
+        assert!(!resiliency);
+        let status = s.status_json("state.db");
+        let sv = item(&status, "servers", "fqdn", SE);
+        if code_expected == 0 {
+            // One window, from the attempt that took effect: the usual 25.2 minutes.
+            assert_eq!(outages.len(), 1, "{outages:?}");
+            assert!((outages[0] - 25.2).abs() < 0.05, "{outages:?}");
+            assert!((sv["outage_seconds"].as_f64().unwrap() / 60.0 - 25.2).abs() < 0.05);
+            assert_se_patched(&lab, SE);
+        } else {
+            assert!(outages.is_empty(), "never out of service: {outages:?}");
+            assert!(sv["outage_seconds"].is_null(), "{sv}");
+            assert_eq!(item(&lab, "servers", "fqdn", SE)["installer_runs"], 0);
+            assert!(
+                sv["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("stop-cs-services failed after 3 attempts"),
+                "{sv}"
+            );
+        }
+    }
+}
