@@ -7,6 +7,7 @@
 #   scripts/test-services.sh CMD [ARG...]   # run CMD with it set, then stop the server
 #   eval "$(scripts/test-services.sh)"      # print `export` lines; the server keeps running
 #   scripts/test-services.sh stop           #   until this (it reads SFBPATCH_TEST_SERVICES_DIR)
+#   scripts/test-services.sh pause SECONDS  # stop that server for SECONDS, then start it again
 #
 # Sourcing again, or with SFBPATCH_TEST_POSTGRES_URL already naming a reachable server, starts
 # nothing. Uses the newest /usr/lib/postgresql/*/bin (15 preferred) or PostgreSQL on PATH, and
@@ -192,6 +193,7 @@ EOF
         fi
         sleep 0.2
     done
+    echo "$port" >"$dir/port"
     _sfbts_log "creating database sfbpatch_test"
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres sfbpatch_test || return 1
     _sfbts_url="postgres://postgres@127.0.0.1:$port/sfbpatch_test"
@@ -240,10 +242,30 @@ _sfbts_sourced() {
     _sfbts_log "SFBPATCH_TEST_POSTGRES_URL=$_sfbts_url (the server stops when this shell exits)"
 }
 
+# Stop the server in $SFBPATCH_TEST_SERVICES_DIR for $1 seconds, then start it again on the
+# same port (what a PostgreSQL restart or a short outage does to a run).
+_sfbts_pause() {
+    local dir=${SFBPATCH_TEST_SERVICES_DIR:-} seconds=$1 bin port
+    [ -n "$dir" ] && [ -f "$dir/sfbpatch-test-services" ] || {
+        _sfbts_log "pause: SFBPATCH_TEST_SERVICES_DIR names no server this script started"
+        return 1
+    }
+    bin=$(cat "$dir/bin") port=$(cat "$dir/port")
+    _sfbts_log "stopping PostgreSQL on port $port for $seconds s"
+    _sfbts_as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w -s stop >&2 || return 1
+    sleep "$seconds"
+    _sfbts_as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "-p $port" \
+        -w -t 30 -s start >&2 || return 1
+    _sfbts_log "PostgreSQL on port $port is back"
+}
+
 _sfbts_main() {
     case "${1:-}" in
         stop)
             _sfbts_stop_dir "${SFBPATCH_TEST_SERVICES_DIR:-}"
+            ;;
+        pause)
+            _sfbts_pause "${2:?pause SECONDS}"
             ;;
         '')
             if _sfbts_reuse; then

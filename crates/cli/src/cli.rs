@@ -281,7 +281,12 @@ line, the step's outcome is unknown to the caller."
 #[derive(Debug, Args)]
 pub struct StateArg {
     /// The state store: a SQLite file, or a postgres://user@host/db URL.
-    #[arg(long, default_value = "sfbpatch.db", env = "SFBPATCH_STATE")]
+    #[arg(
+        long,
+        default_value = "sfbpatch.db",
+        env = "SFBPATCH_STATE",
+        hide_env_values = true
+    )]
     pub state: String,
 }
 
@@ -290,6 +295,11 @@ pub struct RunOptions {
     /// A rollout policy file (TOML); the flags below win over it. See `sfbpatch policy check`.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// How long the state store may stay unreachable, in seconds, before the run stops (exit
+    /// 5); until then every server is held at its next step boundary and the run goes on by
+    /// itself when the store is back.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub store_outage_limit: u64,
     /// Outage budget per server, in minutes [default: 30].
     #[arg(long, value_name = "MINUTES")]
     pub outage_budget: Option<f64>,

@@ -66,7 +66,7 @@ impl From<sfbpatch_engine::EngineError> for Failure {
     fn from(e: sfbpatch_engine::EngineError) -> Self {
         use sfbpatch_engine::EngineError::*;
         let exit = match e {
-            Store(_) | Protocol(_) => Exit::Internal,
+            Store(_) | Protocol(_) | StoreOutage { .. } => Exit::Internal,
             Leased { .. } | LeaseLost { .. } | NotResumable { .. } | NothingToApprove { .. } => {
                 Exit::Refused
             }

@@ -373,6 +373,7 @@ impl Rollout {
             pairs: self.pairs.clone(),
             windows,
             window_spec,
+            store_outage_limit_ms: sfbpatch_engine::policy::STORE_OUTAGE_LIMIT,
         })
     }
 

@@ -111,6 +111,24 @@ pub fn describe(event: &Event) -> Option<String> {
             minutes(*wait_ms)
         ),
         Event::Rebooted { server, at } => format!("{} {server}: rebooted", clock(*at)),
+        Event::StoreUnreachable {
+            error,
+            waited_ms,
+            held,
+            in_outage,
+        } => format!(
+            "warning: state store unreachable for {:.0} s, holding {held} server(s){}: {error}",
+            *waited_ms as f64 / 1000.0,
+            if in_outage.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} inside their outage window)", in_outage.join(", "))
+            }
+        ),
+        Event::StoreReachable { after_ms } => format!(
+            "state store reachable again after {:.0} s; the run goes on",
+            *after_ms as f64 / 1000.0
+        ),
         Event::OutageBudgetAtRisk {
             server,
             pool,

@@ -41,6 +41,26 @@ pub enum EngineError {
     NotResumable { run: RunId, state: RunState },
     #[error("run {run} has no wave waiting for approval")]
     NothingToApprove { run: RunId },
+    /// The state store stayed unreachable past the run's limit.
+    #[error(
+        "the state store stayed unreachable for {:.0} s (limit {:.0} s): {error}; {}",
+        *waited_ms as f64 / 1000.0,
+        *limit_ms as f64 / 1000.0,
+        if in_outage.is_empty() {
+            "no server is inside its outage window; `sfbpatch resume` goes on once the store is back".to_string()
+        } else {
+            format!(
+                "inside their outage window (left as they are, out of service): {}; `sfbpatch resume` goes on once the store is back",
+                in_outage.join(", ")
+            )
+        }
+    )]
+    StoreOutage {
+        error: String,
+        waited_ms: Millis,
+        limit_ms: Millis,
+        in_outage: Vec<String>,
+    },
     /// A bug: the dispatcher and an executor disagree about what was asked.
     #[error("internal error, the run stops here (everything done so far is journalled): {0}")]
     Protocol(String),
@@ -56,6 +76,7 @@ impl EngineError {
             EngineError::NotResumable { .. } => "SFB-E004",
             EngineError::NothingToApprove { .. } => "SFB-E005",
             EngineError::Protocol(_) => "SFB-E006",
+            EngineError::StoreOutage { .. } => "SFB-E007",
         }
     }
 }
@@ -193,6 +214,8 @@ impl<'a> Engine<'a> {
 
     fn execute(&mut self, run: RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
         if let Err(e) = self.take_leases(&run, true) {
+            // Refused: give back the leases taken before the one that was held.
+            self.store.release_leases(run.id)?;
             if !resumed {
                 self.store.set_run_state(run.id, RunState::Failed)?;
             }
@@ -331,10 +354,76 @@ impl<'a> Engine<'a> {
     fn renew_leases(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
         let now = self.wall.now();
         if now.saturating_sub(d.renewed_at) >= LEASE_TTL / 3 {
-            self.take_leases(run, false)?;
+            let leases: Vec<Lease> = pools_of(&run.spec)
+                .into_iter()
+                .map(|pool| self.lease(run.id, &pool, now))
+                .collect();
+            let held = self.store_write(run, Some(d), |s| {
+                for lease in &leases {
+                    if let Some(other) = s.acquire_lease(lease, now)? {
+                        return Ok(Some((lease.pool.clone(), other.run)));
+                    }
+                }
+                Ok(None)
+            })?;
+            if let Some((pool, by)) = held {
+                return Err(EngineError::LeaseLost { pool, by });
+            }
             d.renewed_at = now;
         }
         Ok(())
+    }
+
+    /// Runs `write` on the store, riding out a store that cannot be reached: every server is
+    /// held where it is (its next step boundary), the observer is told, and the write is tried
+    /// again with backoff until it succeeds or the run's limit passes.
+    fn store_write<T>(
+        &mut self,
+        run: &RunRecord,
+        d: Option<&Dispatch<'_>>,
+        mut write: impl FnMut(&mut dyn Store) -> Result<T, StoreError>,
+    ) -> Result<T, EngineError> {
+        let limit = run.spec.policy.store_outage_limit_ms;
+        let mut since = None;
+        let mut wait: Millis = 1000;
+        loop {
+            match write(&mut *self.store) {
+                Ok(value) => {
+                    if let Some(since) = since {
+                        let after_ms = self.wall.now().saturating_sub(since);
+                        self.observer.on_event(&Event::StoreReachable { after_ms });
+                    }
+                    return Ok(value);
+                }
+                Err(e) if e.is_transient() => {
+                    let started = *since.get_or_insert_with(|| self.wall.now());
+                    let waited_ms = self.wall.now().saturating_sub(started);
+                    let in_outage: Vec<String> = d.map_or_else(Vec::new, |d| {
+                        d.in_outage
+                            .iter()
+                            .map(|&i| d.plan(i).fqdn.to_string())
+                            .collect()
+                    });
+                    if waited_ms >= limit {
+                        return Err(EngineError::StoreOutage {
+                            error: e.to_string(),
+                            waited_ms,
+                            limit_ms: limit,
+                            in_outage,
+                        });
+                    }
+                    self.observer.on_event(&Event::StoreUnreachable {
+                        error: e.to_string(),
+                        waited_ms,
+                        held: d.map_or(0, |d| d.active.len()),
+                        in_outage,
+                    });
+                    self.wall.sleep(wait.min(limit - waited_ms).max(1));
+                    wait = (wait * 2).min(10_000);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Feed `input` to executor `idx` at time `now` and carry out what it wants. Returns a
@@ -348,7 +437,7 @@ impl<'a> Engine<'a> {
         now: Millis,
     ) -> Result<Option<(Call, usize, u32, Millis)>, EngineError> {
         let was_in_outage = d.execs[idx].as_ref().is_some_and(|e| e.status.in_outage());
-        let want = {
+        let (want, journal) = {
             let exec = d.execs[idx].as_mut().expect("active executor");
             let mut journal = Vec::new();
             let mut cx = Cx {
@@ -357,13 +446,14 @@ impl<'a> Engine<'a> {
                 run,
                 now,
             };
-            let want = exec.next(&mut cx, input);
-            // Commit what the transition recorded before anything it asks for happens.
-            if !journal.is_empty() {
-                self.store.append_batch(&journal)?;
-            }
-            want?
+            (exec.next(&mut cx, input), journal)
         };
+        // Commit what the transition recorded before anything it asks for happens; while the
+        // store cannot be reached, nothing else happens.
+        if !journal.is_empty() {
+            self.store_write(run, Some(d), |s| s.append_batch(&journal))?;
+        }
+        let want = want?;
         d.end = d.end.max(now);
         let exec = d.execs[idx].as_ref().expect("active executor");
         // The slot goes with the window's end (a window that never took effect keeps it: the

@@ -122,6 +122,21 @@ pub enum Event {
         behind: Vec<String>,
         at: Millis,
     },
+    /// The state store cannot be reached: every server is held at its next step boundary
+    /// (nothing runs that cannot be journalled first) while the engine tries again.
+    StoreUnreachable {
+        error: String,
+        /// How long the store has been unreachable (wall clock).
+        waited_ms: Millis,
+        /// Servers held: started and not finished.
+        held: usize,
+        /// Of those, the ones inside their outage window.
+        in_outage: Vec<String>,
+    },
+    /// The state store answers again; the run goes on.
+    StoreReachable {
+        after_ms: Millis,
+    },
     RunFinished {
         run: RunId,
         state: RunState,

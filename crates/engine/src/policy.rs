@@ -56,7 +56,18 @@ pub struct RunPolicy {
     /// that `resume` can place the next one.
     #[serde(default)]
     pub window_spec: Option<String>,
+    /// How long the state store may stay unreachable (wall clock) before the run stops; until
+    /// then every server is held at its next step boundary.
+    #[serde(default = "store_outage_limit")]
+    pub store_outage_limit_ms: Millis,
 }
+
+fn store_outage_limit() -> Millis {
+    STORE_OUTAGE_LIMIT
+}
+
+/// The default for [`RunPolicy::store_outage_limit_ms`]: five minutes.
+pub const STORE_OUTAGE_LIMIT: Millis = 5 * MINUTE;
 
 /// Front End servers of one pool out at once (SPEC.md section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -114,6 +125,7 @@ impl Default for RunPolicy {
             pairs: Vec::new(),
             windows: Vec::new(),
             window_spec: None,
+            store_outage_limit_ms: STORE_OUTAGE_LIMIT,
         }
     }
 }

@@ -225,6 +225,10 @@ pub enum StoreError {
     NoStore { location: String, reason: String },
     #[error("state store {location} is damaged: {reason}")]
     Damaged { location: String, reason: String },
+    /// The store cannot be reached now (connection lost, server restarting, database busy or
+    /// an I/O error): the same request may succeed later.
+    #[error("state store unreachable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -238,7 +242,13 @@ impl StoreError {
             StoreError::NoSuchRun(_) => "SFB-S005",
             StoreError::NoStore { .. } => "SFB-S006",
             StoreError::Damaged { .. } => "SFB-S007",
+            StoreError::Unavailable(_) => "SFB-S008",
         }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }
 

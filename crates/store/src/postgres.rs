@@ -105,10 +105,19 @@ pub struct PgStore {
     /// `Store` reads through `&self`; queries need `&mut Client`.
     client: RefCell<Client>,
     location: String,
+    /// How to connect again when the server went away (a restart, a failover).
+    config: Config,
+    schema: Option<String>,
 }
 
+/// A server's answer is a query error; anything else (a closed connection, I/O, a timeout)
+/// means the server cannot be reached now.
 fn q(e: postgres::Error) -> StoreError {
-    StoreError::Query(describe(&e))
+    if e.as_db_error().is_some() {
+        StoreError::Query(describe(&e))
+    } else {
+        StoreError::Unavailable(describe(&e))
+    }
 }
 
 /// The error with its causes: `postgres::Error`'s `Display` names only the kind of failure.
@@ -176,7 +185,29 @@ impl PgStore {
         Ok(PgStore {
             client: RefCell::new(client),
             location,
+            config,
+            schema: schema.map(str::to_string),
         })
+    }
+
+    /// The connection, made again first if the server closed it (a restart, a failover):
+    /// the error that showed it closed reached the caller, who retries.
+    fn conn(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
+        let mut client = self.client.borrow_mut();
+        if client.is_closed() {
+            let mut fresh = self.config.connect(NoTls).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "{}: connecting again: {}",
+                    self.location,
+                    describe(&e)
+                ))
+            })?;
+            prepare(&mut fresh, self.schema.as_deref(), &self.location).map_err(|e| {
+                StoreError::Unavailable(format!("{}: connecting again: {e}", self.location))
+            })?;
+            *client = fresh;
+        }
+        Ok(client)
     }
 }
 
@@ -405,9 +436,7 @@ impl Store for PgStore {
 
     fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError> {
         let text = serde_json::to_string(spec).map_err(|e| corrupt(e.to_string()))?;
-        let row = self
-            .client
-            .get_mut()
+        let row = self.conn()?
             .query_one(
                 "INSERT INTO runs (spec, state, created_at) VALUES ($1, 'running', $2) RETURNING id",
                 &[&text, &(at as i64)],
@@ -418,8 +447,7 @@ impl Store for PgStore {
 
     fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt(
                 "SELECT spec, state, created_at FROM runs WHERE id = $1",
                 &[&id],
@@ -431,8 +459,7 @@ impl Store for PgStore {
 
     fn latest_run(&self) -> Result<Option<RunRecord>, StoreError> {
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt(
                 "SELECT id, spec, state, created_at FROM runs ORDER BY id DESC LIMIT 1",
                 &[],
@@ -444,8 +471,7 @@ impl Store for PgStore {
 
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
         let n = self
-            .client
-            .get_mut()
+            .conn()?
             .execute(
                 "UPDATE runs SET state = $1 WHERE id = $2",
                 &[&state.as_str(), &id],
@@ -464,7 +490,8 @@ impl Store for PgStore {
         records: &[Record],
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.client.get_mut().transaction().map_err(q)?;
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
         let insert = tx
             .prepare("INSERT INTO journal (run, server, at, record) VALUES ($1, $2, $3, $4)")
             .map_err(q)?;
@@ -519,8 +546,7 @@ impl Store for PgStore {
 
     fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
         let rows = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query(
                 "SELECT seq, server, at, record FROM journal WHERE run = $1 ORDER BY seq",
                 &[&run],
@@ -545,8 +571,7 @@ impl Store for PgStore {
 
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query(
                 "SELECT id, at, operator, server, step, command, exit_code, output FROM audit
                  WHERE run = $1 ORDER BY id",
@@ -574,7 +599,8 @@ impl Store for PgStore {
 
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
         let pool = lease.pool.to_ascii_lowercase();
-        let mut tx = self.client.get_mut().transaction().map_err(q)?;
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
         // One statement decides: it inserts, or takes over a lease of the same run or an expired
         // one. A racing transaction waits on the row and re-checks the condition against what
         // committed first, so only one of them can win.
@@ -614,8 +640,7 @@ impl Store for PgStore {
     }
 
     fn release_leases(&mut self, run: RunId) -> Result<(), StoreError> {
-        self.client
-            .get_mut()
+        self.conn()?
             .execute("DELETE FROM leases WHERE run = $1", &[&run])
             .map_err(q)?;
         Ok(())
@@ -623,8 +648,7 @@ impl Store for PgStore {
 
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
         let row = self
-            .client
-            .get_mut()
+            .conn()?
             .query_opt(
                 "DELETE FROM leases WHERE pool = $1
                  RETURNING pool, run, holder, host, pid, expires_at",
@@ -636,8 +660,7 @@ impl Store for PgStore {
 
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let rows = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query(
                 "SELECT pool, run, holder, host, pid, expires_at FROM leases ORDER BY pool",
                 &[],
@@ -648,8 +671,7 @@ impl Store for PgStore {
 
     fn step_stats(&self, role: ServerKind, exclude: RunId) -> Result<Vec<StepStat>, StoreError> {
         let rows = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query(
                 "SELECT step, COUNT(*), AVG(duration_ms)::DOUBLE PRECISION FROM step_durations
                  WHERE role = $1 AND run <> $2 GROUP BY step ORDER BY step",
@@ -671,8 +693,7 @@ impl Store for PgStore {
     }
     fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {
         let row = self
-            .client
-            .borrow_mut()
+            .conn()?
             .query_opt(
                 "SELECT fingerprint FROM host_keys WHERE server = $1",
                 &[&server.to_ascii_lowercase()],
@@ -682,8 +703,7 @@ impl Store for PgStore {
     }
 
     fn pin_host_key(&mut self, server: &str, fingerprint: &str) -> Result<(), StoreError> {
-        self.client
-            .get_mut()
+        self.conn()?
             .execute(
                 "INSERT INTO host_keys (server, fingerprint) VALUES ($1, $2)
                  ON CONFLICT (server) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",

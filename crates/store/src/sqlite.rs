@@ -105,8 +105,15 @@ pub struct SqliteStore {
     location: String,
 }
 
+/// A busy or locked database, or an I/O error, may clear: the store is unavailable now.
 fn q(e: rusqlite::Error) -> StoreError {
-    StoreError::Query(e.to_string())
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Query(e.to_string()),
+    }
 }
 
 impl SqliteStore {

@@ -22,6 +22,7 @@ pub fn run(cmd: PolicyCommand) -> CmdResult {
 fn no_flags() -> RunOptions {
     RunOptions {
         policy: None,
+        store_outage_limit: 300,
         outage_budget: None,
         accept_resiliency: false,
         max_parallel: None,

@@ -1511,3 +1511,25 @@ fn topology_show_escapes_control_characters_from_free_text() {
         "{text:?}"
     );
 }
+
+/// `--help` names the variable the state store may come from, never its value (a PostgreSQL
+/// URL may carry a password).
+#[test]
+fn help_never_prints_the_state_store_from_the_environment() {
+    for cmd in ["apply", "resume", "status", "report", "unlock"] {
+        let o = crate::common::bin()
+            .args([cmd, "--help"])
+            .env(
+                "SFBPATCH_STATE",
+                "postgres://sfbpatch:s3cret-pw@db.example.com/sfbpatch",
+            )
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("SFBPATCH_STATE"), "{cmd}: {out}");
+        assert!(
+            !out.contains("s3cret-pw"),
+            "{cmd} prints the password: {out}"
+        );
+    }
+}

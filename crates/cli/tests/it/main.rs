@@ -14,4 +14,5 @@ mod report;
 mod rollout;
 mod schedule;
 mod ssh;
+mod store_outage;
 mod stores;

@@ -1,0 +1,156 @@
+//! The state store goes away in the middle of a night: the run holds every server at its next
+//! step boundary and goes on by itself when the store is back. Real PostgreSQL servers, started
+//! (and stopped) by scripts/test-services.sh.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{self, Scratch, assert_patched, code, item, repo, stderr};
+
+/// A PostgreSQL server of this test's own (others' tests keep theirs), stopped when dropped.
+struct OwnPostgres {
+    url: String,
+    dir: String,
+}
+
+impl OwnPostgres {
+    fn start() -> Option<OwnPostgres> {
+        let o = Command::new("bash")
+            .arg(repo().join("scripts/test-services.sh"))
+            .env_remove("SFBPATCH_TEST_POSTGRES_URL")
+            .env_remove("SFBPATCH_TEST_SERVICES_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        if !o.status.success() {
+            sfbpatch_testkit::missing(format!(
+                "PostgreSQL could not be started: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            return None;
+        }
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let value = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(|v| v.trim_matches('\'').to_string())
+                .unwrap_or_else(|| panic!("{name} in {out}"))
+        };
+        Some(OwnPostgres {
+            url: value("SFBPATCH_TEST_POSTGRES_URL"),
+            dir: value("SFBPATCH_TEST_SERVICES_DIR"),
+        })
+    }
+
+    /// Stops the server for `seconds`, then starts it again (blocks meanwhile).
+    fn pause(&self, seconds: u32) {
+        let o = Command::new("bash")
+            .arg(repo().join("scripts/test-services.sh"))
+            .args(["pause", &seconds.to_string()])
+            .env("SFBPATCH_TEST_SERVICES_DIR", &self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("scripts/test-services.sh"))
+            .arg("stop")
+            .env("SFBPATCH_TEST_SERVICES_DIR", &self.dir)
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
+fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
+    let Some(pg) = OwnPostgres::start() else {
+        return;
+    };
+    let s = Scratch::new();
+    // About 90 simulated minutes in ~30 s.
+    s.lab_init("lab", &["--speed", "180"]);
+    let only = ["fepool2.berlin.demo.example", "se2.dublin.demo.example"];
+    let mut args = vec![
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
+        "--state",
+        &pg.url,
+        "--yes",
+        "--store-outage-limit",
+        "120",
+    ];
+    for o in &only {
+        args.extend(["--only", o]);
+    }
+    let apply = common::bin()
+        .current_dir(s.path())
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Into the run (the first servers are inside their steps), then 20 s without the store.
+    std::thread::sleep(Duration::from_secs(5));
+    let started = Instant::now();
+    pg.pause(20);
+    assert!(started.elapsed() >= Duration::from_secs(20));
+    let o = apply.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(code(&o), 0, "{err}");
+    assert!(
+        err.contains("warning: state store unreachable for"),
+        "{err}"
+    );
+    assert!(err.contains("state store reachable again after"), "{err}");
+
+    // Every server patched once, by the one process, without a human.
+    let lab = s.lab_json("lab");
+    for fqdn in [
+        "fe21.berlin.demo.example",
+        "fe22.berlin.demo.example",
+        "sqlbe2.berlin.demo.example",
+        "se2.dublin.demo.example",
+    ] {
+        assert_patched(&lab, fqdn);
+    }
+    // Every command that ran has its audit row: each step carried out, once per attempt.
+    let report = s.run(&["report", "--state", &pg.url, "--format", "json"]);
+    assert_eq!(code(&report), 0, "{}", stderr(&report));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["run"]["state"], "succeeded");
+    let audit = report["audit"].as_array().unwrap();
+    for server in report["servers"].as_array().unwrap() {
+        let fqdn = server["fqdn"].as_str().unwrap();
+        for step in server["steps"].as_array().unwrap() {
+            let attempts = step["attempts"].as_u64().unwrap_or(0);
+            if step["state"] != "succeeded" || attempts == 0 || step["id"] == "update-databases" {
+                continue;
+            }
+            let rows = audit
+                .iter()
+                .filter(|a| a["server"] == fqdn && a["step"] == step["id"])
+                .count() as u64;
+            assert!(
+                rows >= attempts,
+                "{fqdn} {}: {rows} audit rows for {attempts} attempts",
+                step["id"]
+            );
+        }
+    }
+    let se2 = item(&report, "servers", "fqdn", "se2.dublin.demo.example");
+    assert!(
+        se2["outage_seconds"].as_f64().unwrap() < 30.0 * 60.0,
+        "{se2}"
+    );
+}
