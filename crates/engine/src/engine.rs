@@ -197,25 +197,30 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Takes the run's leases at its start; refused, gives back those it took in this call
+    /// (and no other: another controller of the same run may hold the rest).
     fn take_leases(&mut self, run: &RunRecord, initial: bool) -> Result<(), EngineError> {
         let now = self.wall.now();
+        let mut taken: Vec<String> = Vec::new();
         for pool in pools_of(&run.spec) {
             let lease = self.lease(run.id, &pool, now);
             if let Some(held) = self.store.acquire_lease(&lease, now)? {
+                for pool in &taken {
+                    self.store.break_lease(pool)?;
+                }
                 return Err(if initial {
                     EngineError::Leased { pool, lease: held }
                 } else {
                     EngineError::LeaseLost { pool, by: held.run }
                 });
             }
+            taken.push(pool.to_string());
         }
         Ok(())
     }
 
     fn execute(&mut self, run: RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
         if let Err(e) = self.take_leases(&run, true) {
-            // Refused: give back the leases taken before the one that was held.
-            self.store.release_leases(run.id)?;
             if !resumed {
                 self.store.set_run_state(run.id, RunState::Failed)?;
             }

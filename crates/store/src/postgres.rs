@@ -601,8 +601,8 @@ impl Store for PgStore {
         let pool = lease.pool.to_ascii_lowercase();
         let mut client = self.conn()?;
         let mut tx = client.transaction().map_err(q)?;
-        // One statement decides: it inserts, or takes over a lease of the same run or an expired
-        // one. A racing transaction waits on the row and re-checks the condition against what
+        // One statement decides: it inserts, renews the same controller's lease (run, holder,
+        // host and pid), or takes over an expired one. A racing transaction waits on the row and re-checks the condition against what
         // committed first, so only one of them can win.
         let taken = tx
             .query_opt(
@@ -610,7 +610,9 @@ impl Store for PgStore {
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
                      host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at
-                 WHERE leases.run = excluded.run OR leases.expires_at <= $7
+                 WHERE (leases.run = excluded.run AND leases.holder = excluded.holder
+                        AND leases.host = excluded.host AND leases.pid = excluded.pid)
+                    OR leases.expires_at <= $7
                  RETURNING pool",
                 &[
                     &pool,

@@ -100,6 +100,11 @@ fn check_wal_pair(path: &Path, location: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether two leases are held by the same controller process of the same run.
+pub(crate) fn same_controller(a: &Lease, b: &Lease) -> bool {
+    a.run == b.run && a.holder == b.holder && a.host == b.host && a.pid == b.pid
+}
+
 pub struct SqliteStore {
     conn: Connection,
     location: String,
@@ -363,8 +368,10 @@ impl Store for SqliteStore {
             .map_err(q)?;
         let pool = lease.pool.to_ascii_lowercase();
         let held = read_lease(&tx, &pool)?;
+        // One live controller per run: a lease is renewed by the process that holds it (run,
+        // holder, host and pid alike); anyone else waits for it to expire.
         if let Some(held) = held
-            && held.run != lease.run
+            && !same_controller(&held, lease)
             && held.expires_at > now
         {
             return Ok(Some(held));

@@ -164,7 +164,14 @@ pub fn leases_exclude_other_runs(store: &mut dyn Store) {
     assert_eq!(held.run, r1);
     assert_eq!(held.holder, format!("holder-{r1}"));
     assert_eq!(held.pid, 4242);
-    // The same run renews.
+    // Another controller of the same run (a second `resume`) is refused while it is live.
+    let second = Lease {
+        pid: 4343,
+        ..lease("pool1.example.com", r1, 2_500)
+    };
+    let held = store.acquire_lease(&second, 550).unwrap().expect("refused");
+    assert_eq!((held.run, held.pid), (r1, 4242));
+    // The controller that holds it renews.
     assert_eq!(
         store
             .acquire_lease(&lease("pool1.example.com", r1, 3_000), 600)

@@ -53,6 +53,30 @@ pub fn open_existing_store(location: &str) -> Result<Box<dyn Store>, Failure> {
     Ok(crate::crash::wrap(store))
 }
 
+/// The run's controller died on this host (its process is gone): its leases are taken over at
+/// once instead of after they expire. A controller alive, or on another host, keeps them:
+/// `resume` is then refused naming it (one live controller per run).
+fn take_over_from_a_dead_controller(
+    store: &mut dyn Store,
+    run: sfbpatch_engine::RunId,
+) -> Result<(), Failure> {
+    let here = identity().host;
+    for lease in store.leases()? {
+        if lease.run == run
+            && lease.host == here
+            && lease.pid != std::process::id()
+            && !super::status::process_alive(lease.pid)
+        {
+            store.break_lease(&lease.pool)?;
+            output::note(&format!(
+                "run {run}'s controller (pid {} on this host) is gone: its lease on {} is taken over",
+                lease.pid, lease.pool
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn open_lab(dir: &Path) -> Result<Lab, Failure> {
     Lab::open(dir).map_err(Failure::bad_input)
 }
@@ -521,6 +545,7 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
             run.state.as_str()
         )));
     }
+    take_over_from_a_dead_controller(&mut *store, run.id)?;
     let opened = match &run.spec.target {
         TargetSpec::Lab { dir } => RunTarget::open_lab(open_lab(Path::new(dir))?),
         TargetSpec::Ssh { connections } => RunTarget::Ssh(Box::new(ssh_target(

@@ -55,6 +55,12 @@ impl OwnPostgres {
     }
 }
 
+/// `apply_args` with the state store at `state` instead of `state.db`.
+fn with_state<'a>(args: &mut [&'a str], state: &'a str) {
+    let i = args.iter().position(|a| *a == "--state").unwrap();
+    args[i + 1] = state;
+}
+
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
         let _ = Command::new("bash")
@@ -75,23 +81,12 @@ fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
     let s = Scratch::new();
     // About 90 simulated minutes in ~30 s.
     s.lab_init("lab", &["--speed", "180"]);
-    let only = ["fepool2.berlin.demo.example", "se2.dublin.demo.example"];
-    let mut args = vec![
-        "apply",
-        "demo-topology.xml",
-        "--package",
-        "demo-package.toml",
-        "--lab",
-        "lab",
-        "--state",
-        &pg.url,
-        "--yes",
-        "--store-outage-limit",
-        "120",
-    ];
-    for o in &only {
-        args.extend(["--only", o]);
-    }
+    let mut args = common::apply_args(
+        &["--lab", "lab"],
+        &["fepool2.berlin.demo.example", "se2.dublin.demo.example"],
+        &["--store-outage-limit", "120"],
+    );
+    with_state(&mut args, &pg.url);
     let apply = common::bin()
         .current_dir(s.path())
         .args(&args)
@@ -153,4 +148,67 @@ fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
         se2["outage_seconds"].as_f64().unwrap() < 30.0 * 60.0,
         "{se2}"
     );
+}
+
+/// `resume` while the run's controller is alive and renewing is refused, naming it; once that
+/// process is gone, `resume` takes its leases over and finishes the run.
+fn a_second_controller_of_a_live_run_is_refused(s: &Scratch, state: &str) {
+    s.lab_init("lab", &["--speed", "300"]);
+    let mut args = common::apply_args(&["--lab", "lab"], &["se1.dublin.demo.example"], &[]);
+    with_state(&mut args, state);
+    let mut first = common::bin()
+        .current_dir(s.path())
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "the first run did not start");
+        let o = s.run(&["status", "--state", state, "--format", "json"]);
+        if code(&o) == 0 && String::from_utf8_lossy(&o.stdout).contains("\"running\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = s.run(&["resume", "--state", state]);
+    assert_eq!(code(&second), 3, "{}", stderr(&second));
+    let err = stderr(&second);
+    assert!(
+        err.contains("is leased by run 1")
+            && err.contains(&format!("pid {}", first.id()))
+            && err.contains("[SFB-E002]"),
+        "{err}"
+    );
+    // The first one never noticed: it goes on. Killed, its leases go to the next resume.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third = s.run(&["resume", "--state", state]);
+    assert_eq!(code(&third), 0, "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains(&format!(
+            "run 1's controller (pid {} on this host) is gone",
+            first.id()
+        )),
+        "{}",
+        stderr(&third)
+    );
+    assert_patched(&s.lab_json("lab"), "se1.dublin.demo.example");
+}
+
+#[test]
+fn resume_is_refused_while_the_run_s_controller_lives_sqlite() {
+    let s = Scratch::new();
+    a_second_controller_of_a_live_run_is_refused(&s, "state.db");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
+fn resume_is_refused_while_the_run_s_controller_lives_postgresql() {
+    let Some(pg) = OwnPostgres::start() else {
+        return;
+    };
+    let s = Scratch::new();
+    a_second_controller_of_a_live_run_is_refused(&s, &pg.url);
 }
