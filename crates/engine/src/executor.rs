@@ -189,7 +189,7 @@ impl<'p> Executor<'p> {
             (State::Preflight, Input::Facts(result)) => self.preflighted(cx, result),
             (State::PreInstallProbe { i, attempt }, Input::Probe(result)) => match result {
                 Ok(probe) if probe.verdict == ProbeVerdict::NotDone => {
-                    self.record_probe(cx, i, &probe)?;
+                    self.record_probe(cx, i, &probe, None)?;
                     self.pre_probed = Some(i);
                     self.attempt(cx, i, attempt)
                 }
@@ -970,12 +970,29 @@ impl<'p> Executor<'p> {
         let step_id = self.plan.steps[i].id;
         match result {
             Ok(probe) if probe.verdict == ProbeVerdict::Running => {
-                self.record_probe(cx, i, &probe)?;
+                self.record_probe(cx, i, &probe, None)?;
                 self.still_running(cx, i, attempt, why)
             }
             Ok(probe) => {
                 self.running_since = None;
-                self.record_probe(cx, i, &probe)?;
+                // A command that may have run without its result being journalled (the
+                // controller died, the connection or the store went away) gets its audit row
+                // now: what the probe saw.
+                let lost = probe.verdict == ProbeVerdict::Done
+                    && matches!(why, ProbeFor::Resume | ProbeFor::Unknown { .. });
+                let audit = lost.then(|| {
+                    self.audit(
+                        cx,
+                        i,
+                        None,
+                        &format!(
+                            "found done by its probe after an interruption (the command's own \
+                             output was lost with the controller or the connection): {}",
+                            probe.facts
+                        ),
+                    )
+                });
+                self.record_probe(cx, i, &probe, audit.as_ref())?;
                 if probe.verdict == ProbeVerdict::Done {
                     if step_id == StepId::InstallUpdate
                         && restart_pending(&probe)
@@ -1320,6 +1337,7 @@ impl<'p> Executor<'p> {
         cx: &mut Cx<'_>,
         i: usize,
         probe: &Probe,
+        audit: Option<&AuditEntry>,
     ) -> Result<(), EngineError> {
         let step = self.plan.steps[i].id;
         let done = probe.verdict == ProbeVerdict::Done;
@@ -1330,7 +1348,7 @@ impl<'p> Executor<'p> {
                 done,
                 facts: excerpt(&probe.facts),
             }],
-            None,
+            audit,
         )?;
         cx.observer.on_event(&Event::StepProbed {
             server: self.plan.fqdn.to_string(),

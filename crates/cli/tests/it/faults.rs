@@ -40,8 +40,33 @@ fn a_crash_while_an_installer_asks_for_a_restart_still_gets_the_restart() {
             s
         },
         &args,
-        |s, _| assert_se_patched(&s.lab_json("lab"), SE),
+        |s, n| {
+            assert_se_patched(&s.lab_json("lab"), SE);
+            assert_every_command_audited(s, n);
+        },
     );
+}
+
+/// Every step that ran (or may have: found done by its probe after the kill) has an audit row.
+fn assert_every_command_audited(s: &Scratch, n: usize) {
+    let report = s.run(&["report", "--state", "state.db", "--format", "json"]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let audit = report["audit"].as_array().unwrap();
+    for server in report["servers"].as_array().unwrap() {
+        for step in server["steps"].as_array().unwrap() {
+            if step["attempts"].as_u64().unwrap_or(0) == 0 || step["id"] == "update-databases" {
+                continue;
+            }
+            assert!(
+                audit
+                    .iter()
+                    .any(|a| a["server"] == server["fqdn"] && a["step"] == step["id"]),
+                "kill at {n}: {} {} has no audit row",
+                server["fqdn"],
+                step["id"]
+            );
+        }
+    }
 }
 
 #[test]
