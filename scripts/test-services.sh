@@ -8,6 +8,7 @@
 #   eval "$(scripts/test-services.sh)"      # print `export` lines; the server keeps running
 #   scripts/test-services.sh stop           #   until this (it reads SFBPATCH_TEST_SERVICES_DIR)
 #   scripts/test-services.sh pause SECONDS  # stop that server for SECONDS, then start it again
+#   SFBPATCH_TEST_PG_TLS=1 ...              # a server that accepts TLS only (CA in DIR/tls)
 #
 # Sourcing again, or with SFBPATCH_TEST_POSTGRES_URL already naming a reachable server, starts
 # nothing. Uses the newest /usr/lib/postgresql/*/bin (15 preferred) or PostgreSQL on PATH, and
@@ -123,6 +124,38 @@ _sfbts_reap_stale() {
     done
 }
 
+# A server that accepts TLS connections only: a throwaway CA (and a second, unrelated one)
+# in $1/tls, the server's certificate for localhost and 127.0.0.1 signed by the first.
+_sfbts_tls() {
+    local dir=$1 tls=$1/tls
+    if ! command -v openssl >/dev/null 2>&1 && _sfbts_is_root && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >&2
+    fi
+    mkdir -p "$tls"
+    _sfbts_log "making a test CA and a server certificate in $tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=sfbpatch test CA' \
+        -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null &&
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=another CA' \
+            -keyout "$tls/other-ca.key" -out "$tls/other-ca.crt" 2>/dev/null &&
+        openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' \
+            -keyout "$dir/data/server.key" -out "$tls/server.csr" 2>/dev/null &&
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls/san.ext" &&
+        openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+            -CAcreateserial -days 2 -extfile "$tls/san.ext" -out "$dir/data/server.crt" 2>/dev/null || {
+        _sfbts_log "openssl could not make the certificates"
+        return 1
+    }
+    chmod 0600 "$dir/data/server.key"
+    chmod -R a+rX "$tls"
+    printf '%s\n' "ssl = on" "ssl_cert_file = 'server.crt'" "ssl_key_file = 'server.key'" \
+        >>"$dir/data/postgresql.conf"
+    printf '%s\n' "local all all trust" "hostssl all all 127.0.0.1/32 trust" \
+        "hostnossl all all 127.0.0.1/32 reject" >"$dir/data/pg_hba.conf"
+    if _sfbts_is_root; then
+        chown postgres: "$dir/data/server.key" "$dir/data/server.crt" "$dir/data/pg_hba.conf"
+    fi
+}
+
 # Start a server owned by process $1 ("detached": by nobody). Sets _sfbts_url and _sfbts_dir.
 _sfbts_start() {
     local owner=$1 bin base dir port attempt
@@ -164,6 +197,10 @@ fsync = on
 synchronous_commit = on
 max_connections = 100
 EOF
+
+    if [ "${SFBPATCH_TEST_PG_TLS:-}" = 1 ]; then
+        _sfbts_tls "$dir" || return 1
+    fi
 
     # Another process may take the port between the check and the bind: then try the next one.
     port=55432

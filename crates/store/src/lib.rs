@@ -4,6 +4,7 @@
 
 mod postgres;
 mod sqlite;
+mod tls;
 
 pub use self::postgres::PgStore;
 pub use sqlite::SqliteStore;

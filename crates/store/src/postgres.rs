@@ -12,7 +12,6 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use postgres::config::SslMode;
 use postgres::types::FromSql;
 use postgres::{Client, Config, NoTls, Row};
 use sfbpatch_engine::{
@@ -20,6 +19,7 @@ use sfbpatch_engine::{
     StepResultKind, StepStat, Store, StoreError,
 };
 use sfbpatch_plan::{ServerKind, StepId};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{SCHEMA_VERSION, corrupt, run_record};
 
@@ -107,7 +107,19 @@ pub struct PgStore {
     location: String,
     /// How to connect again when the server went away (a restart, a failover).
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     schema: Option<String>,
+}
+
+/// Connects with TLS, or without for `sslmode=disable`.
+fn connect_with(
+    config: &Config,
+    tls: &Option<MakeRustlsConnect>,
+) -> Result<Client, postgres::Error> {
+    match tls {
+        Some(tls) => config.connect(tls.clone()),
+        None => config.connect(NoTls),
+    }
 }
 
 /// A server's answer is a query error; anything else (a closed connection, I/O, a timeout)
@@ -140,7 +152,7 @@ fn col<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, StoreError> {
 
 impl PgStore {
     /// Connect to the database named by `conninfo` (a `postgres://` URL or `key=value` pairs)
-    /// and create the schema in it if needed. TLS is not supported.
+    /// and create the schema in it if needed. TLS as `sslmode` asks (see `tls.rs`).
     pub fn open(conninfo: &str) -> Result<Self, StoreError> {
         Self::connect(conninfo, None)
     }
@@ -164,28 +176,29 @@ impl PgStore {
         {
             return Err(open_err(format!("'{schema}' is not a valid schema name")));
         }
+        let (tls, conninfo) = crate::tls::split(conninfo).map_err(open_err)?;
         let mut config: Config = conninfo.parse().map_err(|e| open_err(describe(&e)))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(open_err(
-                "sslmode=require: this build connects without TLS (use loopback, a trusted \
-                 network or a tunnel)"
-                    .into(),
-            ));
-        }
+        config.ssl_mode(tls.ssl_mode());
+        let connector = tls.connector().map_err(open_err)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("sfbpatch");
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| open_err(format!("{}: {}", endpoints(&config), describe(&e))))?;
+        let mut client = connect_with(&config, &connector).map_err(|e| {
+            let mut reason = format!("{}: {}", endpoints(&config), describe(&e));
+            if tls == crate::tls::Tls::Disable && reason.contains("no encryption") {
+                reason.push_str(" (the server accepts only TLS connections: drop sslmode=disable)");
+            }
+            open_err(reason)
+        })?;
         prepare(&mut client, schema, &location)?;
         Ok(PgStore {
             client: RefCell::new(client),
             location,
             config,
+            tls: connector,
             schema: schema.map(str::to_string),
         })
     }
@@ -195,7 +208,7 @@ impl PgStore {
     fn conn(&self) -> Result<std::cell::RefMut<'_, Client>, StoreError> {
         let mut client = self.client.borrow_mut();
         if client.is_closed() {
-            let mut fresh = self.config.connect(NoTls).map_err(|e| {
+            let mut fresh = connect_with(&self.config, &self.tls).map_err(|e| {
                 StoreError::Unavailable(format!(
                     "{}: connecting again: {}",
                     self.location,
@@ -795,10 +808,24 @@ mod tests {
             .unwrap();
         assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
         assert!(!format!("{err} {err:?}").contains("Pa55word"));
-        let err = PgStore::open("postgres://sfb:Pa55word@db/state?sslmode=require")
+        let err = PgStore::open("postgres://sfb:Pa55word@db/state?sslmode=verify-full")
             .err()
             .unwrap();
-        assert!(err.to_string().contains("without TLS"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("sslmode=verify-full needs sslrootcert=FILE"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("Pa55word"), "{err}");
+        let err = PgStore::open(
+            "postgres://sfb:Pa55word@db/state?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("sslrootcert /nonexistent/ca.pem"),
+            "{err}"
+        );
         let err = PgStore::open_with_schema("postgres://db/state", "")
             .err()
             .unwrap();

@@ -15,10 +15,16 @@ struct OwnPostgres {
 
 impl OwnPostgres {
     fn start() -> Option<OwnPostgres> {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, a server that accepts TLS connections only; its CA is `ca()`.
+    fn start_with(tls: bool) -> Option<OwnPostgres> {
         let o = Command::new("bash")
             .arg(repo().join("scripts/test-services.sh"))
             .env_remove("SFBPATCH_TEST_POSTGRES_URL")
             .env_remove("SFBPATCH_TEST_SERVICES_DIR")
+            .env("SFBPATCH_TEST_PG_TLS", if tls { "1" } else { "0" })
             .stdin(Stdio::null())
             .output()
             .expect("bash runs");
@@ -40,6 +46,11 @@ impl OwnPostgres {
             url: value("SFBPATCH_TEST_POSTGRES_URL"),
             dir: value("SFBPATCH_TEST_SERVICES_DIR"),
         })
+    }
+
+    /// A certificate file in the server's TLS folder (`ca.crt`, `other-ca.crt`).
+    fn cert(&self, name: &str) -> String {
+        format!("{}/tls/{name}", self.dir)
     }
 
     /// Stops the server for `seconds`, then starts it again (blocks meanwhile).
@@ -211,4 +222,58 @@ fn resume_is_refused_while_the_run_s_controller_lives_postgresql() {
     };
     let s = Scratch::new();
     a_second_controller_of_a_live_run_is_refused(&s, &pg.url);
+}
+
+/// TLS to the state store: refused without it when the server requires it, refused with a CA
+/// that did not sign the server's certificate, and a whole run with the right one.
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
+fn the_state_store_over_tls_is_verified_against_its_ca() {
+    let Some(pg) = OwnPostgres::start_with(true) else {
+        return;
+    };
+    let s = Scratch::new();
+    let state = |query: &str| format!("{}?{query}", pg.url);
+
+    let o = s.run(&["status", "--state", &state("sslmode=disable")]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no encryption (the server accepts only TLS connections: drop sslmode=disable) [SFB-S001]"),
+        "{}",
+        stderr(&o)
+    );
+    let wrong = state(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        pg.cert("other-ca.crt")
+    ));
+    let o = s.run(&["status", "--state", &wrong]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("error performing TLS handshake: invalid peer certificate: UnknownIssuer"),
+        "{}",
+        stderr(&o)
+    );
+
+    let right = state(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        pg.cert("ca.crt")
+    ));
+    s.lab_init("lab", &[]);
+    let mut args = common::apply_args(&["--lab", "lab"], &["se1.dublin.demo.example"], &[]);
+    with_state(&mut args, &right);
+    let o = s.run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_patched(&s.lab_json("lab"), "se1.dublin.demo.example");
+    // Encrypted without checking the certificate (libpq's `require`) reads the same run.
+    let status = s.run(&[
+        "status",
+        "--state",
+        &state("sslmode=require"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&status), 0, "{}", stderr(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["run"]["state"], "succeeded");
 }
