@@ -9,6 +9,8 @@
 #   scripts/test-services.sh stop           #   until this (it reads SFBPATCH_TEST_SERVICES_DIR)
 #   scripts/test-services.sh pause SECONDS  # stop that server for SECONDS, then start it again
 #   SFBPATCH_TEST_PG_TLS=1 ...              # a server that accepts TLS only (CA in DIR/tls)
+#   scripts/test-services.sh replica        # a synchronous streaming replica of that server
+#   scripts/test-services.sh failover       # the primary fails, the replica is promoted
 #
 # Sourcing again, or with SFBPATCH_TEST_POSTGRES_URL already naming a reachable server, starts
 # nothing. Uses the newest /usr/lib/postgresql/*/bin (15 preferred) or PostgreSQL on PATH, and
@@ -100,6 +102,9 @@ _sfbts_stop_dir() {
     local dir=$1 bin
     [ -n "$dir" ] && [ -f "$dir/sfbpatch-test-services" ] || return 0
     bin=$(cat "$dir/bin" 2>/dev/null)
+    if [ -n "$bin" ] && [ -f "$dir/replica/postmaster.pid" ]; then
+        _sfbts_as_pg "$bin/pg_ctl" -D "$dir/replica" -m fast -w -s stop >&2 || true
+    fi
     if [ -n "$bin" ] && [ -f "$dir/data/postmaster.pid" ]; then
         _sfbts_log "stopping PostgreSQL in $dir"
         _sfbts_as_pg "$bin/pg_ctl" -D "$dir/data" -m fast -w -s stop >&2 ||
@@ -296,8 +301,49 @@ _sfbts_pause() {
     _sfbts_log "PostgreSQL on port $port is back"
 }
 
+# A streaming replica of the server in $SFBPATCH_TEST_SERVICES_DIR, on a port of its own, kept
+# in step synchronously (a commit returns once the replica has it: nothing committed is lost
+# when it is promoted). Prints `export SFBPATCH_TEST_REPLICA_PORT=...`; `failover` promotes it.
+_sfbts_replica() {
+    local dir=${SFBPATCH_TEST_SERVICES_DIR:-} bin port rport
+    [ -n "$dir" ] && [ -f "$dir/sfbpatch-test-services" ] || {
+        _sfbts_log "replica: SFBPATCH_TEST_SERVICES_DIR names no server this script started"
+        return 1
+    }
+    bin=$(cat "$dir/bin") port=$(cat "$dir/port")
+    rport=$(_sfbts_free_port $((port + 1))) || return 1
+    _sfbts_log "making a streaming replica of port $port on port $rport"
+    _sfbts_as_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$port" -U postgres -D "$dir/replica" -R \
+        -X stream >&2 || return 1
+    printf '%s\n' "port = $rport" "unix_socket_directories = '$dir'" \
+        >>"$dir/replica/postgresql.conf"
+    _sfbts_as_pg "$bin/pg_ctl" -D "$dir/replica" -l "$dir/replica.log" -o "-p $rport" -w -t 30 \
+        -s start >&2 || { tail -n 20 "$dir/replica.log" >&2; return 1; }
+    echo "$rport" >"$dir/replica-port"
+    "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -c "ALTER SYSTEM SET synchronous_standby_names = '*'" -c "SELECT pg_reload_conf()" \
+        >/dev/null || return 1
+    printf 'export SFBPATCH_TEST_REPLICA_PORT=%q\n' "$rport"
+}
+
+# The primary fails (stopped at once); its replica is promoted and takes writes.
+_sfbts_failover() {
+    local dir=${SFBPATCH_TEST_SERVICES_DIR:-} bin
+    [ -f "$dir/replica-port" ] || { _sfbts_log "failover: no replica (run replica first)"; return 1; }
+    bin=$(cat "$dir/bin")
+    _sfbts_log "stopping the primary; promoting the replica on port $(cat "$dir/replica-port")"
+    _sfbts_as_pg "$bin/pg_ctl" -D "$dir/data" -m immediate -w -s stop >&2 || return 1
+    _sfbts_as_pg "$bin/pg_ctl" -D "$dir/replica" -w -s promote >&2 || return 1
+}
+
 _sfbts_main() {
     case "${1:-}" in
+        replica)
+            _sfbts_replica
+            ;;
+        failover)
+            _sfbts_failover
+            ;;
         stop)
             _sfbts_stop_dir "${SFBPATCH_TEST_SERVICES_DIR:-}"
             ;;
