@@ -9,6 +9,7 @@
 #   scripts/test-services.sh stop           #   until this (it reads SFBPATCH_TEST_SERVICES_DIR)
 #   scripts/test-services.sh pause SECONDS  # stop that server for SECONDS, then start it again
 #   SFBPATCH_TEST_PG_TLS=1 ...              # a server that accepts TLS only (CA in DIR/tls)
+#   SFBPATCH_TEST_PG_PORT=N ...             # the first port to try (default 55432)
 #   scripts/test-services.sh replica        # a synchronous streaming replica of that server
 #   scripts/test-services.sh failover       # the primary fails, the replica is promoted
 #
@@ -208,7 +209,7 @@ EOF
     fi
 
     # Another process may take the port between the check and the bind: then try the next one.
-    port=55432
+    port=${SFBPATCH_TEST_PG_PORT:-55432}
     for attempt in 1 2 3; do
         port=$(_sfbts_free_port "$port") || {
             _sfbts_log "no free port from $port"

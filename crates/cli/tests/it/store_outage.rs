@@ -14,17 +14,20 @@ struct OwnPostgres {
 }
 
 impl OwnPostgres {
-    fn start() -> Option<OwnPostgres> {
-        Self::start_with(false)
+    /// A server on the first free port from `port` (each test its own range: a server stopped
+    /// for a while must find its port free when it starts again).
+    fn start(port: u16) -> Option<OwnPostgres> {
+        Self::start_with(false, port)
     }
 
-    /// With `tls`, a server that accepts TLS connections only; its CA is `ca()`.
-    fn start_with(tls: bool) -> Option<OwnPostgres> {
+    /// With `tls`, a server that accepts TLS connections only; its CA is `cert("ca.crt")`.
+    fn start_with(tls: bool, port: u16) -> Option<OwnPostgres> {
         let o = Command::new("bash")
             .arg(repo().join("scripts/test-services.sh"))
             .env_remove("SFBPATCH_TEST_POSTGRES_URL")
             .env_remove("SFBPATCH_TEST_SERVICES_DIR")
             .env("SFBPATCH_TEST_PG_TLS", if tls { "1" } else { "0" })
+            .env("SFBPATCH_TEST_PG_PORT", port.to_string())
             .stdin(Stdio::null())
             .output()
             .expect("bash runs");
@@ -129,21 +132,18 @@ impl Drop for OwnPostgres {
     }
 }
 
-#[test]
-#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
-fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
-    let Some(pg) = OwnPostgres::start() else {
-        return;
-    };
+/// `apply` of pool 2 and se2 on a real-time lab (about 90 simulated minutes in ~30 s) with its
+/// state at `state`; `during` runs meanwhile, from 5 s in. The run must complete by itself and
+/// patch every server once; its stderr.
+fn run_through(state: &str, during: impl FnOnce()) -> String {
     let s = Scratch::new();
-    // About 90 simulated minutes in ~30 s.
     s.lab_init("lab", &["--speed", "180"]);
     let mut args = common::apply_args(
         &["--lab", "lab"],
         &["fepool2.berlin.demo.example", "se2.dublin.demo.example"],
         &["--store-outage-limit", "120"],
     );
-    with_state(&mut args, &pg.url);
+    with_state(&mut args, state);
     let apply = common::bin()
         .current_dir(s.path())
         .args(&args)
@@ -152,21 +152,11 @@ fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Into the run (the first servers are inside their steps), then 20 s without the store.
     std::thread::sleep(Duration::from_secs(5));
-    let started = Instant::now();
-    pg.pause(20);
-    assert!(started.elapsed() >= Duration::from_secs(20));
+    during();
     let o = apply.wait_with_output().unwrap();
     let err = stderr(&o);
     assert_eq!(code(&o), 0, "{err}");
-    assert!(
-        err.contains("warning: state store unreachable for"),
-        "{err}"
-    );
-    assert!(err.contains("state store reachable again after"), "{err}");
-
-    // Every server patched once, by the one process, without a human.
     let lab = s.lab_json("lab");
     for fqdn in [
         "fe21.berlin.demo.example",
@@ -177,12 +167,35 @@ fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
         assert_patched(&lab, fqdn);
     }
     // Every command that ran has its audit row: each step carried out, once per attempt.
-    let report = report_of(&s, &pg.url);
+    let report = report_of(&s, state);
+    for server in report["servers"].as_array().unwrap() {
+        assert_eq!(server["state"], "succeeded", "{server}");
+    }
     let se2 = item(&report, "servers", "fqdn", "se2.dublin.demo.example");
     assert!(
         se2["outage_seconds"].as_f64().unwrap() < 30.0 * 60.0,
         "{se2}"
     );
+    err
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
+fn postgresql_stopped_for_20_s_mid_run_the_run_completes_by_itself() {
+    let Some(pg) = OwnPostgres::start(56100) else {
+        return;
+    };
+    // Into the run (the first servers are inside their steps), then 20 s without the store.
+    let err = run_through(&pg.url, || {
+        let started = Instant::now();
+        pg.pause(20);
+        assert!(started.elapsed() >= Duration::from_secs(20));
+    });
+    assert!(
+        err.contains("warning: state store unreachable for"),
+        "{err}"
+    );
+    assert!(err.contains("state store reachable again after"), "{err}");
 }
 
 /// `resume` while the run's controller is alive and renewing is refused, naming it; once that
@@ -241,7 +254,7 @@ fn resume_is_refused_while_the_run_s_controller_lives_sqlite() {
 #[test]
 #[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
 fn resume_is_refused_while_the_run_s_controller_lives_postgresql() {
-    let Some(pg) = OwnPostgres::start() else {
+    let Some(pg) = OwnPostgres::start(56300) else {
         return;
     };
     let s = Scratch::new();
@@ -253,7 +266,7 @@ fn resume_is_refused_while_the_run_s_controller_lives_postgresql() {
 #[test]
 #[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
 fn the_state_store_over_tls_is_verified_against_its_ca() {
-    let Some(pg) = OwnPostgres::start_with(true) else {
+    let Some(pg) = OwnPostgres::start_with(true, 57100) else {
         return;
     };
     let s = Scratch::new();
@@ -309,7 +322,7 @@ fn the_state_store_over_tls_is_verified_against_its_ca() {
 #[test]
 #[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
 fn the_primary_fails_mid_run_and_the_run_completes_on_the_promoted_replica() {
-    let Some(pg) = OwnPostgres::start() else {
+    let Some(pg) = OwnPostgres::start(56500) else {
         return;
     };
     let replica_port = pg
@@ -321,38 +334,9 @@ fn the_primary_fails_mid_run_and_the_run_completes_on_the_promoted_replica() {
     // postgres://postgres@127.0.0.1:P/db -> both hosts, the writable one wanted.
     let (head, db) = pg.url.rsplit_once('/').unwrap();
     let url = format!("{head},127.0.0.1:{replica_port}/{db}?target_session_attrs=read-write");
-    let s = Scratch::new();
-    s.lab_init("lab", &["--speed", "180"]);
-    let mut args = common::apply_args(
-        &["--lab", "lab"],
-        &["fepool2.berlin.demo.example", "se2.dublin.demo.example"],
-        &["--store-outage-limit", "120"],
-    );
-    with_state(&mut args, &url);
-    let apply = common::bin()
-        .current_dir(s.path())
-        .args(&args)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(6));
-    pg.script("failover");
-    let o = apply.wait_with_output().unwrap();
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let lab = s.lab_json("lab");
-    for fqdn in [
-        "fe21.berlin.demo.example",
-        "fe22.berlin.demo.example",
-        "sqlbe2.berlin.demo.example",
-        "se2.dublin.demo.example",
-    ] {
-        assert_patched(&lab, fqdn);
-    }
-    // The journal on the new primary has every step: no gap where the primary failed.
-    let report = report_of(&s, &url);
-    for server in report["servers"].as_array().unwrap() {
-        assert_eq!(server["state"], "succeeded", "{server}");
-    }
+    // The journal on the new primary has every step and audit row: no gap where the
+    // primary failed (run_through checks them there).
+    run_through(&url, || {
+        pg.script("failover");
+    });
 }
