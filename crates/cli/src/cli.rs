@@ -479,6 +479,10 @@ pub struct ResumeArgs {
     /// The run to resume; default: the newest.
     #[arg(long)]
     pub run: Option<i64>,
+    /// The SSH connections file to use instead of the one the run recorded: for a resume on
+    /// another controller host, where it (and the identity files it names) lives elsewhere.
+    #[arg(long, value_name = "FILE")]
+    pub connections: Option<PathBuf>,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// What to print.

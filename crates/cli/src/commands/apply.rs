@@ -545,13 +545,21 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
             run.state.as_str()
         )));
     }
+    if args.connections.is_some() && matches!(run.spec.target, TargetSpec::Lab { .. }) {
+        return Err(Failure::bad_input(anyhow!(
+            "--connections: run {} patches a lab, not servers over SSH",
+            run.id
+        )));
+    }
     take_over_from_a_dead_controller(&mut *store, run.id)?;
     let opened = match &run.spec.target {
         TargetSpec::Lab { dir } => RunTarget::open_lab(open_lab(Path::new(dir))?),
         TargetSpec::Ssh { connections } => RunTarget::Ssh(Box::new(ssh_target(
             &run.spec.topology_snapshot,
             &run.spec.topology_origin,
-            connections.as_deref().map(Path::new),
+            args.connections
+                .as_deref()
+                .or(connections.as_deref().map(Path::new)),
             &run.spec.plan,
             &args.state.state,
             &args.ssh,

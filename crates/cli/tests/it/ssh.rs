@@ -935,3 +935,41 @@ fn the_pre_flight_refuses_another_product_line_or_a_downgrade_over_ssh() {
         );
     }
 }
+
+/// A run taken over on another controller host: the connections file and the identity it names
+/// live elsewhere there; `resume --connections` finds them anew and finishes the run.
+#[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
+fn resume_on_another_controller_host_finds_its_connections_anew() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    // The first controller dies inside the procedure (its 8th journal append).
+    let o = crate::common::bin()
+        .current_dir(s.path())
+        .args(apply_ssh_args(&[SE1], &["--accept-new-host-keys"]))
+        .env(common::KILL_ENV, "8")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", stderr(&o));
+    // On the other host, the files are in another folder.
+    std::fs::create_dir(s.path().join("other")).unwrap();
+    for f in ["conn.toml", "id_ed25519"] {
+        std::fs::rename(s.path().join(f), s.path().join("other").join(f)).unwrap();
+    }
+    let r = s.run(&["resume", "--state", "state.db"]);
+    assert_ne!(code(&r), 0);
+    assert!(stderr(&r).contains("conn.toml"), "{}", stderr(&r));
+    let r = s.run(&[
+        "resume",
+        "--state",
+        "state.db",
+        "--connections",
+        "other/conn.toml",
+    ]);
+    assert_eq!(code(&r), 0, "{}", stderr(&r));
+    assert_patched(&s.lab_json("lab"), SE1);
+}
