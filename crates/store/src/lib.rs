@@ -47,7 +47,7 @@ pub fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
 /// refused ([`StoreError::NoStore`]) and left untouched.
 pub fn open_existing(location: &str) -> Result<Box<dyn Store>, StoreError> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Ok(Box::new(PgStore::open(location)?));
+        return Ok(Box::new(PgStore::open_existing(location)?));
     }
     let path = location.strip_prefix("sqlite:").unwrap_or(location);
     Ok(Box::new(SqliteStore::open_existing(std::path::Path::new(

@@ -109,6 +109,8 @@ pub struct PgStore {
     config: Config,
     tls: Option<MakeRustlsConnect>,
     schema: Option<String>,
+    /// Whether opening may create the schema (false: read earlier runs only, no DDL).
+    create: bool,
 }
 
 /// Connects with TLS, or without for `sslmode=disable`.
@@ -154,15 +156,22 @@ impl PgStore {
     /// Connect to the database named by `conninfo` (a `postgres://` URL or `key=value` pairs)
     /// and create the schema in it if needed. TLS as `sslmode` asks (see `tls.rs`).
     pub fn open(conninfo: &str) -> Result<Self, StoreError> {
-        Self::connect(conninfo, None)
+        Self::connect(conninfo, None, true)
     }
 
     /// As [`PgStore::open`], keeping the tables in `schema`, which is created if needed.
     pub fn open_with_schema(conninfo: &str, schema: &str) -> Result<Self, StoreError> {
-        Self::connect(conninfo, Some(schema))
+        Self::connect(conninfo, Some(schema), true)
     }
 
-    fn connect(conninfo: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+    /// The store of earlier runs, opened without any DDL (a role that may only read can run
+    /// `status` and `report`); a database without a store is refused
+    /// ([`StoreError::NoStore`]).
+    pub fn open_existing(conninfo: &str) -> Result<Self, StoreError> {
+        Self::connect(conninfo, None, false)
+    }
+
+    fn connect(conninfo: &str, schema: Option<&str>, create: bool) -> Result<Self, StoreError> {
         let mut location = redact(conninfo);
         if let Some(schema) = schema {
             let _ = write!(location, " (schema {schema})");
@@ -193,13 +202,14 @@ impl PgStore {
             }
             open_err(reason)
         })?;
-        prepare(&mut client, schema, &location)?;
+        prepare(&mut client, schema, &location, create)?;
         Ok(PgStore {
             client: RefCell::new(client),
             location,
             config,
             tls: connector,
             schema: schema.map(str::to_string),
+            create,
         })
     }
 
@@ -215,7 +225,13 @@ impl PgStore {
                     describe(&e)
                 ))
             })?;
-            prepare(&mut fresh, self.schema.as_deref(), &self.location).map_err(|e| {
+            prepare(
+                &mut fresh,
+                self.schema.as_deref(),
+                &self.location,
+                self.create,
+            )
+            .map_err(|e| {
                 StoreError::Unavailable(format!("{}: connecting again: {e}", self.location))
             })?;
             *client = fresh;
@@ -225,7 +241,14 @@ impl PgStore {
 }
 
 /// Make the session durable, select the schema, and create or check the tables.
-fn prepare(client: &mut Client, schema: Option<&str>, location: &str) -> Result<(), StoreError> {
+/// With `create` false (commands that only read earlier runs): no DDL at all, so that a role
+/// that may only read can run `status` and `report`; a database without a store is refused.
+fn prepare(
+    client: &mut Client,
+    schema: Option<&str>,
+    location: &str,
+    create: bool,
+) -> Result<(), StoreError> {
     let open_err = |reason: String| StoreError::Open {
         location: location.to_string(),
         reason,
@@ -243,15 +266,20 @@ fn prepare(client: &mut Client, schema: Option<&str>, location: &str) -> Result<
     }
 
     let mut tx = client.transaction().map_err(pg)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-        .map_err(pg)?;
+    if create {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .map_err(pg)?;
+    }
     if let Some(schema) = schema {
         let ident = quote_ident(schema);
         // A plain (not LOCAL) SET lasts for the session once the transaction commits.
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {ident}; SET search_path TO {ident}"
-        ))
-        .map_err(pg)?;
+        let create_schema = if create {
+            format!("CREATE SCHEMA IF NOT EXISTS {ident}; ")
+        } else {
+            String::new()
+        };
+        tx.batch_execute(&format!("{create_schema}SET search_path TO {ident}"))
+            .map_err(pg)?;
     }
     let current: Option<String> = tx
         .query_one("SELECT current_schema()", &[])
@@ -282,6 +310,13 @@ fn prepare(client: &mut Client, schema: Option<&str>, location: &str) -> Result<
         None
     };
     match found.as_deref().map(str::parse::<i64>) {
+        None if !create => {
+            return Err(StoreError::NoStore {
+                location: location.to_string(),
+                reason: "the database holds no sfbpatch state store (nothing has run with it)"
+                    .to_string(),
+            });
+        }
         None => {
             tx.batch_execute(SCHEMA).map_err(pg)?;
             tx.execute(
@@ -300,7 +335,9 @@ fn prepare(client: &mut Client, schema: Option<&str>, location: &str) -> Result<
         Some(Ok(_)) => {}
         Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
     }
-    tx.batch_execute(HOST_KEYS).map_err(pg)?;
+    if create {
+        tx.batch_execute(HOST_KEYS).map_err(pg)?;
+    }
     tx.commit().map_err(pg)
 }
 

@@ -340,3 +340,74 @@ fn the_primary_fails_mid_run_and_the_run_completes_on_the_promoted_replica() {
         pg.script("failover");
     });
 }
+
+/// `status` and `report` with a role that may only read the store: opening it runs no DDL. A
+/// database without a store is refused as such, and nothing is created in it.
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
+fn a_read_only_role_reads_status_and_reports() {
+    let Some(pg) = OwnPostgres::start(57300) else {
+        return;
+    };
+    let s = Scratch::new();
+    let (head, db) = pg.url.rsplit_once('/').unwrap();
+    let port = head.rsplit_once(':').unwrap().1;
+    let psql = |sql: &str| {
+        let bin = std::fs::read_to_string(format!("{}/bin", pg.dir)).unwrap();
+        let o = Command::new(format!("{}/psql", bin.trim()))
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    psql("CREATE ROLE auditor LOGIN");
+    let auditor = pg.url.replacen("postgres@", "auditor@", 1);
+    // Nothing has run: refused, and the database stays empty.
+    let o = s.run(&["status", "--state", &auditor]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "the database holds no sfbpatch state store (nothing has run with it): give the \
+             --state of an earlier apply, or set SFBPATCH_STATE [SFB-S006]"
+        ),
+        "{}",
+        stderr(&o)
+    );
+
+    s.lab_init("lab", &[]);
+    let mut args = common::apply_args(&["--lab", "lab"], &["se1.dublin.demo.example"], &[]);
+    with_state(&mut args, &pg.url);
+    let o = s.run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    psql(
+        "GRANT USAGE ON SCHEMA public TO auditor; GRANT SELECT ON ALL TABLES IN SCHEMA public TO auditor",
+    );
+    let o = s.run(&["status", "--state", &auditor, "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status["run"]["state"], "succeeded");
+    let o = s.run(&["report", "--state", &auditor, "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // It may read, not run: an apply with it is refused by the database.
+    let mut args = common::apply_args(&["--lab", "lab"], &["se2.dublin.demo.example"], &[]);
+    with_state(&mut args, &auditor);
+    let o = s.run(&args);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("permission denied"), "{}", stderr(&o));
+}
