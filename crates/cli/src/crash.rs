@@ -52,6 +52,9 @@ impl Store for KillAt {
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
         self.inner.set_run_state(id, state)
     }
+    fn forget_unstarted_run(&mut self, id: RunId) -> Result<bool, StoreError> {
+        self.inner.forget_unstarted_run(id)
+    }
     fn append(
         &mut self,
         at: Millis,

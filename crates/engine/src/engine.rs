@@ -221,7 +221,9 @@ impl<'a> Engine<'a> {
 
     fn execute(&mut self, run: RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
         if let Err(e) = self.take_leases(&run, true) {
-            if !resumed {
+            // A new run that lost the race for its pools never started: it leaves no empty
+            // run behind for `status` to show as the newest.
+            if !resumed && !self.store.forget_unstarted_run(run.id)? {
                 self.store.set_run_state(run.id, RunState::Failed)?;
             }
             return Err(e);

@@ -290,6 +290,11 @@ pub trait Store {
     fn latest_run(&self) -> Result<Option<RunRecord>, StoreError>;
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError>;
 
+    /// Remove a run that never started: one whose journal is empty (a start refused because
+    /// another run holds one of its pools). Returns whether it was removed; a run with a
+    /// journal is kept.
+    fn forget_unstarted_run(&mut self, id: RunId) -> Result<bool, StoreError>;
+
     /// Append records about one server in one transaction, with an optional audit line in
     /// the same transaction. Successful step results also feed [`Store::step_stats`] for the
     /// server's role.

@@ -264,6 +264,19 @@ impl Store for SqliteStore {
         id.map(|id| self.run(id)).transpose()
     }
 
+    fn forget_unstarted_run(&mut self, id: RunId) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM runs WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM journal WHERE run = ?1)
+                 AND NOT EXISTS (SELECT 1 FROM audit WHERE run = ?1)",
+                params![id],
+            )
+            .map_err(q)?;
+        Ok(n == 1)
+    }
+
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
         let n = self
             .conn

@@ -147,6 +147,31 @@ pub fn journal_keeps_order_and_audit(store: &mut dyn Store) {
     assert_eq!(store.journal(other).unwrap().len(), 1);
 }
 
+/// A run that never started is forgotten; one with a journal is kept.
+pub fn only_unstarted_runs_are_forgotten(store: &mut dyn Store) {
+    let started = store.create_run(&spec("LAB\\a"), 0).unwrap();
+    let unstarted = store.create_run(&spec("LAB\\a"), 0).unwrap();
+    store
+        .append(
+            1,
+            &scope(started, "be1.example.com"),
+            &[Record::StepIntent {
+                step: StepId::StopCsServices,
+                attempt: 1,
+                command: None,
+            }],
+            None,
+        )
+        .unwrap();
+    assert!(!store.forget_unstarted_run(started).unwrap());
+    assert!(store.forget_unstarted_run(unstarted).unwrap());
+    assert!(matches!(
+        store.run(unstarted),
+        Err(StoreError::NoSuchRun(_))
+    ));
+    assert_eq!(store.latest_run().unwrap().unwrap().id, started);
+}
+
 pub fn leases_exclude_other_runs(store: &mut dyn Store) {
     let r1 = store.create_run(&spec("a"), 0).unwrap();
     let r2 = store.create_run(&spec("b"), 0).unwrap();
@@ -446,6 +471,12 @@ macro_rules! contract {
             fn journal_keeps_order_and_audit() {
                 let Some(db) = $make else { return };
                 super::journal_keeps_order_and_audit(&mut *db.open());
+            }
+            #[test]
+            $(#[$attr])*
+            fn only_unstarted_runs_are_forgotten() {
+                let Some(db) = $make else { return };
+                super::only_unstarted_runs_are_forgotten(&mut *db.open());
             }
             #[test]
             $(#[$attr])*

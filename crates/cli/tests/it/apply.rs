@@ -666,6 +666,10 @@ fn a_second_apply_on_a_leased_pool_is_refused_until_unlocked() {
     }
     let second = apply(&s, &["se1.dublin.demo.example"], &[]);
     assert_eq!(code(&second), 3, "{}", stderr(&second));
+    // The refused run left no empty run behind: the newest is still the first.
+    let newest = s.status_json("state.db");
+    assert_eq!(newest["run"]["id"], 1, "{newest}");
+    assert_eq!(newest["run"]["state"], "running", "{newest}");
     let err = stderr(&second);
     assert!(
         err.contains("pool se1.dublin.demo.example is leased by run 1")
