@@ -62,6 +62,11 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Continue the newest unfinished run after a crash or an interrupt.
     Resume(ResumeArgs),
+    /// Stand by on a second controller: take the run over if its controller stops.
+    ///
+    /// Watches the run's leases; when none is live (its controller's process is gone, or it
+    /// stopped renewing), carries the run on with an ordinary resume: probe first, never twice.
+    Standby(StandbyArgs),
     /// Show the state of a run, server by server.
     Status(StatusArgs),
     /// Report on a run as HTML or JSON: timeline, user impact per pool, failures, audit.
@@ -278,7 +283,7 @@ line, the step's outcome is unknown to the caller."
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StateArg {
     /// The state store: a SQLite file, or a postgres://user@host/db URL.
     #[arg(
@@ -300,6 +305,11 @@ pub struct RunOptions {
     /// itself when the store is back.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub store_outage_limit: u64,
+    /// How long the run's leases on its pools live without renewal, in seconds (renewed every
+    /// third of it): how soon `sfbpatch standby` (or a resume on another host) may take the
+    /// run over once this controller stops.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(3..=86_400))]
+    pub lease_ttl: u64,
     /// Outage budget per server, in minutes [default: 30].
     #[arg(long, value_name = "MINUTES")]
     pub outage_budget: Option<f64>,
@@ -461,7 +471,7 @@ pub enum TargetChoice {
 }
 
 /// SSH target options, for `apply` and for `resume` of an SSH run.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SshArgs {
     /// Trust a server's host key the first time it is seen, and pin it in the state store,
     /// instead of refusing to connect (a changed key is always refused).
@@ -472,7 +482,7 @@ pub struct SshArgs {
     pub max_connections: usize,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ResumeArgs {
     #[command(flatten)]
     pub state: StateArg,
@@ -488,6 +498,16 @@ pub struct ResumeArgs {
     /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StandbyArgs {
+    /// The run to stand by for (default: the newest), and how to resume it.
+    #[command(flatten)]
+    pub resume: ResumeArgs,
+    /// Seconds between two looks at the run's leases.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll: u64,
 }
 
 #[derive(Debug, Args)]

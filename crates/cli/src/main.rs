@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
         Command::Probe(args) => commands::probe::run(args),
         Command::Apply(args) => commands::apply::apply(args, color),
         Command::Resume(args) => commands::apply::resume(args, color),
+        Command::Standby(args) => commands::standby::run(args, color),
         Command::Status(args) => commands::status::run(args),
         Command::Report(args) => commands::report::run(args),
         Command::Unlock(args) => commands::status::unlock(args),

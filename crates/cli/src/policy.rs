@@ -374,6 +374,7 @@ impl Rollout {
             windows,
             window_spec,
             store_outage_limit_ms: sfbpatch_engine::policy::STORE_OUTAGE_LIMIT,
+            lease_ttl_ms: sfbpatch_engine::LEASE_TTL,
         })
     }
 

@@ -17,7 +17,7 @@ use crate::status::{ServerState, ServerStatus, fold};
 use crate::store::{Lease, Record, RunId, RunRecord, RunSpec, RunState, Scope, Store, StoreError};
 use crate::target::{Clock, Millis, StepRequest, Target, TargetError};
 
-/// How long a lease lives without renewal (wall clock).
+/// How long a lease lives without renewal (wall clock), unless the run's policy says otherwise.
 pub const LEASE_TTL: Millis = 10 * 60 * 1000;
 
 /// Output kept in the journal, per step.
@@ -186,14 +186,14 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    fn lease(&self, run: RunId, pool: &str, now: Millis) -> Lease {
+    fn lease(&self, run: &RunRecord, pool: &str, now: Millis) -> Lease {
         Lease {
             pool: pool.to_ascii_lowercase(),
-            run,
+            run: run.id,
             holder: self.identity.holder.clone(),
             host: self.identity.host.clone(),
             pid: self.identity.pid,
-            expires_at: now + LEASE_TTL,
+            expires_at: now + run.spec.policy.lease_ttl_ms,
         }
     }
 
@@ -203,7 +203,7 @@ impl<'a> Engine<'a> {
         let now = self.wall.now();
         let mut taken: Vec<String> = Vec::new();
         for pool in pools_of(&run.spec) {
-            let lease = self.lease(run.id, &pool, now);
+            let lease = self.lease(run, &pool, now);
             if let Some(held) = self.store.acquire_lease(&lease, now)? {
                 for pool in &taken {
                     self.store.break_lease(pool)?;
@@ -360,10 +360,10 @@ impl<'a> Engine<'a> {
 
     fn renew_leases(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
         let now = self.wall.now();
-        if now.saturating_sub(d.renewed_at) >= LEASE_TTL / 3 {
+        if now.saturating_sub(d.renewed_at) >= run.spec.policy.lease_ttl_ms / 3 {
             let leases: Vec<Lease> = pools_of(&run.spec)
                 .into_iter()
-                .map(|pool| self.lease(run.id, &pool, now))
+                .map(|pool| self.lease(run, &pool, now))
                 .collect();
             let held = self.store_write(run, Some(d), |s| {
                 for lease in &leases {

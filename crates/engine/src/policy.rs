@@ -60,6 +60,14 @@ pub struct RunPolicy {
     /// then every server is held at its next step boundary.
     #[serde(default = "store_outage_limit")]
     pub store_outage_limit_ms: Millis,
+    /// How long a controller's lease on a pool lives without renewal (renewed every third of
+    /// it): how soon a standby may take over after the controller stops.
+    #[serde(default = "lease_ttl")]
+    pub lease_ttl_ms: Millis,
+}
+
+fn lease_ttl() -> Millis {
+    crate::engine::LEASE_TTL
 }
 
 fn store_outage_limit() -> Millis {
@@ -126,6 +134,7 @@ impl Default for RunPolicy {
             windows: Vec::new(),
             window_spec: None,
             store_outage_limit_ms: STORE_OUTAGE_LIMIT,
+            lease_ttl_ms: crate::engine::LEASE_TTL,
         }
     }
 }

@@ -100,6 +100,7 @@ pub fn policy(
     let rollout = crate::policy::rollout(&file, run, &origin)?;
     let mut policy = rollout.run_policy(clock_now, unix_now_ms)?;
     policy.store_outage_limit_ms = run.store_outage_limit * 1000;
+    policy.lease_ttl_ms = run.lease_ttl * 1000;
     let mut pairs = Vec::new();
     // Pairs the topology shows, then the policy file's.
     let mut named: Vec<[String; 2]> = deployment

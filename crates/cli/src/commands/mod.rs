@@ -8,5 +8,6 @@ pub mod plan;
 pub mod policy;
 pub mod probe;
 pub mod report;
+pub mod standby;
 pub mod status;
 pub mod topology;

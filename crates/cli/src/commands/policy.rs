@@ -23,6 +23,7 @@ fn no_flags() -> RunOptions {
     RunOptions {
         policy: None,
         store_outage_limit: 300,
+        lease_ttl: 600,
         outage_budget: None,
         accept_resiliency: false,
         max_parallel: None,

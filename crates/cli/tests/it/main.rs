@@ -14,5 +14,6 @@ mod report;
 mod rollout;
 mod schedule;
 mod ssh;
+mod standby;
 mod store_outage;
 mod stores;
