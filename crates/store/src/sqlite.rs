@@ -298,13 +298,19 @@ impl Store for SqliteStore {
         records: &[Record],
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(q)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
         insert_records(&tx, at, scope, records, audit)?;
         tx.commit().map_err(q)
     }
 
     fn append_batch(&mut self, batch: &[Append]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(q)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
         for a in batch {
             let scope = Scope {
                 run: a.run,
@@ -416,7 +422,10 @@ impl Store for SqliteStore {
 
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
         let pool = pool.to_ascii_lowercase();
-        let tx = self.conn.transaction().map_err(q)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
         let held = read_lease(&tx, &pool)?;
         tx.execute("DELETE FROM leases WHERE pool = ?1", [&pool])
             .map_err(q)?;

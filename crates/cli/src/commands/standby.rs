@@ -58,8 +58,12 @@ pub fn run(args: StandbyArgs, color: bool) -> CmdResult {
                             return Ok(exit);
                         }
                     }
-                    // Another standby won the lease: keep watching.
-                    Err(f) if f.exit == Exit::Refused => {
+                    // Another standby won the lease, or the store was busy with it: keep
+                    // watching.
+                    Err(f)
+                        if f.exit == Exit::Refused
+                            || f.error.to_string().contains("[SFB-S008]") =>
+                    {
                         output::note(&format!("run {id}: not taken over: {:#}", f.error));
                     }
                     Err(f) => return Err(f),

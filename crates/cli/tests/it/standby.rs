@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 
 use crate::common::{self, Scratch, code, item};
 
-fn standby(s: &Scratch) -> Child {
+fn standby(s: &Scratch, state: &str) -> Child {
     common::bin()
         .current_dir(s.path())
-        .args([
-            "standby", "--state", "state.db", "--run", "1", "--poll", "1",
-        ])
+        .args(["standby", "--state", state, "--run", "1", "--poll", "1"])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -21,16 +19,32 @@ fn standby(s: &Scratch) -> Child {
 
 #[test]
 fn a_standby_takes_over_a_run_whose_controller_died_and_only_one_does() {
-    let s = Scratch::new();
+    takeover(&Scratch::new(), "state.db");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: scripts/test installs it and runs this"]
+fn a_standby_takes_over_a_run_whose_controller_died_postgresql() {
+    let Some(pg) = crate::store_outage::OwnPostgres::start(57500) else {
+        return;
+    };
+    takeover(&Scratch::new(), &pg.url);
+}
+
+/// The controller SIGKILLed inside its outage window, two standbys watching: exactly one
+/// carries the run on, within seconds.
+fn takeover(s: &Scratch, state: &str) {
     // One simulated minute per real second: the outage window is about 25 s.
     s.lab_init("lab", &["--speed", "60"]);
+    let mut args = common::apply_args(
+        &["--lab", "lab"],
+        &["se1.dublin.demo.example"],
+        &["--lease-ttl", "6"],
+    );
+    crate::store_outage::with_state(&mut args, state);
     let mut first = common::bin()
         .current_dir(s.path())
-        .args(common::apply_args(
-            &["--lab", "lab"],
-            &["se1.dublin.demo.example"],
-            &["--lease-ttl", "6"],
-        ))
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -42,7 +56,7 @@ fn a_standby_takes_over_a_run_whose_controller_died_and_only_one_does() {
             Instant::now() < deadline,
             "the run never entered its window"
         );
-        let o = s.run(&["status", "--state", "state.db", "--format", "json"]);
+        let o = s.run(&["status", "--state", state, "--format", "json"]);
         if code(&o) == 0 {
             let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
             if !item(&v, "servers", "fqdn", "se1.dublin.demo.example")["outage_started_at"]
@@ -53,7 +67,7 @@ fn a_standby_takes_over_a_run_whose_controller_died_and_only_one_does() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let standbys = [standby(&s), standby(&s)];
+    let standbys = [standby(s, state), standby(s, state)];
     std::thread::sleep(Duration::from_secs(2));
     let _ = Command::new("kill")
         .args(["-KILL", &first.id().to_string()])

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use crate::common::{self, Scratch, assert_patched, code, item, repo, stderr};
 
 /// A PostgreSQL server of this test's own (others' tests keep theirs), stopped when dropped.
-struct OwnPostgres {
-    url: String,
+pub struct OwnPostgres {
+    pub url: String,
     dir: String,
 }
 
 impl OwnPostgres {
     /// A server on the first free port from `port` (each test its own range: a server stopped
     /// for a while must find its port free when it starts again).
-    fn start(port: u16) -> Option<OwnPostgres> {
+    pub fn start(port: u16) -> Option<OwnPostgres> {
         Self::start_with(false, port)
     }
 
@@ -87,7 +87,7 @@ impl OwnPostgres {
 }
 
 /// `apply_args` with the state store at `state` instead of `state.db`.
-fn with_state<'a>(args: &mut [&'a str], state: &'a str) {
+pub fn with_state<'a>(args: &mut [&'a str], state: &'a str) {
     let i = args.iter().position(|a| *a == "--state").unwrap();
     args[i + 1] = state;
 }
