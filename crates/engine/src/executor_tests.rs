@@ -273,15 +273,10 @@ fn an_installer_failure_inside_the_window_is_recovered_and_fails_the_server() {
     // 1603 is not retried: recovery follows at once, and nothing after the installer runs.
     assert_eq!(calls[install + 1].0, Call::Recover, "{calls:?}");
     assert_eq!(calls.len(), install + 2, "{calls:?}");
-    assert_eq!(status.state, ServerState::Failed);
+    let reason = failed_reason(&status);
     assert!(
-        status
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("install-update exited with code 1603"),
-        "{:?}",
-        status.reason
+        reason.starts_with("install-update exited with code 1603"),
+        "{reason}"
     );
     assert!(
         status.outage_ended_at.is_some(),
@@ -482,6 +477,15 @@ fn a_server_that_never_answers_again_ends_unknown_not_rerun() {
     assert_eq!(step.state, StepState::Unknown, "{status:?}");
 }
 
+/// The reason of a server that must have failed.
+fn failed_reason(status: &ServerStatus) -> &str {
+    assert_eq!(status.state, ServerState::Failed, "{:?}", status.reason);
+    status
+        .reason
+        .as_deref()
+        .expect("a failed server has a reason")
+}
+
 fn verdict(v: ProbeVerdict) -> Input {
     Input::Probe(Ok(Probe {
         verdict: v,
@@ -605,15 +609,10 @@ fn a_probe_that_never_reads_keeps_the_installer_from_running_at_all() {
         !executed(&calls).contains(&StepId::InstallUpdate),
         "{calls:?}"
     );
-    assert_eq!(status.state, ServerState::Failed);
+    let reason = failed_reason(&status);
     assert!(
-        status
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("install-update was not run: the server could not be probed first"),
-        "{:?}",
-        status.reason
+        reason.starts_with("install-update was not run: the server could not be probed first"),
+        "{reason}"
     );
     assert_eq!(calls.last().unwrap().0, Call::Recover);
 }
@@ -667,15 +666,10 @@ fn a_restart_that_never_happens_fails_after_two() {
         position(&calls, (Call::Reboot, StepId::InstallUpdate)).len(),
         2
     );
-    assert_eq!(status.state, ServerState::Failed);
+    let reason = failed_reason(&status);
     assert!(
-        status
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("se.lab.example.com still waits for a restart after 2 restarts"),
-        "{:?}",
-        status.reason
+        reason.starts_with("se.lab.example.com still waits for a restart after 2 restarts"),
+        "{reason}"
     );
 }
 
@@ -693,16 +687,8 @@ fn a_retry_the_budget_cannot_hold_is_not_made() {
         position(&calls, (Call::Execute, StepId::StopW3svc)).len(),
         1
     );
-    assert_eq!(status.state, ServerState::Failed);
-    assert!(
-        status
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("cannot hold another attempt"),
-        "{:?}",
-        status.reason
-    );
+    let reason = failed_reason(&status);
+    assert!(reason.contains("cannot hold another attempt"), "{reason}");
 }
 
 #[test]
@@ -795,14 +781,9 @@ fn a_server_found_out_of_service_is_refused_before_anything_runs() {
         })
     });
     assert_eq!(calls, [(Call::Preflight, StepId::CheckAdminRole)]);
-    assert_eq!(status.state, ServerState::Failed);
+    let reason = failed_reason(&status);
     assert!(
-        status
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("pre-flight: se.lab.example.com is already out of service (0 of 2"),
-        "{:?}",
-        status.reason
+        reason.starts_with("pre-flight: se.lab.example.com is already out of service (0 of 2"),
+        "{reason}"
     );
 }
