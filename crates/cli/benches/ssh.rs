@@ -195,6 +195,7 @@ fn run(
             holder: "bench".into(),
             host: "localhost".into(),
             pid: std::process::id(),
+            instance: "bench#1.0".into(),
         },
         cancel: None,
     };

@@ -308,8 +308,12 @@ pub struct RunOptions {
     /// How long the run's leases on its pools live without renewal, in seconds (renewed every
     /// third of it): how soon `sfbpatch standby` (or a resume on another host) may take the
     /// run over once this controller stops.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(3..=86_400))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(3..=86_400))]
     pub lease_ttl: u64,
+    /// This controller's name in leases and messages [default: the host name]: give each
+    /// controller of a team its own.
+    #[arg(long, value_name = "NAME", value_parser = controller_name)]
+    pub controller_name: Option<String>,
     /// Outage budget per server, in minutes [default: 30].
     #[arg(long, value_name = "MINUTES")]
     pub outage_budget: Option<f64>,
@@ -415,6 +419,14 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Start nothing: stand by (on a second controller host) for the run another controller
+    /// starts or runs on these servers, and take it over if that controller stops renewing its
+    /// leases (as `sfbpatch standby`). Exits when that run ends.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub standby: bool,
+    /// With --standby: seconds between two looks at the store.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, requires = "standby", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub poll: u64,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -493,6 +505,9 @@ pub struct ResumeArgs {
     /// another controller host, where it (and the identity files it names) lives elsewhere.
     #[arg(long, value_name = "FILE")]
     pub connections: Option<PathBuf>,
+    /// This controller's name in leases and messages [default: the host name].
+    #[arg(long, value_name = "NAME", value_parser = controller_name)]
+    pub controller_name: Option<String>,
     #[command(flatten)]
     pub ssh: SshArgs,
     /// What to print.
@@ -560,4 +575,12 @@ pub struct DemoArgs {
     /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
+}
+
+/// A controller name: printable, no `#` (it separates the name in an instance id).
+fn controller_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 64 || s.chars().any(|c| c.is_control() || c == '#') {
+        return Err("a name of 1 to 64 printable characters, without '#'".to_string());
+    }
+    Ok(s.to_string())
 }

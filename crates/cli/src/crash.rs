@@ -77,8 +77,11 @@ impl Store for KillAt {
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
         self.inner.acquire_lease(lease, now)
     }
-    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError> {
-        self.inner.release_leases(run)
+    fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {
+        self.inner.release_leases(run, instance)
+    }
+    fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError> {
+        self.inner.claim_run(run, instance)
     }
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
         self.inner.break_lease(pool)

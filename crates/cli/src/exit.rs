@@ -67,11 +67,30 @@ impl From<sfbpatch_engine::EngineError> for Failure {
         use sfbpatch_engine::EngineError::*;
         let exit = match e {
             Store(_) | Protocol(_) | StoreOutage { .. } => Exit::Internal,
-            Leased { .. } | LeaseLost { .. } | NotResumable { .. } | NothingToApprove { .. } => {
-                Exit::Refused
-            }
+            Leased { .. }
+            | LeaseLost { .. }
+            | Fenced { .. }
+            | NotResumable { .. }
+            | NothingToApprove { .. } => Exit::Refused,
         };
         let code = e.code();
+        if let Leased { pool, lease } = &e {
+            // The holder by name, and the expiry as the operator's local time.
+            return Failure::new(
+                exit,
+                anyhow::anyhow!(
+                    "pool {pool} is leased by run {} (controller {}, {} as {}, pid {}) until {}; \
+                     wait for it, or, once that controller is gone, break the lease with \
+                     `sfbpatch unlock {pool}` [{code}]",
+                    lease.run,
+                    lease.instance,
+                    lease.host,
+                    lease.holder,
+                    lease.pid,
+                    crate::output::local_time(lease.expires_at)
+                ),
+            );
+        }
         Failure::new(exit, anyhow::anyhow!("{e} [{code}]"))
     }
 }

@@ -51,3 +51,15 @@ pub fn clock(ms: u64) -> String {
     let s = ms / 1000;
     format!("T+{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
+
+/// Wall-clock milliseconds since the Unix epoch as the operator's local time
+/// (`2026-12-04 09:12:31 CET`).
+pub fn local_time(unix_ms: u64) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(i64::try_from(unix_ms).unwrap_or(i64::MAX))
+    else {
+        return format!("{unix_ms} ms after the Unix epoch");
+    };
+    at.to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}

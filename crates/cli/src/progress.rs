@@ -90,12 +90,15 @@ pub fn describe(event: &Event) -> Option<String> {
             server,
             step,
             done,
+            running,
             at,
         } => format!(
             "{} {server}: {step} probed: {}",
             clock(*at),
             if *done {
                 "already done, not repeated"
+            } else if *running {
+                "still running on the server"
             } else {
                 "not done"
             }

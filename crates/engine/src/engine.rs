@@ -15,10 +15,11 @@ use crate::executor::{Call, Cx, Executor, Input, Want};
 use crate::policy::{self, RunPolicy};
 use crate::status::{ServerState, ServerStatus, fold};
 use crate::store::{Lease, Record, RunId, RunRecord, RunSpec, RunState, Scope, Store, StoreError};
-use crate::target::{Clock, Millis, StepRequest, Target, TargetError};
+use crate::target::{Clock, Fence, Millis, StepRequest, Target, TargetError};
 
-/// How long a lease lives without renewal (wall clock), unless the run's policy says otherwise.
-pub const LEASE_TTL: Millis = 10 * 60 * 1000;
+/// How long a lease lives without renewal (wall clock), unless the run's policy says otherwise:
+/// short, so that a standby takes a dead controller's run over within half a minute.
+pub const LEASE_TTL: Millis = 20 * 1000;
 
 /// Output kept in the journal, per step.
 pub const OUTPUT_EXCERPT: usize = 4000;
@@ -34,9 +35,30 @@ pub enum EngineError {
         "pool {pool} is leased by run {} ({} on {}, pid {}) until {}; wait for it, or break a stale lease with `sfbpatch unlock {pool}`",
         lease.run, lease.holder, lease.host, lease.pid, lease.expires_at
     )]
-    Leased { pool: String, lease: Lease },
-    #[error("the lease on pool {pool} was taken over by run {by}; stopping")]
-    LeaseLost { pool: String, by: RunId },
+    Leased { pool: String, lease: Box<Lease> },
+    #[error(
+        "the lease on pool {pool} was taken over by controller {by} (run {run}); this controller \
+         stops here without touching another server"
+    )]
+    LeaseLost {
+        pool: String,
+        run: RunId,
+        /// The controller instance that holds it now.
+        by: String,
+    },
+    /// Another controller instance claimed the run while this one was paused or cut off: its
+    /// journal appends and target calls are refused, and it stops.
+    #[error(
+        "{by} took run {run} over (generation {current}; this controller holds \
+         generation {held}, and was paused or cut off from the state store): this controller \
+         stops here without touching any server"
+    )]
+    Fenced {
+        run: RunId,
+        held: u64,
+        current: u64,
+        by: String,
+    },
     #[error("run {run} is {state} and cannot be resumed", state = state.as_str())]
     NotResumable { run: RunId, state: RunState },
     #[error("run {run} has no wave waiting for approval")]
@@ -77,6 +99,33 @@ impl EngineError {
             EngineError::NothingToApprove { .. } => "SFB-E005",
             EngineError::Protocol(_) => "SFB-E006",
             EngineError::StoreOutage { .. } => "SFB-E007",
+            EngineError::Fenced { .. } => "SFB-E008",
+        }
+    }
+
+    /// A store that refused a fenced write becomes [`EngineError::Fenced`].
+    fn from_store(e: StoreError) -> Self {
+        match e {
+            StoreError::Fenced {
+                run,
+                held,
+                current,
+                by,
+            } => EngineError::Fenced {
+                run,
+                held,
+                current,
+                by: format!("controller {by}"),
+            },
+            e => EngineError::Store(e),
+        }
+    }
+
+    /// [`EngineError::Store`] holding a fenced write, as [`EngineError::Fenced`].
+    fn fenced(self) -> Self {
+        match self {
+            EngineError::Store(e) => Self::from_store(e),
+            e => e,
         }
     }
 }
@@ -84,9 +133,22 @@ impl EngineError {
 /// Who is running the engine, for leases and the audit log.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The operator.
     pub holder: String,
+    /// The controller's name (`--controller-name`, by default the host name).
     pub host: String,
     pub pid: u32,
+    /// This controller instance: fresh for every process ([`Identity::new_instance`]); a lease
+    /// is renewed only by the instance that holds it.
+    pub instance: String,
+}
+
+impl Identity {
+    /// An instance id no other controller process has: the controller's name, its process
+    /// id and `nonce` (the caller's random or time-derived bits), as `NAME#PID.NONCE`.
+    pub fn new_instance(host: &str, pid: u32, nonce: u64) -> String {
+        format!("{host}#{pid}.{nonce:08x}")
+    }
 }
 
 /// The end of a run (or of this process's part of it).
@@ -116,12 +178,12 @@ impl<'a> Engine<'a> {
     /// Record a new run and carry it out.
     pub fn start(&mut self, spec: RunSpec) -> Result<RunOutcome, EngineError> {
         let pools = pools_of(&spec);
-        let now = self.wall.now();
+        let now = self.lease_clock(self.wall.now())?;
         for lease in self.store.leases()? {
             if pools.contains(&lease.pool.to_ascii_lowercase()) && lease.expires_at > now {
                 return Err(EngineError::Leased {
                     pool: lease.pool.clone(),
-                    lease,
+                    lease: Box::new(lease),
                 });
             }
         }
@@ -153,7 +215,6 @@ impl<'a> Engine<'a> {
                 state: run.state,
             });
         }
-        self.store.set_run_state(id, RunState::Running)?;
         self.execute(run, true)
     }
 
@@ -194,13 +255,15 @@ impl<'a> Engine<'a> {
             host: self.identity.host.clone(),
             pid: self.identity.pid,
             expires_at: now + run.spec.policy.lease_ttl_ms,
+            instance: self.identity.instance.clone(),
+            generation: 0,
         }
     }
 
     /// Takes the run's leases at its start; refused, gives back those it took in this call
     /// (and no other: another controller of the same run may hold the rest).
     fn take_leases(&mut self, run: &RunRecord, initial: bool) -> Result<(), EngineError> {
-        let now = self.wall.now();
+        let now = self.lease_clock(self.wall.now())?;
         let mut taken: Vec<String> = Vec::new();
         for pool in pools_of(&run.spec) {
             let lease = self.lease(run, &pool, now);
@@ -209,9 +272,16 @@ impl<'a> Engine<'a> {
                     self.store.break_lease(pool)?;
                 }
                 return Err(if initial {
-                    EngineError::Leased { pool, lease: held }
+                    EngineError::Leased {
+                        pool,
+                        lease: Box::new(held),
+                    }
                 } else {
-                    EngineError::LeaseLost { pool, by: held.run }
+                    EngineError::LeaseLost {
+                        pool,
+                        run: held.run,
+                        by: held.instance,
+                    }
                 });
             }
             taken.push(pool.to_string());
@@ -220,17 +290,42 @@ impl<'a> Engine<'a> {
     }
 
     fn execute(&mut self, run: RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
-        if let Err(e) = self.take_leases(&run, true) {
-            // A new run that lost the race for its pools never started: it leaves no empty
-            // run behind for `status` to show as the newest.
-            if !resumed && !self.store.forget_unstarted_run(run.id)? {
-                self.store.set_run_state(run.id, RunState::Failed)?;
+        let instance = self.identity.instance.clone();
+        let claimed = self
+            .take_leases(&run, true)
+            .and_then(|()| {
+                // Every lease is this instance's: make it the run's controller. From here on
+                // an older controller of the run is refused by the store and by the servers.
+                self.store
+                    .claim_run(run.id, &instance)
+                    .map_err(EngineError::from_store)
+                    .inspect_err(|_| {
+                        let _ = self.store.release_leases(run.id, &instance);
+                    })
+            })
+            .and_then(|generation| {
+                if resumed {
+                    self.store.set_run_state(run.id, RunState::Running)?;
+                }
+                Ok(generation)
+            });
+        let generation = match claimed {
+            Ok(generation) => generation,
+            Err(e) => {
+                // A new run that lost the race for its pools never started: it leaves no
+                // empty run behind for `status` to show as the newest.
+                if !resumed && !self.store.forget_unstarted_run(run.id)? {
+                    self.store.set_run_state(run.id, RunState::Failed)?;
+                }
+                return Err(e.fenced());
             }
-            return Err(e);
-        }
-        let result = self.drive(&run, resumed);
-        // Leases go whatever happened; a crash leaves them to expire or to `unlock`.
-        self.store.release_leases(run.id)?;
+        };
+        let result = self
+            .drive(&run, resumed, generation)
+            .map_err(EngineError::fenced);
+        // This instance's leases go whatever happened (a newer controller's stay); a crash
+        // leaves them to expire or to `unlock`.
+        self.store.release_leases(run.id, &instance)?;
         result
     }
 
@@ -246,7 +341,12 @@ impl<'a> Engine<'a> {
         Ok(predict_with(&stats, plan))
     }
 
-    fn drive(&mut self, run: &RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
+    fn drive(
+        &mut self,
+        run: &RunRecord,
+        resumed: bool,
+        generation: u64,
+    ) -> Result<RunOutcome, EngineError> {
         let servers = &run.spec.plan.servers;
         let journal = self.store.journal(run.id)?;
         let statuses = fold(servers, &journal);
@@ -272,6 +372,23 @@ impl<'a> Engine<'a> {
         let mut d = Dispatch::new(run, statuses, predictions, approved);
         d.from_outage = from_outage;
         d.lock_holder = server_lock_holder(&self.store.location(), run.id);
+        d.generation = generation;
+        // Servers an earlier controller left in flight carry its generation in their lock:
+        // raise it first, so that a call the earlier controller still makes is refused there.
+        for &idx in &d.resumed {
+            let plan = &run.spec.plan.servers[idx];
+            let wall = self.wall.now();
+            let fence = Fence {
+                holder: &d.lock_holder,
+                generation,
+            };
+            if let Err(e @ TargetError::Fenced { .. }) =
+                self.target
+                    .lock_server(plan, fence, wall, wall + SERVER_LOCK_TTL)
+            {
+                return Err(self.fenced_by_target(run, &e));
+            }
+        }
         let result = if self.clock.is_virtual() {
             self.run_virtual(run, &mut d)
         } else {
@@ -358,25 +475,46 @@ impl<'a> Engine<'a> {
         self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
     }
 
+    /// The clock leases are written and judged on: the store's, when it has one that every
+    /// controller shares (PostgreSQL), else this controller's wall clock (`wall`).
+    fn lease_clock(&mut self, wall: Millis) -> Result<Millis, EngineError> {
+        Ok(self
+            .store
+            .clock_ms()
+            .map_err(EngineError::from_store)?
+            .unwrap_or(wall))
+    }
+
     fn renew_leases(&mut self, run: &RunRecord, d: &mut Dispatch<'_>) -> Result<(), EngineError> {
-        let now = self.wall.now();
-        if now.saturating_sub(d.renewed_at) >= run.spec.policy.lease_ttl_ms / 3 {
+        // When to renew: this controller's own clock; the expiry: the store's (lease_clock).
+        let wall = self.wall.now();
+        if wall.saturating_sub(d.renewed_at) >= run.spec.policy.lease_ttl_ms / 3 {
             let leases: Vec<Lease> = pools_of(&run.spec)
                 .into_iter()
-                .map(|pool| self.lease(run, &pool, now))
+                .map(|pool| self.lease(run, &pool, 0))
                 .collect();
+            let ttl = run.spec.policy.lease_ttl_ms;
             let held = self.store_write(run, Some(d), |s| {
+                let now = s.clock_ms()?.unwrap_or(wall);
                 for lease in &leases {
-                    if let Some(other) = s.acquire_lease(lease, now)? {
-                        return Ok(Some((lease.pool.clone(), other.run)));
+                    let lease = Lease {
+                        expires_at: now + ttl,
+                        ..lease.clone()
+                    };
+                    if let Some(other) = s.acquire_lease(&lease, now)? {
+                        return Ok(Some((lease.pool.clone(), other)));
                     }
                 }
                 Ok(None)
             })?;
             if let Some((pool, by)) = held {
-                return Err(EngineError::LeaseLost { pool, by });
+                return Err(EngineError::LeaseLost {
+                    pool,
+                    run: by.run,
+                    by: by.instance,
+                });
             }
-            d.renewed_at = now;
+            d.renewed_at = wall;
         }
         Ok(())
     }
@@ -428,8 +566,22 @@ impl<'a> Engine<'a> {
                     self.wall.sleep(wait.min(limit - waited_ms).max(1));
                     wait = (wait * 2).min(10_000);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(EngineError::from_store(e)),
             }
+        }
+    }
+
+    /// The error for a call a server refused because a newer controller holds its lock.
+    fn fenced_by_target(&self, run: &RunRecord, e: &TargetError) -> EngineError {
+        let (held, current) = match e {
+            TargetError::Fenced { held, current, .. } => (*held, *current),
+            _ => (0, 0),
+        };
+        EngineError::Fenced {
+            run: run.id,
+            held,
+            current,
+            by: format!("another controller ({e})"),
         }
     }
 
@@ -443,6 +595,9 @@ impl<'a> Engine<'a> {
         input: Input,
         now: Millis,
     ) -> Result<Option<(Call, usize, u32, Millis)>, EngineError> {
+        if let Some(e) = input.fenced() {
+            return Err(self.fenced_by_target(run, e));
+        }
         let was_in_outage = d.execs[idx].as_ref().is_some_and(|e| e.status.in_outage());
         let (want, journal) = {
             let exec = d.execs[idx].as_mut().expect("active executor");
@@ -505,14 +660,14 @@ impl<'a> Engine<'a> {
         step: usize,
         attempt: u32,
         timeout: Millis,
-        holder: &str,
+        fence: Fence<'_>,
         at: Millis,
     ) -> Input {
         if call == Call::Preflight {
             // The server's own lock first: another controller patching it (with another state
             // store) is refused before anything is read or changed.
             let wall = crate::target::SystemClock.now();
-            let facts = match target.lock_server(plan, holder, wall, wall + SERVER_LOCK_TTL) {
+            let facts = match target.lock_server(plan, fence, wall, wall + SERVER_LOCK_TTL) {
                 Ok(Some(other)) => Err(TargetError::Refused(format!(
                     "server {} is locked by another controller ({}) until {} ms after the Unix \
                      epoch; wait for it, or remove its lock once that controller is gone",
@@ -534,6 +689,7 @@ impl<'a> Engine<'a> {
             attempt,
             timeout,
             at,
+            fence,
         };
         match call {
             Call::Execute => Input::Outcome(target.execute(&req)),
@@ -579,7 +735,7 @@ impl<'a> Engine<'a> {
                     step,
                     attempt,
                     timeout,
-                    &d.lock_holder,
+                    d.fence(),
                     now,
                 );
                 let after = self.clock.now().max(now);
@@ -618,10 +774,15 @@ impl<'a> Engine<'a> {
                         let plan = &run.spec.plan.servers[idx];
                         let tx = tx.clone();
                         let holder = d.lock_holder.clone();
+                        let generation = d.generation;
                         in_calls += 1;
                         scope.spawn(move || {
+                            let fence = Fence {
+                                holder: &holder,
+                                generation,
+                            };
                             let result = Self::call_target(
-                                target, run, plan, call, step, attempt, timeout, &holder, t,
+                                target, run, plan, call, step, attempt, timeout, fence, t,
                             );
                             let _ = tx.send((idx, t, result));
                         });
@@ -715,6 +876,8 @@ struct Dispatch<'r> {
     stopped_groups: HashMap<String, String>,
     /// Who holds the lock each server keeps ([`server_lock_holder`]).
     lock_holder: String,
+    /// The generation of this controller's claim on the run.
+    generation: u64,
     failed: usize,
     stopping: Option<String>,
     window_closed: bool,
@@ -822,6 +985,7 @@ impl<'r> Dispatch<'r> {
             busy: HashMap::new(),
             stopped_groups: HashMap::new(),
             lock_holder: String::new(),
+            generation: 0,
             failed,
             stopping: None,
             window_closed: false,
@@ -861,6 +1025,14 @@ impl<'r> Dispatch<'r> {
 
     fn policy(&self) -> &'r RunPolicy {
         &self.run.spec.policy
+    }
+
+    /// Who this controller's calls come from.
+    fn fence(&self) -> Fence<'_> {
+        Fence {
+            holder: &self.lock_holder,
+            generation: self.generation,
+        }
     }
 
     fn plan(&self, idx: usize) -> &'r ServerPlan {

@@ -46,6 +46,8 @@ pub enum Event {
         server: String,
         step: StepId,
         done: bool,
+        /// The step's command is still running on the server (it is waited for).
+        running: bool,
         at: Millis,
     },
     StepRetrying {

@@ -55,6 +55,20 @@ pub enum Input {
     SlotGranted,
 }
 
+impl Input {
+    /// The refusal of a server whose lock a newer controller of the run holds, if that is
+    /// what the call got.
+    pub fn fenced(&self) -> Option<&TargetError> {
+        let e = match self {
+            Input::Facts(Err(e)) => e,
+            Input::Outcome(Err(e)) => e,
+            Input::Probe(Err(e)) => e,
+            _ => return None,
+        };
+        matches!(e, TargetError::Fenced { .. }).then_some(e)
+    }
+}
+
 /// Why a probe was asked for.
 #[derive(Debug, Clone)]
 enum ProbeFor {
@@ -1354,6 +1368,7 @@ impl<'p> Executor<'p> {
             server: self.plan.fqdn.to_string(),
             step,
             done,
+            running: probe.verdict == ProbeVerdict::Running,
             at: cx.now,
         });
         Ok(())

@@ -191,16 +191,25 @@ pub struct AuditEntry {
     pub output_excerpt: String,
 }
 
-/// A lease: one active run per pool.
+/// A lease: one active run per pool, held by one controller instance of that run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub pool: String,
     pub run: RunId,
+    /// The operator the controller runs as.
     pub holder: String,
+    /// The controller's name (`--controller-name`, by default its host name).
     pub host: String,
+    /// The controller's process id on that host (shown; liveness comes from renewal).
     pub pid: u32,
     /// Wall-clock milliseconds since the Unix epoch.
     pub expires_at: Millis,
+    /// The controller instance (fresh for every process): only it renews the lease.
+    #[serde(default)]
+    pub instance: String,
+    /// The run's generation when this instance claimed it ([`Store::claim_run`]); 0 before.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +238,18 @@ pub enum StoreError {
     /// an I/O error): the same request may succeed later.
     #[error("state store unreachable: {0}")]
     Unavailable(String),
+    /// Another controller instance claimed the run after this one: this handle's appends and
+    /// state changes for the run are refused.
+    #[error(
+        "run {run} was taken over by controller {by} (generation {current}); this controller \
+         holds generation {held} and may no longer write to the run"
+    )]
+    Fenced {
+        run: RunId,
+        held: u64,
+        current: u64,
+        by: String,
+    },
 }
 
 impl StoreError {
@@ -243,6 +264,7 @@ impl StoreError {
             StoreError::NoStore { .. } => "SFB-S006",
             StoreError::Damaged { .. } => "SFB-S007",
             StoreError::Unavailable(_) => "SFB-S008",
+            StoreError::Fenced { .. } => "SFB-S009",
         }
     }
 
@@ -322,10 +344,27 @@ pub trait Store {
     fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError>;
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// Take the lease on `lease.pool` unless another run holds an unexpired one; returns the
-    /// holder's lease when refused. A lease held by the same run is renewed.
+    /// Take the lease on `lease.pool` unless another controller instance holds an unexpired
+    /// one; returns the holder's lease when refused. A lease held by the same instance of the
+    /// same run is renewed (its generation kept). `now` and the expiry are on the store's
+    /// clock when it has one ([`Store::clock_ms`]).
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError>;
-    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError>;
+    /// The store's own clock (wall-clock milliseconds since the Unix epoch), when it has one
+    /// that every controller shares (PostgreSQL's): lease expiry is then written and compared
+    /// on it, so controllers' clock skew does not move a lease. `None`: each controller's
+    /// wall clock (SQLite: one host). Controllers read it before they write or judge a lease.
+    fn clock_ms(&self) -> Result<Option<Millis>, StoreError> {
+        Ok(None)
+    }
+    /// Remove the leases `instance` holds for `run` (a newer controller's are kept).
+    fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError>;
+    /// Make `instance`, which holds every lease of `run`, the run's controller: in one
+    /// transaction the run's generation goes up by one and is written on those leases.
+    /// Returns the new generation, and fences this handle with it: from then on its journal
+    /// appends and state changes for the run are refused ([`StoreError::Fenced`]), in the
+    /// same transaction, once another instance has claimed the run. A lease of the run held
+    /// by another instance refuses the claim the same way.
+    fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError>;
     /// Remove the lease on `pool`, whoever holds it; returns what was removed.
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError>;
     fn leases(&self) -> Result<Vec<Lease>, StoreError>;

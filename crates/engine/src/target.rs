@@ -25,6 +25,18 @@ pub struct StepRequest<'a> {
     /// The engine's clock when it makes the call: a target that keeps its own time (the lab)
     /// starts the operation then.
     pub at: Millis,
+    /// Who makes the call: the server's lock holder and the generation of its claim.
+    pub fence: Fence<'a>,
+}
+
+/// The controller behind a call, as the server's lock knows it: the run (its lock holder,
+/// [`crate::server_lock_holder`]) and the generation of the controller's claim on the run. A
+/// server whose lock shows a newer generation of the same holder refuses the call
+/// ([`TargetError::Fenced`]): another controller took the run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence<'a> {
+    pub holder: &'a str,
+    pub generation: u64,
 }
 
 /// What a step did.
@@ -115,6 +127,9 @@ impl MachineFacts {
 pub struct ServerLock {
     /// The controller's run: `<state store>#<run id>`.
     pub holder: String,
+    /// The generation of the claim of the controller that took the lock last.
+    #[serde(default)]
+    pub generation: u64,
     /// Wall-clock milliseconds since the Unix epoch.
     pub expires_at: Millis,
 }
@@ -171,6 +186,17 @@ pub enum TargetError {
     /// was changed, and reading again may succeed.
     #[error("could not read the state of {server}: {reason}")]
     ReadFailed { server: String, reason: String },
+    /// The server's lock shows that a newer controller of the same run holds it: the call was
+    /// refused before anything ran.
+    #[error(
+        "server {server} refused the call: its lock is held by generation {current} of this \
+         run's controllers, this controller holds generation {held}"
+    )]
+    Fenced {
+        server: String,
+        held: u64,
+        current: u64,
+    },
 }
 
 impl TargetError {
@@ -207,17 +233,18 @@ pub trait Target {
     }
 
     /// Take the lock a server keeps for the controller patching it (a marker on the machine:
-    /// holder and expiry, wall-clock milliseconds). Returns the other holder when another
-    /// controller's unexpired lock is there; the same holder takes it again. Targets that
+    /// holder, generation and expiry, wall-clock milliseconds). Returns the other holder when
+    /// another controller's unexpired lock is there; the same holder takes it again with its
+    /// generation, unless the lock shows a newer one ([`TargetError::Fenced`]). Targets that
     /// cannot keep a marker answer `Ok(None)`.
     fn lock_server(
         &self,
         server: &ServerPlan,
-        holder: &str,
+        fence: Fence<'_>,
         now_ms: Millis,
         until_ms: Millis,
     ) -> Result<Option<ServerLock>, TargetError> {
-        let _ = (server, holder, now_ms, until_ms);
+        let _ = (server, fence, now_ms, until_ms);
         Ok(None)
     }
 

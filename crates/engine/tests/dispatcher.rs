@@ -213,6 +213,7 @@ fn run(
             holder: "test".into(),
             host: "test".into(),
             pid: 1,
+            instance: "test#1.0".into(),
         },
         cancel,
     };

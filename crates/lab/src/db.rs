@@ -11,7 +11,7 @@ use sfbpatch_topology::StoreKind;
 use crate::rules;
 
 /// The layout version of `lab.db`.
-pub(crate) const FORMAT: i64 = 4;
+pub(crate) const FORMAT: i64 = 5;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE lab (
@@ -166,8 +166,32 @@ CREATE INDEX faults_step ON faults (server_id, step);
 CREATE TABLE server_locks (
     server_id INTEGER PRIMARY KEY REFERENCES servers(id),
     holder TEXT NOT NULL,
+    -- the generation of the holder's claim on its run: calls of an older one are refused
+    generation INTEGER NOT NULL DEFAULT 0,
     -- wall-clock milliseconds since the Unix epoch
     expires_at INTEGER NOT NULL
+);
+-- every call a controller made on a server, as the server's PowerShell operational log keeps
+-- it: what, for which lock holder and generation, when, and whether the lock refused it
+CREATE TABLE command_log (
+    id INTEGER PRIMARY KEY,
+    server_id INTEGER NOT NULL REFERENCES servers(id),
+    what TEXT NOT NULL,
+    holder TEXT,
+    generation INTEGER,
+    at_ms INTEGER NOT NULL,
+    refused INTEGER NOT NULL
+);
+-- commands running on a server now (at a real-time speed, an operation runs between two
+-- transactions): a probe of the step sees it running. `pid` is the lab process carrying it;
+-- a command whose process is gone died with it (its session was cut).
+CREATE TABLE running (
+    id INTEGER PRIMARY KEY,
+    server_id INTEGER NOT NULL REFERENCES servers(id),
+    what TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL
 );
 "#;
 

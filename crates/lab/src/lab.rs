@@ -787,6 +787,21 @@ fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// One call a controller made on a server ([`Lab::command_log`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LoggedCommand {
+    pub server: String,
+    /// The step's name, `probe <step>`, `restart`, `recovery` or `lock`.
+    pub what: String,
+    /// The controller's lock holder and the generation of its claim on the run.
+    pub holder: Option<String>,
+    pub generation: Option<u64>,
+    /// Lab seconds.
+    pub at: f64,
+    /// Whether the server's lock refused it (an older controller of the run).
+    pub refused: bool,
+}
+
 impl Lab {
     /// Opens the lab in `dir`.
     pub fn open(dir: &Path) -> Result<Lab, LabError> {
@@ -967,6 +982,30 @@ impl Lab {
                     in_service: s.in_service,
                     unreachable_until: s.unreachable_until.map(secs),
                 })
+            })
+            .map_err(|e| self.shared.db_error(e))
+    }
+
+    /// Every call controllers made on the lab's servers, oldest first, as the servers' own
+    /// logs keep them (`lab shell` requests over SSH are logged by the SSH server instead).
+    pub fn command_log(&self) -> Result<Vec<LoggedCommand>, LabError> {
+        self.shared
+            .read(|tx| {
+                tx.prepare(
+                    "SELECT s.fqdn, c.what, c.holder, c.generation, c.at_ms, c.refused
+                     FROM command_log c JOIN servers s ON s.id = c.server_id ORDER BY c.id",
+                )?
+                .query_map([], |r| {
+                    Ok(LoggedCommand {
+                        server: r.get(0)?,
+                        what: r.get(1)?,
+                        holder: r.get(2)?,
+                        generation: r.get::<_, Option<i64>>(3)?.map(|g| g as u64),
+                        at: secs(r.get(4)?),
+                        refused: r.get(5)?,
+                    })
+                })?
+                .collect()
             })
             .map_err(|e| self.shared.db_error(e))
     }

@@ -19,6 +19,7 @@ mod files;
 mod frontend;
 mod lab;
 mod machine;
+mod process;
 pub mod rules;
 mod snapshot;
 mod steps;
@@ -27,7 +28,8 @@ mod target;
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, parse_faults};
 pub use files::{FILES_DIR, server_file};
-pub use lab::{LAB_DB, Lab, LabOptions, ServerDetail, init};
+pub use lab::{LAB_DB, Lab, LabOptions, LoggedCommand, ServerDetail, init};
+pub use process::process_alive;
 pub use snapshot::{
     DatabaseSnapshot, FrontEnds, Interval, LabSnapshot, PoolMode, PoolSnapshot, Runs,
     ServerSnapshot, ServiceSnapshot, ServiceState, SqlInstanceSnapshot, render_text,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sfbpatch_engine::{
-    Clock, DatabaseState, MachineFacts, Millis, Probe, ServerLock, StepOutcome, StepRequest,
-    Target, TargetError,
+    Clock, DatabaseState, Fence, MachineFacts, Millis, Probe, ProbeVerdict, ServerLock,
+    StepOutcome, StepRequest, Target, TargetError,
 };
 use sfbpatch_plan::{Action, Installer, Package, ServerKind, ServerPlan, StepId};
 
@@ -34,6 +34,8 @@ pub struct StepCall<'a> {
     pub package: &'a Package,
     /// How long before a hung step gives up.
     pub timeout: Millis,
+    /// The controller making the call, checked against the server's lock.
+    pub fence: Option<Fence<'a>>,
 }
 
 impl<'a> StepCall<'a> {
@@ -45,8 +47,22 @@ impl<'a> StepCall<'a> {
             action: &req.step.action,
             package: req.package,
             timeout: req.timeout,
+            fence: Some(req.fence),
         }
     }
+}
+
+/// An operation as the server sees it: whose lock guards it, where it runs, what it is
+/// called while it runs, and the controller behind it.
+#[derive(Debug, Clone, Copy)]
+struct OpRef<'a> {
+    /// The server whose lock the call must pass.
+    locked: i64,
+    /// The machine the command runs on.
+    host: i64,
+    /// The step's name, or `restart` / `recovery`.
+    what: &'a str,
+    fence: Option<Fence<'a>>,
 }
 
 /// Carries out steps on the lab's servers. Cheap to clone; every clone shares one connection.
@@ -110,6 +126,8 @@ struct Started<P> {
     start: i64,
     duration: i64,
     payload: P,
+    /// The `running` row while the command runs between two transactions.
+    running: Option<i64>,
 }
 
 /// When an operation ran (virtual milliseconds), and whether its end runs in the transaction
@@ -194,21 +212,57 @@ impl LabTarget {
     fn timed<P>(
         &self,
         server: &str,
+        op: OpRef<'_>,
         begin: impl FnOnce(&Transaction<'_>, i64) -> rusqlite::Result<Attempt<(i64, P)>>,
         end: impl FnOnce(&Transaction<'_>, P, Window) -> rusqlite::Result<Attempt<StepOutcome>>,
     ) -> Result<StepOutcome, TargetError> {
         let shared = &self.shared;
         let ended = std::cell::Cell::new(None);
+        // In simulated time the engine orders operations itself: nothing sleeps.
+        let speed = if self.shared.event_driven() {
+            0.0
+        } else {
+            self.shared.speed
+        };
         let started = |tx: &Transaction<'_>| -> rusqlite::Result<Attempt<Started<P>>> {
+            if let Some(refused) = fenced(tx, op)? {
+                return Ok(Err(refused));
+            }
             let start = shared.op_time(tx)?;
             db::advance_to(tx, start)?;
-            Ok(begin(tx, start)?.map(|(duration, payload)| Started {
+            let (duration, payload) = match begin(tx, start)? {
+                Ok(begun) => begun,
+                Err(e) => return Ok(Err(e)),
+            };
+            // Between two transactions the command runs on the server, for all to see.
+            let running = if speed > 0.0 {
+                tx.prepare_cached(
+                    "INSERT INTO running (server_id, what, pid, start_ms, end_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    op.host,
+                    op.what,
+                    std::process::id(),
+                    start,
+                    start.saturating_add(duration)
+                ])?;
+                Some(tx.last_insert_rowid())
+            } else {
+                None
+            };
+            Ok(Ok(Started {
                 start,
                 duration,
                 payload,
+                running,
             }))
         };
         let finish = |tx: &Transaction<'_>, s: Started<P>, same_transaction: bool| {
+            if let Some(id) = s.running {
+                tx.prepare_cached("DELETE FROM running WHERE id = ?1")?
+                    .execute([id])?;
+            }
             let window = Window {
                 start: s.start,
                 end: s.start.saturating_add(s.duration),
@@ -219,12 +273,6 @@ impl LabTarget {
             shared.event_ended(window.end);
             ended.set(Some(window.end));
             Ok(outcome)
-        };
-        // In simulated time the engine orders operations itself: nothing sleeps.
-        let speed = if self.shared.event_driven() {
-            0.0
-        } else {
-            self.shared.speed
         };
         let result = if speed <= 0.0 {
             self.shared.write(|tx| match started(tx)? {
@@ -265,8 +313,15 @@ impl LabTarget {
             .contains(&(fault_id, call.step))
             .then_some(fault_id);
         let shared = &self.shared;
+        let op = OpRef {
+            locked: fault_id,
+            host: id,
+            what: call.step.as_str(),
+            fence: call.fence,
+        };
         self.timed(
             call.host,
+            op,
             |tx, now| begin_step(tx, id, call, has_faults, now),
             |tx, begun, window| {
                 // After a real-time wait, another process may have changed the server.
@@ -295,11 +350,38 @@ impl LabTarget {
         let initial = self.shared.initial_build;
         let fault_id = self.server_id(call.server)?;
         let shared = &self.shared;
+        let what = format!("probe {}", call.step);
+        let op = OpRef {
+            locked: fault_id,
+            host: id,
+            what: &what,
+            fence: call.fence,
+        };
+        let running_op = OpRef {
+            what: call.step.as_str(),
+            ..op
+        };
         let read = |tx: &Transaction<'_>| {
+            if let Some(refused) = fenced(tx, op)? {
+                return Ok(Err(refused));
+            }
             let now = shared.op_time(tx)?;
             let server = Server::load(tx, id)?;
             if let Some(until) = server.unreachable_at(now) {
                 return Ok(Err(unreachable(&server, until, now)));
+            }
+            if let Some((pid, start, end)) = running(tx, running_op)? {
+                return Ok(Ok(Probe {
+                    verdict: ProbeVerdict::Running,
+                    facts: format!(
+                        "{} is still running on {} (lab process {pid}, since {:.1} min, \
+                         due to end at {:.1} min on the lab clock)",
+                        call.step,
+                        server.fqdn,
+                        start as f64 / MINUTE as f64,
+                        end as f64 / MINUTE as f64
+                    ),
+                }));
             }
             if let Some(f) = active_faults(tx, fault_id, call.step)?
                 .iter()
@@ -317,11 +399,13 @@ impl LabTarget {
             }
             probe(tx, call, &server, initial, now).map(Ok)
         };
-        let result = if self.shared.fault_steps.contains(&(fault_id, call.step)) {
-            self.shared.write(read)
-        } else {
-            self.shared.read(read)
-        };
+        // A probe that fires a fault, or that the server logs (a controller's), writes.
+        let result =
+            if call.fence.is_some() || self.shared.fault_steps.contains(&(fault_id, call.step)) {
+                self.shared.write(read)
+            } else {
+                self.shared.read(read)
+            };
         result.map_err(|e| self.db_failure(call.server, e))?
     }
 
@@ -331,9 +415,26 @@ impl LabTarget {
     /// A `restart_minutes` fault makes the restart take that long; past `timeout` the call
     /// answers `TimedOut` and the server is unreachable until the restart ends.
     pub fn reboot_server(&self, fqdn: &str, timeout: Millis) -> Result<StepOutcome, TargetError> {
+        self.reboot_as(fqdn, timeout, None)
+    }
+
+    /// [`LabTarget::reboot_server`] for a controller, whose fence the server's lock checks.
+    pub fn reboot_as(
+        &self,
+        fqdn: &str,
+        timeout: Millis,
+        fence: Option<Fence<'_>>,
+    ) -> Result<StepOutcome, TargetError> {
         let id = self.server_id(fqdn)?;
+        let op = OpRef {
+            locked: id,
+            host: id,
+            what: "restart",
+            fence,
+        };
         self.timed(
             fqdn,
+            op,
             |tx, now| {
                 let server = Server::load(tx, id)?;
                 if let Some(until) = server.unreachable_at(now) {
@@ -405,9 +506,26 @@ impl LabTarget {
     /// A `recovery_minutes` fault makes it take that long; past `timeout` the call answers
     /// `TimedOut` and the server is unreachable until the recovery ends.
     pub fn recover_server(&self, fqdn: &str, timeout: Millis) -> Result<StepOutcome, TargetError> {
+        self.recover_as(fqdn, timeout, None)
+    }
+
+    /// [`LabTarget::recover_server`] for a controller, whose fence the server's lock checks.
+    pub fn recover_as(
+        &self,
+        fqdn: &str,
+        timeout: Millis,
+        fence: Option<Fence<'_>>,
+    ) -> Result<StepOutcome, TargetError> {
         let id = self.server_id(fqdn)?;
+        let op = OpRef {
+            locked: id,
+            host: id,
+            what: "recovery",
+            fence,
+        };
         self.timed(
             fqdn,
+            op,
             |tx, now| {
                 let server = Server::load(tx, id)?;
                 if let Some(until) = server.unreachable_at(now) {
@@ -536,6 +654,60 @@ thread_local! {
     /// The engine's time for the call this thread carries out (see [`Shared::op_time`]).
     pub(crate) static REQUESTED_AT: std::cell::Cell<Option<i64>> =
         const { std::cell::Cell::new(None) };
+}
+
+/// The refusal of a call whose controller is older than the one the server's lock names.
+/// Every call of a controller is logged on the machine it runs on, refused or not.
+fn fenced(tx: &Connection, op: OpRef<'_>) -> rusqlite::Result<Option<TargetError>> {
+    let Some(fence) = op.fence else {
+        return Ok(None);
+    };
+    let current: Option<i64> = tx
+        .prepare_cached("SELECT generation FROM server_locks WHERE server_id = ?1 AND holder = ?2")?
+        .query_row(params![op.locked, fence.holder], |r| r.get(0))
+        .optional()?;
+    let current = current.map_or(0, |g| u64::try_from(g).unwrap_or(0));
+    let refused = current > fence.generation;
+    tx.prepare_cached(
+        "INSERT INTO command_log (server_id, what, holder, generation, at_ms, refused)
+         VALUES (?1, ?2, ?3, ?4, (SELECT now_ms FROM lab), ?5)",
+    )?
+    .execute(params![
+        op.host,
+        op.what,
+        fence.holder,
+        i64::try_from(fence.generation).unwrap_or(i64::MAX),
+        refused
+    ])?;
+    if !refused {
+        return Ok(None);
+    }
+    let server: String = tx
+        .prepare_cached("SELECT fqdn FROM servers WHERE id = ?1")?
+        .query_row([op.locked], |r| r.get(0))?;
+    Ok(Some(TargetError::Fenced {
+        server,
+        held: fence.generation,
+        current,
+    }))
+}
+
+/// The command `op` names while it runs on its machine, started by a lab process that still
+/// carries it: (pid, start, end). Rows of processes that are gone are ignored: the command
+/// died with its session.
+fn running(tx: &Connection, op: OpRef<'_>) -> rusqlite::Result<Option<(u32, i64, i64)>> {
+    let rows: Vec<(i64, u32, i64, i64)> = tx
+        .prepare_cached(
+            "SELECT id, pid, start_ms, end_ms FROM running WHERE server_id = ?1 AND what = ?2",
+        )?
+        .query_map(params![op.host, op.what], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows
+        .into_iter()
+        .find(|&(_, pid, _, _)| crate::process::process_alive(pid))
+        .map(|(_, pid, start, end)| (pid, start, end)))
 }
 
 /// Runs `f` with the request's time as the time its operation starts.
@@ -1031,13 +1203,13 @@ impl Target for LabTarget {
 
     fn reboot(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
         at_request(req, || {
-            self.reboot_server(req.server.fqdn.as_str(), req.timeout)
+            self.reboot_as(req.server.fqdn.as_str(), req.timeout, Some(req.fence))
         })
     }
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
         at_request(req, || {
-            self.recover_server(req.server.fqdn.as_str(), req.timeout)
+            self.recover_as(req.server.fqdn.as_str(), req.timeout, Some(req.fence))
         })
     }
 
@@ -1052,11 +1224,11 @@ impl Target for LabTarget {
     fn lock_server(
         &self,
         server: &ServerPlan,
-        holder: &str,
+        fence: Fence<'_>,
         now_ms: Millis,
         until_ms: Millis,
     ) -> Result<Option<ServerLock>, TargetError> {
-        self.lock(server.fqdn.as_str(), holder, now_ms, until_ms)
+        self.lock(server.fqdn.as_str(), fence, now_ms, until_ms)
     }
 
     fn unlock_server(&self, server: &ServerPlan, holder: &str) -> Result<(), TargetError> {
@@ -1095,41 +1267,60 @@ impl Target for LabTarget {
 
 impl LabTarget {
     /// Takes the lock `fqdn` keeps for its controller, unless another holder's lock has not
-    /// expired; returns that lock then.
+    /// expired (returns that lock then) or the same holder's shows a newer generation
+    /// ([`TargetError::Fenced`]). The lock keeps the taker's generation.
     pub fn lock(
         &self,
         fqdn: &str,
-        holder: &str,
+        fence: Fence<'_>,
         now_ms: Millis,
         until_ms: Millis,
     ) -> Result<Option<ServerLock>, TargetError> {
         let id = self.server_id(fqdn)?;
         let (now, until) = (db::ms(now_ms), db::ms(until_ms));
+        let op = OpRef {
+            locked: id,
+            host: id,
+            what: "lock",
+            fence: Some(fence),
+        };
         self.shared
             .write(|tx| {
-                let held: Option<(String, i64)> = tx
+                if let Some(refused) = fenced(tx, op)? {
+                    return Ok(Err(refused));
+                }
+                let held: Option<(String, i64, i64)> = tx
                     .prepare_cached(
-                        "SELECT holder, expires_at FROM server_locks WHERE server_id = ?1",
+                        "SELECT holder, generation, expires_at FROM server_locks
+                         WHERE server_id = ?1",
                     )?
-                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?;
-                if let Some((other, expires)) = held
-                    && other != holder
+                if let Some((other, generation, expires)) = held
+                    && other != fence.holder
                     && expires > now
                 {
-                    return Ok(Some(ServerLock {
+                    return Ok(Ok(Some(ServerLock {
                         holder: other,
+                        generation: u64::try_from(generation).unwrap_or(0),
                         expires_at: u64::try_from(expires).unwrap_or(0),
-                    }));
+                    })));
                 }
                 tx.prepare_cached(
-                    "INSERT INTO server_locks (server_id, holder, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (server_id) DO UPDATE SET holder = ?2, expires_at = ?3",
+                    "INSERT INTO server_locks (server_id, holder, generation, expires_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (server_id) DO UPDATE SET holder = ?2, generation = ?3,
+                     expires_at = ?4",
                 )?
-                .execute(params![id, holder, until])?;
-                Ok(None)
+                .execute(params![
+                    id,
+                    fence.holder,
+                    i64::try_from(fence.generation).unwrap_or(i64::MAX),
+                    until
+                ])?;
+                Ok(Ok(None))
             })
-            .map_err(|e| self.db_failure(fqdn, e))
+            .map_err(|e| self.db_failure(fqdn, e))?
     }
 
     /// Removes `holder`'s lock from `fqdn`.
@@ -1140,6 +1331,28 @@ impl LabTarget {
                 tx.prepare_cached("DELETE FROM server_locks WHERE server_id = ?1 AND holder = ?2")?
                     .execute(params![id, holder])?;
                 Ok(())
+            })
+            .map_err(|e| self.db_failure(fqdn, e))
+    }
+
+    /// The lock `fqdn` keeps for its controller, if any (expired or not), read without
+    /// changing anything.
+    pub fn lock_holder(&self, fqdn: &str) -> Result<Option<ServerLock>, TargetError> {
+        let id = self.server_id(fqdn)?;
+        self.shared
+            .read(|tx| {
+                tx.prepare_cached(
+                    "SELECT holder, generation, expires_at FROM server_locks
+                     WHERE server_id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok(ServerLock {
+                        holder: r.get(0)?,
+                        generation: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        expires_at: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    })
+                })
+                .optional()
             })
             .map_err(|e| self.db_failure(fqdn, e))
     }

@@ -277,6 +277,10 @@ fn request<'a>(plan: &'a Plan, server: &str, step: StepId, timeout: u64) -> Step
         attempt: 1,
         timeout,
         at: 0,
+        fence: sfbpatch_engine::Fence {
+            holder: "test",
+            generation: 1,
+        },
     }
 }
 

@@ -95,6 +95,20 @@ CREATE TABLE IF NOT EXISTS host_keys (
 );
 "#;
 
+/// Columns added after the first release: (table, column, declaration). Added when a
+/// controller opens a store created before them; a store opened only to read goes without.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("leases", "instance", "TEXT NOT NULL DEFAULT ''"),
+    ("leases", "generation", "BIGINT NOT NULL DEFAULT 0"),
+    ("runs", "generation", "BIGINT NOT NULL DEFAULT 0"),
+    ("runs", "controller", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// The columns a lease is read from (a store read without its added columns: no instance,
+/// generation 0).
+const LEASE_COLUMNS: &str = "pool, run, holder, host, pid, expires_at, instance, generation";
+const LEASE_COLUMNS_V1: &str = "pool, run, holder, host, pid, expires_at, '', 0::BIGINT";
+
 /// Serializes schema creation and upgrades between processes opening the same database.
 const SCHEMA_LOCK: i64 = i64::from_be_bytes(*b"sfbpatch");
 
@@ -111,6 +125,9 @@ pub struct PgStore {
     schema: Option<String>,
     /// Whether opening may create the schema (false: read earlier runs only, no DDL).
     create: bool,
+    lease_columns: &'static str,
+    /// The run this handle controls and the generation it claimed ([`Store::claim_run`]).
+    fence: Option<(RunId, u64)>,
 }
 
 /// Connects with TLS, or without for `sslmode=disable`.
@@ -202,7 +219,7 @@ impl PgStore {
             }
             open_err(reason)
         })?;
-        prepare(&mut client, schema, &location, create)?;
+        let complete = prepare(&mut client, schema, &location, create)?;
         Ok(PgStore {
             client: RefCell::new(client),
             location,
@@ -210,6 +227,12 @@ impl PgStore {
             tls: connector,
             schema: schema.map(str::to_string),
             create,
+            lease_columns: if complete {
+                LEASE_COLUMNS
+            } else {
+                LEASE_COLUMNS_V1
+            },
+            fence: None,
         })
     }
 
@@ -243,12 +266,13 @@ impl PgStore {
 /// Make the session durable, select the schema, and create or check the tables.
 /// With `create` false (commands that only read earlier runs): no DDL at all, so that a role
 /// that may only read can run `status` and `report`; a database without a store is refused.
+/// Returns whether the tables have every [`ADDED_COLUMNS`] column.
 fn prepare(
     client: &mut Client,
     schema: Option<&str>,
     location: &str,
     create: bool,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let open_err = |reason: String| StoreError::Open {
         location: location.to_string(),
         reason,
@@ -335,10 +359,76 @@ fn prepare(
         Some(Ok(_)) => {}
         Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
     }
-    if create {
+    // Only what is missing is created: a controller's role that owns nothing (and so cannot
+    // drop the append-only triggers) opens a store its owner made.
+    let has_host_keys: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename = 'host_keys')",
+            &[],
+        )
+        .map_err(pg)?
+        .get(0);
+    if create && !has_host_keys {
         tx.batch_execute(HOST_KEYS).map_err(pg)?;
     }
-    tx.commit().map_err(pg)
+    let mut complete = true;
+    for (table, column, decl) in ADDED_COLUMNS {
+        let has: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2)",
+                &[table, column],
+            )
+            .map_err(pg)?
+            .get(0);
+        if !has && create {
+            tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                .map_err(|e| {
+                    open_err(format!(
+                        "this sfbpatch adds the column {table}.{column} to the store and could \
+                         not: {} (run it once as the role that owns the tables)",
+                        describe(&e)
+                    ))
+                })?;
+        } else if !has {
+            complete = false;
+        }
+    }
+    tx.commit().map_err(pg)?;
+    Ok(complete)
+}
+
+/// Refuses, inside `tx`, a write to `run` by a handle whose claim on it is no longer the
+/// newest. The run's row is share-locked until `tx` ends, so a claim waits for it.
+fn check_fence(
+    tx: &mut postgres::Transaction<'_>,
+    fence: Option<(RunId, u64)>,
+    run: RunId,
+) -> Result<(), StoreError> {
+    let Some((fenced, held)) = fence else {
+        return Ok(());
+    };
+    if fenced != run {
+        return Ok(());
+    }
+    let row = tx
+        .query_opt(
+            "SELECT generation, controller FROM runs WHERE id = $1 FOR SHARE",
+            &[&run],
+        )
+        .map_err(q)?
+        .ok_or(StoreError::NoSuchRun(run))?;
+    let current = col::<i64>(&row, 0)? as u64;
+    if current != held {
+        return Err(StoreError::Fenced {
+            run,
+            held,
+            current,
+            by: col(&row, 1)?,
+        });
+    }
+    Ok(())
 }
 
 /// `"name"`, with embedded quotes doubled.
@@ -476,6 +566,8 @@ fn lease_from_row(row: &Row) -> Result<Lease, StoreError> {
         host: col(row, 3)?,
         pid: u32::try_from(pid).map_err(|_| corrupt(format!("lease pid {pid}")))?,
         expires_at: col::<i64>(row, 5)? as Millis,
+        instance: col(row, 6)?,
+        generation: col::<i64>(row, 7)? as u64,
     })
 }
 
@@ -533,8 +625,11 @@ impl Store for PgStore {
     }
 
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
-        let n = self
-            .conn()?
+        let fence = self.fence;
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
+        check_fence(&mut tx, fence, id)?;
+        let n = tx
             .execute(
                 "UPDATE runs SET state = $1 WHERE id = $2",
                 &[&state.as_str(), &id],
@@ -543,7 +638,7 @@ impl Store for PgStore {
         if n == 0 {
             return Err(StoreError::NoSuchRun(id));
         }
-        Ok(())
+        tx.commit().map_err(q)
     }
 
     fn append(
@@ -553,8 +648,10 @@ impl Store for PgStore {
         records: &[Record],
         audit: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
+        let fence = self.fence;
         let mut client = self.conn()?;
         let mut tx = client.transaction().map_err(q)?;
+        check_fence(&mut tx, fence, scope.run)?;
         let insert = tx
             .prepare("INSERT INTO journal (run, server, at, record) VALUES ($1, $2, $3, $4)")
             .map_err(q)?;
@@ -664,17 +761,21 @@ impl Store for PgStore {
         let pool = lease.pool.to_ascii_lowercase();
         let mut client = self.conn()?;
         let mut tx = client.transaction().map_err(q)?;
-        // One statement decides: it inserts, renews the same controller's lease (run, holder,
-        // host and pid), or takes over an expired one. A racing transaction waits on the row and re-checks the condition against what
-        // committed first, so only one of them can win.
+        // One statement decides: it inserts, renews the same controller instance's lease
+        // (keeping its generation), or takes over an expired one. A racing transaction waits
+        // on the row and re-checks the condition against what committed first, so only one
+        // of them can win.
         let taken = tx
             .query_opt(
-                "INSERT INTO leases (pool, run, holder, host, pid, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO leases (pool, run, holder, host, pid, expires_at, instance, generation)
+                 VALUES ($1, $2, $3, $4, $5, $6, $8, 0)
                  ON CONFLICT (pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
-                     host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at
-                 WHERE (leases.run = excluded.run AND leases.holder = excluded.holder
-                        AND leases.host = excluded.host AND leases.pid = excluded.pid)
+                     host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at,
+                     generation = CASE WHEN leases.run = excluded.run
+                         AND leases.instance = excluded.instance
+                         THEN leases.generation ELSE 0 END,
+                     instance = excluded.instance
+                 WHERE (leases.run = excluded.run AND leases.instance = excluded.instance)
                     OR leases.expires_at <= $7
                  RETURNING pool",
                 &[
@@ -685,6 +786,7 @@ impl Store for PgStore {
                     &i64::from(lease.pid),
                     &(lease.expires_at as i64),
                     &(now as i64),
+                    &lease.instance,
                 ],
             )
             .map_err(q)?;
@@ -695,7 +797,7 @@ impl Store for PgStore {
         // Refused: the conflicting row stays locked by this transaction until it ends.
         let row = tx
             .query_one(
-                "SELECT pool, run, holder, host, pid, expires_at FROM leases WHERE pool = $1",
+                &format!("SELECT {} FROM leases WHERE pool = $1", self.lease_columns),
                 &[&pool],
             )
             .map_err(q)?;
@@ -704,19 +806,78 @@ impl Store for PgStore {
         Ok(Some(held))
     }
 
-    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError> {
+    fn clock_ms(&self) -> Result<Option<Millis>, StoreError> {
+        let row = self
+            .conn()?
+            .query_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT",
+                &[],
+            )
+            .map_err(q)?;
+        Ok(Some(col::<i64>(&row, 0)?.max(0) as Millis))
+    }
+
+    fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {
         self.conn()?
-            .execute("DELETE FROM leases WHERE run = $1", &[&run])
+            .execute(
+                "DELETE FROM leases WHERE run = $1 AND instance = $2",
+                &[&run, &instance],
+            )
             .map_err(q)?;
         Ok(())
+    }
+
+    fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
+        // The run's row first: claims and fenced writes of the run queue behind each other.
+        let current = tx
+            .query_opt(
+                "SELECT generation FROM runs WHERE id = $1 FOR UPDATE",
+                &[&run],
+            )
+            .map_err(q)?
+            .ok_or(StoreError::NoSuchRun(run))?;
+        let current = col::<i64>(&current, 0)?;
+        if let Some(other) = tx
+            .query_opt(
+                "SELECT instance FROM leases WHERE run = $1 AND instance <> $2 LIMIT 1",
+                &[&run, &instance],
+            )
+            .map_err(q)?
+        {
+            return Err(StoreError::Fenced {
+                run,
+                held: current as u64,
+                current: current as u64,
+                by: col(&other, 0)?,
+            });
+        }
+        let generation = current + 1;
+        tx.execute(
+            "UPDATE runs SET generation = $1, controller = $2 WHERE id = $3",
+            &[&generation, &instance, &run],
+        )
+        .map_err(q)?;
+        tx.execute(
+            "UPDATE leases SET generation = $1 WHERE run = $2 AND instance = $3",
+            &[&generation, &run, &instance],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        drop(client);
+        self.fence = Some((run, generation as u64));
+        Ok(generation as u64)
     }
 
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
         let row = self
             .conn()?
             .query_opt(
-                "DELETE FROM leases WHERE pool = $1
-                 RETURNING pool, run, holder, host, pid, expires_at",
+                &format!(
+                    "DELETE FROM leases WHERE pool = $1 RETURNING {}",
+                    self.lease_columns
+                ),
                 &[&pool.to_ascii_lowercase()],
             )
             .map_err(q)?;
@@ -727,7 +888,7 @@ impl Store for PgStore {
         let rows = self
             .conn()?
             .query(
-                "SELECT pool, run, holder, host, pid, expires_at FROM leases ORDER BY pool",
+                &format!("SELECT {} FROM leases ORDER BY pool", self.lease_columns),
                 &[],
             )
             .map_err(q)?;

@@ -22,7 +22,10 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     spec TEXT NOT NULL,
     state TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- raised each time a controller instance claims the run; `controller` is that instance
+    generation INTEGER NOT NULL DEFAULT 0,
+    controller TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,7 +60,9 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    instance TEXT NOT NULL DEFAULT '',
+    generation INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS host_keys (
     server TEXT PRIMARY KEY,
@@ -100,14 +105,31 @@ fn check_wal_pair(path: &Path, location: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whether two leases are held by the same controller process of the same run.
+/// Whether two leases are held by the same controller instance of the same run.
 pub(crate) fn same_controller(a: &Lease, b: &Lease) -> bool {
-    a.run == b.run && a.holder == b.holder && a.host == b.host && a.pid == b.pid
+    a.run == b.run && a.instance == b.instance
 }
+
+/// Columns added after the first release: (table, column, declaration). A store created
+/// before them gets them when a controller opens it; one opened only to read goes without.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("leases", "instance", "TEXT NOT NULL DEFAULT ''"),
+    ("leases", "generation", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "generation", "INTEGER NOT NULL DEFAULT 0"),
+    ("runs", "controller", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// The columns a lease is read from: a store read without its added columns reads them as
+/// no instance and generation 0.
+const LEASE_COLUMNS: &str = "pool, run, holder, host, pid, expires_at, instance, generation";
+const LEASE_COLUMNS_V1: &str = "pool, run, holder, host, pid, expires_at, '', 0";
 
 pub struct SqliteStore {
     conn: Connection,
     location: String,
+    lease_columns: &'static str,
+    /// The run this handle controls and the generation it claimed ([`Store::claim_run`]).
+    fence: Option<(RunId, u64)>,
 }
 
 /// A busy or locked database, or an I/O error, may clear: the store is unavailable now.
@@ -207,9 +229,67 @@ impl SqliteStore {
             Some(Ok(_)) => {}
             Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
         }
-        Ok(SqliteStore { conn, location })
+        let mut complete = true;
+        for (table, column, decl) in ADDED_COLUMNS {
+            let has: bool = conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"
+                    ),
+                    [column],
+                    |r| r.get(0),
+                )
+                .map_err(open_err)?;
+            if !has && create {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))
+                    .map_err(open_err)?;
+            } else if !has {
+                complete = false;
+            }
+        }
+        Ok(SqliteStore {
+            conn,
+            location,
+            lease_columns: if complete {
+                LEASE_COLUMNS
+            } else {
+                LEASE_COLUMNS_V1
+            },
+            fence: None,
+        })
     }
+}
 
+/// Refuses, inside `tx`, a write to `run` by a handle whose claim on it (`fence`) is no
+/// longer the newest.
+fn check_fence(tx: &Connection, fence: Option<(RunId, u64)>, run: RunId) -> Result<(), StoreError> {
+    let Some((fenced, held)) = fence else {
+        return Ok(());
+    };
+    if fenced != run {
+        return Ok(());
+    }
+    let (current, by): (i64, String) = tx
+        .query_row(
+            "SELECT generation, controller FROM runs WHERE id = ?1",
+            [run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(q)?
+        .ok_or(StoreError::NoSuchRun(run))?;
+    if current as u64 != held {
+        return Err(StoreError::Fenced {
+            run,
+            held,
+            current: current as u64,
+            by,
+        });
+    }
+    Ok(())
+}
+
+impl SqliteStore {
     fn run_from_row(
         id: RunId,
         spec: &str,
@@ -278,8 +358,11 @@ impl Store for SqliteStore {
     }
 
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
-        let n = self
+        let tx = self
             .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
+        let n = tx
             .execute(
                 "UPDATE runs SET state = ?1 WHERE id = ?2",
                 params![state.as_str(), id],
@@ -288,7 +371,8 @@ impl Store for SqliteStore {
         if n == 0 {
             return Err(StoreError::NoSuchRun(id));
         }
-        Ok(())
+        check_fence(&tx, self.fence, id)?;
+        tx.commit().map_err(q)
     }
 
     fn append(
@@ -302,6 +386,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
+        check_fence(&tx, self.fence, scope.run)?;
         insert_records(&tx, at, scope, records, audit)?;
         tx.commit().map_err(q)
     }
@@ -311,7 +396,12 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
+        let mut checked = None;
         for a in batch {
+            if checked != Some(a.run) {
+                check_fence(&tx, self.fence, a.run)?;
+                checked = Some(a.run);
+            }
             let scope = Scope {
                 run: a.run,
                 server: &a.server,
@@ -386,9 +476,9 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
         let pool = lease.pool.to_ascii_lowercase();
-        let held = read_lease(&tx, &pool)?;
-        // One live controller per run: a lease is renewed by the process that holds it (run,
-        // holder, host and pid alike); anyone else waits for it to expire.
+        let held = read_lease(&tx, self.lease_columns, &pool)?;
+        // One live controller per run: a lease is renewed by the controller instance that
+        // holds it (its generation kept); anyone else waits for it to expire.
         if let Some(held) = held
             && !same_controller(&held, lease)
             && held.expires_at > now
@@ -396,16 +486,21 @@ impl Store for SqliteStore {
             return Ok(Some(held));
         }
         tx.execute(
-            "INSERT INTO leases (pool, run, holder, host, pid, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO leases (pool, run, holder, host, pid, expires_at, instance, generation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
              ON CONFLICT(pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
-             host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at",
+             host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at,
+             generation = CASE WHEN leases.run = excluded.run AND leases.instance = excluded.instance
+                 THEN leases.generation ELSE 0 END,
+             instance = excluded.instance",
             params![
                 pool,
                 lease.run,
                 lease.holder,
                 lease.host,
                 lease.pid,
-                lease.expires_at as i64
+                lease.expires_at as i64,
+                lease.instance
             ],
         )
         .map_err(q)?;
@@ -413,11 +508,58 @@ impl Store for SqliteStore {
         Ok(None)
     }
 
-    fn release_leases(&mut self, run: RunId) -> Result<(), StoreError> {
+    fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {
         self.conn
-            .execute("DELETE FROM leases WHERE run = ?1", [run])
+            .execute(
+                "DELETE FROM leases WHERE run = ?1 AND instance = ?2",
+                params![run, instance],
+            )
             .map_err(q)?;
         Ok(())
+    }
+
+    fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
+        let other: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT generation, instance FROM leases WHERE run = ?1 AND instance <> ?2 LIMIT 1",
+                params![run, instance],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(q)?;
+        let current: i64 = tx
+            .query_row("SELECT generation FROM runs WHERE id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(q)?
+            .ok_or(StoreError::NoSuchRun(run))?;
+        if let Some((_, by)) = other {
+            return Err(StoreError::Fenced {
+                run,
+                held: current as u64,
+                current: current as u64,
+                by,
+            });
+        }
+        let generation = current + 1;
+        tx.execute(
+            "UPDATE runs SET generation = ?1, controller = ?2 WHERE id = ?3",
+            params![generation, instance, run],
+        )
+        .map_err(q)?;
+        tx.execute(
+            "UPDATE leases SET generation = ?1 WHERE run = ?2 AND instance = ?3",
+            params![generation, run, instance],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        self.fence = Some((run, generation as u64));
+        Ok(generation as u64)
     }
 
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
@@ -426,7 +568,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
-        let held = read_lease(&tx, &pool)?;
+        let held = read_lease(&tx, self.lease_columns, &pool)?;
         tx.execute("DELETE FROM leases WHERE pool = ?1", [&pool])
             .map_err(q)?;
         tx.commit().map_err(q)?;
@@ -436,7 +578,10 @@ impl Store for SqliteStore {
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT pool, run, holder, host, pid, expires_at FROM leases ORDER BY pool")
+            .prepare(&format!(
+                "SELECT {} FROM leases ORDER BY pool",
+                self.lease_columns
+            ))
             .map_err(q)?;
         let rows = stmt.query_map([], lease_from_row).map_err(q)?;
         rows.collect::<Result<_, _>>().map_err(q)
@@ -502,12 +647,14 @@ fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
         host: r.get(3)?,
         pid: r.get(4)?,
         expires_at: r.get::<_, i64>(5)? as Millis,
+        instance: r.get(6)?,
+        generation: r.get::<_, i64>(7)? as u64,
     })
 }
 
-fn read_lease(conn: &Connection, pool: &str) -> Result<Option<Lease>, StoreError> {
+fn read_lease(conn: &Connection, columns: &str, pool: &str) -> Result<Option<Lease>, StoreError> {
     conn.query_row(
-        "SELECT pool, run, holder, host, pid, expires_at FROM leases WHERE pool = ?1",
+        &format!("SELECT {columns} FROM leases WHERE pool = ?1"),
         [pool],
         lease_from_row,
     )

@@ -65,6 +65,8 @@ fn lease(pool: &str, run: i64, expires_at: u64) -> Lease {
         host: "mgmt01".into(),
         pid: 4242,
         expires_at,
+        instance: format!("mgmt01#4242.{run:08x}"),
+        generation: 0,
     }
 }
 
@@ -189,9 +191,10 @@ pub fn leases_exclude_other_runs(store: &mut dyn Store) {
     assert_eq!(held.run, r1);
     assert_eq!(held.holder, format!("holder-{r1}"));
     assert_eq!(held.pid, 4242);
-    // Another controller of the same run (a second `resume`) is refused while it is live.
+    // Another controller of the same run (a second `resume`) is refused while it is live,
+    // even from the same host and process id: a lease is its instance's.
     let second = Lease {
-        pid: 4343,
+        instance: "mgmt01#4242.ffffffff".into(),
         ..lease("pool1.example.com", r1, 2_500)
     };
     let held = store.acquire_lease(&second, 550).unwrap().expect("refused");
@@ -224,7 +227,15 @@ pub fn leases_exclude_other_runs(store: &mut dyn Store) {
     store
         .acquire_lease(&lease("b.example.com", r2, 9_000), 0)
         .unwrap();
-    store.release_leases(r1).unwrap();
+    store.release_leases(r1, "another#1.0").unwrap();
+    assert_eq!(
+        store.leases().unwrap().len(),
+        2,
+        "only the instance's own go"
+    );
+    store
+        .release_leases(r1, &lease("a.example.com", r1, 0).instance)
+        .unwrap();
     let left: Vec<_> = store
         .leases()
         .unwrap()
@@ -426,6 +437,88 @@ pub fn lease_race_has_one_winner(db: &dyn Backend) {
     }
 }
 
+/// Fencing: a controller instance that claimed a run is refused every append and state
+/// change for it, in the same transaction, once another instance claimed it after its lease
+/// expired; a claim needs every lease of the run.
+pub fn claims_fence_older_controllers(db: &dyn Backend) {
+    let mut a = db.open();
+    let mut b = db.open();
+    let run = a.create_run(&spec("a"), 0).unwrap();
+    let other = a.create_run(&spec("a"), 0).unwrap();
+    let mine = |instance: &str, pool: &str, expires_at| Lease {
+        instance: instance.into(),
+        ..lease(pool, run, expires_at)
+    };
+    let intent = || Record::StepIntent {
+        step: StepId::StopCsServices,
+        attempt: 1,
+        command: None,
+    };
+    for pool in ["p1", "p2"] {
+        assert_eq!(a.acquire_lease(&mine("A", pool, 1_000), 0).unwrap(), None);
+    }
+    assert_eq!(a.claim_run(run, "A").unwrap(), 1);
+    a.append(1, &scope(run, "s1"), &[intent()], None).unwrap();
+    // B cannot claim while A holds a lease of the run.
+    assert!(matches!(
+        b.claim_run(run, "B"),
+        Err(StoreError::Fenced { by, .. }) if by == "A"
+    ));
+    assert!(
+        b.acquire_lease(&mine("B", "p1", 9_000), 500)
+            .unwrap()
+            .is_some()
+    );
+    // A stops renewing; after expiry B takes both leases and claims the run.
+    for pool in ["p1", "p2"] {
+        assert_eq!(
+            b.acquire_lease(&mine("B", pool, 9_000), 1_000).unwrap(),
+            None
+        );
+    }
+    assert_eq!(b.claim_run(run, "B").unwrap(), 2);
+    let leases = b.leases().unwrap();
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.instance == "B" && l.generation == 2),
+        "{leases:?}"
+    );
+    // A wakes up: refused, and nothing it tried is written.
+    let refused = a.append(2, &scope(run, "s1"), &[intent()], None);
+    assert!(
+        matches!(
+            &refused,
+            Err(StoreError::Fenced { run: r, held: 1, current: 2, by }) if *r == run && by == "B"
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(refused.unwrap_err().code(), "SFB-S009");
+    assert!(matches!(
+        a.set_run_state(run, RunState::Failed),
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(a.run(run).unwrap().state, RunState::Running);
+    // A's renewal is refused, its release leaves B's leases.
+    assert!(
+        a.acquire_lease(&mine("A", "p1", 20_000), 1_500)
+            .unwrap()
+            .is_some()
+    );
+    a.release_leases(run, "A").unwrap();
+    assert_eq!(b.leases().unwrap().len(), 2);
+    // B's renewal keeps its generation; B writes; A may still write other runs.
+    assert_eq!(
+        b.acquire_lease(&mine("B", "p1", 30_000), 2_000).unwrap(),
+        None
+    );
+    assert!(b.leases().unwrap().iter().all(|l| l.generation == 2));
+    b.append(3, &scope(run, "s1"), &[intent()], None).unwrap();
+    b.set_run_state(run, RunState::Succeeded).unwrap();
+    a.append(4, &scope(other, "s9"), &[intent()], None).unwrap();
+    assert_eq!(a.journal(run).unwrap().len(), 2);
+}
+
 /// Host keys: none until pinned; a pin is seen by another handle, under any case of the
 /// server's name; pinning again replaces it; servers do not share pins.
 pub fn host_keys_pin_and_replace(db: &dyn Backend) {
@@ -507,6 +600,12 @@ macro_rules! contract {
             fn lease_race_has_one_winner() {
                 let Some(db) = $make else { return };
                 super::lease_race_has_one_winner(&*db);
+            }
+            #[test]
+            $(#[$attr])*
+            fn claims_fence_older_controllers() {
+                let Some(db) = $make else { return };
+                super::claims_fence_older_controllers(&*db);
             }
             #[test]
             $(#[$attr])*
@@ -722,6 +821,74 @@ fn postgres_refuses_a_newer_schema() {
     );
 }
 
+/// The tables belong to an owner role; the controllers connect as a role granted only what a
+/// run needs (docs/ha.md, Roles): it runs, and cannot drop the append-only triggers or delete
+/// journal lines.
+#[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
+fn postgres_a_controller_role_that_owns_nothing_runs_but_cannot_drop_the_triggers() {
+    let Some(db) = postgres_schema() else { return };
+    drop(db.open());
+    let role = format!("sfbpatch_ctl_{}", std::process::id());
+    let schema = &db.schema;
+    let _ = db.sql(&format!("DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"));
+    db.sql(&format!(
+        "CREATE ROLE {role} LOGIN;
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {role};
+         GRANT UPDATE, DELETE ON {schema}.leases, {schema}.runs, {schema}.host_keys TO {role};
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};"
+    ))
+    .unwrap();
+    let as_role = db
+        .url_with_search_path()
+        .replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(
+        as_role,
+        db.url_with_search_path(),
+        "the test URL names user postgres"
+    );
+    let mut store = PgStore::open(&as_role).unwrap();
+    let run = store.create_run(&spec("a"), 0).unwrap();
+    assert_eq!(
+        store.acquire_lease(&lease("p1", run, 9_000), 0).unwrap(),
+        None
+    );
+    assert_eq!(
+        store.claim_run(run, &lease("p1", run, 0).instance).unwrap(),
+        1
+    );
+    store
+        .append(1, &scope(run, "be1"), &[result(StepId::Verify, 1)], None)
+        .unwrap();
+    store.pin_host_key("be1", "SHA256:x").unwrap();
+    store.set_run_state(run, RunState::Succeeded).unwrap();
+    store
+        .release_leases(run, &lease("p1", run, 0).instance)
+        .unwrap();
+    let mut client = postgres::Client::connect(&as_role, postgres::NoTls).unwrap();
+    for statement in [
+        "DROP TRIGGER journal_append_only ON journal",
+        "ALTER TABLE journal DISABLE TRIGGER journal_append_only",
+        "DELETE FROM journal",
+        "UPDATE audit SET output = ''",
+    ] {
+        let err = client.batch_execute(statement).unwrap_err();
+        let db_error = err.as_db_error().expect("a refusal");
+        assert!(
+            db_error.message().contains("must be owner")
+                || db_error.message().contains("permission denied")
+                || db_error.message().contains("append-only"),
+            "{statement}: {}",
+            db_error.message()
+        );
+    }
+    assert_eq!(store.journal(run).unwrap().len(), 1);
+    drop((store, client));
+    db.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .unwrap();
+}
+
 /// A store made before host keys were pinned (no `host_keys` table) gets the table when it is
 /// opened, and keeps its runs.
 #[test]
@@ -739,6 +906,39 @@ fn postgres_adds_host_keys_to_an_older_store() {
         )
         .unwrap();
     assert_eq!(store.run(run).unwrap().spec, spec("a"));
+}
+
+/// A store made before leases had instances and runs generations gets the columns when a
+/// controller opens it; a reader opens it as it is, seeing no instance and generation 0.
+#[test]
+fn sqlite_adds_fencing_columns_to_an_older_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let run = {
+        let mut store = SqliteStore::open(&path).unwrap();
+        let run = store.create_run(&spec("a"), 0).unwrap();
+        store.acquire_lease(&lease("p1", run, 9_000), 0).unwrap();
+        run
+    };
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE leases DROP COLUMN instance; ALTER TABLE leases DROP COLUMN generation;
+             ALTER TABLE runs DROP COLUMN generation; ALTER TABLE runs DROP COLUMN controller;",
+        )
+        .unwrap();
+    let reader = SqliteStore::open_existing(&path).unwrap();
+    let seen = reader.leases().unwrap();
+    assert_eq!((seen[0].instance.as_str(), seen[0].generation), ("", 0));
+    drop(reader);
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.break_lease("p1").unwrap();
+    store.acquire_lease(&lease("p1", run, 9_000), 0).unwrap();
+    assert_eq!(
+        store.claim_run(run, &lease("p1", run, 0).instance).unwrap(),
+        1
+    );
+    assert_eq!(store.leases().unwrap()[0].generation, 1);
 }
 
 #[test]

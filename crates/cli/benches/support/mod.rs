@@ -67,5 +67,6 @@ pub fn identity() -> Identity {
         holder: "bench".into(),
         host: "localhost".into(),
         pid: std::process::id(),
+        instance: "test#1.0".into(),
     }
 }

@@ -18,20 +18,47 @@ use crate::{input, output, progress, summary};
 
 pub use sfbpatch_engine::SystemClock;
 
-pub fn identity() -> Identity {
-    let host = std::env::var("HOSTNAME")
+/// This machine's host name.
+pub fn this_host() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    let holder = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The operator: `USER` (`USERNAME` on Windows, `LOGNAME`), else the numeric user id.
+pub fn operator_name() -> String {
+    ["USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            Some(format!("uid {}", uid.split_whitespace().next()?))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// This controller: the operator, the controller's name (`--controller-name`, by default the
+/// host name) and a fresh instance id.
+pub fn identity(controller_name: Option<&str>) -> Identity {
+    use std::hash::{BuildHasher, Hasher};
+    let host = controller_name.map_or_else(this_host, str::to_string);
+    let pid = std::process::id();
+    // Randomly keyed per process: two instances never share an id, even with one pid.
+    let mut nonce = std::collections::hash_map::RandomState::new().build_hasher();
+    nonce.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     Identity {
-        holder,
+        holder: operator_name(),
+        instance: Identity::new_instance(&host, pid, nonce.finish() & 0xffff_ffff),
         host,
-        pid: std::process::id(),
+        pid,
     }
 }
 
@@ -53,6 +80,14 @@ pub fn open_existing_store(location: &str) -> Result<Box<dyn Store>, Failure> {
     Ok(crate::crash::wrap(store))
 }
 
+/// Whether `lease` belongs to a controller of this machine (named after it) whose process
+/// is gone: its lease need not be waited out. Liveness otherwise comes from renewal only.
+pub fn held_by_a_dead_local_controller(lease: &sfbpatch_engine::Lease) -> bool {
+    lease.host == this_host()
+        && lease.pid != std::process::id()
+        && !super::status::process_alive(lease.pid)
+}
+
 /// The run's controller died on this host (its process is gone): its leases are taken over at
 /// once instead of after they expire. A controller alive, or on another host, keeps them:
 /// `resume` is then refused naming it (one live controller per run).
@@ -60,13 +95,8 @@ fn take_over_from_a_dead_controller(
     store: &mut dyn Store,
     run: sfbpatch_engine::RunId,
 ) -> Result<(), Failure> {
-    let here = identity().host;
     for lease in store.leases()? {
-        if lease.run == run
-            && lease.host == here
-            && lease.pid != std::process::id()
-            && !super::status::process_alive(lease.pid)
-        {
+        if lease.run == run && held_by_a_dead_local_controller(&lease) {
             store.break_lease(&lease.pool)?;
             output::note(&format!(
                 "run {run}'s controller (pid {} on this host) is gone: its lease on {} is taken over",
@@ -238,6 +268,9 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
     // The package first: a bad manifest or installer is refused before a lab or store opens.
     input::check_installer(&package)?;
     let plan = plan_at(&deployment, package, &args.only, &args.planning, &args.at)?;
+    if args.standby {
+        return super::standby::for_apply(&args, &plan, color);
+    }
     let (opened, target_spec) = open_target(
         &args.at,
         &args.topology,
@@ -294,7 +327,7 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
             clock,
             wall: &SystemClock,
             observer: &mut *observer,
-            identity: identity(),
+            identity: identity(args.run.controller_name.as_deref()),
             cancel: Some(interrupt_flag()),
         };
         engine.start(spec)?
@@ -575,7 +608,7 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
             clock,
             wall: &SystemClock,
             observer: &mut *observer,
-            identity: identity(),
+            identity: identity(args.controller_name.as_deref()),
             cancel: Some(interrupt_flag()),
         };
         let windows = match &run.spec.policy.window_spec {

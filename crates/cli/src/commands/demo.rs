@@ -90,7 +90,7 @@ pub fn run(args: DemoArgs, color: bool) -> CmdResult {
             clock: &clock,
             wall: &SystemClock,
             observer: &mut *observer,
-            identity: identity(),
+            identity: identity(None),
             cancel: Some(super::apply::interrupt_flag()),
         };
         engine.start(spec)?

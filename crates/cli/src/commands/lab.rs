@@ -5,9 +5,9 @@ use std::path::Path;
 use anyhow::anyhow;
 use serde_json::json;
 use sfbpatch_engine::{Millis, ProbeVerdict, StepOutcome, TargetError};
-use sfbpatch_lab::{Lab, LabError, LabOptions, StepCall};
+use sfbpatch_lab::{Lab, LabError, LabOptions, LabTarget, StepCall};
 use sfbpatch_plan::{Action, Installer, Package};
-use sfbpatch_remote::{Operation, Request, RequestedStep, ScriptResult, host_exit};
+use sfbpatch_remote::{LockRequest, Operation, Request, RequestedStep, ScriptResult, host_exit};
 
 use crate::cli::{DataFormat, LabCommand};
 use crate::exit::{CmdResult, Exit, Failure};
@@ -120,7 +120,9 @@ fn shell(dir: &Path, host: &str) -> CmdResult {
     let result = if request.server.as_str().eq_ignore_ascii_case(&this) {
         match carry_out(&lab, &this, &template, &request) {
             Ok(result) => result,
-            Err(e @ TargetError::Refused(_)) => return Err(Failure::refused(e)),
+            Err(e @ (TargetError::Refused(_) | TargetError::Fenced { .. })) => {
+                return Err(Failure::refused(e));
+            }
             Err(e @ TargetError::TimedOut { .. }) => exit_without_result(host_exit::TIMED_OUT, &e),
             Err(e @ TargetError::Unreachable { .. }) => {
                 exit_without_result(host_exit::UNREACHABLE, &e)
@@ -185,6 +187,41 @@ fn carry_out(
                 facts: json!({ "stopped": stopped }),
             }
         }
+        (Operation::Lock, _) => {
+            let lock = request
+                .lock
+                .as_ref()
+                .expect("lock requests carry their lock");
+            let (output, facts) = take_lock(&target, server, lock)?;
+            ScriptResult {
+                template: template.to_string(),
+                exit_code: 0,
+                output,
+                done: None,
+                facts,
+            }
+        }
+        (Operation::Unlock, _) => {
+            let holder = request
+                .unlock_holder
+                .as_deref()
+                .expect("unlock requests carry their holder");
+            let removed = target
+                .lock_holder(server)?
+                .is_some_and(|held| held.holder == holder);
+            target.unlock(server, holder)?;
+            ScriptResult {
+                template: template.to_string(),
+                exit_code: 0,
+                output: if removed {
+                    format!("Removed the lock of {holder} from {server}")
+                } else {
+                    format!("{server} holds no lock of {holder}; nothing was removed")
+                },
+                done: None,
+                facts: json!({ "removed": removed }),
+            }
+        }
         (Operation::Preflight, _) => {
             let facts = target.preflight_server(server)?;
             let presence = |present: bool| if present { "present" } else { "absent" };
@@ -245,6 +282,64 @@ fn carry_out(
         }
     };
     Ok(result)
+}
+
+/// `server/lock` on the lab: the output and facts the template writes. Another holder's
+/// unexpired lock is reported (`taken: false`); a newer generation of the same holder refuses
+/// the older controller (`fenced: true`); otherwise the lock is taken.
+fn take_lock(
+    target: &LabTarget,
+    server: &str,
+    lock: &LockRequest,
+) -> Result<(String, serde_json::Value), TargetError> {
+    let fence = sfbpatch_engine::Fence {
+        holder: &lock.holder,
+        generation: lock.generation,
+    };
+    Ok(
+        match target.lock(server, fence, lock.now_ms, lock.expires_at) {
+            Ok(None) => (
+                format!(
+                    "{server} is locked by {} (generation {}) until {} ms after the Unix epoch",
+                    lock.holder, lock.generation, lock.expires_at
+                ),
+                json!({ "taken": true }),
+            ),
+            Ok(Some(other)) => (
+                format!(
+                    "{server} is locked by {} (generation {}) until {} ms after the Unix epoch; \
+                     nothing was taken",
+                    other.holder, other.generation, other.expires_at
+                ),
+                json!({
+                    "taken": false,
+                    "holder": other.holder,
+                    "generation": other.generation,
+                    "expires_at": other.expires_at,
+                }),
+            ),
+            Err(TargetError::Fenced { current, .. }) => {
+                let expires_at = target
+                    .lock_holder(server)?
+                    .map_or(0, |held| held.expires_at);
+                (
+                    format!(
+                        "{server} is locked by generation {current} of {}, newer than generation \
+                         {}; nothing was taken",
+                        lock.holder, lock.generation
+                    ),
+                    json!({
+                        "taken": false,
+                        "fenced": true,
+                        "holder": lock.holder,
+                        "generation": current,
+                        "expires_at": expires_at,
+                    }),
+                )
+            }
+            Err(e) => return Err(e),
+        },
+    )
 }
 
 /// A `lab shell` process carrying out a request: a file `DIR/running/PID` holding its
@@ -325,6 +420,7 @@ fn step_call<'a>(server: &'a str, step: &'a RequestedStep, package: &'a Package)
         action: &step.action,
         package,
         timeout: sfbpatch_engine::policy::retry_rule(step.id).timeout,
+        fence: None,
     }
 }
 

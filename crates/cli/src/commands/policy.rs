@@ -23,7 +23,8 @@ fn no_flags() -> RunOptions {
     RunOptions {
         policy: None,
         store_outage_limit: 300,
-        lease_ttl: 600,
+        lease_ttl: 20,
+        controller_name: None,
         outage_budget: None,
         accept_resiliency: false,
         max_parallel: None,

@@ -45,7 +45,7 @@ fn report(store: &dyn Store, id: Option<i64>) -> Result<Report, Failure> {
     let journal = store.journal(run.id)?;
     let audit = store.audit(run.id)?;
     // A run recorded as running whose process is gone was interrupted.
-    run.state = effective_state(&run, &store.leases()?);
+    run.state = effective_state(&run, store)?;
     sfbpatch_report::build(&run, &journal, &audit)
         .map_err(|e| Failure::internal(anyhow!("{e} [{}]", e.code())))
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use sfbpatch_engine::{Clock, RunState, SystemClock};
 
-use crate::cli::{ResumeArgs, StandbyArgs};
+use crate::cli::{ApplyArgs, ResumeArgs, StandbyArgs};
+use crate::commands::apply::held_by_a_dead_local_controller;
 use crate::commands::apply::{open_existing_store, resume};
-use crate::commands::status::process_alive;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::output;
 
@@ -25,10 +25,9 @@ enum Look {
 }
 
 pub fn run(args: StandbyArgs, color: bool) -> CmdResult {
-    let host = crate::commands::apply::identity().host;
     let mut took_over = false;
     loop {
-        let (id, look) = look(&args, &host)?;
+        let (id, look) = look(&args)?;
         match look {
             Look::Finished(state) => {
                 output::note(&format!(
@@ -74,7 +73,7 @@ pub fn run(args: StandbyArgs, color: bool) -> CmdResult {
     }
 }
 
-fn look(args: &StandbyArgs, host: &str) -> Result<(i64, Look), Failure> {
+fn look(args: &StandbyArgs) -> Result<(i64, Look), Failure> {
     let store = open_existing_store(&args.resume.state.state)?;
     let run = match args.resume.run {
         Some(id) => store.run(id)?,
@@ -92,7 +91,7 @@ fn look(args: &StandbyArgs, host: &str) -> Result<(i64, Look), Failure> {
     if run.state != RunState::Running {
         return Ok((run.id, Look::Alive));
     }
-    let now = SystemClock.now();
+    let now = store.clock_ms()?.unwrap_or_else(|| SystemClock.now());
     let leases: Vec<_> = store
         .leases()?
         .into_iter()
@@ -110,10 +109,7 @@ fn look(args: &StandbyArgs, host: &str) -> Result<(i64, Look), Failure> {
             },
         ));
     }
-    if let Some(dead) = leases
-        .iter()
-        .find(|l| l.host == host && !process_alive(l.pid))
-    {
+    if let Some(dead) = leases.iter().find(|l| held_by_a_dead_local_controller(l)) {
         return Ok((
             run.id,
             Look::Orphaned(format!(
@@ -139,4 +135,93 @@ fn look(args: &StandbyArgs, host: &str) -> Result<(i64, Look), Failure> {
         ));
     }
     Ok((run.id, Look::Alive))
+}
+
+/// `apply --standby`: waits for the run another controller starts (or runs) on any of this
+/// plan's servers, then stands by for it. A matching run that started after this standby and has
+/// already ended ends the wait.
+pub fn for_apply(args: &ApplyArgs, plan: &sfbpatch_plan::Plan, color: bool) -> CmdResult {
+    let ours: std::collections::BTreeSet<String> = plan
+        .servers
+        .iter()
+        .map(|s| s.fqdn.as_str().to_ascii_lowercase())
+        .collect();
+    let mut newest_before: Option<i64> = None;
+    let mut said = false;
+    loop {
+        if let Some((id, state)) = matching_run(&args.state.state, &ours, &mut newest_before)? {
+            if state.is_finished() {
+                output::note(&format!(
+                    "run {id} on these servers is {}: nothing left to stand by for",
+                    state.as_str()
+                ));
+                return Ok(Exit::Success);
+            }
+            output::note(&format!("standing by for run {id}"));
+            return run(
+                StandbyArgs {
+                    resume: ResumeArgs {
+                        state: args.state.clone(),
+                        run: Some(id),
+                        connections: args.at.connections.clone(),
+                        controller_name: args.run.controller_name.clone(),
+                        ssh: args.at.ssh.clone(),
+                        format: args.run.format,
+                    },
+                    poll: args.poll,
+                },
+                color,
+            );
+        }
+        if !said {
+            output::note("waiting for a run on these servers to stand by for");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_secs(args.poll));
+    }
+}
+
+/// The newest run that patches one of `servers` and is unfinished, or finished but started
+/// after the first look (`newest_before`, set then). Looks at the 100 newest runs.
+fn matching_run(
+    state: &str,
+    servers: &std::collections::BTreeSet<String>,
+    newest_before: &mut Option<i64>,
+) -> Result<Option<(i64, RunState)>, Failure> {
+    let store = match open_existing_store(state) {
+        Ok(store) => store,
+        // No run has created the store yet.
+        Err(f) if f.exit == Exit::Refused => {
+            newest_before.get_or_insert(0);
+            return Ok(None);
+        }
+        Err(f) => return Err(f),
+    };
+    let Some(latest) = store.latest_run()? else {
+        newest_before.get_or_insert(0);
+        return Ok(None);
+    };
+    let before = *newest_before.get_or_insert(latest.id);
+    let mut id = latest.id;
+    while id > 0 && latest.id - id < 100 {
+        let run = match store.run(id) {
+            Ok(run) => run,
+            Err(sfbpatch_engine::StoreError::NoSuchRun(_)) => {
+                id -= 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let touches = run
+            .spec
+            .plan
+            .servers
+            .iter()
+            .any(|s| servers.contains(&s.fqdn.as_str().to_ascii_lowercase()));
+        if touches && (!run.state.is_finished() || run.id > before) {
+            return Ok(Some((run.id, run.state)));
+        }
+        id -= 1;
+    }
+    Ok(None)
 }

@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 
 use anyhow::anyhow;
 use serde::Serialize;
-use sfbpatch_engine::{Lease, RunRecord, RunState, ServerStatus, Store, fold};
+use sfbpatch_engine::{RunRecord, RunState, ServerStatus, Store, fold};
 
 use crate::cli::{DataFormat, StatusArgs, UnlockArgs};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::output::{self, minutes};
 
-use super::apply::{SystemClock, confirm, identity, open_existing_store};
+use super::apply::{SystemClock, confirm, open_existing_store};
 use sfbpatch_engine::Clock;
 
 /// The stable JSON contract of `status` (`docs/schema/status.schema.json`).
@@ -83,50 +83,26 @@ pub struct StepJson {
 
 /// A run recorded as running whose leases are gone, expired, or held by a process of this host
 /// that no longer exists, was interrupted.
-pub fn effective_state(run: &RunRecord, leases: &[Lease]) -> RunState {
+pub fn effective_state(run: &RunRecord, store: &dyn Store) -> Result<RunState, Failure> {
     if run.state != RunState::Running {
-        return run.state;
+        return Ok(run.state);
     }
-    let me = identity();
-    let now = SystemClock.now();
+    let leases = store.leases()?;
+    // Expiry is judged on the clock leases are written on (the store's, when it has one).
+    let now = store.clock_ms()?.unwrap_or_else(|| SystemClock.now());
     let alive = leases.iter().any(|l| {
-        l.run == run.id && l.expires_at > now && (l.host != me.host || process_alive(l.pid))
+        l.run == run.id
+            && l.expires_at > now
+            && !crate::commands::apply::held_by_a_dead_local_controller(l)
     });
-    if alive {
+    Ok(if alive {
         RunState::Running
     } else {
         RunState::Interrupted
-    }
+    })
 }
 
-/// Whether a process of this host with id `pid` exists: `/proc/<pid>` on Linux, `kill -0` on
-/// other Unix systems (a process of another user answers "not permitted": it exists), and
-/// `tasklist` on Windows. When the check itself cannot run, the process counts as alive, so a
-/// run is never declared interrupted on a guess.
-pub fn process_alive(pid: u32) -> bool {
-    use std::process::{Command, Stdio};
-    if cfg!(target_os = "linux") {
-        return std::path::Path::new(&format!("/proc/{pid}")).exists();
-    }
-    if cfg!(windows) {
-        return Command::new("tasklist")
-            .args(["/FI", &format!("PID eq {pid}"), "/NH", "/FO", "CSV"])
-            .stderr(Stdio::null())
-            .output()
-            .map_or(true, |o| {
-                String::from_utf8_lossy(&o.stdout).contains(&format!("\"{pid}\""))
-            });
-    }
-    match Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stdout(Stdio::null())
-        .output()
-    {
-        Ok(o) if o.status.success() => true,
-        Ok(o) => String::from_utf8_lossy(&o.stderr).contains("not permitted"),
-        Err(_) => true,
-    }
-}
+pub use sfbpatch_lab::process_alive;
 
 pub fn run(args: StatusArgs) -> CmdResult {
     let store = open_existing_store(&args.state.state)?;
@@ -138,7 +114,7 @@ pub fn run(args: StatusArgs) -> CmdResult {
     };
     let journal = store.journal(run.id)?;
     let servers = fold(&run.spec.plan.servers, &journal);
-    let state = effective_state(&run, &store.leases()?);
+    let state = effective_state(&run, &*store)?;
     let now = journal.last().map_or(run.created_at, |e| e.at);
     let json = StatusJson {
         schema_version: 1,
@@ -327,7 +303,12 @@ pub fn approve(args: crate::cli::ApproveArgs) -> CmdResult {
         .journal(args.run)?
         .last()
         .map_or(store.run(args.run)?.created_at, |e| e.at);
-    sfbpatch_engine::Engine::approve(&mut *store, args.run, &identity().holder, at)?;
+    sfbpatch_engine::Engine::approve(
+        &mut *store,
+        args.run,
+        &crate::commands::apply::operator_name(),
+        at,
+    )?;
     output::note(&format!(
         "approved the canary wave of run {}; `sfbpatch resume --state {}` starts the rest",
         args.run, args.state.state

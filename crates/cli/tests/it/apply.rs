@@ -721,8 +721,8 @@ fn a_lab_database_is_not_taken_for_a_state_store() {
         assert!(
             stderr(&o).contains(
                 "lab/lab.db: it is not an sfbpatch state store (it holds the tables accounts, \
-                 databases, faults, front_end_samples, lab, ...: a lab's lab.db?); nothing was \
-                 changed: give --state a file of its own"
+                 command_log, databases, faults, front_end_samples, ...: a lab's lab.db?); \
+                 nothing was changed: give --state a file of its own"
             ),
             "{args:?}: {}",
             stderr(&o)

@@ -183,6 +183,7 @@ fn run(case: &Case) -> Ran {
             holder: "test".into(),
             host: "localhost".into(),
             pid: std::process::id(),
+            instance: "test#1.0".into(),
         },
         cancel: None,
     };

@@ -287,6 +287,10 @@ pub fn request<'a>(f: &'a Fixture, plan: &'a ServerPlan, id: StepId) -> StepRequ
         attempt: 1,
         timeout: TIMEOUT,
         at: 0,
+        fence: sfbpatch_engine::Fence {
+            holder: "test",
+            generation: 1,
+        },
     }
 }
 

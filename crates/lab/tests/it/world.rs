@@ -58,6 +58,10 @@ fn child_process_stops_w3svc() {
             attempt: 1,
             timeout: TIMEOUT,
             at: 0,
+            fence: sfbpatch_engine::Fence {
+                holder: "test",
+                generation: 1,
+            },
         })
         .unwrap();
     assert_eq!(outcome.exit_code, 0);
