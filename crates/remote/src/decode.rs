@@ -36,6 +36,20 @@ pub struct PackageFacts {
     pub schema_versions: BTreeMap<StoreKind, String>,
 }
 
+/// What a `server/lock` script asks for ([`crate::lock_script`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRequest {
+    /// Who takes the lock: the controller's run.
+    pub holder: String,
+    /// The generation of the controller's claim on the run.
+    pub generation: u64,
+    /// The controller's clock, Unix milliseconds: a lock of another holder that expires
+    /// later is kept.
+    pub now_ms: u64,
+    /// When the lock taken lapses, Unix milliseconds.
+    pub expires_at: u64,
+}
+
 /// The typed request a decoded script stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -47,6 +61,10 @@ pub struct Request {
     pub package: PackageFacts,
     /// For [`Operation::Stop`]: the end of the command line to stop.
     pub command_tail: Option<String>,
+    /// For [`Operation::Lock`]: the lock to take.
+    pub lock: Option<LockRequest>,
+    /// For [`Operation::Unlock`]: whose lock to remove.
+    pub unlock_holder: Option<String>,
 }
 
 /// Reverses [`Script::command_line`](crate::Script::command_line): checks the program and
@@ -277,6 +295,8 @@ impl DecodedScript {
             ("server", "recover") => Operation::Recover,
             ("server", "preflight") => Operation::Preflight,
             ("server", "stop") => Operation::Stop,
+            ("server", "lock") => Operation::Lock,
+            ("server", "unlock") => Operation::Unlock,
             _ => unreachable!("known templates only"),
         };
         let mut package = PackageFacts::default();
@@ -287,8 +307,26 @@ impl DecodedScript {
             )?),
             _ => None,
         };
+        let lock = match operation {
+            Operation::Lock => Some(LockRequest {
+                holder: values::holder("Holder", self.get("Holder"))?,
+                generation: values::parse_number("Generation", self.get("Generation"))?,
+                now_ms: values::parse_number("NowMs", self.get("NowMs"))?,
+                expires_at: values::parse_number("ExpiresAt", self.get("ExpiresAt"))?,
+            }),
+            _ => None,
+        };
+        let unlock_holder = match operation {
+            Operation::Unlock => Some(values::holder("Holder", self.get("Holder"))?),
+            _ => None,
+        };
         let step = match operation {
-            Operation::Reboot | Operation::Recover | Operation::Preflight | Operation::Stop => None,
+            Operation::Reboot
+            | Operation::Recover
+            | Operation::Preflight
+            | Operation::Stop
+            | Operation::Lock
+            | Operation::Unlock => None,
             Operation::Execute | Operation::Probe => {
                 let id = StepId::parse(name).expect("step templates are named by step id");
                 let action = self.action(id, &mut package)?;
@@ -301,6 +339,8 @@ impl DecodedScript {
             step,
             package,
             command_tail,
+            lock,
+            unlock_holder,
         })
     }
 

@@ -5,9 +5,11 @@
 //!
 //! Every operation runs a PowerShell template from `crates/remote/scripts/<kind>/<name>.ps1`
 //! ([`TEMPLATES`]): `step/<step id>` carries out a step, `probe/<step id>` reads whether its
-//! effect is there, `server/reboot` and `server/recover` act on the whole server. A template
-//! starts with a marker line (`# sfbpatch-template: step/stop-w3svc v1`), declares its inputs
-//! in a `param(...)` block of typed, mandatory parameters, and runs the plan's own commands
+//! effect is there, `server/reboot` and `server/recover` act on the whole server, and
+//! `server/lock` and `server/unlock` keep the lock a server holds for the controller patching
+//! it (a registry key: holder, generation, expiry; [`lock_script`]). A template starts with a
+//! marker line (`# sfbpatch-template: step/stop-w3svc v1`), declares its inputs in a
+//! `param(...)` block of typed, mandatory parameters, and runs the plan's own commands
 //! ([`sfbpatch_plan::render_command`]).
 //!
 //! Values enter only as parameters. [`script_for`] wraps the template as
@@ -54,13 +56,14 @@ mod templates;
 mod values;
 
 pub use decode::{
-    DecodedScript, PackageFacts, Request, RequestedStep, decode_command_line, decode_script,
+    DecodedScript, LockRequest, PackageFacts, Request, RequestedStep, decode_command_line,
+    decode_script,
 };
 pub use error::RemoteError;
 pub use result::{OUTPUT_CAP, ScriptResult, cap_output, parse_result, result_line};
 pub use script::{
-    COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, STOP_TAIL, Script, script_for, script_on,
-    server_script, stop_script,
+    COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, STOP_TAIL, Script, lock_script, script_for,
+    script_on, server_script, stop_script, unlock_script,
 };
 pub use templates::{MARKER_PREFIX, TEMPLATES};
 

@@ -32,16 +32,23 @@ pub enum Operation {
     /// Stop a script sfbpatch gave up waiting for, with its process tree (`server/stop`,
     /// [`stop_script`]).
     Stop,
+    /// Take the lock the server keeps for the controller patching it (`server/lock`,
+    /// [`lock_script`]).
+    Lock,
+    /// Remove the controller's lock from the server (`server/unlock`, [`unlock_script`]).
+    Unlock,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 8] = [
         Operation::Execute,
         Operation::Probe,
         Operation::Reboot,
         Operation::Recover,
         Operation::Preflight,
         Operation::Stop,
+        Operation::Lock,
+        Operation::Unlock,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +59,8 @@ impl Operation {
             Operation::Recover => "recover",
             Operation::Preflight => "preflight",
             Operation::Stop => "stop",
+            Operation::Lock => "lock",
+            Operation::Unlock => "unlock",
         }
     }
 
@@ -65,6 +74,8 @@ impl Operation {
             Operation::Recover => "server/recover".to_string(),
             Operation::Preflight => "server/preflight".to_string(),
             Operation::Stop => "server/stop".to_string(),
+            Operation::Lock => "server/lock".to_string(),
+            Operation::Unlock => "server/unlock".to_string(),
         }
     }
 
@@ -72,7 +83,12 @@ impl Operation {
     pub fn is_server_wide(self) -> bool {
         matches!(
             self,
-            Operation::Reboot | Operation::Recover | Operation::Preflight | Operation::Stop
+            Operation::Reboot
+                | Operation::Recover
+                | Operation::Preflight
+                | Operation::Stop
+                | Operation::Lock
+                | Operation::Unlock
         )
     }
 }
@@ -166,11 +182,16 @@ pub fn script_on(
 /// `server/preflight`), which takes the server's FQDN only.
 ///
 /// # Panics
-/// If `op` acts on one step ([`Operation::Execute`], [`Operation::Probe`]) or is
-/// [`Operation::Stop`] (which names what to stop: [`stop_script`]).
+/// If `op` acts on one step ([`Operation::Execute`], [`Operation::Probe`]), or is
+/// [`Operation::Stop`] (which names what to stop: [`stop_script`]), [`Operation::Lock`] or
+/// [`Operation::Unlock`] (which name the lock: [`lock_script`], [`unlock_script`]).
 pub fn server_script(op: Operation, server: &ServerPlan) -> Result<Script, RemoteError> {
     assert!(op.is_server_wide(), "{op} acts on a step");
     assert!(op != Operation::Stop, "server/stop names what to stop");
+    assert!(
+        !matches!(op, Operation::Lock | Operation::Unlock),
+        "server/{op} names the lock's holder"
+    );
     finish(
         op.template_name(StepId::CheckAdminRole),
         &[("Server", text(server.fqdn.as_str()))],
@@ -192,6 +213,44 @@ pub fn stop_script(server: &Fqdn, command_line: &str) -> Result<Script, RemoteEr
         &[
             ("Server", text(server.as_str())),
             ("CommandTail", text(tail)),
+        ],
+    )
+}
+
+/// `server/lock` on `server`: take the lock the server keeps for the controller patching it,
+/// for `holder` (the controller's run) and the `generation` of its claim, until `expires_at`
+/// (Unix milliseconds), unless another holder's lock is there after `now_ms` or the same
+/// holder's shows a newer generation. The holder is 1 to 512 printable ASCII characters; each
+/// number has at most 19 digits.
+pub fn lock_script(
+    server: &Fqdn,
+    holder: &str,
+    generation: u64,
+    now_ms: u64,
+    expires_at: u64,
+) -> Result<Script, RemoteError> {
+    finish(
+        Operation::Lock.template_name(StepId::CheckAdminRole),
+        &[
+            ("Server", text(server.as_str())),
+            ("Holder", text(values::holder("Holder", holder)?)),
+            (
+                "Generation",
+                text(values::number("Generation", generation)?),
+            ),
+            ("NowMs", text(values::number("NowMs", now_ms)?)),
+            ("ExpiresAt", text(values::number("ExpiresAt", expires_at)?)),
+        ],
+    )
+}
+
+/// `server/unlock` on `server`: remove the server's lock when `holder` holds it.
+pub fn unlock_script(server: &Fqdn, holder: &str) -> Result<Script, RemoteError> {
+    finish(
+        Operation::Unlock.template_name(StepId::CheckAdminRole),
+        &[
+            ("Server", text(server.as_str())),
+            ("Holder", text(values::holder("Holder", holder)?)),
         ],
     )
 }

@@ -91,11 +91,20 @@ const FABRIC: &[Param] = &[
 ];
 const COMPUTER: &[Param] = &[text("Server"), text("Computer")];
 const STOP: &[Param] = &[text("Server"), text("CommandTail")];
+const LOCK: &[Param] = &[
+    text("Server"),
+    text("Holder"),
+    text("Generation"),
+    text("NowMs"),
+    text("ExpiresAt"),
+];
+const UNLOCK: &[Param] = &[text("Server"), text("Holder")];
 
 macro_rules! templates {
     ($($name:literal => $params:expr),* $(,)?) => {
         /// Every template, as `(name, text)`: `step/<step id>` and `probe/<step id>` for the
-        /// steps, `server/reboot`, `server/recover`, `server/preflight` and `server/stop`.
+        /// steps, `server/reboot`, `server/recover`, `server/preflight`, `server/stop`,
+        /// `server/lock` and `server/unlock`.
         pub const TEMPLATES: &[(&str, &str)] = &[
             $(($name, include_str!(concat!("../scripts/", $name, ".ps1"))),)*
         ];
@@ -143,6 +152,8 @@ templates! {
     "server/recover" => SERVER,
     "server/preflight" => SERVER,
     "server/stop" => STOP,
+    "server/lock" => LOCK,
+    "server/unlock" => UNLOCK,
 }
 
 /// The template called `name`.

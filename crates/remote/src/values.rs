@@ -80,7 +80,68 @@ pub(crate) fn local_path(param: &str, s: &str) -> Result<String, RemoteError> {
     Ok(s.to_string())
 }
 
-/// 64 hexadecimal characters, returned in lower case.
+/// The longest server lock holder accepted, in characters.
+pub(crate) const MAX_HOLDER_CHARS: usize = 512;
+
+/// The most decimal digits of a number parameter (`^[0-9]{1,19}$` in the templates, which
+/// read it as `[uint64]`).
+const MAX_DIGITS: usize = 19;
+
+/// A server lock's holder ([`crate::lock_script`], [`crate::unlock_script`]): 1 to
+/// [`MAX_HOLDER_CHARS`] printable ASCII characters (space to `~`), as the registry value and
+/// the templates' `ValidatePattern` take it.
+pub(crate) fn holder(param: &str, s: &str) -> Result<String, RemoteError> {
+    if s.is_empty() {
+        return Err(invalid(param, "is empty"));
+    }
+    if let Some(c) = s.chars().find(|c| !matches!(c, ' '..='~')) {
+        return Err(invalid(
+            param,
+            format!(
+                "character {} is not allowed: a lock holder is printable ASCII",
+                describe(c)
+            ),
+        ));
+    }
+    if s.len() > MAX_HOLDER_CHARS {
+        return Err(invalid(
+            param,
+            format!(
+                "has {} characters; a lock holder has at most {MAX_HOLDER_CHARS}",
+                s.len()
+            ),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A number as a template parameter: its decimal digits, at most [`MAX_DIGITS`].
+pub(crate) fn number(param: &str, n: u64) -> Result<String, RemoteError> {
+    let digits = n.to_string();
+    if digits.len() > MAX_DIGITS {
+        return Err(invalid(
+            param,
+            format!("{n} has more than {MAX_DIGITS} digits"),
+        ));
+    }
+    Ok(digits)
+}
+
+/// A number parameter back: 1 to [`MAX_DIGITS`] decimal digits.
+pub(crate) fn parse_number(param: &str, s: &str) -> Result<u64, RemoteError> {
+    if !(1..=MAX_DIGITS).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            param,
+            format!(
+                "'{}' is not a number of 1 to {MAX_DIGITS} decimal digits",
+                s.escape_debug()
+            ),
+        ));
+    }
+    s.parse()
+        .map_err(|e| invalid(param, format!("'{s}' is not a number: {e}")))
+}
+
 /// The end of a base64 command line ([`crate::stop_script`]): 32 to 256 base64 characters.
 pub(crate) fn command_tail(param: &str, s: &str) -> Result<String, RemoteError> {
     let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
@@ -97,6 +158,7 @@ pub(crate) fn command_tail(param: &str, s: &str) -> Result<String, RemoteError> 
     }
 }
 
+/// 64 hexadecimal characters, returned in lower case.
 pub(crate) fn sha256(param: &str, s: &str) -> Result<String, RemoteError> {
     if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
@@ -282,6 +344,58 @@ mod tests {
         assert!(url("https://download.example/cu.exe").is_ok());
         assert!(url("http://download.example/cu.exe").is_err());
         assert!(url("https://a.example/x y").is_err());
+    }
+
+    #[test]
+    fn lock_holders_and_numbers() {
+        let longest = "h".repeat(MAX_HOLDER_CHARS);
+        for good in [
+            "sqlite:/var/lib/sfbpatch/state.db#run1",
+            " ~",
+            "x",
+            longest.as_str(),
+        ] {
+            assert_eq!(holder("H", good).unwrap(), good);
+        }
+        let too_long = "h".repeat(MAX_HOLDER_CHARS + 1);
+        for bad in [
+            "",
+            too_long.as_str(),
+            "a\nb",
+            "tab\there",
+            "caf\u{e9}",
+            "a\u{7f}",
+            "\u{200b}",
+        ] {
+            assert!(holder("H", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(number("N", 0).unwrap(), "0");
+        assert_eq!(
+            number("N", 9_999_999_999_999_999_999).unwrap(),
+            "9999999999999999999"
+        );
+        assert!(number("N", 10_000_000_000_000_000_000).is_err());
+        assert!(number("N", u64::MAX).is_err());
+        assert_eq!(parse_number("N", "0").unwrap(), 0);
+        assert_eq!(
+            parse_number("N", "1700000000000").unwrap(),
+            1_700_000_000_000
+        );
+        assert_eq!(
+            parse_number("N", "9999999999999999999").unwrap(),
+            9_999_999_999_999_999_999
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            " 1",
+            "12345678901234567890",
+            "\u{661}",
+        ] {
+            assert!(parse_number("N", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -23,8 +23,8 @@ fn every_template_parses_without_errors() {
 fn every_rendered_script_parses_without_errors() {
     let plan = plan();
     let scripts = every_script(&plan);
-    // A step and a probe per planned step, and the four scripts on the whole server.
-    let expected: usize = plan.servers.iter().map(|s| 2 * s.steps.len() + 4).sum();
+    // A step and a probe per planned step, and the six scripts on the whole server.
+    let expected: usize = plan.servers.iter().map(|s| 2 * s.steps.len() + 6).sum();
     assert_eq!(scripts.len(), expected);
     for (name, _) in TEMPLATES {
         assert!(
@@ -232,4 +232,41 @@ fn the_quoting_function_doubles_every_single_quote_character() {
     // Without the quoting, the same value would be three statements.
     let raw = format!("Write-Output '{}'\n", attacks[0]);
     assert_eq!(top_statements(&parse(&raw)).len(), 3);
+}
+
+#[test]
+fn a_lock_holder_stays_inside_one_literal() {
+    let fqdn = sfbpatch_topology::Fqdn::parse(SAMPLE_SERVER).unwrap();
+    let attacks = [
+        r"x'; Remove-Item HKLM:\SOFTWARE\sfbpatch -Recurse; '",
+        r#"x"; Remove-Item C:\ -Recurse; "$(Remove-Item C:\)`'"#,
+        r"x'' -Generation '99",
+        "' -Holder 'other",
+    ];
+    for attack in attacks {
+        for script in [
+            sfbpatch_remote::lock_script(&fqdn, attack, 1, 2, 3).unwrap(),
+            sfbpatch_remote::unlock_script(&fqdn, attack).unwrap(),
+        ] {
+            assert!(syntax_problems(&script.text).is_empty(), "{attack}");
+            let tree = parse(&script.text);
+            let bound = bindings(&tree, &script.text);
+            let (_, value) = bound.iter().find(|(n, _)| n == "Holder").unwrap();
+            let literal = text_of(*value, &script.text);
+            assert_eq!(literal, ps_quote(attack), "{attack}");
+            let strings = descendants(*value, "string_literal");
+            assert_eq!(strings.len(), 1, "{attack}");
+            assert_eq!(strings[0].byte_range(), value.byte_range(), "{attack}");
+            assert_eq!(verbatim_value(literal), attack);
+            let request = decode_command_line(&script.command_line())
+                .unwrap()
+                .request()
+                .unwrap();
+            let holder = match request.operation {
+                Operation::Lock => request.lock.unwrap().holder,
+                _ => request.unlock_holder.unwrap(),
+            };
+            assert_eq!(holder, attack);
+        }
+    }
 }

@@ -7,9 +7,10 @@ use base64::Engine as _;
 use common::*;
 use sfbpatch_plan::{Action, StepId, render_command};
 use sfbpatch_remote::{
-    COMMAND_PREFIX, MAX_COMMAND_LINE, Operation, RemoteError, Script, TEMPLATES,
-    decode_command_line, decode_script, script_for,
+    COMMAND_PREFIX, LockRequest, MAX_COMMAND_LINE, Operation, RemoteError, Script, TEMPLATES,
+    decode_command_line, decode_script, lock_script, script_for, server_script, unlock_script,
 };
+use sfbpatch_topology::Fqdn;
 use sfbpatch_topology::StoreKind;
 
 fn encode(text: &str) -> String {
@@ -79,6 +80,32 @@ fn every_script_round_trips_to_its_template_and_action() {
                 assert_eq!(tail.len(), sfbpatch_remote::STOP_TAIL);
                 assert!(first.ends_with(&tail));
             }
+            Operation::Lock => {
+                assert!(request.step.is_none());
+                assert_eq!(
+                    request.lock,
+                    Some(LockRequest {
+                        holder: LOCK_HOLDER.to_string(),
+                        generation: LOCK_GENERATION,
+                        now_ms: LOCK_NOW_MS,
+                        expires_at: LOCK_EXPIRES_AT,
+                    })
+                );
+                assert_eq!(decoded.params["Generation"], LOCK_GENERATION.to_string());
+                assert_eq!(request.unlock_holder, None);
+            }
+            Operation::Unlock => {
+                assert!(request.step.is_none());
+                assert_eq!(request.unlock_holder.as_deref(), Some(LOCK_HOLDER));
+                assert_eq!(request.lock, None);
+                assert_eq!(decoded.params.len(), 2);
+            }
+        }
+        if r.op != Operation::Lock {
+            assert_eq!(request.lock, None, "{}", r.script.template);
+        }
+        if r.op != Operation::Unlock {
+            assert_eq!(request.unlock_holder, None, "{}", r.script.template);
         }
     }
 }
@@ -395,6 +422,141 @@ fn values_that_may_not_reach_a_script_are_refused() {
     assert_eq!(e.code(), "SFB-R002", "{e}");
 }
 
+#[test]
+fn lock_values_that_may_not_reach_a_script_are_refused() {
+    let fqdn = Fqdn::parse(SAMPLE_SERVER).unwrap();
+    let longest = "h".repeat(512);
+    let script = lock_script(&fqdn, &longest, u64::from(u32::MAX), 1, 2).unwrap();
+    let request = decode_command_line(&script.command_line())
+        .unwrap()
+        .request()
+        .unwrap();
+    assert_eq!(request.operation, Operation::Lock);
+    assert_eq!(request.lock.unwrap().holder, longest);
+    let most = 9_999_999_999_999_999_999;
+    let script = lock_script(&fqdn, "h", most, most, most).unwrap();
+    let lock = decode_script(&script.text)
+        .unwrap()
+        .request()
+        .unwrap()
+        .lock
+        .unwrap();
+    assert_eq!(
+        (lock.generation, lock.now_ms, lock.expires_at),
+        (most, most, most)
+    );
+
+    for (holder, param) in [
+        ("", "Holder"),
+        ("a\nb", "Holder"),
+        ("caf\u{e9}#run1", "Holder"),
+        (&"h".repeat(513), "Holder"),
+    ] {
+        let e = lock_script(&fqdn, holder, 1, 2, 3).unwrap_err();
+        assert_eq!(e.code(), "SFB-R002", "{holder:?}: {e}");
+        assert!(e.to_string().starts_with(&format!("{param}: ")), "{e}");
+        let e = unlock_script(&fqdn, holder).unwrap_err();
+        assert_eq!(e.code(), "SFB-R002", "{holder:?}: {e}");
+    }
+    for (args, param) in [
+        ((u64::MAX, 1, 2), "Generation"),
+        ((1, most + 1, 2), "NowMs"),
+        ((1, 2, u64::MAX), "ExpiresAt"),
+    ] {
+        let e = lock_script(&fqdn, "h", args.0, args.1, args.2).unwrap_err();
+        assert_eq!(e.code(), "SFB-R002", "{e}");
+        assert!(e.to_string().starts_with(&format!("{param}: ")), "{e}");
+    }
+}
+
+#[test]
+fn lock_values_are_validated_again_when_decoded() {
+    let fqdn = Fqdn::parse(SAMPLE_SERVER).unwrap();
+    let lock = lock_script(&fqdn, "state.db#run1", 7, 1000, 2000).unwrap();
+    for (from, to, param) in [
+        ("-Generation '7'", "-Generation '-7'", "-Generation"),
+        ("-Generation '7'", "-Generation '7x'", "-Generation"),
+        ("-NowMs '1000'", "-NowMs ''", "-NowMs"),
+        (
+            "-ExpiresAt '2000'",
+            "-ExpiresAt '20000000000000000000'",
+            "-ExpiresAt",
+        ),
+        ("-Holder 'state.db#run1'", "-Holder ''", "-Holder"),
+        (
+            "-Holder 'state.db#run1'",
+            "-Holder 'state.db\u{2028}#run1'",
+            "-Holder",
+        ),
+    ] {
+        assert!(lock.text.contains(from), "{}", lock.text);
+        let e = decode_script(&lock.text.replacen(from, to, 1))
+            .unwrap()
+            .request()
+            .unwrap_err();
+        assert_eq!(e.code(), "SFB-R008", "{to}: {e}");
+        assert!(
+            e.to_string().contains(&format!("server/lock: {param}: ")),
+            "{e}"
+        );
+    }
+    let unlock = unlock_script(&fqdn, "state.db#run1").unwrap();
+    let e = decode_script(
+        &unlock
+            .text
+            .replacen("-Holder 'state.db#run1'", "-Holder ''", 1),
+    )
+    .unwrap()
+    .request()
+    .unwrap_err();
+    assert_eq!(e.code(), "SFB-R008", "{e}");
+    // server/unlock takes no generation.
+    let e = decode_command_line(&encode(&unlock.text.replacen(
+        "-Holder 'state.db#run1'",
+        "-Holder 'state.db#run1' -Generation '1'",
+        1,
+    )))
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown parameter"), "{e}");
+}
+
+#[test]
+#[should_panic(expected = "server/lock names the lock's holder")]
+fn a_lock_needs_more_than_the_server() {
+    let plan = plan();
+    let _ = server_script(Operation::Lock, server(&plan, SAMPLE_SERVER));
+}
+
+#[test]
+#[should_panic(expected = "server/unlock names the lock's holder")]
+fn an_unlock_needs_more_than_the_server() {
+    let plan = plan();
+    let _ = server_script(Operation::Unlock, server(&plan, SAMPLE_SERVER));
+}
+
+#[test]
+fn every_operation_names_its_template() {
+    let names: Vec<String> = Operation::ALL
+        .iter()
+        .map(|op| op.template_name(StepId::StopW3svc))
+        .collect();
+    for name in &names {
+        assert!(
+            TEMPLATES.iter().any(|(n, _)| n == name),
+            "no template {name}"
+        );
+    }
+    for op in Operation::ALL {
+        assert_eq!(
+            op.is_server_wide(),
+            op.template_name(StepId::StopW3svc).starts_with("server/"),
+            "{op}"
+        );
+    }
+    assert_eq!(Operation::Lock.as_str(), "lock");
+    assert_eq!(Operation::Unlock.as_str(), "unlock");
+}
+
 /// The plan's command with each value replaced by the template's expression for it.
 fn with_parameters(command: &str, params: &std::collections::BTreeMap<String, String>) -> String {
     let mut pairs: Vec<(String, String)> = Vec::new();
@@ -547,7 +709,7 @@ fn every_template_shares_the_same_frame() {
             "{name} writes one result"
         );
     }
-    assert_eq!(TEMPLATES.len(), 2 * StepId::ALL.len() + 4);
+    assert_eq!(TEMPLATES.len(), 2 * StepId::ALL.len() + 6);
     for id in StepId::ALL {
         for kind in ["step", "probe"] {
             let name = format!("{kind}/{id}");

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use russh::client;
 use sfbpatch_engine::{
-    MachineFacts, Probe, ProbeVerdict, StepOutcome, StepRequest, Target, TargetError,
+    Fence, MachineFacts, Millis, Probe, ProbeVerdict, ServerLock, StepOutcome, StepRequest, Target,
+    TargetError,
 };
 use sfbpatch_plan::{Action, Installer, ServerPlan, StepId};
 
@@ -282,6 +283,74 @@ impl SshTarget {
 
 /// How long stopping a timed-out script may take.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl SshTarget {
+    /// Run a script on the whole server that reads or keeps something small (`server/preflight`,
+    /// `server/lock`, `server/unlock`), within the pre-flight's timeout, and read its result:
+    /// a script that failed (a non-zero exit code) is a refusal. `what` names it in messages;
+    /// `last`: the server's procedure ends with it.
+    fn server_call(
+        &self,
+        fqdn: &str,
+        script: &Script,
+        what: &str,
+        last: bool,
+    ) -> Result<ScriptResult, TargetError> {
+        let timeout = self.inner.options.connect_timeout * 3;
+        let finished = self
+            .runtime
+            .block_on(self.inner.run(fqdn, &script.command_line(), timeout, last))
+            .map_err(|e| target_error(e, fqdn, what, timeout))?;
+        let result = read_result(fqdn, what, script, &finished, timeout)?;
+        if result.exit_code != 0 {
+            return Err(TargetError::Refused(format!(
+                "server {fqdn}: {what} failed (exit code {}): {}",
+                result.exit_code,
+                last_lines(&result.output)
+            )));
+        }
+        Ok(result)
+    }
+}
+
+/// What `server/lock` answered: taken (`None`), another holder's lock (`Some`), or a newer
+/// generation of the same holder ([`TargetError::Fenced`]).
+fn read_lock(
+    fqdn: &str,
+    fence: Fence<'_>,
+    facts: &serde_json::Value,
+) -> Result<Option<ServerLock>, TargetError> {
+    let unreadable = |why: &str| {
+        TargetError::Refused(format!(
+            "server {fqdn}: the lock script answered facts sfbpatch cannot read ({why}): {facts}"
+        ))
+    };
+    // A number as JSON writes it, or as text.
+    let number = |name: &str| -> Result<u64, TargetError> {
+        let value = &facts[name];
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| unreadable(&format!("no number '{name}'")))
+    };
+    match facts["taken"].as_bool() {
+        Some(true) => Ok(None),
+        Some(false) if facts["fenced"].as_bool() == Some(true) => Err(TargetError::Fenced {
+            server: fqdn.to_string(),
+            held: fence.generation,
+            current: number("generation")?,
+        }),
+        Some(false) => Ok(Some(ServerLock {
+            holder: facts["holder"]
+                .as_str()
+                .ok_or_else(|| unreadable("no text 'holder'"))?
+                .to_string(),
+            generation: number("generation")?,
+            expires_at: number("expires_at")?,
+        })),
+        None => Err(unreadable("no true or false 'taken'")),
+    }
+}
 
 impl Inner {
     fn endpoint(&self, server: &str) -> Result<&Endpoint, SshError> {
@@ -697,25 +766,48 @@ impl Target for SshTarget {
                 "cannot build the pre-flight script for {fqdn}: {e}"
             ))
         })?;
-        let timeout = self.inner.options.connect_timeout * 3;
-        let finished = self
-            .runtime
-            .block_on(self.inner.run(fqdn, &script.command_line(), timeout, false))
-            .map_err(|e| target_error(e, fqdn, "the pre-flight", timeout))?;
-        let result = read_result(fqdn, "the pre-flight", &script, &finished, timeout)?;
-        if result.exit_code != 0 {
-            return Err(TargetError::Refused(format!(
-                "server {fqdn}: the pre-flight failed (exit code {}): {}",
-                result.exit_code,
-                last_lines(&result.output)
-            )));
-        }
+        let result = self.server_call(fqdn, &script, "the pre-flight", false)?;
         serde_json::from_value(result.facts.clone()).map_err(|e| {
             TargetError::Refused(format!(
                 "server {fqdn}: the pre-flight answered facts sfbpatch cannot read ({e}): {}",
                 result.facts
             ))
         })
+    }
+
+    /// Runs `server/lock`: the registry key `HKLM:\SOFTWARE\sfbpatch\Lock` holds the
+    /// controller's run, the generation of its claim and when the lock lapses.
+    fn lock_server(
+        &self,
+        server: &ServerPlan,
+        fence: Fence<'_>,
+        now_ms: Millis,
+        until_ms: Millis,
+    ) -> Result<Option<ServerLock>, TargetError> {
+        let fqdn = server.fqdn.as_str();
+        let script = remote::lock_script(
+            &server.fqdn,
+            fence.holder,
+            fence.generation,
+            now_ms,
+            until_ms,
+        )
+        .map_err(|e| {
+            TargetError::Refused(format!("cannot build the lock script for {fqdn}: {e}"))
+        })?;
+        let result = self.server_call(fqdn, &script, "the lock script", false)?;
+        read_lock(fqdn, fence, &result.facts)
+    }
+
+    /// Runs `server/unlock`, which removes the lock only when `holder` holds it. The server's
+    /// procedure ends with it: its connection may go to another server at once.
+    fn unlock_server(&self, server: &ServerPlan, holder: &str) -> Result<(), TargetError> {
+        let fqdn = server.fqdn.as_str();
+        let script = remote::unlock_script(&server.fqdn, holder).map_err(|e| {
+            TargetError::Refused(format!("cannot build the unlock script for {fqdn}: {e}"))
+        })?;
+        self.server_call(fqdn, &script, "the unlock script", true)
+            .map(|_| ())
     }
 
     fn recover(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
@@ -735,5 +827,111 @@ impl Drop for SshTarget {
             }
             let _ = tokio::time::timeout(Duration::from_secs(3), closing.join_all()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const FENCE: Fence<'static> = Fence {
+        holder: "sqlite:/srv/a.db#run1",
+        generation: 2,
+    };
+
+    #[test]
+    fn a_lock_taken_is_none() {
+        assert_eq!(
+            read_lock("se1.example.com", FENCE, &json!({ "taken": true })),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn another_holders_lock_is_returned() {
+        let held = ServerLock {
+            holder: "sqlite:/srv/b.db#run4".to_string(),
+            generation: 1,
+            expires_at: 1_700_043_200_000,
+        };
+        for facts in [
+            json!({
+                "taken": false,
+                "holder": "sqlite:/srv/b.db#run4",
+                "generation": 1,
+                "expires_at": 1_700_043_200_000_u64,
+            }),
+            // Numbers as text are read too.
+            json!({
+                "taken": false,
+                "holder": "sqlite:/srv/b.db#run4",
+                "generation": "1",
+                "expires_at": "1700043200000",
+            }),
+        ] {
+            assert_eq!(
+                read_lock("se1.example.com", FENCE, &facts),
+                Ok(Some(held.clone())),
+                "{facts}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_newer_generation_of_the_same_holder_fences_this_controller() {
+        let facts = json!({
+            "taken": false,
+            "fenced": true,
+            "holder": FENCE.holder,
+            "generation": 5,
+            "expires_at": 1_700_043_200_000_u64,
+        });
+        assert_eq!(
+            read_lock("se1.example.com", FENCE, &facts),
+            Err(TargetError::Fenced {
+                server: "se1.example.com".to_string(),
+                held: 2,
+                current: 5,
+            })
+        );
+    }
+
+    #[test]
+    fn facts_that_cannot_be_read_are_a_refusal() {
+        for (facts, says) in [
+            (json!({}), "no true or false 'taken'"),
+            (json!({ "taken": "yes" }), "no true or false 'taken'"),
+            (
+                json!({ "taken": false, "generation": 1, "expires_at": 2 }),
+                "no text 'holder'",
+            ),
+            (
+                json!({ "taken": false, "holder": "x", "generation": -1, "expires_at": 2 }),
+                "no number 'generation'",
+            ),
+            (
+                json!({ "taken": false, "holder": "x", "generation": 1 }),
+                "no number 'expires_at'",
+            ),
+            (
+                json!({ "taken": false, "fenced": true, "holder": "x" }),
+                "no number 'generation'",
+            ),
+        ] {
+            match read_lock("se1.example.com", FENCE, &facts) {
+                Err(TargetError::Refused(message)) => {
+                    assert!(
+                        message.starts_with(
+                            "server se1.example.com: the lock script answered facts sfbpatch \
+                             cannot read"
+                        ) && message.contains(says),
+                        "{message}"
+                    );
+                }
+                other => panic!("{facts}: {other:?}"),
+            }
+        }
     }
 }

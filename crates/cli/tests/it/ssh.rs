@@ -973,3 +973,169 @@ fn resume_on_another_controller_host_finds_its_connections_anew() {
     assert_eq!(code(&r), 0, "{}", stderr(&r));
     assert_patched(&s.lab_json("lab"), SE1);
 }
+
+/// The lock a lab server keeps for the controller patching it (a registry key on Windows), read
+/// without changing anything.
+fn lock_of(s: &Scratch, lab: &str, fqdn: &str) -> Option<sfbpatch_engine::ServerLock> {
+    sfbpatch_lab::Lab::open(&s.path().join(lab))
+        .unwrap()
+        .target()
+        .lock_holder(fqdn)
+        .unwrap()
+}
+
+/// `apply --only SE1` over SSH with its own state file.
+fn apply_ssh_with_state(s: &Scratch, state: &str, kill_at: Option<&str>) -> Output {
+    let args: Vec<&str> = apply_ssh_args(&[SE1], &["--accept-new-host-keys"])
+        .into_iter()
+        .map(|a| if a == "state.db" { state } else { a })
+        .collect();
+    let mut cmd = crate::common::bin();
+    cmd.current_dir(s.path()).args(args).stdin(Stdio::null());
+    if let Some(n) = kill_at {
+        cmd.env(common::KILL_ENV, n);
+    }
+    cmd.output().expect("sfbpatch runs")
+}
+
+/// Two operators with two state files cannot patch the same server over SSH: the lock the
+/// server keeps (`server/lock` through sshd into `lab shell`) refuses the second controller in
+/// its pre-flight, naming the first, and the second changes nothing on the server. A run that
+/// ends releases the lock (`server/unlock`); then the other may go ahead.
+#[test]
+#[ignore = "needs sshd: scripts/test installs it and runs this"]
+fn two_state_files_cannot_patch_the_same_server_over_ssh() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let Some(hosts) = Hosts::start(&s, "lab", &[SE1]) else {
+        return;
+    };
+    s.write("conn.toml", &hosts.connections("id_ed25519", &[]));
+    assert_eq!(lock_of(&s, "lab", SE1), None);
+
+    // The first operator's controller dies inside the server's procedure (its 8th journal
+    // append): the server keeps its lock.
+    let o = apply_ssh_with_state(&s, "a.db", Some("8"));
+    assert!(!o.status.success(), "{}", stderr(&o));
+    let held = lock_of(&s, "lab", SE1).expect("the first controller's lock is on the server");
+    assert!(held.holder.ends_with("a.db#run1"), "{held:?}");
+    let before = s.lab_json("lab");
+
+    // The second operator, with a state file of their own, is refused before anything runs.
+    let o = apply_ssh_with_state(&s, "b.db", None);
+    assert_eq!(code(&o), 1, "{}\n{}", stderr(&o), stdout(&o));
+    let status = s.status_json("b.db");
+    let se1 = item(&status, "servers", "fqdn", SE1);
+    assert_eq!(se1["state"], "failed", "{se1}");
+    let reason = se1["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "server {SE1} is locked by another controller ({})",
+            held.holder
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains("b.db#run1"), "{reason}");
+    assert_eq!(
+        server(&s.lab_json("lab"), SE1),
+        server(&before, SE1),
+        "the second controller changed nothing on the server"
+    );
+    assert_eq!(
+        lock_of(&s, "lab", SE1),
+        Some(held.clone()),
+        "the lock stays"
+    );
+
+    // The first operator finishes the run: the server is patched and holds no lock.
+    let o = s.run(&["resume", "--state", "a.db"]);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    assert_patched(&s.lab_json("lab"), SE1);
+    assert_eq!(s.status_json("a.db")["run"]["state"], "succeeded");
+    assert_eq!(lock_of(&s, "lab", SE1), None, "the run released its lock");
+
+    // Now the second operator may go ahead; its run, too, leaves no lock behind.
+    let o = apply_ssh_with_state(&s, "b.db", None);
+    assert_eq!(code(&o), 0, "{}\n{}", stderr(&o), stdout(&o));
+    assert_eq!(s.status_json("b.db")["run"]["state"], "succeeded");
+    assert_patched(&s.lab_json("lab"), SE1);
+    assert_eq!(lock_of(&s, "lab", SE1), None, "the run released its lock");
+}
+
+/// `server/lock` and `server/unlock` as `lab shell` carries them out: the result lines the
+/// PowerShell templates write, and the lab's lock.
+#[test]
+fn lab_shell_keeps_the_server_lock_as_the_templates_do() {
+    let s = Scratch::new();
+    lab_init(&s, "lab", &[]);
+    let fqdn = sfbpatch_topology::Fqdn::parse(SE1).unwrap();
+    let shell = |script: sfbpatch_remote::Script| -> Value {
+        let o = crate::common::bin()
+            .current_dir(s.path())
+            .args(["lab", "shell", "--lab", "lab", "--host", SE1])
+            .env("SSH_ORIGINAL_COMMAND", script.command_line())
+            .output()
+            .expect("sfbpatch runs");
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let result = script.parse_result(&stdout(&o)).expect("a result line");
+        assert_eq!(result.exit_code, 0, "{}", result.output);
+        result.facts
+    };
+    let lock = |holder: &str, generation: u64, now: u64, until: u64| {
+        shell(sfbpatch_remote::lock_script(&fqdn, holder, generation, now, until).unwrap())
+    };
+    let unlock = |holder: &str| shell(sfbpatch_remote::unlock_script(&fqdn, holder).unwrap());
+    let (a, b) = ("sqlite:/srv/a.db#run1", "sqlite:/srv/b.db#run1");
+
+    assert_eq!(
+        lock(a, 1, 1_000, 5_000),
+        serde_json::json!({ "taken": true })
+    );
+    let held = |holder: &str, generation: u64, expires_at: u64| {
+        Some(sfbpatch_engine::ServerLock {
+            holder: holder.to_string(),
+            generation,
+            expires_at,
+        })
+    };
+    assert_eq!(lock_of(&s, "lab", SE1), held(a, 1, 5_000));
+    // Another holder, before the lock expires: nothing taken, the holder named.
+    assert_eq!(
+        lock(b, 1, 4_999, 9_000),
+        serde_json::json!({
+            "taken": false,
+            "holder": a,
+            "generation": 1,
+            "expires_at": 5_000,
+        })
+    );
+    // The same holder with an older generation: fenced.
+    assert_eq!(
+        lock(a, 2, 2_000, 6_000),
+        serde_json::json!({ "taken": true })
+    );
+    assert_eq!(
+        lock(a, 1, 2_000, 7_000),
+        serde_json::json!({
+            "taken": false,
+            "fenced": true,
+            "holder": a,
+            "generation": 2,
+            "expires_at": 6_000,
+        })
+    );
+    assert_eq!(lock_of(&s, "lab", SE1), held(a, 2, 6_000));
+    // Only its holder removes the lock.
+    assert_eq!(unlock(b), serde_json::json!({ "removed": false }));
+    assert_eq!(lock_of(&s, "lab", SE1), held(a, 2, 6_000));
+    // Once it has expired, another holder takes it.
+    assert_eq!(
+        lock(b, 1, 6_000, 9_000),
+        serde_json::json!({ "taken": true })
+    );
+    assert_eq!(lock_of(&s, "lab", SE1), held(b, 1, 9_000));
+    assert_eq!(unlock(a), serde_json::json!({ "removed": false }));
+    assert_eq!(unlock(b), serde_json::json!({ "removed": true }));
+    assert_eq!(lock_of(&s, "lab", SE1), None);
+    assert_eq!(unlock(b), serde_json::json!({ "removed": false }));
+}

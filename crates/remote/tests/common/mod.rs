@@ -82,6 +82,14 @@ pub fn server<'a>(plan: &'a Plan, fqdn: &str) -> &'a ServerPlan {
         .unwrap_or_else(|| panic!("{fqdn} in the plan"))
 }
 
+/// The lock every sample `server/lock` and `server/unlock` script names: a controller's run
+/// (with a single quote, which the binding doubles), the generation of its claim, its clock
+/// and the lock's expiry (Unix milliseconds).
+pub const LOCK_HOLDER: &str = "sqlite:C:\\ProgramData\\sfbpatch\\O'Brien's state.db#run12";
+pub const LOCK_GENERATION: u64 = 3;
+pub const LOCK_NOW_MS: u64 = 1_700_000_000_000;
+pub const LOCK_EXPIRES_AT: u64 = 1_700_043_200_000;
+
 /// One rendered script and what it was rendered for.
 pub struct Rendered<'a> {
     pub op: Operation,
@@ -91,7 +99,7 @@ pub struct Rendered<'a> {
 }
 
 /// Every script the plan can send: each step's and probe's on every server, and each server's
-/// reboot and recovery.
+/// reboot, recovery, pre-flight, stop, lock and unlock.
 pub fn every_script(plan: &Plan) -> Vec<Rendered<'_>> {
     let mut out = Vec::new();
     for server in &plan.servers {
@@ -125,6 +133,26 @@ pub fn every_script(plan: &Plan) -> Vec<Rendered<'_>> {
             server,
             step,
             script: sfbpatch_remote::stop_script(&server.fqdn, &first.command_line()).unwrap(),
+        });
+        // Taking and releasing the server's own lock.
+        out.push(Rendered {
+            op: Operation::Lock,
+            server,
+            step,
+            script: sfbpatch_remote::lock_script(
+                &server.fqdn,
+                LOCK_HOLDER,
+                LOCK_GENERATION,
+                LOCK_NOW_MS,
+                LOCK_EXPIRES_AT,
+            )
+            .unwrap(),
+        });
+        out.push(Rendered {
+            op: Operation::Unlock,
+            server,
+            step,
+            script: sfbpatch_remote::unlock_script(&server.fqdn, LOCK_HOLDER).unwrap(),
         });
     }
     out
