@@ -83,6 +83,12 @@ impl Store for KillAt {
     fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError> {
         self.inner.claim_run(run, instance)
     }
+    fn store_id(&self) -> Result<Option<String>, StoreError> {
+        self.inner.store_id()
+    }
+    fn clock_ms(&self) -> Result<Option<Millis>, StoreError> {
+        self.inner.clock_ms()
+    }
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
         self.inner.break_lease(pool)
     }

@@ -154,6 +154,16 @@ pub enum Record {
         outcome: ServerOutcome,
         reason: Option<String>,
     },
+    /// The operator asked for the server, which ended failed (or skipped because of a failure),
+    /// to be tried again (`sfbpatch retry`): it is pending again. Every step it completed
+    /// stays done, except the steps of its outage window that the recovery after the failure
+    /// undid (the update installed and databases updated stay done); the pre-flight reads it
+    /// again before anything runs. `by` is the operator, `at_unix_ms` the wall-clock time
+    /// they asked (the entry's own time is on the target's clock).
+    ServerRetried {
+        by: String,
+        at_unix_ms: Millis,
+    },
     /// Run-level (server `""`): `Test-CsDatabase` over every SQL Server after the last server;
     /// a database behind its expected version fails the run.
     DatabasesChecked {
@@ -349,6 +359,12 @@ pub trait Store {
     /// same run is renewed (its generation kept). `now` and the expiry are on the store's
     /// clock when it has one ([`Store::clock_ms`]).
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError>;
+    /// The store's name, made once when it was created: where, and random bits
+    /// (`sqlite:state.db~3f9a...`). `None` for a store made before stores had one and opened
+    /// only to read.
+    fn store_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
     /// The store's own clock (wall-clock milliseconds since the Unix epoch), when it has one
     /// that every controller shares (PostgreSQL's): lease expiry is then written and compared
     /// on it, so controllers' clock skew does not move a lease. `None`: each controller's

@@ -129,6 +129,16 @@ impl Connector {
         key: Option<&LoadedKey>,
     ) -> Result<Connection, SshError> {
         let expected = self.expected(ep).await?;
+        tracing::debug!(
+            server = %ep.server,
+            address = %ep.address(),
+            user = %ep.user,
+            identity = %ep.identity,
+            host_key = %describe_expected(&expected),
+            timeout_s = self.connect_timeout.as_secs(),
+            "connecting"
+        );
+        let started = std::time::Instant::now();
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             expected,
@@ -145,14 +155,30 @@ impl Connector {
         )
         .await;
         let seen = verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(seen) = &seen {
+            tracing::debug!(server = %ep.server, verdict = %describe_verdict(seen), "host key checked");
+        }
         let mut handle = match connected {
             Err(_) => {
+                tracing::info!(
+                    server = %ep.server,
+                    address = %ep.address(),
+                    timeout_s = self.connect_timeout.as_secs(),
+                    "connect timed out: no SSH session"
+                );
                 return Err(unreachable(format!(
                     "no SSH session within {} s",
                     self.connect_timeout.as_secs()
                 )));
             }
             Ok(Err(e)) => {
+                tracing::info!(
+                    server = %ep.server,
+                    address = %ep.address(),
+                    error = %describe(&e),
+                    host_key = %seen.as_ref().map_or_else(|| "not seen".to_string(), describe_verdict),
+                    "connect failed"
+                );
                 return Err(match seen {
                     Some(Verdict::Unknown(presented)) => SshError::HostKeyUnknown {
                         server: ep.server.clone(),
@@ -175,7 +201,13 @@ impl Connector {
             }
             Ok(Ok(handle)) => handle,
         };
+        tracing::debug!(
+            server = %ep.server,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "SSH session established"
+        );
         if let Some(Verdict::PinNew(fp)) = seen {
+            tracing::info!(server = %ep.server, fingerprint = %fp, "pinning the host key seen for the first time (--accept-new-host-keys)");
             let keys = self.host_keys.clone();
             let server = ep.server.clone();
             let text = fp.to_string();
@@ -188,17 +220,23 @@ impl Connector {
             .map_err(|e| SshError::Internal(format!("pinning a host key failed: {e}")))?
             .map_err(|e| SshError::Store(e.to_string()))?;
         }
+        tracing::debug!(server = %ep.server, user = %ep.user, identity = %ep.identity, "authenticating");
         let ok = tokio::time::timeout(
             self.connect_timeout,
             self.authenticate(&mut handle, ep, key),
         )
         .await
         .map_err(|_| {
+            tracing::info!(server = %ep.server, "authentication timed out");
             unreachable(format!(
                 "no answer to authentication within {} s",
                 self.connect_timeout.as_secs()
             ))
-        })??;
+        })?
+        .inspect_err(
+            |e| tracing::info!(server = %ep.server, error = %e, "authentication failed"),
+        )?;
+        tracing::debug!(server = %ep.server, user = %ep.user, accepted = ok, "authentication answered");
         if !ok {
             let _ = handle.disconnect(Disconnect::ByApplication, "", "en").await;
             return Err(SshError::AuthFailed {
@@ -268,6 +306,7 @@ impl Connector {
             .request_identities()
             .await
             .map_err(|e| agent_err(e.to_string()))?;
+        tracing::debug!(server = %ep.server, agent = %path.display(), keys = identities.len(), "ssh-agent keys");
         if identities.is_empty() {
             return Err(agent_err(
                 "ssh-agent holds no keys (ssh-add lists none)".into(),
@@ -282,6 +321,7 @@ impl Connector {
             let AgentIdentity::PublicKey { key, .. } = identity else {
                 continue;
             };
+            tracing::trace!(server = %ep.server, algorithm = %key.algorithm(), "offering an ssh-agent key");
             match handle
                 .authenticate_publickey_with(ep.user.clone(), key, hash, &mut agent)
                 .await
@@ -292,6 +332,30 @@ impl Connector {
             }
         }
         Ok(false)
+    }
+}
+
+/// What a connection expects of a host key, for the log.
+fn describe_expected(expected: &Expected) -> String {
+    match expected {
+        Expected::Configured(fp) => format!("configured {fp}"),
+        Expected::Pinned(fp) => format!("pinned {fp}"),
+        Expected::Unknown { accept_new: true } => "none known; a new one is pinned".into(),
+        Expected::Unknown { accept_new: false } => "none known; a new one is refused".into(),
+    }
+}
+
+/// A host key's verdict, for the log (fingerprints only: public).
+fn describe_verdict(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Trusted => "trusted".into(),
+        Verdict::PinNew(fp) => format!("new, to pin: {fp}"),
+        Verdict::Unknown(fp) => format!("unknown, refused: {fp}"),
+        Verdict::Changed {
+            expected,
+            presented,
+            source,
+        } => format!("CHANGED: expected {expected} ({source}), presented {presented}"),
     }
 }
 
@@ -330,16 +394,38 @@ pub(crate) fn load_key(path: &Path) -> Result<LoadedKey, SshError> {
             )));
         }
     }
+    let rsa = || {
+        bad(
+            "it is an RSA key, which sfbpatch does not use (the RSA implementation available \
+             to it is open to a timing attack, RUSTSEC-2023-0071): make an Ed25519 key \
+             (ssh-keygen -t ed25519) and add its .pub to the server's authorized keys"
+                .into(),
+        )
+    };
     match russh::keys::load_secret_key(path, None) {
+        // RSA is left out of the build: the only RSA implementation at hand is open to the
+        // Marvin timing attack (RUSTSEC-2023-0071) when it signs.
+        Ok(key) if matches!(key.algorithm(), russh::keys::Algorithm::Rsa { .. }) => Err(rsa()),
         Ok(key) => Ok(LoadedKey(Arc::new(key))),
         Err(russh::keys::Error::KeyIsEncrypted) => Err(bad(
             "it is protected by a passphrase; load it into ssh-agent (ssh-add) and leave \
              identity_file out to use the agent"
                 .into(),
         )),
+        Err(_) if is_rsa_key(path) => Err(rsa()),
         // Parser messages name what is wrong with the format, never the key's content.
         Err(e) => Err(bad(format!("not a private key sfbpatch can use: {e}"))),
     }
+}
+
+/// Whether an identity file that could not be read holds an RSA key: a PEM `RSA PRIVATE KEY`,
+/// or one whose public half beside it (`.pub`) is `ssh-rsa`.
+fn is_rsa_key(path: &Path) -> bool {
+    let pem = std::fs::read_to_string(path)
+        .is_ok_and(|text| text.contains("-----BEGIN RSA PRIVATE KEY-----"));
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    pem || std::fs::read_to_string(&public).is_ok_and(|p| p.starts_with("ssh-rsa "))
 }
 
 /// The end of a stream, at most `cap` bytes.
@@ -486,6 +572,37 @@ mod tests {
         assert!(text.ends_with("99999\n"), "{text}");
         let total: u64 = (0..100_000u32).map(|i| format!("{i}\n").len() as u64).sum();
         assert_eq!(t.dropped() + 10, total);
+    }
+
+    #[test]
+    fn rsa_identity_files_are_refused_by_name() {
+        for format in ["RFC4716", "PEM"] {
+            rsa_key_refused(format);
+        }
+    }
+
+    fn rsa_key_refused(format: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_rsa");
+        let o = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q", "-t", "rsa", "-b", "2048", "-N", "", "-m", format, "-f",
+            ])
+            .arg(&path)
+            .output();
+        let Ok(o) = o else {
+            eprintln!(
+                "ssh-keygen is not installed: rsa_identity_files_are_refused_by_name skipped"
+            );
+            return;
+        };
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::remove_file(dir.path().join("id_rsa.pub")).unwrap();
+        let e = load_key(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("it is an RSA key") && e.contains("ssh-keygen -t ed25519"),
+            "{format}: {e}"
+        );
     }
 
     #[test]

@@ -252,14 +252,26 @@ impl SshTarget {
         // After `verify` (the last step) or a recovery, the server's procedure is over.
         let last = script.template == format!("step/{}", StepId::Verify)
             || script.template.starts_with("server/recover");
+        tracing::debug!(
+            server,
+            template = %script.template,
+            step = %req.step.id,
+            for_server = %req.server.fqdn,
+            timeout_s = timeout.as_secs(),
+            "exec"
+        );
+        let started = Instant::now();
         let ran = self
             .runtime
             .block_on(self.inner.run(server, &command, timeout, last));
+        log_finished(server, &script.template, started, &ran);
         if matches!(ran, Err(RunError::TimedOut)) {
             self.stop_timed_out(server, &command);
         }
         let finished = ran.map_err(|e| target_error(e, server, req.step.id, timeout))?;
-        read_result(server, req.step.id, script, &finished, timeout)
+        let result = read_result(server, req.step.id, script, &finished, timeout);
+        log_result(server, &script.template, &result);
+        result
     }
 
     /// sshd leaves an exec session's process running when the client gives up on it: stop the
@@ -272,12 +284,20 @@ impl SshTarget {
         let Ok(stop) = remote::stop_script(&fqdn, command) else {
             return;
         };
-        let _ = self.runtime.block_on(self.inner.run(
+        tracing::info!(
+            server,
+            template = %stop.template,
+            timeout_s = STOP_TIMEOUT.as_secs(),
+            "the command timed out: stopping it and its process tree on the server"
+        );
+        let started = Instant::now();
+        let ran = self.runtime.block_on(self.inner.run(
             server,
             &stop.command_line(),
             STOP_TIMEOUT,
             false,
         ));
+        log_finished(server, &stop.template, started, &ran);
     }
 }
 
@@ -297,11 +317,21 @@ impl SshTarget {
         last: bool,
     ) -> Result<ScriptResult, TargetError> {
         let timeout = self.inner.options.connect_timeout * 3;
-        let finished = self
-            .runtime
-            .block_on(self.inner.run(fqdn, &script.command_line(), timeout, last))
-            .map_err(|e| target_error(e, fqdn, what, timeout))?;
-        let result = read_result(fqdn, what, script, &finished, timeout)?;
+        tracing::debug!(
+            server = fqdn,
+            template = %script.template,
+            timeout_s = timeout.as_secs(),
+            "exec"
+        );
+        let started = Instant::now();
+        let ran =
+            self.runtime
+                .block_on(self.inner.run(fqdn, &script.command_line(), timeout, last));
+        log_finished(fqdn, &script.template, started, &ran);
+        let finished = ran.map_err(|e| target_error(e, fqdn, what, timeout))?;
+        let result = read_result(fqdn, what, script, &finished, timeout);
+        log_result(fqdn, &script.template, &result);
+        let result = result?;
         if result.exit_code != 0 {
             return Err(TargetError::Refused(format!(
                 "server {fqdn}: {what} failed (exit code {}): {}",
@@ -365,7 +395,10 @@ impl Inner {
             Identity::Agent => None,
         };
         self.pool
-            .acquire(&ep.server, || self.connector.connect(ep, key))
+            .acquire(&ep.server, || {
+                tracing::debug!(server = %ep.server, "opening a connection (none open to reuse)");
+                self.connector.connect(ep, key)
+            })
             .await
     }
 
@@ -400,6 +433,12 @@ impl Inner {
                 }
                 // Nothing ran: a pooled connection that died while idle. Once more, anew.
                 Err(ExecError::NotStarted(reason)) => {
+                    tracing::info!(
+                        server = %ep.server,
+                        reason = %reason,
+                        attempt = tries,
+                        "no channel on the connection, nothing ran: reconnecting"
+                    );
                     self.pool.discard(&ep.server, &conn).await;
                     if tries >= 2 {
                         return Err(RunError::Ssh(SshError::Unreachable {
@@ -410,6 +449,11 @@ impl Inner {
                     }
                 }
                 Err(ExecError::Lost(reason)) => {
+                    tracing::info!(
+                        server = %ep.server,
+                        reason = %reason,
+                        "the connection was lost while the command ran; the next call reconnects"
+                    );
                     self.pool.discard(&ep.server, &conn).await;
                     return Err(RunError::Lost {
                         address: ep.address(),
@@ -420,6 +464,54 @@ impl Inner {
                 Err(ExecError::Refused(reason)) => return Err(RunError::Refused(reason)),
             }
         }
+    }
+}
+
+/// The log line of a command that ended (or did not): how, and how long it took.
+fn log_finished(server: &str, template: &str, started: Instant, ran: &Result<Finished, RunError>) {
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match ran {
+        Ok(f) => tracing::debug!(
+            server,
+            template,
+            exit_status = ?f.exit_status,
+            elapsed_ms,
+            stdout_bytes = f.stdout.text().len() as u64 + f.stdout.dropped(),
+            stderr_bytes = f.stderr.text().len() as u64 + f.stderr.dropped(),
+            "exec finished"
+        ),
+        Err(RunError::Ssh(e)) => {
+            tracing::info!(server, template, elapsed_ms, error = %e, "exec: no connection, nothing ran")
+        }
+        Err(RunError::Lost { address, reason }) => tracing::info!(
+            server,
+            template,
+            elapsed_ms,
+            address = %address,
+            reason = %reason,
+            "exec: connection lost, outcome unknown"
+        ),
+        Err(RunError::TimedOut) => {
+            tracing::info!(
+                server,
+                template,
+                elapsed_ms,
+                "exec timed out, outcome unknown"
+            )
+        }
+        Err(RunError::Refused(reason)) => {
+            tracing::info!(server, template, elapsed_ms, reason = %reason, "exec refused by the server")
+        }
+    }
+}
+
+/// The log line of a script's result line (its own exit code), or why there was none.
+fn log_result(server: &str, template: &str, result: &Result<ScriptResult, TargetError>) {
+    match result {
+        Ok(r) => {
+            tracing::debug!(server, template, exit_code = r.exit_code, done = ?r.done, "result")
+        }
+        Err(e) => tracing::info!(server, template, error = %e, "no result"),
     }
 }
 
@@ -450,7 +542,26 @@ impl Inner {
                 .lease(ep)
                 .await
                 .map_err(|e| Upload::Run(RunError::Ssh(e)))?;
-            match conn.upload(local, destination, timeout).await {
+            tracing::debug!(
+                server,
+                local = %local.display(),
+                destination,
+                timeout_s = timeout.as_secs(),
+                "uploading over SFTP"
+            );
+            let started = Instant::now();
+            let sent = conn.upload(local, destination, timeout).await;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            match &sent {
+                Ok(bytes) => tracing::debug!(server, bytes, elapsed_ms, "upload finished"),
+                Err(UploadError::Failed(reason)) => {
+                    tracing::info!(server, elapsed_ms, reason = %reason, "upload failed")
+                }
+                Err(UploadError::Connection(e)) => {
+                    tracing::info!(server, elapsed_ms, error = ?e, "upload: connection problem")
+                }
+            }
+            match sent {
                 Ok(bytes) => return Ok(bytes),
                 Err(UploadError::Failed(reason)) => return Err(Upload::Failed(reason)),
                 Err(UploadError::Connection(ExecError::NotStarted(reason))) => {
@@ -709,6 +820,12 @@ impl Target for SshTarget {
             Err(e) => return Err(e),
         };
         let probe = self.script(Operation::Probe, req)?;
+        tracing::info!(
+            server,
+            delay_s = delay.as_secs(),
+            timeout_s = opts.reboot_timeout.as_secs(),
+            "restart asked for: waiting for the server to answer again"
+        );
         self.runtime.block_on(async {
             self.inner.pool.forget(server).await;
             tokio::time::sleep(delay).await;
@@ -741,7 +858,7 @@ impl Target for SshTarget {
                         ),
                     });
                 }
-                Err(_) => {}
+                Err(e) => tracing::debug!(server, error = %e, "not back from its restart yet"),
             }
             if Instant::now() + opts.reboot_poll > deadline {
                 return Err(TargetError::Unreachable {

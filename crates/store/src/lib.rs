@@ -14,6 +14,33 @@ use sfbpatch_engine::{Millis, RunId, RunRecord, RunState, Store, StoreError};
 /// The version of the stores' schema; a store written by a newer build is refused.
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// A name for a new store that no other store has: where it was made (printable ASCII, at
+/// most 200 characters, for people) and 64 random bits. Written once into `meta` as
+/// `store_id` and never changed, so a run is the same holder of a server's lock whatever path
+/// or URL later opens its store.
+fn new_store_id(location: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bits = std::collections::hash_map::RandomState::new().build_hasher();
+    bits.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    bits.write_u32(std::process::id());
+    let place: String = location
+        .chars()
+        .map(|c| {
+            if (' '..='~').contains(&c) && c != '#' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(200)
+        .collect();
+    format!("{place}~{:016x}", bits.finish())
+}
+
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }

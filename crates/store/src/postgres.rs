@@ -372,6 +372,13 @@ fn prepare(
     if create && !has_host_keys {
         tx.batch_execute(HOST_KEYS).map_err(pg)?;
     }
+    if create {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('store_id', $1) ON CONFLICT (key) DO NOTHING",
+            &[&crate::new_store_id(location)],
+        )
+        .map_err(pg)?;
+    }
     let mut complete = true;
     for (table, column, decl) in ADDED_COLUMNS {
         let has: bool = tx
@@ -804,6 +811,14 @@ impl Store for PgStore {
         let held = lease_from_row(&row)?;
         tx.commit().map_err(q)?;
         Ok(Some(held))
+    }
+
+    fn store_id(&self) -> Result<Option<String>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt("SELECT value FROM meta WHERE key = 'store_id'", &[])
+            .map_err(q)?;
+        row.map(|row| col(&row, 0)).transpose()
     }
 
     fn clock_ms(&self) -> Result<Option<Millis>, StoreError> {

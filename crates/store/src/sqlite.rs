@@ -229,6 +229,13 @@ impl SqliteStore {
             Some(Ok(_)) => {}
             Some(Err(_)) => return Err(corrupt("meta.schema_version is not a number")),
         }
+        if create {
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?1)",
+                [crate::new_store_id(&location)],
+            )
+            .map_err(open_err)?;
+        }
         let mut complete = true;
         for (table, column, decl) in ADDED_COLUMNS {
             let has: bool = conn
@@ -506,6 +513,15 @@ impl Store for SqliteStore {
         .map_err(q)?;
         tx.commit().map_err(q)?;
         Ok(None)
+    }
+
+    fn store_id(&self) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(q)
     }
 
     fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {

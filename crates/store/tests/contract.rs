@@ -1026,3 +1026,34 @@ fn postgres_concurrent_first_opens() {
     });
     assert!(db.open().latest_run().unwrap().is_none());
 }
+
+/// A store's name is made once and kept: the same through another path to the same file,
+/// another for another file.
+#[test]
+fn sqlite_store_ids_are_kept_and_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let id = SqliteStore::open(&path)
+        .unwrap()
+        .store_id()
+        .unwrap()
+        .unwrap();
+    assert!(
+        id.starts_with(&format!("sqlite:{}~", path.display())),
+        "{id}"
+    );
+    let again = dir.path().join(".").join("state.db");
+    assert_eq!(
+        SqliteStore::open_existing(&again)
+            .unwrap()
+            .store_id()
+            .unwrap(),
+        Some(id.clone())
+    );
+    let other = SqliteStore::open(&dir.path().join("other.db"))
+        .unwrap()
+        .store_id()
+        .unwrap()
+        .unwrap();
+    assert_ne!(other, id);
+}

@@ -539,7 +539,10 @@ fn a_second_controller_with_another_state_file_is_refused_by_the_server_s_own_lo
         reason.starts_with("pre-flight: could not read what fe11.berlin.demo.example runs: server fe11.berlin.demo.example is locked by another controller ("),
         "{reason}"
     );
-    assert!(reason.contains("state.db#run1"), "{reason}");
+    assert!(
+        reason.contains("sqlite:state.db~") && reason.contains("#run1)"),
+        "{reason}"
+    );
     let after = s.lab_json("lab");
     assert_eq!(
         server(&before, FES[0]),

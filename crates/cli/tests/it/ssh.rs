@@ -1018,7 +1018,10 @@ fn two_state_files_cannot_patch_the_same_server_over_ssh() {
     let o = apply_ssh_with_state(&s, "a.db", Some("8"));
     assert!(!o.status.success(), "{}", stderr(&o));
     let held = lock_of(&s, "lab", SE1).expect("the first controller's lock is on the server");
-    assert!(held.holder.ends_with("a.db#run1"), "{held:?}");
+    assert!(
+        held.holder.starts_with("sqlite:a.db~") && held.holder.ends_with("#run1"),
+        "{held:?}"
+    );
     let before = s.lab_json("lab");
 
     // The second operator, with a state file of their own, is refused before anything runs.
@@ -1035,7 +1038,7 @@ fn two_state_files_cannot_patch_the_same_server_over_ssh() {
         )),
         "{reason}"
     );
-    assert!(!reason.contains("b.db#run1"), "{reason}");
+    assert!(!reason.contains("b.db~"), "{reason}");
     assert_eq!(
         server(&s.lab_json("lab"), SE1),
         server(&before, SE1),
