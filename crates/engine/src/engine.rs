@@ -357,6 +357,8 @@ impl<'a> Engine<'a> {
             run: run.id,
             servers: servers.len(),
             resumed,
+            run_created_at: run.created_at,
+            wall_clock: !self.target.keeps_own_time(),
             at: self.clock.now(),
         });
         let mut stats = HashMap::new();
@@ -371,7 +373,11 @@ impl<'a> Engine<'a> {
         }
         let mut d = Dispatch::new(run, statuses, predictions, approved);
         d.from_outage = from_outage;
-        d.lock_holder = server_lock_holder(&self.store.location(), run.id);
+        let store_name = match self.store.store_id()? {
+            Some(id) => id,
+            None => self.store.location(),
+        };
+        d.lock_holder = server_lock_holder(&store_name, run.id);
         d.generation = generation;
         // Servers an earlier controller left in flight carry its generation in their lock:
         // raise it first, so that a call the earlier controller still makes is refused there.
@@ -475,6 +481,18 @@ impl<'a> Engine<'a> {
         self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
     }
 
+    /// The run was interrupted: from now on no server starts; told once.
+    fn stop_requested(&mut self, d: &mut Dispatch<'_>, now: Millis) {
+        if d.stopping.is_none() {
+            let reason = "the run was interrupted".to_string();
+            self.observer.on_event(&Event::StopRequested {
+                reason: reason.clone(),
+                at: now,
+            });
+            d.stopping = Some(reason);
+        }
+    }
+
     /// The clock leases are written and judged on: the store's, when it has one that every
     /// controller shares (PostgreSQL), else this controller's wall clock (`wall`).
     fn lease_clock(&mut self, wall: Millis) -> Result<Millis, EngineError> {
@@ -571,6 +589,32 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// The budget line of server `idx` at `now`: journalled and told when its outage window,
+    /// still open, has passed the budget.
+    fn budget_line(
+        &mut self,
+        run: &RunRecord,
+        d: &mut Dispatch<'_>,
+        idx: usize,
+        now: Millis,
+    ) -> Result<(), EngineError> {
+        let Some(exec) = d.execs[idx].as_mut() else {
+            return Ok(());
+        };
+        let mut journal = Vec::new();
+        let mut cx = Cx {
+            journal: &mut journal,
+            observer: &mut *self.observer,
+            run,
+            now,
+        };
+        exec.budget_line(&mut cx)?;
+        if !journal.is_empty() {
+            self.store_write(run, Some(d), |s| s.append_batch(&journal))?;
+        }
+        Ok(())
+    }
+
     /// The error for a call a server refused because a newer controller holds its lock.
     fn fenced_by_target(&self, run: &RunRecord, e: &TargetError) -> EngineError {
         let (held, current) = match e {
@@ -598,6 +642,10 @@ impl<'a> Engine<'a> {
         if let Some(e) = input.fenced() {
             return Err(self.fenced_by_target(run, e));
         }
+        if matches!(input, Input::BudgetLine) {
+            self.budget_line(run, d, idx, now)?;
+            return Ok(None);
+        }
         let was_in_outage = d.execs[idx].as_ref().is_some_and(|e| e.status.in_outage());
         let (want, journal) = {
             let exec = d.execs[idx].as_mut().expect("active executor");
@@ -617,6 +665,20 @@ impl<'a> Engine<'a> {
         }
         let want = want?;
         d.end = d.end.max(now);
+        let exec = d.execs[idx].as_ref().expect("active executor");
+        // The budget line of an outage window that opened: a timer, so that it is told when
+        // it is crossed, whatever step runs then.
+        match exec.status.outage_started_at {
+            Some(start) if exec.status.in_outage() => {
+                if d.budget_timer[idx].map(|(s, _)| s) != Some(start) {
+                    let line = start + run.spec.policy.outage_budget_ms + 1;
+                    d.schedule(line.max(now), idx, Input::BudgetLine);
+                    d.budget_timer[idx] = Some((start, d.seq));
+                }
+            }
+            // Closed (or never opened): its timer, if any, no longer counts.
+            _ => d.budget_timer[idx] = None,
+        }
         let exec = d.execs[idx].as_ref().expect("active executor");
         // The slot goes with the window's end (a window that never took effect keeps it: the
         // server opens it again with its next attempt).
@@ -710,8 +772,7 @@ impl<'a> Engine<'a> {
             if !self.cancelled() {
                 d.admit(now, &mut *self.observer);
             } else {
-                d.stopping
-                    .get_or_insert_with(|| "the run was interrupted".into());
+                self.stop_requested(d, now);
             }
             let Some((t, idx, input)) = d.pop() else {
                 break;
@@ -751,14 +812,19 @@ impl<'a> Engine<'a> {
         std::thread::scope(|scope| -> Result<(), EngineError> {
             let (tx, rx) = mpsc::channel::<(usize, Millis, Input)>();
             let mut in_calls = 0usize;
+            let mut ticked = self.wall.now();
             loop {
                 self.renew_leases(run, d)?;
                 let now = self.clock.now();
                 if !self.cancelled() {
                     d.admit(now, &mut *self.observer);
                 } else {
-                    d.stopping
-                        .get_or_insert_with(|| "the run was interrupted".into());
+                    self.stop_requested(d, now);
+                }
+                let wall = self.wall.now();
+                if wall.saturating_sub(ticked) >= 1000 {
+                    ticked = wall;
+                    self.observer.on_event(&Event::Tick { at: now });
                 }
                 // Everything due now, each at its own time (a target that keeps its own time
                 // says when its operations ended: the journal agrees with it exactly).
@@ -789,7 +855,7 @@ impl<'a> Engine<'a> {
                     }
                     continue;
                 }
-                if in_calls == 0 && d.queue.is_empty() {
+                if in_calls == 0 && d.queue_is_empty() {
                     break;
                 }
                 let second = std::time::Duration::from_secs(1);
@@ -824,10 +890,10 @@ impl<'a> Engine<'a> {
 /// How long a server's own lock lasts without being released: a night.
 pub const SERVER_LOCK_TTL: Millis = 12 * 60 * 60 * 1000;
 
-/// Who holds a server's lock: the run, in its state store (two state files may both have a
-/// run 1).
-pub fn server_lock_holder(store_location: &str, run: RunId) -> String {
-    format!("{store_location}#run{run}")
+/// Who holds a server's lock: the run, in its state store ([`Store::store_id`]: two state
+/// files may both have a run 1, and one store may be opened by several paths).
+pub fn server_lock_holder(store: &str, run: RunId) -> String {
+    format!("{store}#run{run}")
 }
 
 /// An event index that only wakes the dispatcher (a maintenance window opening).
@@ -878,6 +944,9 @@ struct Dispatch<'r> {
     lock_holder: String,
     /// The generation of this controller's claim on the run.
     generation: u64,
+    /// Per server: the outage window (by its start) whose budget line is on the timer, and
+    /// the timer's queue entry; an entry no server's window owns any more is dropped unseen.
+    budget_timer: Vec<Option<(Millis, u64)>>,
     failed: usize,
     stopping: Option<String>,
     window_closed: bool,
@@ -986,6 +1055,7 @@ impl<'r> Dispatch<'r> {
             stopped_groups: HashMap::new(),
             lock_holder: String::new(),
             generation: 0,
+            budget_timer: vec![None; run.spec.plan.servers.len()],
             failed,
             stopping: None,
             window_closed: false,
@@ -1007,20 +1077,43 @@ impl<'r> Dispatch<'r> {
         (t, idx, input)
     }
 
+    /// Drops budget-line timers at the head of the queue whose window closed: a run never
+    /// waits for them.
+    fn drop_stale_timers(&mut self) {
+        while let Some(&Reverse((_, seq, idx))) = self.queue.peek() {
+            let stale = matches!(self.inputs.get(&(seq, idx)), Some(Input::BudgetLine))
+                && self.budget_timer[idx].map(|(_, live)| live) != Some(seq);
+            if !stale {
+                break;
+            }
+            self.queue.pop();
+            self.inputs.remove(&(seq, idx));
+        }
+    }
+
     fn pop(&mut self) -> Option<(Millis, usize, Input)> {
+        self.drop_stale_timers();
         let Reverse(entry) = self.queue.pop()?;
         Some(self.take(entry))
     }
 
     fn pop_due(&mut self, now: Millis) -> Option<(Millis, usize, Input)> {
+        self.drop_stale_timers();
         match self.queue.peek() {
             Some(Reverse((t, _, _))) if *t <= now => self.pop(),
             _ => None,
         }
     }
 
-    fn next_time(&self) -> Option<Millis> {
+    fn next_time(&mut self) -> Option<Millis> {
+        self.drop_stale_timers();
         self.queue.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    /// Whether nothing is queued but timers that no longer count.
+    fn queue_is_empty(&mut self) -> bool {
+        self.drop_stale_timers();
+        self.queue.is_empty()
     }
 
     fn policy(&self) -> &'r RunPolicy {
@@ -1154,9 +1247,10 @@ impl<'r> Dispatch<'r> {
             return;
         };
         let plan = self.plan(idx);
-        let (outage, _) = self.predictions[idx];
+        let (outage, total) = self.predictions[idx];
         let in_outage = status.in_outage();
         let mut exec = Executor::new(plan, status, outage);
+        exec.predicted_duration = total;
         exec.slot_held = in_outage;
         self.execs[idx] = Some(exec);
         self.active.insert(idx);

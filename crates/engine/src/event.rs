@@ -15,12 +15,20 @@ pub enum Event {
         run: RunId,
         servers: usize,
         resumed: bool,
+        /// When the run was created (before any resume), on the target's clock: offsets shown
+        /// to people count from it.
+        run_created_at: Millis,
+        /// Whether the target's clock is the wall clock (Unix milliseconds: real servers) or
+        /// the lab's simulated clock.
+        wall_clock: bool,
         at: Millis,
     },
     ServerStarted {
         server: String,
         pool: String,
         predicted_outage_ms: Millis,
+        /// Predicted time from the server's start to its end (earlier runs' step durations).
+        predicted_duration_ms: Millis,
         /// The run's outage budget, for renderers that show how close an outage is to it.
         outage_budget_ms: Millis,
         at: Millis,
@@ -56,6 +64,9 @@ pub enum Event {
         attempt: u32,
         wait_ms: Millis,
         reason: String,
+        /// When the retry was decided: the instant of the server's step result or probe that
+        /// led to it.
+        at: Millis,
     },
     Rebooted {
         server: String,
@@ -92,6 +103,16 @@ pub enum Event {
         outcome: ServerOutcome,
         reason: Option<String>,
         outage_ms: Option<Millis>,
+        at: Millis,
+    },
+    /// The target's clock, about once a second of wall-clock time while a run goes on in real
+    /// time (not in simulated time): renderers tick outage clocks with it. Not journalled.
+    Tick {
+        at: Millis,
+    },
+    /// The run was asked to stop (Ctrl-C): no new server starts; servers in flight finish.
+    StopRequested {
+        reason: String,
         at: Millis,
     },
     /// The canary wave finished; later waves wait for `sfbpatch approve`.

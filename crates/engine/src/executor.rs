@@ -53,6 +53,9 @@ pub enum Input {
     Probe(Result<Probe, TargetError>),
     Waited,
     SlotGranted,
+    /// The server's outage reaches the budget now (the dispatcher's timer): journal and tell
+    /// it at the moment, not at the end of the step that is running.
+    BudgetLine,
 }
 
 impl Input {
@@ -142,6 +145,8 @@ pub struct Executor<'p> {
     pub abort: Option<String>,
     /// Predicted outage, from earlier runs.
     pub predicted_outage: Millis,
+    /// Predicted time from the server's start to its end (for estimates people read).
+    pub predicted_duration: Millis,
     /// Set by the dispatcher for a server that must not start (a server it depends on did not
     /// finish, or its pool was stopped): it ends skipped with this reason.
     pub skip: Option<String>,
@@ -175,6 +180,7 @@ impl<'p> Executor<'p> {
             state: State::Begin,
             abort: None,
             predicted_outage,
+            predicted_duration: predicted_outage,
             skip: None,
             pre_probed: None,
             execute_timeout: 0,
@@ -377,6 +383,7 @@ impl<'p> Executor<'p> {
                 server: self.plan.fqdn.to_string(),
                 pool: self.plan.pool.to_string(),
                 predicted_outage_ms: self.predicted_outage,
+                predicted_duration_ms: self.predicted_duration,
                 outage_budget_ms: cx.run.spec.policy.outage_budget_ms,
                 at: cx.now,
             });
@@ -1202,6 +1209,7 @@ impl<'p> Executor<'p> {
             attempt: attempt + 1,
             wait_ms: wait,
             reason,
+            at: cx.now,
         });
     }
 
@@ -1261,6 +1269,11 @@ impl<'p> Executor<'p> {
         });
         self.state = State::Done;
         Ok(Want::Done)
+    }
+
+    /// The outage budget line, checked between two inputs (the dispatcher's timer).
+    pub fn budget_line(&mut self, cx: &mut Cx<'_>) -> Result<(), EngineError> {
+        self.check_budget(cx)
     }
 
     fn check_budget(&mut self, cx: &mut Cx<'_>) -> Result<(), EngineError> {

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sfbpatch_engine::{
-    Clock, Engine, Identity, MachineFacts, Millis, NoObserver, Probe, ProbeVerdict, RunPolicy,
-    RunSpec, RunState, ServerState, StepOutcome, StepRequest, Target, TargetError, TargetSpec,
-    policy,
+    Clock, Engine, Event, Identity, MachineFacts, Millis, NoObserver, Observer, Probe,
+    ProbeVerdict, RunPolicy, RunSpec, RunState, ServerState, StepOutcome, StepRequest, Target,
+    TargetError, TargetSpec, policy,
 };
 use sfbpatch_plan::{Build, PlanPolicy, ServerPlan, StepId, parse_manifest, plan};
 
@@ -89,6 +89,8 @@ struct Scripted<'c> {
     calls: Mutex<Vec<Call>>,
     fail: Option<(&'static str, StepId)>,
     cancel_on: Option<(&'static str, &'c AtomicBool)>,
+    /// A server's step that takes this long instead of its predicted time.
+    slow: Option<(&'static str, StepId, Millis)>,
 }
 
 impl<'c> Scripted<'c> {
@@ -98,6 +100,7 @@ impl<'c> Scripted<'c> {
             calls: Mutex::new(Vec::new()),
             fail: None,
             cancel_on: None,
+            slow: None,
         }
     }
 
@@ -131,12 +134,11 @@ impl Target for Scripted<'_> {
         {
             flag.store(true, Ordering::SeqCst);
         }
-        self.record(
-            server,
-            "execute",
-            req.step.id,
-            policy::default_duration(req.step.id),
-        );
+        let duration = match self.slow {
+            Some((s, step, d)) if s == server && step == req.step.id => d,
+            _ => policy::default_duration(req.step.id),
+        };
+        self.record(server, "execute", req.step.id, duration);
         let failing = self
             .fail
             .is_some_and(|(s, step)| s == server && step == req.step.id);
@@ -199,16 +201,37 @@ fn run(
     spec: RunSpec,
     cancel: Option<&AtomicBool>,
 ) -> (RunState, BTreeMap<String, ServerState>) {
+    let (state, servers, _) = run_observed(target, clock, spec, cancel, &mut NoObserver);
+    (state, servers)
+}
+
+/// Every event, in order.
+#[derive(Default)]
+struct Recorder(Vec<Event>);
+
+impl Observer for Recorder {
+    fn on_event(&mut self, event: &Event) {
+        self.0.push(event.clone());
+    }
+}
+
+/// [`run`], telling `observer`; also the target-clock time the run ended.
+fn run_observed(
+    target: &Scripted<'_>,
+    clock: &SimClock,
+    spec: RunSpec,
+    cancel: Option<&AtomicBool>,
+    observer: &mut dyn Observer,
+) -> (RunState, BTreeMap<String, ServerState>, Millis) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = sfbpatch_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
     let wall = SimClock::default();
-    let mut observer = NoObserver;
     let mut engine = Engine {
         store: &mut store,
         target,
         clock,
         wall: &wall,
-        observer: &mut observer,
+        observer,
         identity: Identity {
             holder: "test".into(),
             host: "test".into(),
@@ -223,7 +246,7 @@ fn run(
         .iter()
         .map(|s| (s.fqdn.clone(), s.state))
         .collect();
-    (outcome.state, servers)
+    (outcome.state, servers, outcome.finished_at)
 }
 
 /// Each server's outage window on the target: from its first step inside the window to its
@@ -366,4 +389,75 @@ fn an_interrupt_starts_no_new_server_and_lets_those_in_flight_finish() {
         servers.values().any(|s| matches!(s, ServerState::Pending)),
         "{servers:?}"
     );
+}
+
+/// The outage budget line is told (and journalled) the moment it is crossed, in the middle of
+/// a long step, not at the step's end; a window that closes in time leaves no timer that would
+/// hold the run past its last operation.
+#[test]
+fn the_budget_line_is_told_when_it_is_crossed_and_no_later() {
+    let clock = SimClock::default();
+    let mut target = Scripted::new(&clock);
+    target.slow = Some(("se1.lab.example.com", StepId::InstallUpdate, 40 * 60_000));
+    let policy = RunPolicy::default();
+    let budget = policy.outage_budget_ms;
+    let mut events = Recorder::default();
+    let (state, _, _) = run_observed(&target, &clock, spec(policy), None, &mut events);
+    assert_eq!(state, RunState::Succeeded);
+    let started = events
+        .0
+        .iter()
+        .find_map(|e| match e {
+            Event::OutageStarted { server, at, .. } if server == "se1.lab.example.com" => Some(*at),
+            _ => None,
+        })
+        .unwrap();
+    let crossed = events
+        .0
+        .iter()
+        .position(|e| matches!(e, Event::OutageBudgetExceeded { server, .. } if server == "se1.lab.example.com"))
+        .expect("the line is told");
+    let Event::OutageBudgetExceeded { at, elapsed_ms, .. } = &events.0[crossed] else {
+        unreachable!()
+    };
+    assert_eq!(*at, started + budget + 1);
+    assert_eq!(*elapsed_ms, budget + 1);
+    let installed = events
+        .0
+        .iter()
+        .position(|e| matches!(e, Event::StepFinished { server, step: StepId::InstallUpdate, .. } if server == "se1.lab.example.com"))
+        .unwrap();
+    assert!(
+        crossed < installed,
+        "told after the step: {:#?}",
+        &events.0[crossed..=installed]
+    );
+    assert_eq!(
+        events
+            .0
+            .iter()
+            .filter(|e| matches!(e, Event::OutageBudgetExceeded { .. }))
+            .count(),
+        1
+    );
+
+    // In time: no warning, and the run ends with its last operation.
+    let clock = SimClock::default();
+    let target = Scripted::new(&clock);
+    let mut events = Recorder::default();
+    let (_, _, finished_at) = run_observed(
+        &target,
+        &clock,
+        spec(RunPolicy::default()),
+        None,
+        &mut events,
+    );
+    assert!(
+        !events
+            .0
+            .iter()
+            .any(|e| matches!(e, Event::OutageBudgetExceeded { .. }))
+    );
+    let last = target.calls().iter().map(|c| c.end).max().unwrap();
+    assert_eq!(finished_at, last);
 }
