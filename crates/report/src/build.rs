@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sfbpatch_engine::policy::RESILIENCY_THRESHOLD;
 use sfbpatch_engine::{
     AuditEntry, JournalEntry, Millis, Record, RunId, RunRecord, ServerState, ServerStatus,
-    StepState, fold,
+    StepState, TargetSpec, fold,
 };
-use sfbpatch_plan::{ServerKind, ServerPlan, StepId};
+use sfbpatch_plan::{Build, ServerKind, ServerPlan, StepId};
 use sfbpatch_topology::{Deployment, SqlInstanceName, TopologyError};
 
 use crate::intervals::{self, Window};
@@ -45,7 +45,9 @@ impl ReportError {
 
 /// Builds the report of `run` from its whole journal and audit log, as the store returns them.
 ///
-/// Times are seconds since `run.created_at` on the target's clock. Whatever is still open
+/// Times are seconds since `run.created_at` on the target's clock; for a run over SSH that
+/// clock is wall-clock Unix time, so the run's start and end (and each approval) are also given
+/// as RFC 3339 instants in UTC. Whatever is still open
 /// (a step in flight, an outage of an interrupted run) is measured up to the last journal
 /// record. Per pool, the back end is unavailable while every one of its machines is out of
 /// service (from the start of `stop-cs-services` to the end of `start-cs-services` or of the
@@ -87,6 +89,11 @@ pub fn build(
         .unwrap_or(origin)
         .max(origin);
     let clock = Clock { origin };
+    let wall = match spec.target {
+        TargetSpec::Ssh { .. } => ClockKind::Wall,
+        TargetSpec::Lab { .. } => ClockKind::Lab,
+    };
+    let instant = |at: Millis| (wall == ClockKind::Wall).then(|| rfc3339(at)).flatten();
 
     let plans = &spec.plan.servers;
     let statuses = fold(plans, journal);
@@ -96,14 +103,16 @@ pub fn build(
         .iter()
         .zip(&statuses)
         .zip(&traces)
-        .map(|((plan, status), trace)| server_report(plan, status, trace, now, clock))
+        .map(|((plan, status), trace)| {
+            server_report(plan, status, trace, &spec.plan.package.version, now, clock)
+        })
         .collect();
     let failures = plans
         .iter()
         .zip(&statuses)
         .zip(&traces)
         .filter(|((_, s), _)| matches!(s.state, ServerState::Failed | ServerState::Skipped))
-        .map(|((plan, status), trace)| failure_report(plan, status, trace, clock))
+        .map(|((plan, status), trace)| failure_report(run, plan, status, trace, clock))
         .collect();
     let pools = pool_reports(&deployment, plans, &statuses, now, clock);
 
@@ -127,10 +136,14 @@ pub fn build(
                         wave: *wave,
                         by: by.clone(),
                         at_seconds: clock.seconds(e.at),
+                        at: instant(e.at),
                     }),
                     _ => None,
                 })
                 .collect(),
+            clock: wall,
+            started_at: instant(origin),
+            ended_at: run.state.is_finished().then(|| instant(now)).flatten(),
         },
         servers,
         pools,
@@ -156,6 +169,15 @@ pub fn build(
             })
             .collect(),
     })
+}
+
+/// Wall-clock Unix milliseconds as RFC 3339 in UTC (`2026-12-04T21:03:15Z`, with milliseconds
+/// when there are any).
+fn rfc3339(unix_ms: Millis) -> Option<String> {
+    let ms = i64::try_from(unix_ms).ok()?;
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 /// Target-clock milliseconds to seconds since the run's creation.
@@ -189,6 +211,8 @@ impl Clock {
 /// and the step a server stopped at.
 #[derive(Debug, Default)]
 struct Trace {
+    /// The first pre-flight's build: `Some(None)` when it found no Skype for Business build.
+    preflight_build: Option<Option<Build>>,
     last_at: Option<Millis>,
     last_step: Option<StepId>,
     exit_codes: BTreeMap<StepId, Option<i32>>,
@@ -211,6 +235,9 @@ fn trace(plans: &[ServerPlan], journal: &[JournalEntry]) -> Vec<Trace> {
         let t = &mut out[i];
         let since = t.last_at.unwrap_or(entry.at);
         match &entry.record {
+            Record::Preflight { facts } => {
+                t.preflight_build.get_or_insert(facts.build);
+            }
             Record::StepIntent { step, .. } => t.last_step = Some(*step),
             Record::StepResult {
                 step,
@@ -244,13 +271,49 @@ fn outage_window(status: &ServerStatus, now: Millis) -> Option<Window> {
     }
 }
 
+/// The build a server ended on and how that is known: the package's when `verify` passed; the
+/// pre-flight's when nothing was installed (already current, the installer never started, or
+/// nothing to install on the machine); otherwise unknown.
+fn build_after(
+    plan: &ServerPlan,
+    status: &ServerStatus,
+    trace: &Trace,
+    package: &Build,
+) -> (Option<String>, Option<BuildSource>) {
+    let before = trace.preflight_build;
+    let unchanged = || match before {
+        Some(build) => (build.map(|b| b.to_string()), Some(BuildSource::Preflight)),
+        None => (None, None),
+    };
+    let install = status.find_step(StepId::InstallUpdate);
+    let nothing_to_install = plan
+        .find_step(StepId::InstallUpdate)
+        .is_none_or(|st| st.not_applicable.is_some())
+        || install.is_some_and(|st| st.state == StepState::NotApplicable);
+    if nothing_to_install || status.state == ServerState::AlreadyCurrent {
+        return unchanged();
+    }
+    if status
+        .find_step(StepId::Verify)
+        .is_some_and(|st| st.state == StepState::Succeeded)
+    {
+        return (Some(package.to_string()), Some(BuildSource::Verify));
+    }
+    if install.is_some_and(|st| st.started_at.is_none()) && status.is_finished() {
+        return unchanged();
+    }
+    (None, None)
+}
+
 fn server_report(
     plan: &ServerPlan,
     status: &ServerStatus,
     trace: &Trace,
+    package: &Build,
     now: Millis,
     clock: Clock,
 ) -> ServerReport {
+    let (build_after, build_after_from) = build_after(plan, status, trace, package);
     let steps = status
         .steps
         .iter()
@@ -295,16 +358,21 @@ fn server_report(
                 output: output.clone(),
             }
         }),
+        build_before: trace.preflight_build.flatten().map(|b| b.to_string()),
+        build_after,
+        build_after_from,
     }
 }
 
 fn failure_report(
+    run: &RunRecord,
     plan: &ServerPlan,
     status: &ServerStatus,
     trace: &Trace,
     clock: Clock,
 ) -> FailureReport {
     let step = trace.last_step;
+    let exit_code = step.and_then(|s| trace.exit_codes.get(&s).copied().flatten());
     FailureReport {
         server: plan.fqdn.to_string(),
         pool: plan.pool.to_string(),
@@ -312,9 +380,10 @@ fn failure_report(
         step,
         at_seconds: status.finished_at.map(|at| clock.seconds(at)),
         reason: status.reason.clone(),
-        exit_code: step.and_then(|s| trace.exit_codes.get(&s).copied().flatten()),
+        exit_code,
         output: step.and_then(|s| trace.outputs.get(&s).cloned()),
         recovery_output: trace.recovery.as_ref().map(|(_, _, o)| o.clone()),
+        hint: crate::hints::hint(run, plan, status.state, step, exit_code),
     }
 }
 

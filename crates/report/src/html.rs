@@ -1,19 +1,34 @@
 //! The report as one self-contained HTML page: inline CSS and SVG, no script, no font or image
 //! from anywhere, a Content-Security-Policy that forbids loading anything. Every text that came
 //! from a server or a file is escaped. Colours always come with a second cue (step numbers,
-//! hatching, labels), and the page prints.
+//! hatching, labels), and the page prints: on A4 or Letter, the main report takes a few pages
+//! (no server's row or failure is split across two), and the audit trail is an appendix, a
+//! closed `<details>` that prints only when opened.
+//!
+//! Times: a run over SSH ran on the wall clock, so every time is shown as a date and time with
+//! its UTC offset in the zone given to [`render_html_in`] (the zone is named once in the header)
+//! and as `T+hh:mm:ss` since the run started. A lab run shows offsets only, labelled "lab time".
 
 use std::fmt::{self, Write as _};
 
+use jiff::tz::TimeZone;
 use sfbpatch_engine::{ServerState, StepState};
 use sfbpatch_plan::StepId;
 
 use crate::model::*;
 
-/// Renders the report as one HTML document (well-formed XML as well as HTML5).
+/// Renders the report as one HTML document (well-formed XML as well as HTML5), with the times
+/// of a run over SSH in this computer's time zone ([`TimeZone::system`]).
 pub fn render_html(report: &Report) -> String {
+    render_html_in(report, &TimeZone::system())
+}
+
+/// Renders the report as one HTML document (well-formed XML as well as HTML5), with the times
+/// of a run over SSH in `zone`. Pure: the same report and zone give the same page.
+pub fn render_html_in(report: &Report, zone: &TimeZone) -> String {
     let mut out = String::with_capacity(64 * 1024 + report.audit.len() * 512);
-    page(report, &mut out).expect("writing to a String cannot fail");
+    let times = Times::new(&report.run, zone);
+    page(report, &times, &mut out).expect("writing to a String cannot fail");
     out
 }
 
@@ -35,15 +50,21 @@ dt { font-size: 12px; color: #555; }
 dd { margin: 0; font-weight: 600; }
 .state { display: inline-block; padding: 0 8px; border: 1px solid #888; border-radius: 10px;
   font-size: 13px; font-weight: 600; vertical-align: middle; background: #f1f1f1; }
-.state-succeeded { background: #e6f4ea; border-color: #2e7d32; }
+.state-succeeded, .state-already-current { background: #e6f4ea; border-color: #2e7d32; }
 .state-failed { background: #fce8e6; border-color: #b00020; }
 .state-skipped, .state-interrupted, .state-awaiting-approval { background: #fff4e0; border-color: #b26a00; }
 .state-running, .state-pending { background: #e8f0fe; border-color: #1a56b0; }
+.rel, .sub { display: block; color: #555; font-size: 0.85em; font-weight: 400; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; }
 th, td { border: 1px solid #c8c8c8; padding: 3px 7px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; font-size: 13px; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.name { white-space: nowrap; }
+td.when { font-variant-numeric: tabular-nums; }
+td.name { min-width: 9em; }
+.nw { white-space: nowrap; }
+td.state-cell .reason { max-width: 14em; }
+td.outage { text-align: right; font-variant-numeric: tabular-nums; }
+td.build { white-space: nowrap; font-variant-numeric: tabular-nums; }
 td.code, td.out { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 12px;
   white-space: pre-wrap; overflow-wrap: anywhere; }
 tr.impact td { background: #fdecea; }
@@ -51,19 +72,48 @@ td.impact { font-weight: 700; color: #8a0016; }
 td.over { font-weight: 700; color: #8a0016; }
 pre { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 12px; white-space: pre-wrap;
   overflow-wrap: anywhere; background: #f7f7f7; border: 1px solid #ddd; padding: 6px 8px; margin: 2px 0 8px; }
+code { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 0.92em; background: #f3f3f3;
+  padding: 0 3px; overflow-wrap: anywhere; }
 article.failure { border-left: 4px solid #b00020; padding: 2px 0 2px 12px; margin: 10px 0; }
 article.failure.skipped { border-left-color: #b26a00; }
-svg.timeline { display: block; width: 100%; height: auto; border: 1px solid #ddd; background: #fff; }
+ul.hints { margin: 2px 0 8px; padding-left: 20px; }
+ul.hints li { margin: 2px 0; }
+.scroll { overflow-x: auto; }
+svg.timeline { display: block; width: 100%; min-width: 760px; height: auto; border: 1px solid #ddd;
+  background: #fff; margin: 0 0 6px; }
+svg.defs { position: absolute; width: 0; height: 0; overflow: hidden; }
+details.appendix { margin-top: 24px; border-top: 2px solid #333; padding-top: 4px; }
+details.appendix > summary { cursor: pointer; }
+details.appendix > summary h2 { display: inline; border: 0; margin: 0; }
 footer { margin-top: 24px; font-size: 12px; color: #555; border-top: 1px solid #ccc; padding-top: 6px; }
+@media (max-width: 600px) { body { margin: 10px; } }
+@page { margin: 12mm 11mm; }
 @media print {
-  body { margin: 0; font-size: 11px; }
+  body { margin: 0; font-size: 8.5pt; line-height: 1.3; }
   * { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
-  svg.timeline, tr, article.failure { break-inside: avoid; }
-  h2 { break-after: avoid; }
+  header { margin-bottom: 8px; padding-bottom: 4px; }
+  h1 { font-size: 14pt; }
+  h2 { font-size: 11pt; margin: 10px 0 3px; }
+  h3 { font-size: 9.5pt; margin: 6px 0 2px; }
+  h4 { font-size: 8.5pt; margin: 4px 0 1px; }
+  p.package { font-size: 9.5pt; margin-bottom: 4px; }
+  p.note { font-size: 7.5pt; margin: 1px 0 4px; }
+  dl.facts { gap: 2px 16px; }
+  dt { font-size: 7pt; }
+  .state { font-size: 7.5pt; padding: 0 5px; }
+  th, td { font-size: 7.5pt; padding: 1px 4px; }
+  td.code, td.out, pre, code { font-size: 7pt; }
+  pre { padding: 2px 4px; margin: 1px 0 4px; }
+  table { margin: 3px 0 6px; }
+  .scroll { overflow: visible; }
+  svg.timeline { min-width: 0; margin: 0 0 4px; }
+  svg.timeline, tr, article.failure, ul.hints li { break-inside: avoid; }
+  h2, h3, h4 { break-after: avoid; }
+  footer { margin-top: 8px; font-size: 7pt; }
 }
 "#;
 
-fn page(r: &Report, out: &mut String) -> fmt::Result {
+fn page(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     writeln!(out, "<!DOCTYPE html>")?;
     writeln!(out, "<html lang=\"en\">")?;
     writeln!(out, "<head>")?;
@@ -86,26 +136,31 @@ fn page(r: &Report, out: &mut String) -> fmt::Result {
     writeln!(out, "<style>{CSS}</style>")?;
     writeln!(out, "</head>")?;
     writeln!(out, "<body>")?;
-    header(r, out)?;
+    header(r, t, out)?;
     writeln!(out, "<main>")?;
-    timeline(r, out)?;
+    timeline(r, t, out)?;
     impact(r, out)?;
-    servers(r, out)?;
-    failures(r, out)?;
+    servers(r, t, out)?;
+    failures(r, t, out)?;
     databases(r, out)?;
-    audit(r, out)?;
     writeln!(out, "</main>")?;
+    audit(r, t, out)?;
     writeln!(
         out,
-        "<footer>Built by sfbpatch from run {}'s write-ahead journal and audit log. Times are the \
-         target's clock (virtual in the lab), counted from the run's start.</footer>",
-        r.run.id
+        "<footer>Built by sfbpatch from run {}'s write-ahead journal and audit log. {}</footer>",
+        r.run.id,
+        if t.wall {
+            "Times are the servers' wall clock, shown in the time zone named in the header, and \
+             as T+hh:mm:ss since the run started."
+        } else {
+            "Times are lab time: the lab's virtual clock, as T+hh:mm:ss since the run started."
+        }
     )?;
     writeln!(out, "</body>")?;
     writeln!(out, "</html>")
 }
 
-fn header(r: &Report, out: &mut String) -> fmt::Result {
+fn header(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     let run = &r.run;
     writeln!(out, "<header>")?;
     writeln!(
@@ -121,6 +176,26 @@ fn header(r: &Report, out: &mut String) -> fmt::Result {
         Esc(&run.package_version)
     )?;
     writeln!(out, "<dl class=\"facts\">")?;
+    fact(out, "Started", &t.stamp(0.0))?;
+    fact(
+        out,
+        if run.state.is_finished() {
+            "Ended"
+        } else {
+            "Journal ends"
+        },
+        &t.full(run.makespan_seconds),
+    )?;
+    if t.wall {
+        fact(out, "Time zone", &t.zone_label())?;
+    } else {
+        fact(
+            out,
+            "Clock",
+            "lab time: the lab's virtual clock, as offsets from the run's start (its records \
+             hold no calendar date)",
+        )?;
+    }
     fact(
         out,
         "Makespan",
@@ -163,11 +238,7 @@ fn header(r: &Report, out: &mut String) -> fmt::Result {
     };
     fact(out, "Users in resiliency mode", &impact)?;
     if !run.approvals.is_empty() {
-        let approvals: Vec<String> = run
-            .approvals
-            .iter()
-            .map(|a| format!("wave {} by {} at {}", a.wave, a.by, clock(a.at_seconds)))
-            .collect();
+        let approvals: Vec<String> = run.approvals.iter().map(|a| approval_text(a, t)).collect();
         fact(out, "Approved", &approvals.join("; "))?;
     }
     fact(out, "Operator", &run.operator)?;
@@ -175,6 +246,25 @@ fn header(r: &Report, out: &mut String) -> fmt::Result {
     fact(out, "Target", &target(&run.target))?;
     writeln!(out, "</dl>")?;
     writeln!(out, "</header>")
+}
+
+/// `canary wave` for the engine's wave 0, `wave N` (counted from 1) for the others.
+fn wave_name(wave: u32) -> String {
+    if wave == 0 {
+        "canary wave".to_string()
+    } else {
+        format!("wave {}", wave + 1)
+    }
+}
+
+/// `canary wave approved by NAME at TIME`.
+fn approval_text(a: &Approval, t: &Times) -> String {
+    format!(
+        "{} approved by {} at {}",
+        wave_name(a.wave),
+        a.by,
+        t.full(a.at_seconds)
+    )
 }
 
 fn fact(out: &mut String, name: &str, value: &str) -> fmt::Result {
@@ -217,17 +307,137 @@ fn state_rank(s: ServerState) -> u8 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Times
+
+/// How the page shows a time given in seconds since the run started.
+struct Times {
+    /// The journal is on the wall clock (a run over SSH): times have dates.
+    wall: bool,
+    /// The run's start, Unix milliseconds (wall clock only).
+    origin_ms: f64,
+    zone: TimeZone,
+}
+
+impl Times {
+    fn new(run: &RunSummary, zone: &TimeZone) -> Self {
+        Times {
+            wall: run.clock == ClockKind::Wall,
+            origin_ms: run.created_at_seconds * 1000.0,
+            zone: zone.clone(),
+        }
+    }
+
+    fn zoned(&self, seconds: f64) -> Option<jiff::ZonedDateTime> {
+        if !self.wall {
+            return None;
+        }
+        let ms = (self.origin_ms + seconds.max(0.0) * 1000.0).round();
+        if !ms.is_finite() || ms < 0.0 || ms > i64::MAX as f64 {
+            return None;
+        }
+        jiff::Timestamp::from_millisecond(ms as i64)
+            .ok()
+            .map(|ts| ts.to_zoned_datetime(self.zone.clone()))
+    }
+
+    /// `2026-12-04 22:03:15 +01:00` on the wall clock, `T+01:02:03` in lab time.
+    fn stamp(&self, seconds: f64) -> String {
+        match self.zoned(seconds) {
+            Some(z) => z.strftime("%Y-%m-%d %H:%M:%S %:z").to_string(),
+            None => clock(seconds),
+        }
+    }
+
+    /// `2026-12-04 22:03:15 +01:00 (T+01:02:03)`, or `T+01:02:03 lab time`.
+    fn full(&self, seconds: f64) -> String {
+        if self.wall {
+            format!("{} ({})", self.stamp(seconds), clock(seconds))
+        } else {
+            format!("{} lab time", clock(seconds))
+        }
+    }
+
+    /// Table cell content (HTML): the date and time with the offset since the start below it,
+    /// or the offset alone in lab time.
+    fn cell(&self, seconds: f64) -> String {
+        match self.zoned(seconds) {
+            Some(z) => format!(
+                "<time datetime=\"{}\"><span class=\"nw\">{}</span> <span class=\"nw\">{}</span></time>\
+                 <span class=\"rel\">{}</span>",
+                z.timestamp(),
+                z.strftime("%Y-%m-%d"),
+                z.strftime("%H:%M:%S %:z"),
+                clock(seconds)
+            ),
+            None => clock(seconds),
+        }
+    }
+
+    /// Seconds from the run's start to the first time of day that is a whole multiple of
+    /// `tick` seconds (22:15 for 15 minutes), on the wall clock.
+    fn to_round_time(&self, tick: f64) -> Option<f64> {
+        let z = self.zoned(0.0)?;
+        let of_day = f64::from(z.hour()) * 3600.0
+            + f64::from(z.minute()) * 60.0
+            + f64::from(z.second())
+            + f64::from(z.millisecond()) / 1000.0;
+        let step = tick.min(86_400.0);
+        Some((of_day / step).ceil() * step - of_day)
+    }
+
+    /// The axis label of a round time: `22:15`, or the date at midnight and for ticks of a
+    /// day or more.
+    fn tick_label(&self, seconds: f64, tick: f64) -> Option<String> {
+        let z = self.zoned(seconds)?;
+        let midnight = z.hour() == 0 && z.minute() == 0;
+        Some(if tick >= 86_400.0 || midnight {
+            z.strftime("%m-%d").to_string()
+        } else {
+            z.strftime("%H:%M").to_string()
+        })
+    }
+
+    /// `UTC+01:00` at the run's start.
+    fn offset_at_start(&self) -> String {
+        self.zoned(0.0)
+            .map(|z| format!("UTC{}", z.strftime("%:z")))
+            .unwrap_or_else(|| "UTC".to_string())
+    }
+
+    /// The zone, named once in the header.
+    fn zone_label(&self) -> String {
+        let offset = self.offset_at_start();
+        match self.zone.iana_name() {
+            Some(name) if name != "Etc/Unknown" => format!(
+                "{name}, {offset} at the start (each time shows its offset; T+ counts from \
+                 the run's start)"
+            ),
+            _ => format!("{offset} (each time shows its offset; T+ counts from the run's start)"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The timeline
 
-const WIDTH: f64 = 1320.0;
-const LABEL: f64 = 250.0;
-const RIGHT: f64 = 24.0;
+// Sized for a page: at A4's or Letter's printable width (about 700 CSS pixels) the picture is
+// drawn at 0.7 of these units, and its text stays legible.
+const WIDTH: f64 = 1000.0;
+const LABEL: f64 = 210.0;
+const RIGHT: f64 = 16.0;
 const PLOT: f64 = WIDTH - LABEL - RIGHT;
 const TOP: f64 = 34.0;
-const ROW: f64 = 46.0;
+const ROW: f64 = 54.0;
 const AXIS_BOTTOM: f64 = 26.0;
-const LEGEND_COLUMNS: usize = 5;
+const LEGEND_COLUMNS: usize = 4;
 const LEGEND_ROW: f64 = 22.0;
+/// Rows per picture: each picture fits one printed page, so no row is split across two.
+const ROWS_PER_CHART: usize = 16;
+/// Step boxes: their top and height within a row.
+const BOX_TOP: f64 = 17.0;
+const BOX_HEIGHT: f64 = 18.0;
+/// The baseline of the numbers of boxes too narrow to hold them, below the boxes.
+const LANE_BASELINE: f64 = 47.0;
 
 const FAILED_RED: &str = "#b00020";
 /// A white outline behind text drawn over boxes and lines, so that it stays legible.
@@ -313,70 +523,138 @@ impl Scale {
     }
 }
 
-fn timeline(r: &Report, out: &mut String) -> fmt::Result {
+fn timeline(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     let scale = Scale::new(r);
-    let rows = r.servers.len() as f64;
-    let legend = legend_items();
-    let legend_rows = legend.len().div_ceil(LEGEND_COLUMNS) as f64;
-    let plot_bottom = TOP + rows * ROW;
-    let height = plot_bottom + AXIS_BOTTOM + 10.0 + legend_rows * LEGEND_ROW + 8.0;
-    let now = r.run.makespan_seconds;
-
     writeln!(out, "<section id=\"timeline\">")?;
     writeln!(out, "<h2>Timeline</h2>")?;
     writeln!(
         out,
-        "<p class=\"note\">One row per server, in plan order; minutes since the run started. \
-         Each step is a box numbered as in the procedure. The hatched band is the server's outage \
-         window (from stopping its services to starting them again); the dashed line marks \
-         {} after the window opened: a pool whose back end is still unavailable then has its \
-         users in resiliency mode.</p>",
+        "<p class=\"note\">One row per server, in plan order; {}. Each step is a box numbered as \
+         in the procedure (a box too narrow for its number has it just below). The hatched band \
+         is the server's outage window (from stopping its services to starting them again); the \
+         dashed line marks {} after the window opened: a pool whose back end is still \
+         unavailable then has its users in resiliency mode.</p>",
+        if t.wall {
+            "the time of day above, minutes since the run started below"
+        } else {
+            "minutes since the run started (lab time)"
+        },
         whole_minutes(r.run.resiliency_after_seconds)
     )?;
+    // The patterns every picture of the page fills with, defined once.
+    writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"defs\" width=\"0\" height=\"0\" aria-hidden=\"true\">"
+    )?;
+    out.push_str(DEFS);
+    writeln!(out, "</svg>")?;
+    let charts = r.servers.len().div_ceil(ROWS_PER_CHART).max(1);
+    for chart in 0..charts {
+        let first = chart * ROWS_PER_CHART;
+        let rows: Vec<&ServerReport> = r.servers.iter().skip(first).take(ROWS_PER_CHART).collect();
+        chart_svg(r, t, &scale, chart, charts, &rows, out)?;
+    }
+    legend_svg(&legend_items(), out)?;
+    writeln!(out, "</section>")
+}
+
+/// One picture of the timeline: the axis, `rows`, the approvals and the end of the journal.
+fn chart_svg(
+    r: &Report,
+    t: &Times,
+    scale: &Scale,
+    chart: usize,
+    charts: usize,
+    rows: &[&ServerReport],
+    out: &mut String,
+) -> fmt::Result {
+    let plot_bottom = TOP + rows.len() as f64 * ROW;
+    let height = plot_bottom + AXIS_BOTTOM;
+    let now = r.run.makespan_seconds;
+    writeln!(out, "<div class=\"scroll\">")?;
     writeln!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" viewBox=\"0 0 {WIDTH} {height}\" \
-         width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-labelledby=\"timeline-title\" \
+         width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-labelledby=\"timeline-title-{chart}\" \
          font-family=\"system-ui, 'Segoe UI', 'DejaVu Sans', Arial, sans-serif\" font-size=\"11\">"
     )?;
     writeln!(
         out,
-        "<title id=\"timeline-title\">Timeline of run {}: {} server(s) over {}</title>",
+        "<title id=\"timeline-title-{chart}\">Timeline of run {}{}: {} of {} server(s) over {}</title>",
         r.run.id,
+        if charts > 1 {
+            format!(", part {} of {charts}", chart + 1)
+        } else {
+            String::new()
+        },
+        rows.len(),
         r.servers.len(),
         minutes(now)
     )?;
-    out.push_str(DEFS);
 
-    // Axis: grid lines and minute labels above and below the rows.
+    // Axis: grid lines; the time of day (wall clock) or minutes above, minutes below.
     writeln!(out, "<g class=\"axis\">")?;
     writeln!(
         out,
-        "<text x=\"12\" y=\"{}\" fill=\"#444\">minutes since start</text>",
-        TOP - 12.0
+        "<text x=\"12\" y=\"{:.1}\" fill=\"#444\">{}</text>",
+        TOP - 12.0,
+        if t.wall {
+            format!("time of day ({})", t.offset_at_start())
+        } else {
+            "minutes since start (lab time)".to_string()
+        }
     )?;
-    let mut t = 0.0;
-    while t <= scale.end + 0.5 {
-        let x = scale.x(t);
-        let label = format!("{}", (t / 60.0).round());
+    if t.wall {
+        writeln!(
+            out,
+            "<text x=\"12\" y=\"{:.1}\" fill=\"#444\">minutes since start</text>",
+            plot_bottom + 17.0
+        )?;
+    }
+    let mut at = 0.0;
+    while at <= scale.end + 0.5 {
+        let x = scale.x(at);
+        let m = format!("{}", (at / 60.0).round());
         writeln!(
             out,
             "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#e2e2e2\" stroke-width=\"1\"/>",
             TOP - 4.0,
             plot_bottom + 4.0
         )?;
-        for y in [TOP - 12.0, plot_bottom + 17.0] {
+        let mut labels = vec![(plot_bottom + 17.0, m.clone())];
+        if !t.wall {
+            labels.push((TOP - 12.0, m));
+        }
+        for (y, label) in labels {
             writeln!(
                 out,
                 "<text x=\"{x:.1}\" y=\"{y:.1}\" text-anchor=\"middle\" fill=\"#444\">{label}</text>"
             )?;
         }
-        t += scale.tick;
+        at += scale.tick;
+    }
+    // On the wall clock, the time of day above, at round times (22:00, 22:15, ...).
+    if let Some(first) = t.to_round_time(scale.tick) {
+        let mut at = first;
+        while at <= scale.end + 0.5 {
+            let x = scale.x(at);
+            if let Some(label) = t.tick_label(at, scale.tick) {
+                writeln!(
+                    out,
+                    "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#999\" stroke-width=\"1\"/>\
+                     <text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#444\">{label}</text>",
+                    TOP - 8.0,
+                    TOP - 3.0,
+                    TOP - 12.0
+                )?;
+            }
+            at += scale.tick;
+        }
     }
     writeln!(out, "</g>")?;
 
-    for (i, s) in r.servers.iter().enumerate() {
-        row(r, s, i, &scale, out)?;
+    for (row_index, s) in rows.iter().enumerate() {
+        row(r, t, s, row_index, scale, out)?;
     }
 
     for a in &r.run.approvals {
@@ -384,12 +662,13 @@ fn timeline(r: &Report, out: &mut String) -> fmt::Result {
         writeln!(
             out,
             "<g class=\"approval\"><line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{plot_bottom:.1}\" \
-             stroke=\"#2e7d32\" stroke-width=\"1.5\" stroke-dasharray=\"6 2 1 2\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#2e7d32\"{HALO}>wave {} approved by {}</text></g>",
+             stroke=\"#2e7d32\" stroke-width=\"1.5\" stroke-dasharray=\"6 2 1 2\"><title>{}</title></line>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#2e7d32\"{HALO}>{} approved by {}</text></g>",
             TOP - 4.0,
+            Esc(&approval_text(a, t)),
             x + 4.0,
             TOP - 2.0,
-            a.wave,
+            wave_name(a.wave),
             Esc(&a.by)
         )?;
     }
@@ -407,13 +686,18 @@ fn timeline(r: &Report, out: &mut String) -> fmt::Result {
             Esc(r.run.state.as_str())
         )?;
     }
-
-    legend_svg(&legend, plot_bottom + AXIS_BOTTOM + 10.0, out)?;
     writeln!(out, "</svg>")?;
-    writeln!(out, "</section>")
+    writeln!(out, "</div>")
 }
 
-fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut String) -> fmt::Result {
+fn row(
+    r: &Report,
+    t: &Times,
+    s: &ServerReport,
+    index: usize,
+    scale: &Scale,
+    out: &mut String,
+) -> fmt::Result {
     let y = TOP + index as f64 * ROW;
     let now = r.run.makespan_seconds;
     let limit = r.run.resiliency_after_seconds;
@@ -439,10 +723,10 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
     )?;
     writeln!(
         out,
-        "<text x=\"12\" y=\"{:.1}\" font-size=\"12.5\" font-weight=\"700\" fill=\"#111\"><title>{}</title>{}</text>",
-        y + 19.0,
+        "<text x=\"10\" y=\"{:.1}\" font-size=\"12\" font-weight=\"700\" fill=\"#111\"><title>{}</title>{}</text>",
+        y + 22.0,
         Esc(&s.fqdn),
-        Esc(&ellipsize(&s.fqdn, 32))
+        Esc(&ellipsize(&s.fqdn, 29))
     )?;
     let marker = match s.state {
         ServerState::Failed => "\u{2717} ",
@@ -451,16 +735,18 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
     };
     writeln!(
         out,
-        "<text x=\"12\" y=\"{:.1}\" font-size=\"10.5\" fill=\"{}\">{}{} &#183; {}</text>",
-        y + 35.0,
+        "<text x=\"10\" y=\"{:.1}\" font-size=\"10.5\" fill=\"{}\"><title>{}</title>{}</text>",
+        y + 38.0,
         if s.state == ServerState::Failed {
             FAILED_RED
         } else {
             "#555"
         },
-        marker,
-        s.state.as_str(),
-        Esc(&ellipsize(&s.pool, 30))
+        Esc(&s.pool),
+        Esc(&ellipsize(
+            &format!("{marker}{} \u{b7} {}", s.state.as_str(), s.pool),
+            32
+        ))
     )?;
 
     // The outage window, the part beyond the limit, the 30-minute line.
@@ -477,9 +763,9 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
             ROW - 6.0,
             Esc(&s.fqdn),
             minutes(length),
-            clock(start),
+            t.full(start),
             if s.outage_end_seconds.is_some() {
-                clock(end)
+                t.full(end)
             } else {
                 "still open".to_string()
             },
@@ -509,26 +795,31 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
             y + ROW - 1.0,
             minutes(limit)
         )?;
+        let outage_label = format!("outage {}", minutes(length));
         writeln!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"{FAILED_RED}\"{HALO}>{}</text>",
-            lx + 3.0,
-            y + ROW - 5.0,
-            Esc(&format!("{:.0} min", limit / 60.0))
-        )?;
-        writeln!(
-            out,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9.5\" fill=\"#7a3b00\"{HALO}>outage {}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9.5\" fill=\"#7a3b00\"{HALO}>{outage_label}</text>",
             x + 3.0,
             y + 12.5,
-            minutes(length)
         )?;
+        // "30 min" beside its line, unless the outage label is there (the legend says it).
+        if lx > x + 8.0 + text_width(&outage_label, 9.5) {
+            writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"{FAILED_RED}\"{HALO}>{}</text>",
+                lx + 3.0,
+                y + 12.5,
+                Esc(&format!("{:.0} min", limit / 60.0))
+            )?;
+        }
     }
 
-    // Steps, reboots, the recovery.
-    let top = y + 16.0;
-    let height = 18.0;
+    // Steps, reboots, the recovery. Every step and reboot has its number (R for a reboot):
+    // inside its box when the box is wide enough, else in a lane just below the boxes.
+    let top = y + BOX_TOP;
+    let height = BOX_HEIGHT;
     let mut last_x: Option<f64> = None;
+    let mut lane: Vec<LaneLabel> = Vec::new();
     for st in &s.steps {
         let Some(start) = st.start_seconds else {
             continue;
@@ -555,7 +846,7 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
             st.state.as_str(),
             step_colour(st.id),
             if failed { 2 } else { 1 },
-            Esc(&step_title(s, st, start, end, open))
+            Esc(&step_title(t, s, st, start, end, open))
         )?;
         if failed {
             writeln!(
@@ -563,16 +854,24 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
                 "<rect x=\"{x:.1}\" y=\"{top:.1}\" width=\"{w:.1}\" height=\"{height}\" fill=\"url(#p-failed)\"/>"
             )?;
         }
-        if w >= 13.0 {
+        let number = st.id.number().to_string();
+        if w >= text_width(&number, 10.0) + 4.0 {
             writeln!(
                 out,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" \
-                 font-weight=\"700\" fill=\"#111\"{}>{}</text>",
+                "<text class=\"step-no\" data-step=\"{}\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" \
+                 font-size=\"10\" font-weight=\"700\" fill=\"#111\"{}>{number}</text>",
+                st.id.as_str(),
                 x + w / 2.0,
                 top + 13.0,
                 if failed { HALO } else { "" },
-                st.id.number()
             )?;
+        } else {
+            lane.push(LaneLabel {
+                text: number,
+                step: Some(st.id),
+                centre: x + w / 2.0,
+                colour: if failed { FAILED_RED } else { "#111" },
+            });
         }
     }
     for rb in &s.reboots {
@@ -584,16 +883,23 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
              fill=\"url(#p-reboot)\" stroke=\"#555555\"><title>{}: reboot, {} ({} to {})</title></rect>",
             Esc(&s.fqdn),
             minutes(rb.end_seconds - rb.start_seconds),
-            clock(rb.start_seconds),
-            clock(rb.end_seconds)
+            t.full(rb.start_seconds),
+            t.full(rb.end_seconds)
         )?;
-        if w >= 13.0 {
+        if w >= text_width("R", 10.0) + 4.0 {
             writeln!(
                 out,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" font-weight=\"700\" fill=\"#111\"{HALO}>R</text>",
                 x + w / 2.0,
                 top + 13.0
             )?;
+        } else {
+            lane.push(LaneLabel {
+                text: "R".to_string(),
+                step: None,
+                centre: x + w / 2.0,
+                colour: "#111",
+            });
         }
     }
     if let Some(rec) = &s.recovery {
@@ -605,10 +911,11 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
              fill=\"url(#p-recovery)\" stroke=\"#1a56b0\"><title>{}: recovery, {} ({} to {})</title></rect>",
             Esc(&s.fqdn),
             minutes(rec.end_seconds - rec.start_seconds),
-            clock(rec.start_seconds),
-            clock(rec.end_seconds)
+            t.full(rec.start_seconds),
+            t.full(rec.end_seconds)
         )?;
     }
+    lane_labels(&mut lane, y, top + height, out)?;
 
     // What happened, in words, right of the row's last box.
     let note = match s.state {
@@ -666,24 +973,105 @@ fn row(r: &Report, s: &ServerReport, index: usize, scale: &Scale, out: &mut Stri
     writeln!(out, "</g>")
 }
 
-fn step_title(s: &ServerReport, st: &StepReport, start: f64, end: f64, open: bool) -> String {
-    let mut t = format!(
+fn step_title(
+    t: &Times,
+    s: &ServerReport,
+    st: &StepReport,
+    start: f64,
+    end: f64,
+    open: bool,
+) -> String {
+    let mut title = format!(
         "{}: {}. {} ({}), {} to {}",
         s.fqdn,
         st.id.number(),
         st.id.as_str(),
         st.state.as_str(),
-        clock(start),
-        if open { "now".to_string() } else { clock(end) }
+        t.full(start),
+        if open { "now".to_string() } else { t.full(end) }
     );
-    t.push_str(&format!(", {}", minutes(end - start)));
+    title.push_str(&format!(", {}", minutes(end - start)));
     if st.attempts > 1 {
-        t.push_str(&format!(", {} attempts", st.attempts));
+        title.push_str(&format!(", {} attempts", st.attempts));
     }
     if let Some(code) = st.exit_code {
-        t.push_str(&format!(", exit code {code}"));
+        title.push_str(&format!(", exit code {code}"));
     }
-    t
+    title
+}
+
+/// A number that did not fit in its box, drawn in the lane below the boxes.
+struct LaneLabel {
+    text: String,
+    step: Option<StepId>,
+    /// The centre of its box.
+    centre: f64,
+    colour: &'static str,
+}
+
+/// Draws the lane: each number under its box, moved right just as far as it must to keep
+/// clear of the one before (with a leader line to its box when moved), and kept inside the
+/// plot.
+fn lane_labels(
+    lane: &mut [LaneLabel],
+    row_y: f64,
+    boxes_bottom: f64,
+    out: &mut String,
+) -> fmt::Result {
+    lane.sort_by(|a, b| a.centre.total_cmp(&b.centre));
+    let font = 9.0;
+    let gap = 2.0;
+    let mut placed: Vec<f64> = Vec::with_capacity(lane.len());
+    let mut right_edge = f64::NEG_INFINITY;
+    for l in lane.iter() {
+        let half = text_width(&l.text, font) / 2.0;
+        let x = l.centre.max(right_edge + gap + half).max(LABEL + half);
+        right_edge = x + half;
+        placed.push(x);
+    }
+    // Shift the whole lane left if it runs past the plot's right edge.
+    let overflow = right_edge - (WIDTH - 2.0);
+    if overflow > 0.0 {
+        for x in &mut placed {
+            *x -= overflow;
+        }
+    }
+    let baseline = row_y + LANE_BASELINE;
+    for (l, x) in lane.iter().zip(placed) {
+        if (x - l.centre).abs() > 1.5 {
+            writeln!(
+                out,
+                "<line class=\"leader\" x1=\"{:.1}\" y1=\"{boxes_bottom:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" \
+                 stroke=\"#777\" stroke-width=\"0.8\"/>",
+                l.centre,
+                baseline - font + 1.0
+            )?;
+        }
+        match l.step {
+            Some(id) => writeln!(
+                out,
+                "<text class=\"step-no\" data-step=\"{}\" x=\"{x:.1}\" y=\"{baseline:.1}\" text-anchor=\"middle\" \
+                 font-size=\"{font}\" font-weight=\"700\" fill=\"{}\"{HALO}>{}</text>",
+                id.as_str(),
+                l.colour,
+                Esc(&l.text)
+            )?,
+            None => writeln!(
+                out,
+                "<text x=\"{x:.1}\" y=\"{baseline:.1}\" text-anchor=\"middle\" font-size=\"{font}\" \
+                 font-weight=\"700\" fill=\"{}\"{HALO}>{}</text>",
+                l.colour,
+                Esc(&l.text)
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// The width of `text` in picture units at `font_size`: digits and most letters of the fonts
+/// used are about 0.6 em wide in bold.
+fn text_width(text: &str, font_size: f64) -> f64 {
+    text.chars().count() as f64 * font_size * 0.62
 }
 
 enum Swatch {
@@ -710,8 +1098,18 @@ fn legend_items() -> Vec<(Swatch, String)> {
     items
 }
 
-fn legend_svg(items: &[(Swatch, String)], top: f64, out: &mut String) -> fmt::Result {
+/// The legend, a picture of its own below the timeline.
+fn legend_svg(items: &[(Swatch, String)], out: &mut String) -> fmt::Result {
     let column = (WIDTH - 24.0) / LEGEND_COLUMNS as f64;
+    let top = 8.0;
+    let height = top + items.len().div_ceil(LEGEND_COLUMNS) as f64 * LEGEND_ROW + 4.0;
+    writeln!(out, "<div class=\"scroll\">")?;
+    writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline legend-svg\" viewBox=\"0 0 {WIDTH} {height}\" \
+         width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-label=\"Legend of the timeline\" \
+         font-family=\"system-ui, 'Segoe UI', 'DejaVu Sans', Arial, sans-serif\" font-size=\"11\">"
+    )?;
     writeln!(out, "<g class=\"legend\">")?;
     for (i, (swatch, label)) in items.iter().enumerate() {
         let x = 12.0 + (i % LEGEND_COLUMNS) as f64 * column;
@@ -756,7 +1154,9 @@ fn legend_svg(items: &[(Swatch, String)], top: f64, out: &mut String) -> fmt::Re
             Esc(label)
         )?;
     }
-    writeln!(out, "</g>")
+    writeln!(out, "</g>")?;
+    writeln!(out, "</svg>")?;
+    writeln!(out, "</div>")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -790,16 +1190,16 @@ fn impact(r: &Report, out: &mut String) -> fmt::Result {
              <td class=\"num{}\">{}</td></tr>",
             Esc(&p.fqdn),
             if hit { " class=\"impact\"" } else { "" },
-            Esc(&p.fqdn),
+            Name(&p.fqdn),
             Esc(&p.site),
             if p.front_ends.is_empty() {
                 "\u{2013}".to_string()
             } else {
                 format!("{}/{}", p.front_ends_patched, p.front_ends.len())
             },
-            Esc(&p.backend),
+            Name(&p.backend),
             if p.always_on { " (AlwaysOn)" } else { "" },
-            Esc(&p.servers.join(", ")),
+            Name(&p.servers.join(", ")),
             if p.unavailable.is_empty() {
                 "never".to_string()
             } else {
@@ -826,15 +1226,21 @@ fn impact(r: &Report, out: &mut String) -> fmt::Result {
     writeln!(out, "</section>")
 }
 
-fn servers(r: &Report, out: &mut String) -> fmt::Result {
+fn servers(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     let limit = r.run.resiliency_after_seconds;
     writeln!(out, "<section id=\"servers\">")?;
     writeln!(out, "<h2>Servers</h2>")?;
     writeln!(
         out,
-        "<table class=\"servers\">\n<thead><tr><th>Server</th><th>Pool</th><th>State</th>\
-         <th>Started</th><th>Finished</th><th>Outage window</th><th>Steps done</th>\
-         <th>Reason</th></tr></thead>\n<tbody>"
+        "<p class=\"note\">Build before: what Get-CsServerPatchVersion showed in the pre-flight, \
+         before anything changed. Build after: the package's build once verify saw it, or the \
+         build before when nothing was installed.</p>"
+    )?;
+    writeln!(
+        out,
+        "<table class=\"servers\">\n<thead><tr><th>Server (pool)</th><th>State</th>\
+         <th>Build before</th><th>Build after</th><th>Started</th><th>Finished</th>\
+         <th>Outage window</th><th>Steps done</th></tr></thead>\n<tbody>"
     )?;
     for s in &r.servers {
         let done = s
@@ -845,14 +1251,27 @@ fn servers(r: &Report, out: &mut String) -> fmt::Result {
         let over = s.outage_seconds.is_some_and(|o| o > limit);
         writeln!(
             out,
-            "<tr data-server=\"{}\"><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}</td><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num{}\">{}</td><td class=\"num\">{done} of {}</td><td>{}</td></tr>",
+            "<tr data-server=\"{}\"><td class=\"name\">{}<span class=\"sub\">{}</span></td>\
+             <td class=\"state-cell\">{}{}</td><td class=\"build\">{}</td><td class=\"build\">{}</td>\
+             <td class=\"when\">{}</td><td class=\"when\">{}</td><td class=\"outage{}\">{}</td>\
+             <td class=\"num\">{done} of {}</td></tr>",
             Esc(&s.fqdn),
-            Esc(&s.fqdn),
-            Esc(&s.pool),
+            Name(&s.fqdn),
+            Name(&s.pool),
             state_badge(s.state.as_str()),
-            s.start_seconds.map(clock).unwrap_or_else(dash),
-            s.end_seconds.map(clock).unwrap_or_else(dash),
+            // The whole reason is under Failures.
+            match &s.reason {
+                Some(reason) => format!(
+                    "<span class=\"sub reason\" title=\"{}\">{}</span>",
+                    Esc(reason),
+                    Esc(&ellipsize(reason, 90))
+                ),
+                None => String::new(),
+            },
+            build_before(s),
+            build_after(s),
+            s.start_seconds.map(|at| t.cell(at)).unwrap_or_else(dash),
+            s.end_seconds.map(|at| t.cell(at)).unwrap_or_else(dash),
             if over { " over" } else { "" },
             match s.outage_seconds {
                 Some(o) => format!(
@@ -868,14 +1287,49 @@ fn servers(r: &Report, out: &mut String) -> fmt::Result {
                 None => dash(),
             },
             s.steps.len(),
-            Esc(s.reason.as_deref().unwrap_or(""))
         )?;
     }
     writeln!(out, "</tbody>\n</table>")?;
     writeln!(out, "</section>")
 }
 
-fn failures(r: &Report, out: &mut String) -> fmt::Result {
+/// The build the pre-flight read (HTML).
+fn build_before(s: &ServerReport) -> String {
+    match &s.build_before {
+        Some(b) => Esc(b).to_string(),
+        None if s.role_has_no_build() => {
+            "none<span class=\"sub\">SQL Server only</span>".to_string()
+        }
+        None => dash(),
+    }
+}
+
+/// The build the server ended on, and how that is known (HTML).
+fn build_after(s: &ServerReport) -> String {
+    match (&s.build_after, s.build_after_from) {
+        (Some(b), Some(BuildSource::Verify)) => {
+            format!("{}<span class=\"sub\">\u{2713} verified</span>", Esc(b))
+        }
+        (Some(b), _) => format!("{}<span class=\"sub\">unchanged</span>", Esc(b)),
+        (None, Some(_)) => dash(),
+        (None, None) => match s.state {
+            ServerState::Pending | ServerState::Running => {
+                "<span class=\"sub\">not yet</span>".to_string()
+            }
+            _ if s.role_has_no_build() => dash(),
+            _ => "<span class=\"sub\">not verified</span>".to_string(),
+        },
+    }
+}
+
+impl ServerReport {
+    /// The pre-flight ran and found no Skype for Business build (a SQL-only machine).
+    fn role_has_no_build(&self) -> bool {
+        self.build_before.is_none() && self.build_after_from == Some(BuildSource::Preflight)
+    }
+}
+
+fn failures(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     writeln!(out, "<section id=\"failures\">")?;
     writeln!(out, "<h2>Failures</h2>")?;
     if r.failures.is_empty() {
@@ -902,7 +1356,7 @@ fn failures(r: &Report, out: &mut String) -> fmt::Result {
         writeln!(out, "<dl class=\"facts\">")?;
         fact(out, "Pool", &f.pool)?;
         if let Some(at) = f.at_seconds {
-            fact(out, "When", &clock(at))?;
+            fact(out, "When", &t.full(at))?;
         }
         if let Some(code) = f.exit_code {
             fact(out, "Exit code", &code.to_string())?;
@@ -922,9 +1376,60 @@ fn failures(r: &Report, out: &mut String) -> fmt::Result {
             writeln!(out, "<h4>Recovery</h4>")?;
             writeln!(out, "<pre class=\"recovery\">{}</pre>", Esc(output))?;
         }
+        hints(&f.hint, out)?;
         writeln!(out, "</article>")?;
     }
     writeln!(out, "</section>")
+}
+
+/// What to do next, as a list.
+fn hints(h: &Hint, out: &mut String) -> fmt::Result {
+    writeln!(out, "<h4>What to do next</h4>")?;
+    writeln!(out, "<ul class=\"hints\">")?;
+    if let Some(e) = &h.exit_code {
+        writeln!(
+            out,
+            "<li class=\"hint-exit-code\"><b>Exit code {} ({})</b>: {}. {}.</li>",
+            e.code,
+            Esc(&e.name),
+            Esc(&e.meaning),
+            Esc(&capitalised(&e.action))
+        )?;
+    }
+    if let Some(logs) = &h.logs {
+        writeln!(
+            out,
+            "<li class=\"hint-logs\"><b>Installer logs</b>: {}.</li>",
+            Esc(logs)
+        )?;
+    }
+    writeln!(
+        out,
+        "<li class=\"hint-retry\"><b>Retry this server</b> {}.</li>",
+        code_spans(&h.retry)
+    )?;
+    writeln!(out, "</ul>")
+}
+
+/// `text` escaped, with `backquoted` parts as `<code>`.
+fn code_spans(text: &str) -> String {
+    let mut html = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(html, "<code>{}</code>", Esc(part));
+        } else {
+            let _ = write!(html, "{}", Esc(part));
+        }
+    }
+    html
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 fn databases(r: &Report, out: &mut String) -> fmt::Result {
@@ -965,7 +1470,7 @@ fn databases(r: &Report, out: &mut String) -> fmt::Result {
             } else {
                 " class=\"impact\""
             },
-            Esc(&sql),
+            Name(&sql),
             Esc(&d.store),
             Esc(&d.database),
             Esc(&d.installed_version),
@@ -976,14 +1481,20 @@ fn databases(r: &Report, out: &mut String) -> fmt::Result {
     writeln!(out, "</section>")
 }
 
-fn audit(r: &Report, out: &mut String) -> fmt::Result {
-    writeln!(out, "<section id=\"audit\">")?;
-    writeln!(out, "<h2>Audit trail</h2>")?;
+/// The audit trail, an appendix: a `<details>` element, closed, so that it is neither in the
+/// way on screen nor printed unless someone opens it first.
+fn audit(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
+    writeln!(out, "<details class=\"appendix\" id=\"audit\">")?;
+    writeln!(
+        out,
+        "<summary><h2>Appendix: audit trail</h2> ({} line(s); open it to read it, or to print it \
+         with the report)</summary>",
+        r.audit.len()
+    )?;
     writeln!(
         out,
         "<p class=\"note\">Every command run on a server, as the append-only audit log recorded \
-         it: {} line(s).</p>",
-        r.audit.len()
+         it.</p>"
     )?;
     writeln!(
         out,
@@ -993,10 +1504,10 @@ fn audit(r: &Report, out: &mut String) -> fmt::Result {
     for a in &r.audit {
         writeln!(
             out,
-            "<tr data-server=\"{}\"><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr data-server=\"{}\"><td class=\"when\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td class=\"code\">{}</td><td class=\"num\">{}</td><td class=\"out\">{}</td></tr>",
             Esc(&a.server),
-            clock(a.at_seconds),
+            t.cell(a.at_seconds),
             Esc(&a.operator),
             Esc(&a.server),
             Esc(&a.step),
@@ -1006,7 +1517,7 @@ fn audit(r: &Report, out: &mut String) -> fmt::Result {
         )?;
     }
     writeln!(out, "</tbody>\n</table>")?;
-    writeln!(out, "</section>")
+    writeln!(out, "</details>")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1093,6 +1604,22 @@ impl fmt::Display for Esc<'_> {
     }
 }
 
+/// A host name (or `host\\instance`, or a list of them) for a table cell: escaped, with a
+/// line-break opportunity after each dot, so that a narrow column wraps it between labels.
+struct Name<'a>(&'a str);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, part) in self.0.split('.').enumerate() {
+            if i > 0 {
+                f.write_str(".<wbr/>")?;
+            }
+            write!(f, "{}", Esc(part))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1137,6 +1664,9 @@ mod tests {
                     target: serde_json::Value::Null,
                     resiliency_after_seconds: 1800.0,
                     approvals: Vec::new(),
+                    clock: ClockKind::Lab,
+                    started_at: None,
+                    ended_at: None,
                 },
                 servers: Vec::new(),
                 pools: Vec::new(),

@@ -11,8 +11,9 @@ use sfbpatch_plan::{ServerKind, StepId};
 /// The version of the JSON contract.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// A whole run, ready to render. Times are seconds of the target's clock (virtual in the lab)
-/// since the run was created.
+/// A whole run, ready to render. Times are seconds of the target's clock since the run was
+/// created: wall-clock time for runs over SSH ([`ClockKind::Wall`], so they also have calendar
+/// dates), the lab's virtual clock for lab runs ([`ClockKind::Lab`], offsets only).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub schema_version: u32,
@@ -52,13 +53,35 @@ pub struct RunSummary {
     pub resiliency_after_seconds: f64,
     /// Approvals of canary waves (`sfbpatch approve`).
     pub approvals: Vec<Approval>,
+    /// Which clock the times are on.
+    pub clock: ClockKind,
+    /// When the run started, RFC 3339 in UTC (`2026-12-04T21:03:15Z`); `None` for a lab run,
+    /// whose virtual clock has no calendar in the run's records.
+    pub started_at: Option<String>,
+    /// When the run ended (its last journal record), RFC 3339 in UTC; `None` while it has not
+    /// ended, and for a lab run.
+    pub ended_at: Option<String>,
+}
+
+/// The clock a run's journal was written on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockKind {
+    /// Wall-clock Unix milliseconds (real servers over SSH): every time is a calendar instant.
+    Wall,
+    /// The lab's virtual clock (milliseconds since the lab's creation): times are shown as
+    /// offsets from the run's start, "lab time".
+    Lab,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Approval {
+    /// The wave approved, counted from 0 as the engine does: 0 is the canary wave.
     pub wave: u32,
     pub by: String,
     pub at_seconds: f64,
+    /// The same instant, RFC 3339 in UTC; `None` for a lab run.
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,6 +113,25 @@ pub struct ServerReport {
     pub reboots: Vec<Span>,
     /// The recovery after a failure inside the outage window (W3SVC and services back).
     pub recovery: Option<Recovery>,
+    /// The Skype for Business build the pre-flight read before anything changed; `None`
+    /// before the pre-flight, or on a machine without Skype for Business components.
+    pub build_before: Option<String>,
+    /// The build the server ended on, when known: see `build_after_from`.
+    pub build_after: Option<String>,
+    /// How `build_after` is known; `None` when it is not (the installer ran but `verify` did
+    /// not pass, or the server has not finished).
+    pub build_after_from: Option<BuildSource>,
+}
+
+/// How a server's build after the run is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildSource {
+    /// `verify` passed: `Get-CsServerPatchVersion` showed the package's build.
+    Verify,
+    /// Nothing was installed (the server was already current, the installer never started,
+    /// or the machine has nothing to install): the build the pre-flight read.
+    Preflight,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,6 +210,31 @@ pub struct FailureReport {
     /// The stopping step's last output (or the probe's findings).
     pub output: Option<String>,
     pub recovery_output: Option<String>,
+    /// What to do next.
+    pub hint: Hint,
+}
+
+/// What to do about a failed or skipped server.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hint {
+    /// What the exit code means as the update installer (Windows Installer) uses it, when it
+    /// is one of the codes in [`crate::EXIT_CODES`].
+    pub exit_code: Option<ExitCodeHint>,
+    /// Where the update installer's logs lie on the server, when the failure concerns the
+    /// installer.
+    pub logs: Option<String>,
+    /// How to patch this one server again once the cause is fixed.
+    pub retry: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExitCodeHint {
+    pub code: i32,
+    /// The Windows error constant (`ERROR_INSTALL_FAILURE`).
+    pub name: String,
+    pub meaning: String,
+    /// What to do about it.
+    pub action: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,14 +1,26 @@
 //! Reports from hand-written journals: the records the engine writes, with target-clock times
 //! chosen by the test.
 
+use jiff::tz::{Offset, TimeZone};
 use sfbpatch_engine::policy::default_duration;
 use sfbpatch_engine::{
-    AuditEntry, JournalEntry, Millis, Record, RunPolicy, RunRecord, RunSpec, RunState,
-    ServerOutcome, ServerState, StepResultKind, StepState, TargetSpec,
+    AuditEntry, JournalEntry, MachineFacts, Millis, Record, RunPolicy, RunRecord, RunSpec,
+    RunState, ServerOutcome, ServerState, StepResultKind, StepState, TargetSpec,
 };
-use sfbpatch_plan::{PlanPolicy, StepId, parse_manifest, plan};
+use sfbpatch_plan::{Build, PlanPolicy, StepId, parse_manifest, plan};
 
-use crate::{Report, ReportError, build, render_html};
+use crate::{BuildSource, ClockKind, Report, ReportError, build, render_html_in};
+
+/// The page in a fixed zone (UTC+01:00), so that tests do not depend on the machine's.
+fn render_html(report: &Report) -> String {
+    render_html_in(report, &TimeZone::fixed(Offset::constant(1)))
+}
+
+/// The build every lab machine starts on, and the package's.
+const OLD: &str = "7.0.2046.0";
+const NEW: &str = "7.0.2046.553";
+/// 2026-12-04T21:03:15Z, when the SSH runs of these tests start.
+const WALL_T0: Millis = 1_796_418_195_000;
 
 const MINUTE: Millis = 60_000;
 /// The run is created five hours into the target's clock: reports count from there.
@@ -76,6 +88,8 @@ struct Patch {
     fail: Option<StepId>,
     /// The run is interrupted once this step's intent is written.
     interrupt: Option<StepId>,
+    /// The exit code of the failing step (1603 when not given).
+    exit_code: Option<i32>,
 }
 
 struct Sim {
@@ -112,12 +126,22 @@ impl Sim {
         }
     }
 
+    /// The same run, over SSH: its clock is the wall clock, and it starts at [`WALL_T0`].
+    fn over_ssh() -> Self {
+        let mut sim = Self::new();
+        sim.run.spec.target = TargetSpec::Ssh {
+            connections: Some("servers.toml".into()),
+        };
+        sim.run.created_at = WALL_T0;
+        sim
+    }
+
     fn push(&mut self, server: &str, at: Millis, record: Record) {
         self.journal.push(JournalEntry {
             seq: self.journal.len() as i64 + 1,
             run: self.run.id,
             server: server.into(),
-            at: T0 + at,
+            at: self.run.created_at + at,
             record,
         });
     }
@@ -139,6 +163,27 @@ impl Sim {
             start,
             Record::ServerStarted {
                 predicted_outage_ms: OUTAGE,
+            },
+        );
+        // What the pre-flight reads: a machine with the Skype for Business components runs the
+        // old build; a SQL-only machine has none.
+        let sfb = plan
+            .find_step(StepId::InstallUpdate)
+            .is_some_and(|st| st.not_applicable.is_none());
+        self.push(
+            fqdn,
+            start,
+            Record::Preflight {
+                facts: MachineFacts {
+                    services: Vec::new(),
+                    services_running: 0,
+                    w3svc: sfb,
+                    management_shell: sfb,
+                    sql_server: !sfb,
+                    build: sfb.then(|| OLD.parse::<Build>().expect("build")),
+                    reboot_pending: false,
+                    in_service: true,
+                },
             },
         );
         let mut t = start;
@@ -174,9 +219,10 @@ impl Sim {
                 .map_or_else(|| default_duration(step.id), |(_, d)| *d);
             t += d;
             let failed = how.fail == Some(step.id);
+            let code = how.exit_code.unwrap_or(1603);
             let (exit_code, output) = if failed {
                 (
-                    1603,
+                    code,
                     "Installing the update failed: <files in use> & \"locked\"",
                 )
             } else {
@@ -200,7 +246,7 @@ impl Sim {
             );
             self.audit.push(AuditEntry {
                 run: self.run.id,
-                at: T0 + t,
+                at: self.run.created_at + t,
                 operator: self.run.spec.operator.clone(),
                 server: fqdn.into(),
                 step: step.id.to_string(),
@@ -225,7 +271,7 @@ impl Sim {
                     Record::ServerFinished {
                         outcome: ServerOutcome::Failed,
                         reason: Some(format!(
-                            "{} exited with code 1603: Installing the update failed",
+                            "{} exited with code {code}: Installing the update failed",
                             step.id
                         )),
                     },
@@ -956,8 +1002,13 @@ fn html_escapes_server_text_and_loads_nothing() {
         })
         .filter(|s| s.contains("://"))
         .collect();
-    assert!(refs.iter().all(|s| s.starts_with("xmlns=\"")), "{refs:?}");
-    assert_eq!(refs.len(), 1, "{refs:?}");
+    assert!(
+        refs.iter()
+            .all(|s| s.starts_with("xmlns=\"http://www.w3.org/2000/svg\"")),
+        "{refs:?}"
+    );
+    // The patterns, the timeline and its legend.
+    assert_eq!(refs.len(), 3, "{refs:?}");
 }
 
 #[test]
@@ -985,11 +1036,12 @@ fn html_of_an_interrupted_run_marks_the_end_of_the_journal() {
 fn wave_approvals_are_reported_and_drawn() {
     let mut sim = Sim::new();
     let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    // The engine counts waves from 0: wave 0 is the canary.
     sim.push(
         "",
         end + MINUTE,
         Record::WaveApproved {
-            wave: 1,
+            wave: 0,
             by: "CONTOSO\\change-board".into(),
         },
     );
@@ -997,8 +1049,9 @@ fn wave_approvals_are_reported_and_drawn() {
     let planned = sim.run.spec.plan.servers.len();
     let r = sim.report();
     assert_eq!(r.run.approvals.len(), 1);
-    assert_eq!(r.run.approvals[0].wave, 1);
+    assert_eq!(r.run.approvals[0].wave, 0);
     assert_eq!(r.run.approvals[0].at_seconds, secs(end + MINUTE));
+    assert_eq!(r.run.approvals[0].at, None, "a lab run has no calendar");
     // The run-level record belongs to no server.
     assert_eq!(
         planned, 9,
@@ -1011,7 +1064,50 @@ fn wave_approvals_are_reported_and_drawn() {
         doc.descendants()
             .any(|n| n.has_tag_name("g") && has_class(&n, "approval"))
     );
-    assert!(html.contains("wave 1 by CONTOSO\\change-board"));
+    // For people: the canary wave, by whom, when; never "wave 0".
+    assert!(
+        html.contains("canary wave approved by CONTOSO\\change-board at T+00:31:18 lab time"),
+        "{html}"
+    );
+    assert!(!html.contains("wave 0") && !html.contains("unknown"));
+}
+
+/// Approvals read as people count: the canary wave, then wave 2, with the approver and, over
+/// SSH, the date and time with its offset.
+#[test]
+fn approvals_name_the_wave_the_approver_and_the_time() {
+    let mut sim = Sim::over_ssh();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    for (wave, by, at) in [
+        (0, "CONTOSO\\alice", end + MINUTE),
+        (1, "CONTOSO\\bob", end + 2 * MINUTE),
+    ] {
+        sim.push(
+            "",
+            at,
+            Record::WaveApproved {
+                wave,
+                by: by.into(),
+            },
+        );
+    }
+    let r = sim.report();
+    assert_eq!(
+        r.run.approvals[0].at.as_deref(),
+        Some("2026-12-04T21:34:33Z")
+    );
+    let html = render_html(&r);
+    assert!(
+        html.contains(
+            "canary wave approved by CONTOSO\\alice at 2026-12-04 22:34:33 +01:00 (T+00:31:18)"
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("wave 2 approved by CONTOSO\\bob at 2026-12-04 22:35:33 +01:00 (T+00:32:18)"),
+        "{html}"
+    );
+    parse(&html);
 }
 
 #[test]
@@ -1082,4 +1178,495 @@ fn the_run_level_database_check_is_listed_and_a_database_behind_is_marked() {
     assert!(!has_class(&rows[0], "impact"));
     assert!(has_class(&rows[1], "impact"));
     assert!(html.contains("2 database(s), 1 behind"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// For an administrator with the report in hand
+
+/// The text of a node: its text nodes, in order.
+fn text_of(node: &roxmltree::Node<'_, '_>) -> String {
+    node.descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect()
+}
+
+/// A run over SSH ran on the wall clock: its start and end are calendar instants (RFC 3339 in
+/// the JSON), and the page shows each time as a date and time with its UTC offset, in the zone
+/// named once in the header, and as T+ since the run's own start.
+#[test]
+fn an_ssh_run_shows_dates_with_their_offset_and_offsets_from_its_start() {
+    let mut sim = Sim::over_ssh();
+    // Starts 5 minutes in, ends after 22:00 UTC: the date is 2026-12-04 in UTC+01:00 too.
+    let end = sim.patch("se1.contoso.com", 5 * MINUTE, Patch::default());
+    let r = sim.report();
+    assert_eq!(r.run.clock, ClockKind::Wall);
+    assert_eq!(r.run.started_at.as_deref(), Some("2026-12-04T21:03:15Z"));
+    // 5 minutes + 30:18 later.
+    assert_eq!(end, 5 * MINUTE + SERVER);
+    assert_eq!(r.run.ended_at.as_deref(), Some("2026-12-04T21:38:33Z"));
+    // Offsets still count from the run's start, never from 1970.
+    assert_eq!(server(&r, "se1.contoso.com").start_seconds, Some(300.0));
+
+    let html = render_html(&r);
+    let doc = parse(&html);
+    let header = text_of(
+        &doc.descendants()
+            .find(|n| n.has_tag_name("header"))
+            .expect("header"),
+    );
+    assert!(
+        header.contains("Started2026-12-04 22:03:15 +01:00"),
+        "{header}"
+    );
+    assert!(
+        header.contains("Ended2026-12-04 22:38:33 +01:00 (T+00:35:18)"),
+        "{header}"
+    );
+    // The zone is stated once, in the header.
+    assert_eq!(html.matches("Time zone").count(), 1);
+    assert!(header.contains("UTC+01:00"), "{header}");
+    // The servers table: date, time and offset, and T+ below.
+    let row = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("tr")
+                && n.attribute("data-server") == Some("se1.contoso.com")
+                && n.ancestors().any(|a| has_class(&a, "servers"))
+        })
+        .expect("servers row");
+    let times: Vec<_> = row
+        .descendants()
+        .filter(|n| n.has_tag_name("time"))
+        .collect();
+    assert_eq!(times.len(), 2, "started and finished");
+    assert_eq!(text_of(&times[0]), "2026-12-04 22:08:15 +01:00");
+    assert_eq!(times[0].attribute("datetime"), Some("2026-12-04T21:08:15Z"));
+    let text = text_of(&row);
+    assert!(text.contains("T+00:05:00"), "{text}");
+    assert!(
+        text.contains("2026-12-04 22:38:33 +01:00T+00:35:18"),
+        "{text}"
+    );
+    // The timeline's axis shows the time of day.
+    assert!(html.contains("time of day (UTC+01:00)"), "{html}");
+    assert!(!html.contains("1970") && !html.contains("lab time"));
+    // The audit trail too.
+    assert!(html.contains(
+        "<time datetime=\"2026-12-04T21:08:21Z\"><span class=\"nw\">2026-12-04</span> \
+         <span class=\"nw\">22:08:21 +01:00</span></time>"
+    ));
+
+    // The same run in another zone: the same instants, another offset.
+    let berlin_winter = render_html_in(&r, &TimeZone::fixed(Offset::constant(-5)));
+    assert!(berlin_winter.contains("2026-12-04 16:03:15 -05:00"));
+}
+
+/// A lab run's clock is the lab's: no calendar in its records, so offsets from the run's start,
+/// labelled lab time, and the page says so.
+#[test]
+fn a_lab_run_shows_offsets_from_its_start_in_lab_time() {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 90_000, Patch::default());
+    let r = sim.report();
+    assert_eq!(r.run.clock, ClockKind::Lab);
+    assert_eq!(r.run.started_at, None);
+    assert_eq!(r.run.ended_at, None);
+    assert_eq!(r.run.created_at_seconds, secs(T0));
+    let html = render_html(&r);
+    let doc = parse(&html);
+    assert!(
+        html.contains("lab time: the lab&#39;s virtual clock, as offsets from the run&#39;s start")
+    );
+    assert_eq!(end, 90_000 + SERVER);
+    assert!(html.contains("T+00:31:48 lab time"), "{html}");
+    assert!(html.contains("minutes since start (lab time)"));
+    assert!(!html.contains("Time zone"));
+    // No instants anywhere: the lab's virtual clock is no calendar.
+    assert!(doc.descendants().all(|n| !n.has_tag_name("time")));
+    assert!(!html.contains("1970"));
+    let row = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("tr")
+                && n.attribute("data-server") == Some("se1.contoso.com")
+                && n.ancestors().any(|a| has_class(&a, "servers"))
+        })
+        .expect("servers row");
+    let text = text_of(&row);
+    assert!(
+        text.contains("T+00:01:30") && text.contains("T+00:31:48"),
+        "{text}"
+    );
+}
+
+/// Each server's build before (the pre-flight's) and after (the package's once verify saw it;
+/// the one before when nothing was installed; unknown when the installer ran but nothing
+/// verified it).
+#[test]
+fn each_server_has_its_build_before_and_after() {
+    let mut sim = Sim::new();
+    sim.patch("se1.contoso.com", 0, Patch::default());
+    sim.patch(
+        "fe1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::InstallUpdate),
+            ..Patch::default()
+        },
+    );
+    sim.patch(
+        "fe2.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::CheckAdminRole),
+            exit_code: Some(5),
+            ..Patch::default()
+        },
+    );
+    sim.patch("sql1.contoso.com", 0, Patch::default());
+    sim.run.state = RunState::Failed;
+    let r = sim.report();
+
+    let se1 = server(&r, "se1.contoso.com");
+    assert_eq!(se1.build_before.as_deref(), Some(OLD));
+    assert_eq!(se1.build_after.as_deref(), Some(NEW));
+    assert_eq!(se1.build_after_from, Some(BuildSource::Verify));
+    // The installer failed: what it left is not known until someone checks.
+    let fe1 = server(&r, "fe1.contoso.com");
+    assert_eq!(fe1.build_before.as_deref(), Some(OLD));
+    assert_eq!(
+        (fe1.build_after.as_deref(), fe1.build_after_from),
+        (None, None)
+    );
+    // Failed before the installer: the build it had.
+    let fe2 = server(&r, "fe2.contoso.com");
+    assert_eq!(fe2.build_after.as_deref(), Some(OLD));
+    assert_eq!(fe2.build_after_from, Some(BuildSource::Preflight));
+    // A SQL-only back end has no Skype for Business build, before or after.
+    let sql1 = server(&r, "sql1.contoso.com");
+    assert_eq!(
+        (sql1.build_before.as_deref(), sql1.build_after.as_deref()),
+        (None, None)
+    );
+    // Not started: nothing known yet.
+    let fe3 = server(&r, "fe3.contoso.com");
+    assert_eq!(
+        (fe3.build_before.as_deref(), fe3.build_after_from),
+        (None, None)
+    );
+
+    let html = render_html(&r);
+    let doc = parse(&html);
+    let cells = |fqdn: &str| -> Vec<String> {
+        doc.descendants()
+            .find(|n| {
+                n.has_tag_name("tr")
+                    && n.attribute("data-server") == Some(fqdn)
+                    && n.ancestors().any(|a| has_class(&a, "servers"))
+            })
+            .expect("servers row")
+            .children()
+            .filter(|n| n.has_tag_name("td") && has_class(n, "build"))
+            .map(|td| text_of(&td))
+            .collect()
+    };
+    assert_eq!(
+        cells("se1.contoso.com"),
+        [OLD, &format!("{NEW}\u{2713} verified")]
+    );
+    assert_eq!(cells("fe1.contoso.com"), [OLD, "not verified"]);
+    assert_eq!(cells("fe2.contoso.com"), [OLD, &format!("{OLD}unchanged")]);
+    assert_eq!(
+        cells("sql1.contoso.com"),
+        ["noneSQL Server only", "\u{2013}"]
+    );
+    assert_eq!(cells("fe3.contoso.com"), ["\u{2013}", "not yet"]);
+}
+
+fn failure<'a>(r: &'a Report, fqdn: &str) -> &'a crate::FailureReport {
+    r.failures
+        .iter()
+        .find(|f| f.server == fqdn)
+        .unwrap_or_else(|| panic!("{fqdn} failed"))
+}
+
+/// A failed installer says what its code means, where its logs are on the server and how to
+/// retry that one server: 1603 (a fatal error, rolled back) and 1618 (another installation in
+/// progress).
+#[test]
+fn a_failed_server_has_a_hint_what_to_do_next() {
+    let mut sim = Sim::new();
+    let end = sim.patch(
+        "se1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::InstallUpdate),
+            ..Patch::default()
+        },
+    );
+    sim.patch(
+        "fe1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::InstallUpdate),
+            exit_code: Some(1618),
+            ..Patch::default()
+        },
+    );
+    sim.skip("fe2.contoso.com", end);
+    sim.run.state = RunState::Failed;
+    let r = sim.report();
+
+    let h = &failure(&r, "se1.contoso.com").hint;
+    let code = h.exit_code.as_ref().expect("1603 is in the glossary");
+    assert_eq!(code.code, 1603);
+    assert_eq!(code.name, "ERROR_INSTALL_FAILURE");
+    assert!(code.meaning.contains("fatal error"), "{code:?}");
+    assert!(
+        code.action.contains("rolls a failed installation back"),
+        "{code:?}"
+    );
+    assert!(code.action.contains("Return value 3"), "{code:?}");
+    let logs = h.logs.as_deref().expect("where the logs are");
+    assert!(
+        logs.contains(r"C:\ProgramData\sfbpatch\staging\7.0.2046.553\"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("%TEMP%") && logs.contains("CONTOSO\\sfbadmin"),
+        "{logs}"
+    );
+    assert!(logs.contains("a lab run writes no such logs"), "{logs}");
+    assert!(
+        h.retry.contains(
+            "`sfbpatch apply contoso.toml --package MANIFEST --only se1.contoso.com --lab lab`"
+        ),
+        "{}",
+        h.retry
+    );
+    assert!(
+        h.retry
+            .contains("Skype for Business Server 2019 CU8 HF1 (build 7.0.2046.553)")
+    );
+
+    let h = &failure(&r, "fe1.contoso.com").hint;
+    let code = h.exit_code.as_ref().expect("1618 is in the glossary");
+    assert_eq!(code.name, "ERROR_INSTALL_ALREADY_RUNNING");
+    assert!(
+        code.meaning
+            .contains("another installation is already in progress")
+    );
+    assert!(code.action.contains("wait until it has ended"), "{code:?}");
+    assert!(h.logs.is_some());
+    assert!(h.retry.contains("--only fe1.contoso.com"));
+
+    // Skipped: nothing ran, so no code and no logs; the way to patch it still.
+    let h = &failure(&r, "fe2.contoso.com").hint;
+    assert_eq!((h.exit_code.as_ref(), h.logs.as_ref()), (None, None));
+    assert!(h.retry.contains("--only fe2.contoso.com"));
+
+    let html = render_html(&r);
+    let doc = parse(&html);
+    let article = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("article") && n.attribute("data-server") == Some("se1.contoso.com")
+        })
+        .expect("failure article");
+    let hints: Vec<String> = article
+        .descendants()
+        .filter(|n| n.has_tag_name("li"))
+        .map(|li| text_of(&li))
+        .collect();
+    assert_eq!(hints.len(), 3, "{hints:?}");
+    assert!(
+        hints[0].starts_with("Exit code 1603 (ERROR_INSTALL_FAILURE): a fatal error"),
+        "{hints:?}"
+    );
+    assert!(
+        hints[1].starts_with("Installer logs: on se1.contoso.com,"),
+        "{hints:?}"
+    );
+    assert!(
+        hints[2].starts_with("Retry this server once the cause is fixed: sfbpatch apply"),
+        "{hints:?}"
+    );
+    assert!(article.descendants().any(|n| {
+        n.has_tag_name("code")
+            && n.text()
+                .is_some_and(|t| t.starts_with("sfbpatch apply contoso.toml"))
+    }));
+}
+
+/// Over SSH the retry names the SSH target, and the logs are real ones.
+#[test]
+fn an_ssh_failure_hint_names_the_ssh_target() {
+    let mut sim = Sim::over_ssh();
+    sim.patch(
+        "se1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::InstallUpdate),
+            ..Patch::default()
+        },
+    );
+    sim.run.state = RunState::Interrupted;
+    let r = sim.report();
+    let h = &failure(&r, "se1.contoso.com").hint;
+    assert!(
+        h.retry
+            .contains("--only se1.contoso.com --target ssh --connections servers.toml`"),
+        "{}",
+        h.retry
+    );
+    // The run has not ended: resume first, it does not retry a failed server.
+    assert!(
+        h.retry
+            .starts_with("run 7 has not ended: `sfbpatch resume`"),
+        "{}",
+        h.retry
+    );
+    assert!(!h.logs.as_deref().unwrap().contains("lab"));
+    // A code from another step is explained as Windows uses it, pointing at the step's output.
+    let mut sim = Sim::over_ssh();
+    sim.patch(
+        "sql1.contoso.com",
+        0,
+        Patch {
+            fail: Some(StepId::UpdateDatabases),
+            ..Patch::default()
+        },
+    );
+    let r = sim.report();
+    let h = &failure(&r, "sql1.contoso.com").hint;
+    assert!(
+        h.exit_code
+            .as_ref()
+            .unwrap()
+            .meaning
+            .contains("here update-databases returned it")
+    );
+    // The installer did not run there: no installer logs to read.
+    assert_eq!(h.logs, None);
+}
+
+/// The audit trail is an appendix: a closed `<details>` after the main report, which a browser
+/// prints only when someone opens it.
+#[test]
+fn the_audit_trail_is_an_appendix_not_printed_by_default() {
+    let report = varied_run();
+    let html = render_html(&report);
+    let doc = parse(&html);
+    let details = doc
+        .descendants()
+        .find(|n| n.has_tag_name("details"))
+        .expect("appendix");
+    assert!(has_class(&details, "appendix"));
+    assert_eq!(details.attribute("open"), None, "closed: not printed");
+    assert!(details.ancestors().all(|a| !a.has_tag_name("main")));
+    let summary = details.first_element_child().expect("summary");
+    assert!(summary.has_tag_name("summary"));
+    let text = text_of(&summary);
+    assert!(text.starts_with("Appendix: audit trail"), "{text}");
+    assert!(text.contains(&format!("{} line(s)", report.audit.len())));
+    let table = details
+        .descendants()
+        .find(|n| n.has_tag_name("table") && has_class(n, "audit"))
+        .expect("audit table in the appendix");
+    let rows = table.descendants().filter(|n| n.has_tag_name("tr")).count();
+    assert_eq!(rows, report.audit.len() + 1);
+    // Print CSS: no row, failure or timeline picture split across pages.
+    let style: String = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("style"))
+        .filter_map(|n| n.text())
+        .collect();
+    let print = &style[style.find("@media print").expect("print CSS")..];
+    assert!(print.contains("svg.timeline, tr, article.failure"));
+    assert!(print.contains("break-inside: avoid"));
+}
+
+/// Every step keeps its number at any width: a box too narrow for it (a 6-second step in a
+/// 30-hour run) has it in the lane below, so each started step has exactly one number; and the
+/// picture keeps a minimum width on narrow screens, scrolling rather than shrinking.
+#[test]
+fn every_step_keeps_its_number_at_any_width() {
+    let mut sim = Sim::new();
+    let end = sim.patch("se1.contoso.com", 0, Patch::default());
+    // The run lasts 30 hours: most boxes are a pixel or two wide.
+    sim.patch("sql1.contoso.com", 30 * 60 * MINUTE - end, Patch::default());
+    let r = sim.report();
+    let html = render_html(&r);
+    let doc = parse(&html);
+    for s in r.servers.iter().filter(|s| s.start_seconds.is_some()) {
+        let row = doc
+            .descendants()
+            .find(|n| n.has_tag_name("g") && n.attribute("data-server") == Some(s.fqdn.as_str()))
+            .expect("row");
+        for st in s.steps.iter().filter(|st| st.start_seconds.is_some()) {
+            let numbers: Vec<_> = row
+                .descendants()
+                .filter(|n| {
+                    n.has_tag_name("text")
+                        && has_class(n, "step-no")
+                        && n.attribute("data-step") == Some(st.id.as_str())
+                })
+                .collect();
+            assert_eq!(numbers.len(), 1, "{} {}", s.fqdn, st.id);
+            assert_eq!(numbers[0].text(), Some(st.id.number().to_string().as_str()));
+        }
+        // Numbers in the lane (9 units high) do not overlap one another: each is about 0.6 em
+        // wide per digit around its x.
+        let mut lane: Vec<(f64, f64)> = row
+            .descendants()
+            .filter(|n| has_class(n, "step-no") && n.attribute("font-size") == Some("9"))
+            .map(|n| {
+                let x: f64 = n.attribute("x").unwrap().parse().unwrap();
+                let half = n.text().unwrap().len() as f64 * 9.0 * 0.6 / 2.0;
+                (x - half, x + half)
+            })
+            .collect();
+        if s.fqdn == "se1.contoso.com" {
+            assert!(lane.len() >= 5, "most boxes are narrow: {lane:?}");
+        }
+        lane.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(lane.windows(2).all(|w| w[0].1 <= w[1].0), "{lane:?}");
+    }
+    assert!(html.contains("svg.timeline { display: block; width: 100%; min-width: 760px;"));
+}
+
+/// A large deployment's timeline is drawn in pictures of at most 16 rows, each fitting a
+/// printed page, so a page break never splits a server's row.
+#[test]
+fn a_large_timeline_is_split_into_pictures_that_fit_a_page() {
+    let inventory = sfbpatch_topology::generate(12, 7);
+    let mut sim = Sim::with_inventory(&inventory);
+    let first = sim.run.spec.plan.servers[0].fqdn.to_string();
+    sim.patch(&first, 0, Patch::default());
+    let r = sim.report();
+    assert!(r.servers.len() > 32, "{}", r.servers.len());
+    let html = render_html(&r);
+    let doc = parse(&html);
+    let charts: Vec<_> = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("svg") && has_class(n, "timeline") && !has_class(n, "legend-svg")
+        })
+        .collect();
+    assert_eq!(charts.len(), r.servers.len().div_ceil(16));
+    let mut rows = 0;
+    for c in &charts {
+        let n = c
+            .descendants()
+            .filter(|g| g.has_tag_name("g") && has_class(g, "row"))
+            .count();
+        assert!((1..=16).contains(&n), "{n}");
+        rows += n;
+        // At A4's printable width (about 700 px for 1000 units), a picture of 16 rows is
+        // shorter than A4's or Letter's printable height (about 960 px).
+        let height: f64 = c.attribute("height").unwrap().parse().unwrap();
+        assert!(height * 0.7 < 900.0, "{height}");
+    }
+    assert_eq!(rows, r.servers.len());
 }

@@ -72,6 +72,18 @@ fn minutes(seconds: f64) -> String {
     format!("{:.1} min", seconds / 60.0)
 }
 
+/// An RFC 3339 instant of the report in this computer's time zone, with its UTC offset
+/// (`2026-12-04 22:03:15 +01:00`).
+fn local(instant: &str) -> String {
+    match instant.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+        Err(_) => instant.to_string(),
+    }
+}
+
 fn render_text(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -82,6 +94,17 @@ fn render_text(r: &Report) -> String {
         r.servers.len(),
         minutes(r.run.makespan_seconds)
     );
+    match (&r.run.started_at, &r.run.ended_at) {
+        (Some(start), Some(end)) => {
+            let _ = writeln!(s, "started {}, ended {}", local(start), local(end));
+        }
+        (Some(start), None) => {
+            let _ = writeln!(s, "started {}", local(start));
+        }
+        _ => {
+            let _ = writeln!(s, "times in lab time: offsets from the run's start");
+        }
+    }
     for server in &r.servers {
         let outage = server
             .outage_seconds
@@ -119,6 +142,17 @@ fn render_text(r: &Report) -> String {
             f.state.as_str(),
             f.reason.as_deref().unwrap_or("no reason recorded")
         );
+        if let Some(e) = &f.hint.exit_code {
+            let _ = writeln!(
+                s,
+                "  exit code {} ({}): {}; {}",
+                e.code, e.name, e.meaning, e.action
+            );
+        }
+        if let Some(logs) = &f.hint.logs {
+            let _ = writeln!(s, "  installer logs: {logs}");
+        }
+        let _ = writeln!(s, "  retry: {}", f.hint.retry);
     }
     s
 }

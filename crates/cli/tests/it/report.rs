@@ -216,9 +216,11 @@ fn report_html_shows_every_server_and_pool() {
             html.contains(&format!("<g class=\"row\" data-server=\"{fqdn}\"")),
             "timeline row for {fqdn}"
         );
+        // The name may wrap after each dot in a narrow column.
         assert!(
             html.contains(&format!(
-                "<tr data-server=\"{fqdn}\"><td class=\"name\">{fqdn}</td>"
+                "<tr data-server=\"{fqdn}\"><td class=\"name\">{}<span",
+                fqdn.replace('.', ".<wbr/>")
             )),
             "servers table row for {fqdn}"
         );
@@ -327,39 +329,58 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Renders the report of a run with a long install and a failure in headless Chromium and keeps
-/// the screenshot (and the page) in the target folder for people to look at.
-#[test]
-#[ignore = "needs Chromium: scripts/test installs it and runs this"]
-fn report_renders_in_headless_chromium() {
-    let Some(browser) = sfbpatch_testkit::need(
-        chromium(),
-        "chromium is not installed (scripts/chromium.sh, run by scripts/test, installs it)",
-    ) else {
-        return;
-    };
-    let s = patched(
-        &format!("{LONG_INSTALL}{FAILED_UPDATE}"),
-        &["--max-parallel", "2", "--max-failures", "1"],
-    );
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target folder")
-        .to_path_buf();
-    let page = target.join("report-screenshot.html");
-    let shot = target.join("report-screenshot.png");
-    let _ = std::fs::remove_file(&shot);
+/// A lab of the demo topology with a long install and a failed database update, patched with
+/// a canary wave that waits for approval: `apply` stops after the canary, `approve`, `resume`
+/// does the rest (and fails one server).
+fn patched_with_approval() -> Scratch {
+    let s = Scratch::new();
+    s.write("faults.toml", &format!("{LONG_INSTALL}{FAILED_UPDATE}"));
     let o = s.run(&[
-        "report",
+        "lab",
+        "init",
+        "lab",
+        "--topology",
+        "demo-topology.xml",
+        "--faults",
+        "faults.toml",
+    ]);
+    assert_eq!(code(&o), 0, "lab init: {}", stderr(&o));
+    let o = s.run(&[
+        "apply",
+        "demo-topology.xml",
+        "--package",
+        "demo-package.toml",
+        "--lab",
+        "lab",
         "--state",
         "state.db",
-        "--html",
-        page.to_str().expect("UTF-8 path"),
+        "--yes",
+        "--max-parallel",
+        "2",
+        "--max-failures",
+        "1",
+        "--waves",
+        "1",
+        "--pause-after-canary",
     ]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(code(&o), 4, "apply stops after the canary: {}", stderr(&o));
+    let o = s.run(&["approve", "1", "--state", "state.db"]);
+    assert_eq!(code(&o), 0, "approve: {}", stderr(&o));
+    let o = s.run(&["resume", "--state", "state.db"]);
+    assert_eq!(
+        code(&o),
+        1,
+        "resume ends with a failed server: {}",
+        stderr(&o)
+    );
+    s
+}
 
+/// Runs headless Chromium with `args` on `page` (a fresh profile each time, nothing from the
+/// network), within 120 seconds; returns its stderr.
+fn run_chromium(browser: &Path, args: &[String], page: &Path) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(&browser)
+    let mut child = Command::new(browser)
         .args([
             "--headless",
             "--no-sandbox",
@@ -372,8 +393,7 @@ fn report_renders_in_headless_chromium() {
             "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1400,1000")
+        .args(args)
         .arg(format!("file://{}", page.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -398,14 +418,133 @@ fn report_renders_in_headless_chromium() {
         let _ = e.read_to_string(&mut err);
     }
     assert!(status.success(), "chromium: {status}\n{err}");
+    err
+}
 
-    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}\n{err}", shot.display()));
+/// The width and height of a PNG file (IHDR, big-endian, right after the signature and the
+/// chunk header), after checking it is one and that something was drawn.
+fn png_size(png: &[u8]) -> (u32, u32) {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG file");
-    // IHDR: width and height, big-endian, right after the signature and chunk header.
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
-    assert_eq!((width, height), (1400, 1000));
+    (width, height)
+}
+
+/// The pages of a PDF: its `/Type /Page` objects (not `/Pages`, the page tree's nodes).
+fn pdf_pages(pdf: &[u8]) -> usize {
+    let mut pages = 0;
+    let mut rest = pdf;
+    while let Some(i) = rest.windows(5).position(|w| w == b"/Type") {
+        rest = &rest[i + 5..];
+        let name = rest.trim_ascii_start();
+        if let Some(after) = name.strip_prefix(b"/Page")
+            && !after.first().is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            pages += 1;
+        }
+    }
+    pages
+}
+
+#[test]
+fn pdf_pages_counts_pages_not_page_trees() {
+    let pdf = b"1 0 obj << /Type /Pages /Kids [2 0 R 3 0 R] >> 2 0 obj <</Type/Page>> \
+                3 0 obj << /Type  /Page /Parent 1 0 R >> 4 0 obj << /Type /PageLabel >>";
+    assert_eq!(pdf_pages(pdf), 2);
+}
+
+/// Renders the report of a run with a canary wave approved and a failure in headless Chromium:
+/// a screenshot at a desktop width and one at a phone's (the timeline keeps every step's
+/// number: it scrolls rather than shrinks), and the printed page, on Letter (Chromium's
+/// default) and on A4, in at most 6 pages: the audit trail is an appendix that prints only
+/// when opened. Keeps the screenshots, the page and the PDFs in the target folder for people
+/// to look at.
+#[test]
+#[ignore = "needs Chromium: scripts/test installs it and runs this"]
+fn report_renders_in_headless_chromium() {
+    let Some(browser) = sfbpatch_testkit::need(
+        chromium(),
+        "chromium is not installed (scripts/chromium.sh, run by scripts/test, installs it)",
+    ) else {
+        return;
+    };
+    let s = patched_with_approval();
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target folder")
+        .to_path_buf();
+    let page = target.join("report-screenshot.html");
+    let shot = target.join("report-screenshot.png");
+    let narrow = target.join("report-screenshot-narrow.png");
+    let letter = target.join("report-screenshot.pdf");
+    let a4_page = target.join("report-screenshot-a4.html");
+    let a4 = target.join("report-screenshot-a4.pdf");
+    for f in [&shot, &narrow, &letter, &a4] {
+        let _ = std::fs::remove_file(f);
+    }
+    let o = s.run(&[
+        "report",
+        "--state",
+        "state.db",
+        "--html",
+        page.to_str().expect("UTF-8 path"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.contains("canary wave approved by "), "the approval");
+    assert!(html.contains("<details class=\"appendix\" id=\"audit\">"));
+    assert!(html.contains("Exit code 1603 (ERROR_INSTALL_FAILURE)"));
+
+    let err = run_chromium(
+        &browser,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1000".to_string(),
+        ],
+        &page,
+    );
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}\n{err}", shot.display()));
+    assert_eq!(png_size(&png), (1400, 1000));
     // A blank page compresses to a few kilobytes; the report's text, tables and timeline don't.
     assert!(png.len() > 50_000, "{} bytes: nothing drawn?", png.len());
-    eprintln!("screenshot of the report: {}", shot.display());
+
+    let err = run_chromium(
+        &browser,
+        &[
+            format!("--screenshot={}", narrow.display()),
+            "--window-size=420,900".to_string(),
+        ],
+        &page,
+    );
+    let png = std::fs::read(&narrow).unwrap_or_else(|e| panic!("{}: {e}\n{err}", narrow.display()));
+    assert_eq!(png_size(&png), (420, 900));
+    assert!(png.len() > 20_000, "{} bytes: nothing drawn?", png.len());
+
+    // Printed: on Letter, Chromium's default paper, and on A4.
+    std::fs::write(
+        &a4_page,
+        html.replacen("</style>", "@page { size: A4; }\n</style>", 1),
+    )
+    .expect("the A4 page");
+    for (source, pdf) in [(&page, &letter), (&a4_page, &a4)] {
+        let err = run_chromium(
+            &browser,
+            &[format!("--print-to-pdf={}", pdf.display())],
+            source,
+        );
+        let bytes = std::fs::read(pdf).unwrap_or_else(|e| panic!("{}: {e}\n{err}", pdf.display()));
+        assert!(bytes.starts_with(b"%PDF-"), "a PDF file");
+        let pages = pdf_pages(&bytes);
+        eprintln!("{}: {pages} page(s)", pdf.display());
+        assert!(
+            (1..=6).contains(&pages),
+            "{}: {pages} pages for a demo-sized run",
+            pdf.display()
+        );
+    }
+    eprintln!(
+        "screenshots of the report: {} and {}",
+        shot.display(),
+        narrow.display()
+    );
 }
