@@ -62,13 +62,25 @@ pub fn run(cmd: LabCommand) -> CmdResult {
             let lab = Lab::open(&dir).map_err(Failure::bad_input)?;
             let snapshot = lab.show().map_err(Failure::internal)?;
             match format {
-                DataFormat::Json => output::json(&snapshot)?,
+                DataFormat::Json => output::json(&LabShowJson {
+                    schema_version: 1,
+                    snapshot: &snapshot,
+                })?,
                 DataFormat::Text => output::data(&sfbpatch_lab::render_text(&snapshot))?,
             }
             Ok(Exit::Success)
         }
         LabCommand::Shell { lab, host } => shell(&lab, &host),
     }
+}
+
+/// The JSON contract of `lab show` (`docs/schema/lab-show.schema.json`): the world's state,
+/// times in seconds of the lab's clock since its creation.
+#[derive(serde::Serialize)]
+struct LabShowJson<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    snapshot: &'a sfbpatch_lab::LabSnapshot,
 }
 
 /// The variable sshd sets to the command the client sent, when a ForceCommand runs instead.

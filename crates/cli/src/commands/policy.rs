@@ -1,8 +1,20 @@
 //! `sfbpatch policy check`.
 
+use serde::Serialize;
+
 use crate::cli::{DataFormat, PolicyCommand, RunFormat, RunOptions};
 use crate::exit::{CmdResult, Exit};
 use crate::{output, policy};
+
+/// The JSON contract of `policy check` (`docs/schema/policy-check.schema.json`): the effective
+/// rollout settings, with the outage budget in seconds too (the file's key is in minutes).
+#[derive(Debug, Serialize)]
+struct PolicyCheckJson<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    rollout: &'a policy::Rollout,
+    outage_budget_seconds: f64,
+}
 
 pub fn run(cmd: PolicyCommand) -> CmdResult {
     match cmd {
@@ -10,7 +22,11 @@ pub fn run(cmd: PolicyCommand) -> CmdResult {
             let parsed = policy::load(&file)?;
             let rollout = policy::rollout(&parsed, &no_flags(), &file.display().to_string())?;
             match format {
-                DataFormat::Json => output::json(&rollout)?,
+                DataFormat::Json => output::json(&PolicyCheckJson {
+                    schema_version: 1,
+                    rollout: &rollout,
+                    outage_budget_seconds: rollout.outage_budget_minutes * 60.0,
+                })?,
                 DataFormat::Text => output::data(&rollout.render_text())?,
             }
             Ok(Exit::Success)
