@@ -18,8 +18,11 @@ back-end outage under the 30-minute line after which users drop into resiliency 
 reports what happened.\n\n\
 Try it on the built-in simulated lab: `sfbpatch demo`.",
     after_help = "Exit codes: 0 success, 1 a run ended with failed or skipped servers, 2 bad input, \
-3 refused (a pool leased by another run, a confirmation not given, nothing to resume), 4 interrupted, \
-5 internal or store error."
+3 refused (a pool leased by another run, a confirmation not given, nothing to resume, a run that \
+does not exist), 4 interrupted (Ctrl-C, the end of the maintenance window, a canary wave awaiting \
+approval), 5 internal or store error.\n\n\
+A failed server: `sfbpatch retry SERVER`, then `sfbpatch resume`. An SSH problem: -v or -vv (and \
+--log-file FILE for an overnight run); see docs/troubleshooting.md."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +31,21 @@ pub struct Cli {
     /// When to use colour on stderr; auto: only on a terminal, and never when NO_COLOR is set.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+
+    /// Log more on stderr: -v what sfbpatch does (connections, commands), -vv debug (each SSH
+    /// command with its template, timeout and exit status), -vvv trace. RUST_LOG, when set,
+    /// wins (e.g. RUST_LOG=sfbpatch_ssh=debug,russh=debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print only errors on stderr: no notes, no log lines but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Append the log to FILE too, with timestamps and without colour: every line the filter
+    /// allows, and sfbpatch's debug lines even without -v (for an overnight run).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,6 +91,20 @@ pub enum Command {
     Report(ReportArgs),
     /// Approve a run's canary wave; `sfbpatch resume` then starts the rest.
     Approve(ApproveArgs),
+    /// Try a failed server again: `sfbpatch resume` then patches it.
+    ///
+    /// Records in the run's journal that SERVER, which failed, is to be tried again: it is
+    /// pending again, with every step it completed kept as done (steps of its outage window
+    /// that the recovery undid run again; the installer never runs twice), the pre-flight
+    /// reads it again first, and the servers its failure skipped are pending again too. A run
+    /// that ended failed becomes resumable. Nothing runs on any server until `sfbpatch
+    /// resume`. See docs/troubleshooting.md.
+    #[command(
+        after_help = "Exit codes: 0 marked for retry, 2 a server that is not in the run, 3 refused \
+(the server did not fail, the run's controller is still running, no such run or state store), 5 \
+store error."
+    )]
+    Retry(RetryArgs),
     /// Check rollout policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -86,8 +118,37 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print a man page (roff): sfbpatch's, or a subcommand's; or write them all.
+    #[command(
+        long_about = "Print a man page (roff), generated from the same definition as --help: \
+sfbpatch's own, or a subcommand's (`sfbpatch man apply`, `sfbpatch man topology show`); or, with \
+--all DIR, write every page (sfbpatch.1, sfbpatch-apply.1, sfbpatch-topology-show.1, ...) into \
+DIR, e.g. for `man -M` or a package's share/man/man1."
+    )]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print, as typed after `sfbpatch` (`topology show`);
+    /// none: sfbpatch's page.
+    #[arg(value_name = "SUBCOMMAND", conflicts_with = "all")]
+    pub command: Vec<String>,
+    /// Write every page into DIR (created if missing) instead of printing one.
+    #[arg(long, value_name = "DIR")]
+    pub all: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The failed server (FQDN) to try again.
+    #[arg(value_name = "SERVER")]
+    pub server: String,
+    #[command(flatten)]
+    pub state: StateArg,
+    /// The run the server failed in; default: the newest.
+    #[arg(long)]
+    pub run: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -192,6 +192,39 @@ impl ServerStatus {
         self.outage_started_at.is_some() && self.outage_ended_at.is_none()
     }
 
+    /// The server is to be tried again: pending, what it completed kept. A failure inside the
+    /// outage window was followed by the recovery, which brought the server back (W3SVC and
+    /// services started, failed back): the window's steps that took it out or changed its
+    /// services run again, while the installer's and the database update's results stay (the
+    /// installer is probed before any attempt in any case). A failed step is pending again;
+    /// a step whose outcome is unknown stays so, to be probed first. The pre-flight reads the
+    /// machine again: whatever made it fail may have changed.
+    fn retry(&mut self) {
+        let recovered = self.outage_ended_at.is_some()
+            && self
+                .outage_steps
+                .last()
+                .is_some_and(|last| !self.step(*last).state.is_settled());
+        let window = self.outage_steps.clone();
+        for s in &mut self.steps {
+            let undone = recovered
+                && window.contains(&s.id)
+                && s.state == StepState::Succeeded
+                && !matches!(s.id, StepId::InstallUpdate | StepId::UpdateDatabases);
+            if s.state == StepState::Failed || undone {
+                s.state = StepState::Pending;
+            }
+        }
+        self.state = ServerState::Pending;
+        self.reason = None;
+        self.finished_at = None;
+        self.preflight = None;
+        self.outage_started_at = None;
+        self.outage_ended_at = None;
+        self.outage_took_effect = false;
+        self.budget_exceeded = false;
+    }
+
     /// Fold one journal record into the status.
     pub fn apply(&mut self, at: Millis, record: &Record) {
         match record {
@@ -271,6 +304,7 @@ impl ServerStatus {
             }
             Record::OutageBudgetExceeded { .. } => self.budget_exceeded = true,
             Record::WaveApproved { .. } | Record::DatabasesChecked { .. } => {}
+            Record::ServerRetried { .. } => self.retry(),
             Record::ServerFinished { outcome, reason } => {
                 self.state = match outcome {
                     ServerOutcome::Succeeded => ServerState::Succeeded,
@@ -299,4 +333,216 @@ pub fn fold(servers: &[ServerPlan], journal: &[JournalEntry]) -> Vec<ServerStatu
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use sfbpatch_plan::{PlanPolicy, ServerPlan, StepId, parse_manifest, plan};
+
+    use super::*;
+    use crate::store::{Record, ServerOutcome, StepResultKind};
+
+    const INVENTORY: &str = r#"
+[[site]]
+name = "Lab"
+
+[[pool]]
+fqdn = "se.lab.example.com"
+site = "Lab"
+product = "2019"
+edition = "standard"
+"#;
+
+    fn se() -> ServerPlan {
+        let deployment = sfbpatch_topology::load(INVENTORY, "lab.toml").unwrap();
+        let package = parse_manifest(include_str!("../tests/fixtures/cu.toml"), "cu.toml").unwrap();
+        let plan = plan(&deployment, &package, &PlanPolicy::default()).unwrap();
+        plan.servers.into_iter().next().unwrap()
+    }
+
+    fn facts() -> MachineFacts {
+        MachineFacts {
+            services: vec!["RTCSRV".into()],
+            services_running: 1,
+            w3svc: true,
+            management_shell: true,
+            sql_server: true,
+            build: None,
+            reboot_pending: false,
+            in_service: true,
+        }
+    }
+
+    /// The server's journal up to `failing`, which fails; the recovery runs when the failure
+    /// is inside the outage window, as the executor does.
+    fn failed_at(plan: &ServerPlan, failing: StepId) -> ServerStatus {
+        let mut s = ServerStatus::new(plan);
+        let mut at = 0;
+        let mut apply = |s: &mut ServerStatus, r: Record| {
+            at += 1000;
+            s.apply(at, &r);
+        };
+        apply(
+            &mut s,
+            Record::ServerStarted {
+                predicted_outage_ms: 0,
+            },
+        );
+        apply(&mut s, Record::Preflight { facts: facts() });
+        for step in &plan.steps {
+            let result = if step.id == failing {
+                StepResultKind::Failed
+            } else {
+                StepResultKind::Succeeded
+            };
+            apply(
+                &mut s,
+                Record::StepIntent {
+                    step: step.id,
+                    attempt: 1,
+                    command: None,
+                },
+            );
+            apply(
+                &mut s,
+                Record::StepResult {
+                    step: step.id,
+                    attempt: 1,
+                    result,
+                    exit_code: Some(i32::from(step.id == failing)),
+                    output: String::new(),
+                    duration_ms: 0,
+                },
+            );
+            if step.id == failing {
+                break;
+            }
+        }
+        if s.in_outage() {
+            apply(
+                &mut s,
+                Record::Recovered {
+                    output: "started W3SVC".into(),
+                },
+            );
+        }
+        apply(
+            &mut s,
+            Record::ServerFinished {
+                outcome: ServerOutcome::Failed,
+                reason: Some(format!("{failing} exited with code 1")),
+            },
+        );
+        assert_eq!(s.state, ServerState::Failed);
+        s
+    }
+
+    fn retried(mut s: ServerStatus) -> ServerStatus {
+        s.apply(
+            99_000,
+            &Record::ServerRetried {
+                by: "alice".into(),
+                at_unix_ms: 1_800_000_000_000,
+            },
+        );
+        s
+    }
+
+    fn state(s: &ServerStatus, id: StepId) -> StepState {
+        s.step(id).state
+    }
+
+    #[test]
+    fn a_server_failed_at_the_installer_is_pending_with_its_steps_before_the_window_done() {
+        let plan = se();
+        let s = retried(failed_at(&plan, StepId::InstallUpdate));
+        assert_eq!(s.state, ServerState::Pending);
+        assert_eq!((s.reason.as_deref(), s.finished_at), (None, None));
+        assert_eq!(s.preflight, None, "the pre-flight reads it again");
+        assert_eq!((s.outage_started_at, s.outage_ended_at), (None, None));
+        assert!(!s.is_finished());
+        assert_eq!(state(&s, StepId::CheckAdminRole), StepState::Succeeded);
+        assert_eq!(state(&s, StepId::StageUpdate), StepState::Succeeded);
+        // The recovery started what the window had stopped: stopped again before the installer.
+        assert_eq!(state(&s, StepId::StopCsServices), StepState::Pending);
+        assert_eq!(state(&s, StepId::StopW3svc), StepState::Pending);
+        assert_eq!(state(&s, StepId::InstallUpdate), StepState::Pending);
+        assert_eq!(
+            s.step(StepId::InstallUpdate).attempts,
+            1,
+            "attempts are kept"
+        );
+        assert_eq!(state(&s, StepId::Verify), StepState::Pending);
+    }
+
+    #[test]
+    fn an_installed_update_stays_done_when_a_later_step_of_the_window_failed() {
+        let plan = se();
+        let s = retried(failed_at(&plan, StepId::UpdateDatabases));
+        assert_eq!(state(&s, StepId::InstallUpdate), StepState::Succeeded);
+        assert_eq!(state(&s, StepId::UpdateDatabases), StepState::Pending);
+        assert_eq!(state(&s, StepId::StopCsServices), StepState::Pending);
+        assert_eq!(state(&s, StepId::StartW3svc), StepState::Pending);
+        assert_eq!(state(&s, StepId::StageUpdate), StepState::Succeeded);
+    }
+
+    #[test]
+    fn a_failure_after_the_window_leaves_every_completed_step_done() {
+        let plan = se();
+        let before = failed_at(&plan, StepId::Verify);
+        assert!(before.outage_ended_at.is_some());
+        let s = retried(before);
+        for step in &plan.steps {
+            let want = if step.id == StepId::Verify {
+                StepState::Pending
+            } else {
+                StepState::Succeeded
+            };
+            assert_eq!(state(&s, step.id), want, "{}", step.id);
+        }
+        // The window opens again only if a step of it runs again.
+        assert_eq!(s.outage_ms(100_000), None);
+    }
+
+    #[test]
+    fn fold_makes_a_retried_server_pending_again_after_the_run() {
+        let plan = se();
+        let server = plan.fqdn.to_string();
+        let entry = |seq: i64, record: Record| crate::store::JournalEntry {
+            seq,
+            run: 1,
+            server: server.clone(),
+            at: seq as u64 * 1000,
+            record,
+        };
+        let journal = vec![
+            entry(
+                1,
+                Record::ServerStarted {
+                    predicted_outage_ms: 0,
+                },
+            ),
+            entry(
+                2,
+                Record::ServerFinished {
+                    outcome: ServerOutcome::Failed,
+                    reason: Some("pre-flight: a restart is pending".into()),
+                },
+            ),
+            entry(
+                3,
+                Record::ServerRetried {
+                    by: "alice".into(),
+                    at_unix_ms: 0,
+                },
+            ),
+        ];
+        let statuses = fold(std::slice::from_ref(&plan), &journal);
+        assert_eq!(statuses[0].state, ServerState::Pending);
+        assert_eq!(
+            statuses[0].started_at,
+            Some(1000),
+            "its first start is kept"
+        );
+    }
 }

@@ -167,19 +167,25 @@ pub fn policy(
     Ok(policy)
 }
 
-/// Ctrl-C: no new server starts, servers in flight finish; a second Ctrl-C stops at once
-/// (the journal keeps everything done so far, `resume` continues).
+/// Ctrl-C: no new server starts, servers in flight finish; a second Ctrl-C stops at once,
+/// saying so, with the exit code of an interrupted run (4): the journal keeps everything done
+/// so far, and `resume` probes the servers that were in flight before anything runs again.
 pub fn interrupt_flag() -> &'static AtomicBool {
     static FLAG: AtomicBool = AtomicBool::new(false);
     static INSTALL: std::sync::Once = std::sync::Once::new();
     INSTALL.call_once(|| {
         let _ = ctrlc::set_handler(|| {
             if FLAG.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
+                // Said even with -q: the operator must know the run did not end by itself.
+                tracing::info!("second Ctrl-C: stopped at once");
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "stopped at once: servers in flight were left where they are; `sfbpatch resume` probes them"
+                );
+                std::process::exit(Exit::Interrupted as i32);
             }
-            output::note(
-                "interrupted: no new server starts; servers in flight finish (Ctrl-C again to stop now, then `sfbpatch resume`)",
-            );
+            // The first one is told by the engine's `StopRequested` event, in the run's own
+            // display (a line above the bars, or a JSON line).
         });
     });
     &FLAG
@@ -641,15 +647,11 @@ pub fn finish_run(
     store: &dyn Store,
 ) -> CmdResult {
     let run = store.run(outcome.run)?;
-    let availability = match lab {
-        Some(lab) => summary::Availability::Lab(lab),
-        // Without the lab's own record, the journal's: what the report computes.
-        None => summary::Availability::Journal(Box::new(
-            sfbpatch_report::build(&run, &store.journal(run.id)?, &[])
-                .map_err(Failure::internal)?,
-        )),
-    };
-    let summary = summary::Summary::new(outcome, &run, &availability).map_err(Failure::internal)?;
+    // The pools' figures from the journal, as the report computes them, whatever the target;
+    // a lab's own record is compared with them.
+    let report =
+        sfbpatch_report::build(&run, &store.journal(run.id)?, &[]).map_err(Failure::internal)?;
+    let summary = summary::Summary::new(outcome, &run, &report, lab).map_err(Failure::internal)?;
     match format {
         RunFormat::Text => output::data(&summary.render_text())?,
         RunFormat::Json => output::json(&summary)?,

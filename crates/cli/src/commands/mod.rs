@@ -8,6 +8,7 @@ pub mod plan;
 pub mod policy;
 pub mod probe;
 pub mod report;
+pub mod retry;
 pub mod standby;
 pub mod status;
 pub mod topology;

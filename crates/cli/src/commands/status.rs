@@ -1,5 +1,6 @@
 //! `sfbpatch status` and `sfbpatch unlock`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use anyhow::anyhow;
@@ -8,7 +9,7 @@ use sfbpatch_engine::{RunRecord, RunState, ServerStatus, Store, fold};
 
 use crate::cli::{DataFormat, StatusArgs, UnlockArgs};
 use crate::exit::{CmdResult, Exit, Failure};
-use crate::output::{self, minutes};
+use crate::output::{self, duration_secs, expiry, printable};
 
 use super::apply::{SystemClock, confirm, open_existing_store};
 use sfbpatch_engine::Clock;
@@ -131,9 +132,55 @@ pub fn run(args: StatusArgs) -> CmdResult {
     };
     match args.format {
         DataFormat::Json => output::json(&json)?,
-        DataFormat::Text => output::data(&render_text(&json, store.as_ref()))?,
+        DataFormat::Text => {
+            let mut text = render_text(&json, store.as_ref());
+            text.push_str(&leases_text(run.id, &*store)?);
+            output::data(&text)?
+        }
     }
     Ok(Exit::Success)
+}
+
+/// The run's leases, for people: each pool's holder (the operator, else the user id), its
+/// controller and process, and when the lease lapses as local time with the seconds left.
+fn leases_text(run: sfbpatch_engine::RunId, store: &dyn Store) -> Result<String, Failure> {
+    let leases: Vec<sfbpatch_engine::Lease> = store
+        .leases()?
+        .into_iter()
+        .filter(|l| l.run == run)
+        .collect();
+    if leases.is_empty() {
+        return Ok(String::new());
+    }
+    let now = store.clock_ms()?.unwrap_or_else(|| SystemClock.now());
+    let mut s = String::from("\nleases\n");
+    for l in &leases {
+        let gone = if crate::commands::apply::held_by_a_dead_local_controller(l) {
+            ", gone"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  {:<40} held by {} (controller {}, pid {}{gone}) until {}",
+            printable(&l.pool),
+            holder(&l.holder),
+            printable(&l.host),
+            l.pid,
+            expiry(l.expires_at, now)
+        );
+    }
+    Ok(s)
+}
+
+/// A lease holder as recorded, or what is known of it: a controller without `USER` recorded
+/// its user id.
+fn holder(recorded: &str) -> Cow<'_, str> {
+    if recorded.trim().is_empty() {
+        Cow::Borrowed("an unnamed operator")
+    } else {
+        printable(recorded)
+    }
 }
 
 fn pools_json(servers: &[ServerStatus], now: u64) -> Vec<PoolJson> {
@@ -172,9 +219,7 @@ fn pools_json(servers: &[ServerStatus], now: u64) -> Vec<PoolJson> {
     pools
 }
 
-fn secs(ms: u64) -> f64 {
-    ms as f64 / 1000.0
-}
+use crate::output::secs;
 
 fn server_json(s: &ServerStatus, now: u64) -> ServerJson {
     ServerJson {
@@ -210,7 +255,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         "run {} {} ({})",
         json.run.id,
         json.run.state,
-        store.location()
+        printable(&store.location())
     );
     for server in &json.servers {
         let not_applicable = server
@@ -230,17 +275,17 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         let _ = writeln!(
             s,
             "  {:<40} {:<10} {}{}{}",
-            server.fqdn,
+            printable(&server.fqdn),
             server.state,
             current,
             server
                 .outage_seconds
-                .map(|o| format!(", outage {}", minutes((o * 1000.0) as u64)))
+                .map(|o| format!(", outage {}", duration_secs(o)))
                 .unwrap_or_default(),
             server
                 .reason
                 .as_ref()
-                .map(|r| format!("\n      reason: {r}"))
+                .map(|r| format!("\n      reason: {}", printable(r)))
                 .unwrap_or_default()
         );
     }
@@ -257,7 +302,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         let _ = writeln!(
             s,
             "  {:<40} {front_ends}{} {}/{} done{}",
-            p.fqdn,
+            printable(&p.fqdn),
             if p.front_ends == 0 {
                 "server"
             } else {
@@ -266,7 +311,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
             p.machines_succeeded,
             p.machines,
             p.longest_outage_seconds
-                .map(|o| format!(", longest outage {}", minutes((o * 1000.0) as u64)))
+                .map(|o| format!(", longest outage {}", duration_secs(o)))
                 .unwrap_or_default()
         );
     }
@@ -280,20 +325,29 @@ pub fn unlock(args: UnlockArgs) -> CmdResult {
     let mut store = open_existing_store(&args.state.state)?;
     let pool = args.pool.to_ascii_lowercase();
     let Some(lease) = store.leases()?.into_iter().find(|l| l.pool == pool) else {
-        output::note(&format!("pool {} holds no lease; nothing to do", args.pool));
+        output::note(&format!(
+            "pool {} holds no lease; nothing to do",
+            printable(&args.pool)
+        ));
         return Ok(Exit::Success);
     };
+    let now = store.clock_ms()?.unwrap_or_else(|| SystemClock.now());
+    let held = format!(
+        "run {} ({} on {}, pid {}) on pool {}, until {}",
+        lease.run,
+        holder(&lease.holder),
+        printable(&lease.host),
+        lease.pid,
+        printable(&args.pool),
+        expiry(lease.expires_at, now)
+    );
     if !args.yes {
         confirm(&format!(
-            "Break the lease of run {} ({} on {}, pid {}) on pool {}? Only do this when that run is not running.",
-            lease.run, lease.holder, lease.host, lease.pid, args.pool
+            "Break the lease of {held}? Only do this when that run is not running."
         ))?;
     }
     store.break_lease(&pool)?;
-    output::note(&format!(
-        "broke the lease of run {} on pool {}",
-        lease.run, args.pool
-    ));
+    output::note(&format!("broke the lease of {held}"));
     Ok(Exit::Success)
 }
 

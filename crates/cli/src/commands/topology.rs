@@ -63,7 +63,7 @@ pub fn render_text(deployment: &Deployment) -> String {
             s,
             "{} (site {}, {}{})",
             pool.fqdn,
-            sfbpatch_plan::printable(&pool.site),
+            output::printable(&pool.site),
             match pool.edition {
                 Edition::Standard => "Standard Edition",
                 Edition::Enterprise => "Enterprise Edition",
@@ -83,7 +83,7 @@ pub fn render_text(deployment: &Deployment) -> String {
                     s,
                     "  machine    {} ({})",
                     m.fqdn,
-                    sfbpatch_plan::printable(&domains.join(", "))
+                    output::printable(&domains.join(", "))
                 );
             }
         }
@@ -119,7 +119,7 @@ pub fn render_text(deployment: &Deployment) -> String {
         let _ = writeln!(s, "  stores     {}", list(&b.stores));
         let _ = writeln!(s, "  collocated {}", list(&b.collocated_stores));
         if let Some(m) = &b.mirroring {
-            let _ = writeln!(s, "  mirroring  {}", sfbpatch_plan::printable(m));
+            let _ = writeln!(s, "  mirroring  {}", output::printable(m));
         }
         if let Some(partner) = &pool.paired_with {
             let _ = writeln!(s, "  paired     {partner} (disaster recovery)");
