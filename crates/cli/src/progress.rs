@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sfbpatch_engine::{Event, Observer, ServerOutcome};
 
 use crate::cli::RunFormat;
-use crate::output::{clock, minutes};
+use crate::output::{minutes, offset as clock, stopwatch};
 
 pub fn observer(format: RunFormat, color: bool) -> Box<dyn Observer> {
     // A dumb terminal cannot redraw: plain lines, warnings included.
@@ -133,7 +133,7 @@ pub fn describe(event: &Event, times: &Times) -> Option<String> {
         ),
         Event::StepStarted { .. } | Event::Tick { .. } => return None,
         Event::StopRequested { at, .. } => format!(
-            "{} interrupted: no new server starts; servers in flight finish (Ctrl-C again to stop now, then `sfbpatch resume`)",
+            "{} interrupted: no new server starts and none goes out of service; servers in their outage finish (Ctrl-C again to stop now, then `sfbpatch resume`)",
             clock(at)
         ),
         Event::StepFinished {
@@ -417,7 +417,7 @@ impl Bars {
             return String::new();
         };
         let ms = self.now.saturating_sub(*start);
-        let text = format!(" outage {}", mm_ss(ms));
+        let text = format!(" outage {}", stopwatch(ms));
         if !self.color {
             return text;
         }
@@ -463,7 +463,7 @@ impl Bars {
             self.done,
             self.total,
             self.failed,
-            crate::output::clock(elapsed)
+            clock(elapsed)
         );
         if !self.waiting.is_empty() {
             line.push_str(&format!(
@@ -513,12 +513,6 @@ impl Bars {
             self.block.println(line);
         }
     }
-}
-
-/// `mm:ss` (minutes past 59 keep counting: `72:05`).
-fn mm_ss(ms: u64) -> String {
-    let s = ms / 1000;
-    format!("{:02}:{:02}", s / 60, s % 60)
 }
 
 impl Observer for Bars {

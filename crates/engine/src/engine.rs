@@ -170,7 +170,8 @@ pub struct Engine<'a> {
     pub wall: &'a dyn Clock,
     pub observer: &'a mut dyn Observer,
     pub identity: Identity,
-    /// Set from outside (Ctrl-C): no new server starts; servers in flight finish.
+    /// Set from outside (Ctrl-C): no new server starts, no server goes out of service; servers
+    /// inside their outage window finish.
     pub cancel: Option<&'a AtomicBool>,
 }
 
@@ -1395,6 +1396,12 @@ impl<'r> Dispatch<'r> {
     fn grant_slots(&mut self, now: Millis) {
         let policy = self.policy();
         self.held.clear();
+        // Once the run is stopping, a server that has not gone out of service stays in service:
+        // it waits at its outage gate, its staged work kept, for `resume`.
+        if self.stopping.is_some() {
+            self.held.extend(self.waiting.iter().copied());
+            return;
+        }
         let mut i = 0;
         while i < self.waiting.len() {
             let idx = self.waiting[i];

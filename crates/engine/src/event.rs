@@ -110,7 +110,8 @@ pub enum Event {
     Tick {
         at: Millis,
     },
-    /// The run was asked to stop (Ctrl-C): no new server starts; servers in flight finish.
+    /// The run was asked to stop (Ctrl-C): no new server starts, no server goes out of service;
+    /// servers inside their outage window finish.
     StopRequested {
         reason: String,
         at: Millis,

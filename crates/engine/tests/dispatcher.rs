@@ -82,13 +82,13 @@ struct Call {
 }
 
 /// A target whose steps all succeed in their predicted time, unless `fail` names a server
-/// and step (exit 1 every time); `cancel_on` sets the interrupt flag when that server's
-/// first step runs.
+/// and step (exit 1 every time); `cancel_on` sets the interrupt flag when that server's step
+/// runs.
 struct Scripted<'c> {
     clock: &'c SimClock,
     calls: Mutex<Vec<Call>>,
     fail: Option<(&'static str, StepId)>,
-    cancel_on: Option<(&'static str, &'c AtomicBool)>,
+    cancel_on: Option<(&'static str, StepId, &'c AtomicBool)>,
     /// A server's step that takes this long instead of its predicted time.
     slow: Option<(&'static str, StepId, Millis)>,
 }
@@ -129,8 +129,9 @@ impl Target for Scripted<'_> {
 
     fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
         let server = req.server.fqdn.as_str();
-        if let Some((name, flag)) = self.cancel_on
+        if let Some((name, step, flag)) = self.cancel_on
             && name == server
+            && step == req.step.id
         {
             flag.store(true, Ordering::SeqCst);
         }
@@ -364,29 +365,86 @@ fn a_failure_recovers_the_server_and_starts_no_other() {
     }
 }
 
+/// A server's first step, from the plan.
+fn first_step(spec: &RunSpec, server: &str) -> StepId {
+    spec.plan
+        .servers
+        .iter()
+        .find(|s| s.fqdn.as_str() == server)
+        .unwrap()
+        .steps[0]
+        .id
+}
+
 #[test]
-fn an_interrupt_starts_no_new_server_and_lets_those_in_flight_finish() {
+fn an_interrupt_keeps_servers_that_only_staged_in_service() {
     let clock = SimClock::default();
     let cancel = AtomicBool::new(false);
     let mut target = Scripted::new(&clock);
-    target.cancel_on = Some(("se2.lab.example.com", &cancel));
     let spec = spec(RunPolicy {
         max_parallel: 2,
         ..RunPolicy::default()
     });
+    let first = first_step(&spec, "se2.lab.example.com");
+    target.cancel_on = Some(("se2.lab.example.com", first, &cancel));
+    let mut events = Recorder::default();
+    let (state, servers, _) = run_observed(&target, &clock, spec, Some(&cancel), &mut events);
+    assert_eq!(state, RunState::Interrupted);
+    // Ctrl-C came while se1 and se2 staged: both finished what they were doing and stayed in
+    // service, their outage windows never opened; nothing else started.
+    let stop = events
+        .0
+        .iter()
+        .position(|e| matches!(e, Event::StopRequested { .. }))
+        .expect("the interrupt is told");
+    assert!(
+        !events.0[stop..]
+            .iter()
+            .any(|e| matches!(e, Event::OutageStarted { .. } | Event::ServerStarted { .. })),
+        "{:?}",
+        &events.0[stop..]
+    );
+    let outage_steps: Vec<Call> = target
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.what == "execute" && matches!(c.step, StepId::Failover | StepId::StopCsServices)
+        })
+        .collect();
+    assert!(outage_steps.is_empty(), "{outage_steps:?}");
+    assert_eq!(servers["se2.lab.example.com"], ServerState::Running);
+    assert!(
+        servers
+            .values()
+            .all(|s| matches!(s, ServerState::Pending | ServerState::Running)),
+        "{servers:?}"
+    );
+}
+
+#[test]
+fn an_interrupt_lets_a_server_in_its_outage_finish_and_starts_no_other() {
+    let clock = SimClock::default();
+    let cancel = AtomicBool::new(false);
+    let mut target = Scripted::new(&clock);
+    target.cancel_on = Some(("se1.lab.example.com", StepId::InstallUpdate, &cancel));
+    let spec = spec(RunPolicy {
+        max_parallel: 1,
+        ..RunPolicy::default()
+    });
     let (state, servers) = run(&target, &clock, spec, Some(&cancel));
     assert_eq!(state, RunState::Interrupted);
-    // se2 was in flight when Ctrl-C came: it finished; nothing started after it.
-    assert_eq!(servers["se2.lab.example.com"], ServerState::Succeeded);
+    // se1 was out of service when Ctrl-C came: it finished and is back in service.
+    assert_eq!(servers["se1.lab.example.com"], ServerState::Succeeded);
     let started: Vec<String> = target
         .calls()
         .iter()
         .filter(|c| c.what == "preflight")
         .map(|c| c.server.clone())
         .collect();
-    assert!(started.len() < 8, "{started:?}");
+    assert!(started.len() < servers.len(), "{started:?}");
     assert!(
-        servers.values().any(|s| matches!(s, ServerState::Pending)),
+        servers.iter().all(|(fqdn, s)| fqdn == "se1.lab.example.com"
+            || matches!(s, ServerState::Pending | ServerState::Running)),
         "{servers:?}"
     );
 }

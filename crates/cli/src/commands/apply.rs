@@ -167,9 +167,10 @@ pub fn policy(
     Ok(policy)
 }
 
-/// Ctrl-C: no new server starts, servers in flight finish; a second Ctrl-C stops at once,
-/// saying so, with the exit code of an interrupted run (4): the journal keeps everything done
-/// so far, and `resume` probes the servers that were in flight before anything runs again.
+/// Ctrl-C: no new server starts or goes out of service, servers in their outage finish; a
+/// second Ctrl-C stops at once, saying so, with the exit code of an interrupted run (4): the
+/// journal keeps everything done so far, and `resume` probes the servers that were in flight
+/// before anything runs again.
 pub fn interrupt_flag() -> &'static AtomicBool {
     static FLAG: AtomicBool = AtomicBool::new(false);
     static INSTALL: std::sync::Once = std::sync::Once::new();
@@ -200,12 +201,18 @@ fn dry_run_verdicts(
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::from("\npre-flight (read only):\n");
+    let w = output::name_column(plan.servers.iter().map(|s| s.fqdn.as_str()));
     for server in &plan.servers {
         let verdict = match target.preflight(server) {
             Err(e) => format!("cannot tell: {e}"),
             Ok(f) => verdict(&f, plan.package.version),
         };
-        let _ = writeln!(s, "  {:<40} {}", server.fqdn.as_str(), verdict);
+        let _ = writeln!(
+            s,
+            "  {:<w$} {}",
+            output::printable(server.fqdn.as_str()),
+            verdict
+        );
     }
     s
 }
