@@ -90,6 +90,17 @@ pub fn printable_lines(text: &str) -> Cow<'_, str> {
     Cow::Owned(lines.join("\n"))
 }
 
+/// The width of a table's first column: its longest name, and at least 40 characters so the
+/// usual FQDNs line up the same from one table to the next.
+pub fn name_column<'a>(names: impl IntoIterator<Item = &'a str>) -> usize {
+    names
+        .into_iter()
+        .map(|n| printable(n).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(40)
+}
+
 // ---- durations, offsets and times -----------------------------------------------------
 
 /// A duration for people: `42 s` under a minute, `25.2 min` from a minute on.
@@ -129,14 +140,8 @@ pub fn offset(ms: u64) -> String {
     format!("T+{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// [`offset`], under the name the event renderers use.
-pub fn clock(ms: u64) -> String {
-    offset(ms)
-}
-
 /// `mm:ss` of a running clock (minutes past 59 keep counting: `72:05`): the outage clock of
 /// the progress bars.
-#[allow(dead_code)] // until progress.rs's copy of it calls this one
 pub fn stopwatch(ms: u64) -> String {
     let s = ms / 1000;
     format!("{:02}:{:02}", s / 60, s % 60)
@@ -294,7 +299,6 @@ mod tests {
         assert_eq!(offset(0), "T+00:00:00");
         assert_eq!(offset(3_723_999), "T+01:02:03");
         assert_eq!(offset(100 * 3_600_000), "T+100:00:00");
-        assert_eq!(clock(61_000), offset(61_000));
         assert_eq!(stopwatch(4_325_000), "72:05");
         assert_eq!(secs(1500), 1.5);
         assert_eq!(millis(1.5), 1500);

@@ -208,16 +208,17 @@ impl Summary {
             self.run.state,
             minutes((self.run.makespan_seconds * 1000.0) as u64)
         );
+        let w = crate::output::name_column(self.servers.iter().map(|s| s.fqdn.as_str()));
         let _ = writeln!(
             s,
-            "\n{:<40} {:<16} {:<15} {:>10}  reason",
+            "\n{:<w$} {:<16} {:<15} {:>10}  reason",
             "server", "kind", "outcome", "window"
         );
         for server in &self.servers {
             let _ = writeln!(
                 s,
-                "{:<40} {:<16} {:<15} {:>10}  {}",
-                server.fqdn,
+                "{:<w$} {:<16} {:<15} {:>10}  {}",
+                crate::output::printable(&server.fqdn),
                 server.kind,
                 server.state,
                 server
@@ -227,9 +228,10 @@ impl Summary {
                 server.reason.as_deref().unwrap_or("")
             );
         }
+        let w = crate::output::name_column(self.pools.iter().map(|p| p.fqdn.as_str()));
         let _ = writeln!(
             s,
-            "\n{:<40} {:>11} {:>12}  user impact",
+            "\n{:<w$} {:>11} {:>12}  user impact",
             "pool", "front ends", "back end out"
         );
         let m = |seconds: f64| minutes((seconds * 1000.0).round() as u64);
@@ -255,8 +257,8 @@ impl Summary {
             }
             let _ = writeln!(
                 s,
-                "{:<40} {:>11} {:>12}  {}",
-                pool.fqdn,
+                "{:<w$} {:>11} {:>12}  {}",
+                crate::output::printable(&pool.fqdn),
                 pool.front_ends_patched
                     .map(|(done, all)| format!("{done}/{all} on build"))
                     .unwrap_or_else(|| "-".to_string()),

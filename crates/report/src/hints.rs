@@ -187,7 +187,20 @@ pub(crate) fn hint(
     Hint {
         exit_code: exit,
         logs,
-        retry: retry(run, plan),
+        retry: if state == ServerState::Skipped {
+            format!(
+                "when another server's failure skipped {server}, retrying that server (`sfbpatch \
+                 retry` names it) tries this one again with it; when the pre-flight refused it, \
+                 fix what the reason names, then `sfbpatch apply {topology} --package MANIFEST \
+                 --only {server}` with the run's target and --state (MANIFEST: the manifest of \
+                 build {build})",
+                server = shell_word(plan.fqdn.as_str()),
+                topology = shell_word(&run.spec.topology_origin),
+                build = run.spec.plan.package.version,
+            )
+        } else {
+            retry(run, plan)
+        },
     }
 }
 
@@ -201,46 +214,27 @@ fn installer_folder(plan: &ServerPlan) -> Option<String> {
     Some(folder.to_string())
 }
 
-/// The command that patches this one server again, and what to do first when the run has
-/// not ended.
+/// The commands that patch this one failed server again, and what to do first when the run
+/// has not ended.
 fn retry(run: &RunRecord, plan: &ServerPlan) -> String {
-    let spec = &run.spec;
-    let mut command = vec![
-        "sfbpatch".to_string(),
-        "apply".to_string(),
-        shell_word(&spec.topology_origin),
-        "--package".to_string(),
-        "MANIFEST".to_string(),
-        "--only".to_string(),
-        shell_word(plan.fqdn.as_str()),
-    ];
-    match &spec.target {
-        TargetSpec::Lab { dir } => command.extend(["--lab".to_string(), shell_word(dir)]),
-        TargetSpec::Ssh { connections } => {
-            command.extend(["--target".to_string(), "ssh".to_string()]);
-            if let Some(c) = connections {
-                command.extend(["--connections".to_string(), shell_word(c)]);
-            }
-        }
-    }
-    let command = command.join(" ");
-    let manifest = format!(
-        "MANIFEST: the manifest of {} (build {}); add the --state this run used",
-        spec.plan.package.name, spec.plan.package.version
+    let server = shell_word(plan.fqdn.as_str());
+    let commands = format!(
+        "`sfbpatch retry {server} --run {id} --state STATE`, then `sfbpatch resume --run {id} \
+         --state STATE` (STATE: the state store this run used); the resume probes \
+         {server} first and runs only what is not done",
+        id = run.id
     );
     match run.state {
-        RunState::Succeeded | RunState::Failed => {
-            format!("once the cause is fixed: `{command}` ({manifest})")
+        RunState::Succeeded | RunState::Failed | RunState::Interrupted => {
+            format!("once the cause is fixed: {commands}")
         }
         RunState::AwaitingApproval => format!(
-            "run {id} awaits approval of its canary wave (`sfbpatch approve {id}`, then \
-             `sfbpatch resume`); `resume` does not try a failed server again: once the run has \
-             ended and the cause is fixed, `{command}` ({manifest})",
+            "run {id} awaits approval of its canary wave (`sfbpatch approve {id}`); once the \
+             cause is fixed: {commands}",
             id = run.id
         ),
-        RunState::Running | RunState::Interrupted => format!(
-            "run {id} has not ended: `sfbpatch resume` continues it but does not try a failed \
-             server again; once it has ended and the cause is fixed, `{command}` ({manifest})",
+        RunState::Running => format!(
+            "run {id} is still running: once it has stopped and the cause is fixed, {commands}",
             id = run.id
         ),
     }

@@ -1438,16 +1438,14 @@ fn a_failed_server_has_a_hint_what_to_do_next() {
         "{logs}"
     );
     assert!(logs.contains("a lab run writes no such logs"), "{logs}");
-    assert!(
-        h.retry.contains(
-            "`sfbpatch apply contoso.toml --package MANIFEST --only se1.contoso.com --lab lab`"
-        ),
-        "{}",
-        h.retry
-    );
-    assert!(
-        h.retry
-            .contains("Skype for Business Server 2019 CU8 HF1 (build 7.0.2046.553)")
+    let id = r.run.id;
+    assert_eq!(
+        h.retry,
+        format!(
+            "once the cause is fixed: `sfbpatch retry se1.contoso.com --run {id} --state STATE`, \
+             then `sfbpatch resume --run {id} --state STATE` (STATE: the state store this run \
+             used); the resume probes se1.contoso.com first and runs only what is not done"
+        )
     );
 
     let h = &failure(&r, "fe1.contoso.com").hint;
@@ -1459,12 +1457,17 @@ fn a_failed_server_has_a_hint_what_to_do_next() {
     );
     assert!(code.action.contains("wait until it has ended"), "{code:?}");
     assert!(h.logs.is_some());
-    assert!(h.retry.contains("--only fe1.contoso.com"));
+    assert!(h.retry.contains("`sfbpatch retry fe1.contoso.com --run"));
 
     // Skipped: nothing ran, so no code and no logs; the way to patch it still.
     let h = &failure(&r, "fe2.contoso.com").hint;
     assert_eq!((h.exit_code.as_ref(), h.logs.as_ref()), (None, None));
-    assert!(h.retry.contains("--only fe2.contoso.com"));
+    assert!(
+        h.retry
+            .starts_with("when another server's failure skipped fe2.contoso.com, retrying"),
+        "{}",
+        h.retry
+    );
 
     let html = render_html(&r);
     let doc = parse(&html);
@@ -1489,19 +1492,20 @@ fn a_failed_server_has_a_hint_what_to_do_next() {
         "{hints:?}"
     );
     assert!(
-        hints[2].starts_with("Retry this server once the cause is fixed: sfbpatch apply"),
+        hints[2].starts_with("Retry this server once the cause is fixed: sfbpatch retry"),
         "{hints:?}"
     );
     assert!(article.descendants().any(|n| {
         n.has_tag_name("code")
             && n.text()
-                .is_some_and(|t| t.starts_with("sfbpatch apply contoso.toml"))
+                .is_some_and(|t| t.starts_with("sfbpatch retry se1.contoso.com --run"))
     }));
 }
 
-/// Over SSH the retry names the SSH target, and the logs are real ones.
+/// Over SSH the logs are real ones; a run that did not end is retried the same way (the resume
+/// uses the connections the run recorded).
 #[test]
-fn an_ssh_failure_hint_names_the_ssh_target() {
+fn an_ssh_failure_hint_points_at_real_logs() {
     let mut sim = Sim::over_ssh();
     sim.patch(
         "se1.contoso.com",
@@ -1515,18 +1519,13 @@ fn an_ssh_failure_hint_names_the_ssh_target() {
     let r = sim.report();
     let h = &failure(&r, "se1.contoso.com").hint;
     assert!(
-        h.retry
-            .contains("--only se1.contoso.com --target ssh --connections servers.toml`"),
+        h.retry.starts_with(
+            "once the cause is fixed: `sfbpatch retry se1.contoso.com --run 7 --state STATE`"
+        ),
         "{}",
         h.retry
     );
-    // The run has not ended: resume first, it does not retry a failed server.
-    assert!(
-        h.retry
-            .starts_with("run 7 has not ended: `sfbpatch resume`"),
-        "{}",
-        h.retry
-    );
+    assert!(!h.retry.contains("--connections"), "{}", h.retry);
     assert!(!h.logs.as_deref().unwrap().contains("lab"));
     // A code from another step is explained as Windows uses it, pointing at the step's output.
     let mut sim = Sim::over_ssh();

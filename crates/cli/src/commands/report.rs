@@ -105,6 +105,7 @@ fn render_text(r: &Report) -> String {
             let _ = writeln!(s, "times in lab time: offsets from the run's start");
         }
     }
+    let w = crate::output::name_column(r.servers.iter().map(|s| s.fqdn.as_str()));
     for server in &r.servers {
         let outage = server
             .outage_seconds
@@ -112,12 +113,13 @@ fn render_text(r: &Report) -> String {
             .unwrap_or_else(|| "no outage".to_string());
         let _ = writeln!(
             s,
-            "  {:<40} {:<10} {outage}",
-            server.fqdn,
+            "  {:<w$} {:<10} {outage}",
+            crate::output::printable(&server.fqdn),
             server.state.as_str()
         );
     }
     let _ = writeln!(s, "pools");
+    let w = crate::output::name_column(r.pools.iter().map(|p| p.fqdn.as_str()));
     for pool in &r.pools {
         let impact = if pool.resiliency_seconds > 0.0 {
             format!(
@@ -129,8 +131,8 @@ fn render_text(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<40} back end unavailable {}, {impact}",
-            pool.fqdn,
+            "  {:<w$} back end unavailable {}, {impact}",
+            crate::output::printable(&pool.fqdn),
             minutes(pool.unavailable_seconds)
         );
     }

@@ -154,6 +154,7 @@ fn leases_text(run: sfbpatch_engine::RunId, store: &dyn Store) -> Result<String,
     }
     let now = store.clock_ms()?.unwrap_or_else(|| SystemClock.now());
     let mut s = String::from("\nleases\n");
+    let w = output::name_column(leases.iter().map(|l| l.pool.as_str()));
     for l in &leases {
         let gone = if crate::commands::apply::held_by_a_dead_local_controller(l) {
             ", gone"
@@ -162,7 +163,7 @@ fn leases_text(run: sfbpatch_engine::RunId, store: &dyn Store) -> Result<String,
         };
         let _ = writeln!(
             s,
-            "  {:<40} held by {} (controller {}, pid {}{gone}) until {}",
+            "  {:<w$} held by {} (controller {}, pid {}{gone}) until {}",
             printable(&l.pool),
             holder(&l.holder),
             printable(&l.host),
@@ -257,6 +258,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         json.run.state,
         printable(&store.location())
     );
+    let w = output::name_column(json.servers.iter().map(|s| s.fqdn.as_str()));
     for server in &json.servers {
         let not_applicable = server
             .steps
@@ -274,7 +276,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
             });
         let _ = writeln!(
             s,
-            "  {:<40} {:<10} {}{}{}",
+            "  {:<w$} {:<10} {}{}{}",
             printable(&server.fqdn),
             server.state,
             current,
@@ -290,6 +292,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         );
     }
     s.push_str("\npools\n");
+    let w = output::name_column(json.pools.iter().map(|p| p.fqdn.as_str()));
     for p in &json.pools {
         let front_ends = if p.front_ends == 0 {
             String::new()
@@ -301,7 +304,7 @@ fn render_text(json: &StatusJson, store: &dyn Store) -> String {
         };
         let _ = writeln!(
             s,
-            "  {:<40} {front_ends}{} {}/{} done{}",
+            "  {:<w$} {front_ends}{} {}/{} done{}",
             printable(&p.fqdn),
             if p.front_ends == 0 {
                 "server"

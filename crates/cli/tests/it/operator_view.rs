@@ -295,3 +295,62 @@ fn a_second_ctrl_c_stops_at_once_saying_so_and_exits_as_interrupted() {
     let status = s.status_json("state.db");
     assert_eq!(status["run"]["state"], "interrupted", "{status}");
 }
+
+/// A server whose name is longer than the usual column pushes the whole column, in the run's
+/// summary and in `status`: every row's second column starts where the header's does.
+#[test]
+fn tables_line_up_around_a_name_longer_than_forty_characters() {
+    let s = Scratch::new();
+    let long = "se2.a-rather-long-site-name.dublin.demo.example";
+    assert!(long.len() > 40);
+    let topology = std::fs::read_to_string(s.path().join("demo-topology.xml"))
+        .unwrap()
+        .replace("se2.dublin.demo.example", long);
+    s.write("demo-topology.xml", &topology);
+    s.lab_init("lab", &[]);
+    let o = s.run(&common::apply_args(&["--lab", "lab"], &[SE1, long], &[]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let summary = stdout(&o);
+    // Where each row's second field starts (left-aligned) or ends (right-aligned) must be
+    // where the header's does.
+    let column = |table: &str, header: &str, second: &str| {
+        let lines: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with(header))
+            .take_while(|l| !l.trim().is_empty())
+            .collect();
+        let field = |l: &str| {
+            let name_end = l.find(' ').unwrap();
+            let start = name_end + l[name_end..].find(|c| c != ' ').unwrap();
+            let end = start + l[start..].find(' ').unwrap_or(l.len() - start);
+            (start, end)
+        };
+        let start = lines[0].find(second).unwrap();
+        let end = start + second.len();
+        for l in &lines[1..] {
+            let (s, e) = field(l);
+            assert!(s == start || e == end, "{header} table:\n{table}");
+        }
+        lines.len() - 1
+    };
+    assert_eq!(column(&summary, "server", "kind"), 2, "{summary}");
+    assert_eq!(column(&summary, "pool", "front ends"), 2, "{summary}");
+    assert!(summary.contains(long), "{summary}");
+
+    // `status`: the servers' state column, one place on every row.
+    let o = s.run(&["status", "--state", "state.db"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let status = stdout(&o);
+    let rows: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("  ") && (l.contains(" succeeded ") || l.contains(" pending ")))
+        .collect();
+    assert_eq!(rows.len(), 2, "{status}");
+    let state_at = |l: &str| {
+        l.find(" succeeded ")
+            .or_else(|| l.find(" pending "))
+            .unwrap()
+    };
+    let first = state_at(rows[0]);
+    assert!(rows.iter().all(|l| state_at(l) == first), "{status}");
+}
