@@ -120,7 +120,7 @@ pub fn duration_secs(seconds: f64) -> String {
 /// Minutes with one decimal, from milliseconds, whatever the length (for columns that compare
 /// durations; elsewhere [`duration`]).
 pub fn minutes(ms: u64) -> String {
-    format!("{:.1} min", ms as f64 / 60_000.0)
+    sfbpatch_engine::human::minutes(ms)
 }
 
 /// Milliseconds as the seconds of the JSON contracts.
@@ -130,21 +130,19 @@ pub fn secs(ms: u64) -> f64 {
 
 /// Seconds of the JSON contracts as milliseconds (negative and not-a-number as 0).
 pub fn millis(seconds: f64) -> u64 {
-    (seconds.max(0.0) * 1000.0).round() as u64
+    sfbpatch_engine::human::millis(seconds)
 }
 
 /// `T+hh:mm:ss`: milliseconds of target-clock time since a run began (hours past 99 keep
 /// counting).
 pub fn offset(ms: u64) -> String {
-    let s = ms / 1000;
-    format!("T+{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    sfbpatch_engine::human::offset(ms)
 }
 
 /// `mm:ss` of a running clock (minutes past 59 keep counting: `72:05`): the outage clock of
 /// the progress bars.
 pub fn stopwatch(ms: u64) -> String {
-    let s = ms / 1000;
-    format!("{:02}:{:02}", s / 60, s % 60)
+    sfbpatch_engine::human::stopwatch(ms)
 }
 
 /// Wall-clock milliseconds since the Unix epoch as the operator's local time

@@ -1436,9 +1436,7 @@ fn finished_already(step: StepId, in_service: bool, build: sfbpatch_plan::Build)
     }
 }
 
-pub(crate) fn minutes(ms: Millis) -> String {
-    format!("{:.1} min", ms as f64 / 60_000.0)
-}
+pub(crate) use crate::human::minutes;
 
 /// Whether a probe's facts say Windows waits for a restart.
 fn restart_pending(probe: &Probe) -> bool {

@@ -6,6 +6,7 @@
 mod engine;
 mod event;
 mod executor;
+pub mod human;
 pub mod policy;
 mod status;
 mod store;

@@ -12,7 +12,7 @@
 use std::fmt::{self, Write as _};
 
 use jiff::tz::TimeZone;
-use sfbpatch_engine::{ServerState, StepState};
+use sfbpatch_engine::{ServerState, StepState, human};
 use sfbpatch_plan::StepId;
 
 use crate::model::*;
@@ -1529,7 +1529,7 @@ fn dash() -> String {
 
 /// `12.5 min`.
 fn minutes(seconds: f64) -> String {
-    format!("{:.1} min", seconds / 60.0)
+    human::minutes(human::millis(seconds))
 }
 
 /// `30 minutes`.
@@ -1544,8 +1544,7 @@ fn whole_minutes(seconds: f64) -> String {
 
 /// `T+01:02:03` since the run's start.
 fn clock(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    format!("T+{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    human::offset(human::millis(seconds))
 }
 
 /// `2 h 05 min 12 s`.

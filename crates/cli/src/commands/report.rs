@@ -69,7 +69,7 @@ fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
 }
 
 fn minutes(seconds: f64) -> String {
-    format!("{:.1} min", seconds / 60.0)
+    output::minutes(output::millis(seconds))
 }
 
 /// An RFC 3339 instant of the report in this computer's time zone, with its UTC offset
