@@ -223,4 +223,34 @@ fn an_ssh_run_s_summary_gives_the_journal_s_pool_figures_as_status_report_and_th
     // 2.52 s at the lab's speed.
     let se1 = f(&item(&summary, "pools", "fqdn", SE1)["outage_seconds"]);
     assert!(se1 >= 25.2 * 60.0 / SPEED, "{se1}");
+
+    // Real servers keep the wall clock: the report has calendar dates, in UTC in its JSON
+    // (the run's, minutes ago) and in local time in its HTML.
+    assert_eq!(report["run"]["clock"], "wall");
+    let now = jiff::Timestamp::now();
+    let mut started = now;
+    for key in ["started_at", "ended_at"] {
+        let at = report["run"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}"));
+        let parsed: jiff::Timestamp = at.parse().unwrap_or_else(|e| panic!("{key} {at}: {e}"));
+        assert!(at.ends_with('Z'), "{key} {at}");
+        let ago = now.as_second() - parsed.as_second();
+        assert!((0..600).contains(&ago), "{key} {at} is {ago} s before now");
+        if key == "started_at" {
+            started = parsed;
+        }
+    }
+    let o = s.run(&["report", "--state", "state.db", "--html", "run.html"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let html = std::fs::read_to_string(s.path().join("run.html")).unwrap();
+    let local_today = started
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d")
+        .to_string();
+    assert!(html.contains(&local_today), "no date in the report");
+    assert!(
+        !html.contains("lab time"),
+        "a wall-clock run is not in lab time"
+    );
 }
