@@ -354,3 +354,31 @@ fn tables_line_up_around_a_name_longer_than_forty_characters() {
     let first = state_at(rows[0]);
     assert!(rows.iter().all(|l| state_at(l) == first), "{status}");
 }
+
+/// Lines count from their own run's start: a second run on the same lab (whose clock went on
+/// through the first) starts at T+00:00:00 again, and its times only grow.
+#[test]
+fn a_second_run_on_the_same_lab_counts_from_its_own_start() {
+    let s = Scratch::new();
+    s.lab_init("lab", &[]);
+    let first = s.run(&common::apply_args(&["--lab", "lab"], &[SE1], &[]));
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let o = s.run(&common::apply_args(
+        &["--lab", "lab"],
+        &["se2.dublin.demo.example"],
+        &[],
+    ));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("T+")).collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("T+00:00:00 run 2: patching 1 server(s)"),
+        "{err}"
+    );
+    let offsets: Vec<&str> = lines.iter().map(|l| &l[..10]).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    // The run took its 25-minute outage and more, not the first run's hours.
+    let last = offsets.last().unwrap();
+    assert!(("T+00:25:00".."T+01:00:00").contains(last), "{last}\n{err}");
+}
