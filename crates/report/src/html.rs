@@ -85,6 +85,8 @@ svg.defs { position: absolute; width: 0; height: 0; overflow: hidden; }
 details.appendix { margin-top: 24px; border-top: 2px solid #333; padding-top: 4px; }
 details.appendix > summary { cursor: pointer; }
 details.appendix > summary h2 { display: inline; border: 0; margin: 0; }
+details.pool { margin: 2px 0; }
+details.pool > summary { cursor: pointer; padding: 3px 0; }
 footer { margin-top: 24px; font-size: 12px; color: #555; border-top: 1px solid #ccc; padding-top: 6px; }
 @media (max-width: 600px) { body { margin: 10px; } }
 @page { margin: 12mm 11mm; }
@@ -548,14 +550,229 @@ fn timeline(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     )?;
     out.push_str(DEFS);
     writeln!(out, "</svg>")?;
-    let charts = r.servers.len().div_ceil(ROWS_PER_CHART).max(1);
-    for chart in 0..charts {
-        let first = chart * ROWS_PER_CHART;
-        let rows: Vec<&ServerReport> = r.servers.iter().skip(first).take(ROWS_PER_CHART).collect();
-        chart_svg(r, t, &scale, chart, charts, &rows, out)?;
+    if is_large(r) {
+        let sites = groups(r, |s| &s.site);
+        let charts = sites.len().div_ceil(ROWS_PER_CHART).max(1);
+        for chart in 0..charts {
+            let first = chart * ROWS_PER_CHART;
+            let rows = &sites[first..(first + ROWS_PER_CHART).min(sites.len())];
+            let part = Part {
+                chart,
+                charts,
+                rows: rows.len(),
+                total: sites.len(),
+                what: "site(s)",
+            };
+            chart_svg(r, t, &scale, &part, out, |i, out| {
+                site_row(r, t, &rows[i], i, &scale, out)
+            })?;
+        }
+    } else {
+        let charts = r.servers.len().div_ceil(ROWS_PER_CHART).max(1);
+        for chart in 0..charts {
+            let first = chart * ROWS_PER_CHART;
+            let rows: Vec<&ServerReport> =
+                r.servers.iter().skip(first).take(ROWS_PER_CHART).collect();
+            let part = Part {
+                chart,
+                charts,
+                rows: rows.len(),
+                total: r.servers.len(),
+                what: "server(s)",
+            };
+            chart_svg(r, t, &scale, &part, out, |i, out| {
+                row(r, t, rows[i], i, &scale, out)
+            })?;
+        }
     }
     legend_svg(&legend_items(), out)?;
     writeln!(out, "</section>")
+}
+
+/// Above this many servers the page aggregates: the timeline has one row per site, and the
+/// servers are listed in one closed section per pool. Below it (the usual night), one timeline
+/// row per server.
+pub(crate) const LARGE_REPORT_SERVERS: usize = 200;
+
+/// The audit trail shows at most this many lines; the rest are in `report --format json`.
+pub(crate) const AUDIT_LINES_SHOWN: usize = 1000;
+
+fn is_large(r: &Report) -> bool {
+    r.servers.len() > LARGE_REPORT_SERVERS
+}
+
+/// Servers grouped by `key` (a site, a pool), in the order the groups first appear in the plan.
+struct Group<'a> {
+    name: &'a str,
+    servers: Vec<&'a ServerReport>,
+}
+
+fn groups<'a>(r: &'a Report, key: impl Fn(&'a ServerReport) -> &'a str) -> Vec<Group<'a>> {
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Group<'a>> = Vec::new();
+    for s in &r.servers {
+        let name = key(s);
+        let i = *index.entry(name.to_ascii_lowercase()).or_insert_with(|| {
+            out.push(Group {
+                name,
+                servers: Vec::new(),
+            });
+            out.len() - 1
+        });
+        out[i].servers.push(s);
+    }
+    out
+}
+
+/// The union of the servers' outage windows (open ones up to `now`), as sorted disjoint spans;
+/// spans less than `join` seconds apart (a pixel of the picture) are drawn as one.
+fn outage_union(servers: &[&ServerReport], now: f64, join: f64) -> Vec<(f64, f64)> {
+    let mut spans: Vec<(f64, f64)> = servers
+        .iter()
+        .filter_map(|s| {
+            let start = s.outage_start_seconds?;
+            Some((start, s.outage_end_seconds.unwrap_or(now).max(start)))
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut merged: Vec<(f64, f64)> = Vec::new();
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 + join => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// One row of the aggregated timeline: a site's servers from the first start to the last end,
+/// and the times any of them was out of service (hatched), with counts in the label.
+fn site_row(
+    r: &Report,
+    t: &Times,
+    g: &Group<'_>,
+    index: usize,
+    scale: &Scale,
+    out: &mut String,
+) -> fmt::Result {
+    let y = TOP + index as f64 * ROW;
+    let now = r.run.makespan_seconds;
+    let limit = r.run.resiliency_after_seconds;
+    let failed = g
+        .servers
+        .iter()
+        .filter(|s| s.state == ServerState::Failed)
+        .count();
+    let over = g
+        .servers
+        .iter()
+        .filter(|s| s.outage_seconds.is_some_and(|o| o > limit))
+        .count();
+    let pools = groups_count(&g.servers);
+    writeln!(out, "<g class=\"row site\" data-site=\"{}\">", Esc(g.name))?;
+    let shade = if index.is_multiple_of(2) {
+        "#fafafa"
+    } else {
+        "#ffffff"
+    };
+    writeln!(
+        out,
+        "<rect x=\"0\" y=\"{y:.1}\" width=\"{WIDTH}\" height=\"{ROW}\" fill=\"{shade}\"/>\
+         <line x1=\"0\" y1=\"{0:.1}\" x2=\"{WIDTH}\" y2=\"{0:.1}\" stroke=\"#e6e6e6\"/>",
+        y + ROW
+    )?;
+    let summary = format!(
+        "{} server(s) \u{b7} {pools} pool(s){}{}",
+        g.servers.len(),
+        if failed > 0 {
+            format!(" \u{b7} \u{2717} {failed} failed")
+        } else {
+            String::new()
+        },
+        if over > 0 {
+            format!(" \u{b7} {over} over {}", minutes(limit))
+        } else {
+            String::new()
+        }
+    );
+    writeln!(
+        out,
+        "<text x=\"10\" y=\"{:.1}\" font-size=\"12\" font-weight=\"700\" fill=\"#111\"><title>site {}</title>{}</text>\
+         <text x=\"10\" y=\"{:.1}\" font-size=\"10.5\" fill=\"{}\"><title>{}</title>{}</text>",
+        y + 22.0,
+        Esc(g.name),
+        Esc(&ellipsize(g.name, 29)),
+        y + 38.0,
+        if failed > 0 { FAILED_RED } else { "#555" },
+        Esc(&summary),
+        Esc(&ellipsize(&summary, 32))
+    )?;
+    let starts = g.servers.iter().filter_map(|s| s.start_seconds);
+    if let Some(first) = starts.reduce(f64::min) {
+        let last = g
+            .servers
+            .iter()
+            .map(|s| s.end_seconds.unwrap_or(now))
+            .fold(first, f64::max);
+        let (x, w) = scale.span(first, last, 1.5);
+        writeln!(
+            out,
+            "<rect class=\"span\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{BOX_HEIGHT:.1}\" \
+             fill=\"#e8eef7\" stroke=\"#8aa4c8\" stroke-width=\"1\"><title>site {}: servers at work \
+             from {} to {}</title></rect>",
+            y + BOX_TOP,
+            Esc(g.name),
+            t.full(first),
+            t.full(last)
+        )?;
+    }
+    let windows = g
+        .servers
+        .iter()
+        .filter(|s| s.outage_start_seconds.is_some())
+        .count();
+    if windows > 0 {
+        let outage: f64 = g.servers.iter().filter_map(|s| s.outage_seconds).sum();
+        writeln!(
+            out,
+            "<g class=\"outage\"><title>site {}: {windows} outage window(s), {} in all; hatched: \
+             while any of them was open</title>",
+            Esc(g.name),
+            minutes(outage)
+        )?;
+        for (start, end) in outage_union(&g.servers, now, scale.end / PLOT) {
+            let (x, w) = scale.span(start, end, 1.5);
+            writeln!(
+                out,
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" \
+                 fill=\"url(#p-outage)\" stroke=\"#c77c2e\" stroke-width=\"1\"/>",
+                y + 3.0,
+                BOX_TOP - 5.0,
+            )?;
+        }
+        writeln!(out, "</g>")?;
+    }
+    writeln!(out, "</g>")
+}
+
+/// How many pools the servers belong to.
+fn groups_count(servers: &[&ServerReport]) -> usize {
+    let mut pools: Vec<String> = servers
+        .iter()
+        .map(|s| s.pool.to_ascii_lowercase())
+        .collect();
+    pools.sort_unstable();
+    pools.dedup();
+    pools.len()
+}
+
+/// Which part of the timeline one picture is.
+struct Part {
+    chart: usize,
+    charts: usize,
+    rows: usize,
+    total: usize,
+    what: &'static str,
 }
 
 /// One picture of the timeline: the axis, `rows`, the approvals and the end of the journal.
@@ -563,12 +780,18 @@ fn chart_svg(
     r: &Report,
     t: &Times,
     scale: &Scale,
-    chart: usize,
-    charts: usize,
-    rows: &[&ServerReport],
+    part: &Part,
     out: &mut String,
+    mut row: impl FnMut(usize, &mut String) -> fmt::Result,
 ) -> fmt::Result {
-    let plot_bottom = TOP + rows.len() as f64 * ROW;
+    let Part {
+        chart,
+        charts,
+        rows,
+        total,
+        what,
+    } = *part;
+    let plot_bottom = TOP + rows as f64 * ROW;
     let height = plot_bottom + AXIS_BOTTOM;
     let now = r.run.makespan_seconds;
     writeln!(out, "<div class=\"scroll\">")?;
@@ -580,15 +803,13 @@ fn chart_svg(
     )?;
     writeln!(
         out,
-        "<title id=\"timeline-title-{chart}\">Timeline of run {}{}: {} of {} server(s) over {}</title>",
+        "<title id=\"timeline-title-{chart}\">Timeline of run {}{}: {rows} of {total} {what} over {}</title>",
         r.run.id,
         if charts > 1 {
             format!(", part {} of {charts}", chart + 1)
         } else {
             String::new()
         },
-        rows.len(),
-        r.servers.len(),
         minutes(now)
     )?;
 
@@ -653,8 +874,8 @@ fn chart_svg(
     }
     writeln!(out, "</g>")?;
 
-    for (row_index, s) in rows.iter().enumerate() {
-        row(r, t, s, row_index, scale, out)?;
+    for row_index in 0..rows {
+        row(row_index, out)?;
     }
 
     for a in &r.run.approvals {
@@ -1236,13 +1457,70 @@ fn servers(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
          before anything changed. Build after: the package's build once verify saw it, or the \
          build before when nothing was installed.</p>"
     )?;
+    if is_large(r) {
+        writeln!(
+            out,
+            "<p class=\"note\">{} servers in {} pools: one section per pool, closed unless one \
+             of its servers failed; open one to see its servers. Every server's steps are in \
+             <code>sfbpatch report --format json</code>.</p>",
+            r.servers.len(),
+            r.pools
+                .len()
+                .max(groups_count(&r.servers.iter().collect::<Vec<_>>()))
+        )?;
+        for pool in groups(r, |s| &s.pool) {
+            let failed = pool
+                .servers
+                .iter()
+                .filter(|s| s.state == ServerState::Failed)
+                .count();
+            let longest = pool
+                .servers
+                .iter()
+                .filter_map(|s| s.outage_seconds)
+                .fold(None, |m: Option<f64>, o| Some(m.map_or(o, |m| m.max(o))));
+            writeln!(
+                out,
+                "<details class=\"pool\" data-pool=\"{}\"{}><summary>{} \u{2013} {} server(s){}{}</summary>",
+                Esc(pool.name),
+                if failed > 0 { " open=\"open\"" } else { "" },
+                Name(pool.name),
+                pool.servers.len(),
+                if failed > 0 {
+                    format!(", \u{2717} {failed} failed")
+                } else {
+                    String::new()
+                },
+                match longest {
+                    Some(o) => format!(", longest outage window {}", minutes(o)),
+                    None => String::new(),
+                }
+            )?;
+            server_table(pool.servers.iter().copied(), true, t, limit, out)?;
+            writeln!(out, "</details>")?;
+        }
+    } else {
+        server_table(r.servers.iter(), false, t, limit, out)?;
+    }
+    writeln!(out, "</section>")
+}
+
+/// The servers' table: one row each.
+fn server_table<'a>(
+    servers: impl Iterator<Item = &'a ServerReport>,
+    in_pool: bool,
+    t: &Times,
+    limit: f64,
+    out: &mut String,
+) -> fmt::Result {
     writeln!(
         out,
-        "<table class=\"servers\">\n<thead><tr><th>Server (pool)</th><th>State</th>\
+        "<table class=\"servers\">\n<thead><tr><th>{}</th><th>State</th>\
          <th>Build before</th><th>Build after</th><th>Started</th><th>Finished</th>\
-         <th>Outage window</th><th>Steps done</th></tr></thead>\n<tbody>"
+         <th>Outage window</th><th>Steps done</th></tr></thead>\n<tbody>",
+        if in_pool { "Server" } else { "Server (pool)" }
     )?;
-    for s in &r.servers {
+    for s in servers {
         let done = s
             .steps
             .iter()
@@ -1251,13 +1529,21 @@ fn servers(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
         let over = s.outage_seconds.is_some_and(|o| o > limit);
         writeln!(
             out,
-            "<tr data-server=\"{}\"><td class=\"name\">{}<span class=\"sub\">{}</span></td>\
+            "<tr data-server=\"{}\"><td class=\"name\">{}</td>\
              <td class=\"state-cell\">{}{}</td><td class=\"build\">{}</td><td class=\"build\">{}</td>\
              <td class=\"when\">{}</td><td class=\"when\">{}</td><td class=\"outage{}\">{}</td>\
              <td class=\"num\">{done} of {}</td></tr>",
             Esc(&s.fqdn),
-            Name(&s.fqdn),
-            Name(&s.pool),
+            // In a pool's section the pool is its title.
+            if in_pool {
+                Esc(&s.fqdn).to_string()
+            } else {
+                format!(
+                    "{}<span class=\"sub\">{}</span>",
+                    Name(&s.fqdn),
+                    Name(&s.pool)
+                )
+            },
             state_badge(s.state.as_str()),
             // The whole reason is under Failures.
             match &s.reason {
@@ -1289,8 +1575,7 @@ fn servers(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
             s.steps.len(),
         )?;
     }
-    writeln!(out, "</tbody>\n</table>")?;
-    writeln!(out, "</section>")
+    writeln!(out, "</tbody>\n</table>")
 }
 
 /// The build the pre-flight read (HTML).
@@ -1450,12 +1735,25 @@ fn databases(r: &Report, out: &mut String) -> fmt::Result {
          Test-CsDatabase read it: {} database(s), {behind} behind.</p>",
         r.databases.len()
     )?;
+    let large = is_large(r);
+    if large {
+        writeln!(
+            out,
+            "<p class=\"note databases-left-out\">Listed here: the databases behind their \
+             expected version. Every database, current or not, is in \
+             <code>sfbpatch report --run {} --format json</code>.</p>",
+            r.run.id
+        )?;
+        if behind == 0 {
+            return writeln!(out, "</section>");
+        }
+    }
     writeln!(
         out,
         "<table class=\"databases\">\n<thead><tr><th>SQL Server</th><th>Store</th>\
          <th>Database</th><th>Installed</th><th>Expected</th></tr></thead>\n<tbody>"
     )?;
-    for d in &r.databases {
+    for d in r.databases.iter().filter(|d| !large || !d.is_current()) {
         let sql = if d.sql_instance.is_empty() {
             d.sql_server_fqdn.clone()
         } else {
@@ -1487,9 +1785,14 @@ fn audit(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     writeln!(out, "<details class=\"appendix\" id=\"audit\">")?;
     writeln!(
         out,
-        "<summary><h2>Appendix: audit trail</h2> ({} line(s); open it to read it, or to print it \
-         with the report)</summary>",
-        r.audit.len()
+        "<summary><h2>Appendix: audit trail</h2> ({} line(s){}; open it to read it, or to print \
+         it with the report)</summary>",
+        r.audit.len(),
+        if r.audit.len() > AUDIT_LINES_SHOWN {
+            format!(", the first {AUDIT_LINES_SHOWN} shown")
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,
@@ -1501,7 +1804,7 @@ fn audit(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
         "<table class=\"audit\">\n<thead><tr><th>When</th><th>Who</th><th>Server</th><th>Step</th>\
          <th>Command</th><th>Exit code</th><th>Output (excerpt)</th></tr></thead>\n<tbody>"
     )?;
-    for a in &r.audit {
+    for a in r.audit.iter().take(AUDIT_LINES_SHOWN) {
         writeln!(
             out,
             "<tr data-server=\"{}\"><td class=\"when\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
@@ -1517,6 +1820,19 @@ fn audit(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
         )?;
     }
     writeln!(out, "</tbody>\n</table>")?;
+    if let Some(left) = r
+        .audit
+        .len()
+        .checked_sub(AUDIT_LINES_SHOWN)
+        .filter(|n| *n > 0)
+    {
+        writeln!(
+            out,
+            "<p class=\"note audit-left-out\">{left} more line(s) of the audit trail are left out \
+             of this page; the full trail is in <code>sfbpatch report --run {} --format json</code>.</p>",
+            r.run.id
+        )?;
+    }
     writeln!(out, "</details>")
 }
 

@@ -1669,3 +1669,182 @@ fn a_large_timeline_is_split_into_pictures_that_fit_a_page() {
     }
     assert_eq!(rows, r.servers.len());
 }
+
+/// `varied_run` copied until it has more than `servers` servers: copy `i` has its servers,
+/// pools and sites renamed with `-i`, and every copy's audit lines.
+fn scaled_run(servers: usize) -> Report {
+    let base = varied_run();
+    let mut report = base.clone();
+    report.servers.clear();
+    report.pools.clear();
+    report.audit.clear();
+    let mut copy = 0;
+    while report.servers.len() <= servers {
+        let rename = |name: &str| format!("{name}-{copy}");
+        report.servers.extend(base.servers.iter().map(|s| {
+            let mut s = s.clone();
+            s.fqdn = rename(&s.fqdn);
+            s.pool = rename(&s.pool);
+            s.site = format!("site{}", copy % 7);
+            s
+        }));
+        report.pools.extend(base.pools.iter().map(|p| {
+            let mut p = p.clone();
+            p.fqdn = rename(&p.fqdn);
+            p
+        }));
+        report.audit.extend(base.audit.iter().map(|a| {
+            let mut a = a.clone();
+            a.server = rename(&a.server);
+            a
+        }));
+        copy += 1;
+    }
+    report
+}
+
+fn timeline_rows<'a>(doc: &'a roxmltree::Document<'a>) -> Vec<roxmltree::Node<'a, 'a>> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("g") && has_class(n, "row"))
+        .collect()
+}
+
+#[test]
+fn at_the_threshold_every_server_keeps_its_own_timeline_row() {
+    let mut report = scaled_run(crate::html::LARGE_REPORT_SERVERS - 6);
+    report.servers.truncate(crate::html::LARGE_REPORT_SERVERS);
+    let html = render_html(&report);
+    let doc = parse(&html);
+    let rows = timeline_rows(&doc);
+    assert_eq!(rows.len(), report.servers.len());
+    assert!(rows.iter().all(|r| r.attribute("data-server").is_some()));
+    assert!(
+        !doc.descendants()
+            .any(|n| n.has_tag_name("details") && has_class(&n, "pool"))
+    );
+}
+
+#[test]
+fn above_the_threshold_the_timeline_has_a_row_per_site_and_a_section_per_pool() {
+    let report = scaled_run(crate::html::LARGE_REPORT_SERVERS);
+    assert!(report.servers.len() > crate::html::LARGE_REPORT_SERVERS);
+    let html = render_html(&report);
+    let doc = parse(&html);
+    let rows = timeline_rows(&doc);
+    let mut sites: Vec<&str> = report.servers.iter().map(|s| s.site.as_str()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    assert_eq!(rows.len(), sites.len(), "one row per site");
+    for site in &sites {
+        let row = rows
+            .iter()
+            .find(|r| r.attribute("data-site") == Some(*site))
+            .unwrap_or_else(|| panic!("a row for {site}"));
+        let servers = report.servers.iter().filter(|s| s.site == *site).count();
+        let label: String = row.descendants().filter_map(|n| n.text()).collect();
+        assert!(
+            label.contains(&format!("{servers} server(s)")),
+            "{site}: {label}"
+        );
+        let out = report
+            .servers
+            .iter()
+            .any(|s| s.site == *site && s.outage_start_seconds.is_some());
+        assert_eq!(
+            row.descendants()
+                .any(|n| n.has_tag_name("g") && has_class(&n, "outage")),
+            out,
+            "{site}"
+        );
+    }
+    // Every server is reachable, in its pool's section; a pool with a failure is open.
+    for s in &report.servers {
+        let tr = doc
+            .descendants()
+            .find(|n| n.has_tag_name("tr") && n.attribute("data-server") == Some(s.fqdn.as_str()))
+            .unwrap_or_else(|| panic!("{} in the servers table", s.fqdn));
+        let section = tr
+            .ancestors()
+            .find(|a| a.has_tag_name("details") && has_class(a, "pool"))
+            .unwrap_or_else(|| panic!("{} in a pool's section", s.fqdn));
+        assert_eq!(section.attribute("data-pool"), Some(s.pool.as_str()));
+        let failed = report
+            .servers
+            .iter()
+            .any(|o| o.pool == s.pool && o.state == ServerState::Failed);
+        assert_eq!(section.attribute("open").is_some(), failed, "{}", s.pool);
+    }
+}
+
+#[test]
+fn the_audit_trail_in_html_is_capped_with_a_pointer_to_json() {
+    let shown = crate::html::AUDIT_LINES_SHOWN;
+    let mut report = scaled_run(crate::html::LARGE_REPORT_SERVERS);
+    let line = report.audit[0].clone();
+    report.audit = vec![line; shown + 37];
+    let html = render_html(&report);
+    let doc = parse(&html);
+    let rows = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("tr")
+                && n.parent().is_some_and(|p| p.has_tag_name("tbody"))
+                && n.ancestors().any(|a| has_class(&a, "audit"))
+        })
+        .count();
+    assert_eq!(rows, shown);
+    let note = doc
+        .descendants()
+        .find(|n| has_class(n, "audit-left-out"))
+        .expect("a line saying what was left out");
+    let text: String = note.descendants().filter_map(|n| n.text()).collect();
+    assert!(text.starts_with("37 more line(s)"), "{text}");
+    assert!(text.contains("--format json"), "{text}");
+    // Under the cap nothing is left out, and nothing says so.
+    report.audit.truncate(shown);
+    let doc_html = render_html(&report);
+    assert!(
+        !parse(&doc_html)
+            .descendants()
+            .any(|n| has_class(&n, "audit-left-out"))
+    );
+}
+
+#[test]
+fn above_the_threshold_only_databases_behind_are_listed() {
+    let db = |name: &str, installed: &str| sfbpatch_engine::DatabaseState {
+        sql_server_fqdn: "sql1.contoso.com".into(),
+        sql_instance: "rtc".into(),
+        store: "user".into(),
+        database: name.into(),
+        installed_version: installed.into(),
+        expected_version: "15.2046.553".into(),
+    };
+    let listed = |report: &Report| -> Vec<String> {
+        let html = render_html(report);
+        let doc = parse(&html);
+        doc.descendants()
+            .filter(|n| n.has_tag_name("tr") && n.ancestors().any(|a| has_class(&a, "databases")))
+            .filter(|n| n.parent().is_some_and(|p| p.has_tag_name("tbody")))
+            .map(|n| {
+                n.children()
+                    .nth(2)
+                    .and_then(|c| c.text())
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let databases = vec![
+        db("rtcxds", "15.2046.553"),
+        db("rtcab", "15.2046.0"),
+        db("rtcshared", "15.2046.553"),
+    ];
+    let mut small = varied_run();
+    small.databases = databases.clone();
+    assert_eq!(listed(&small), ["rtcxds", "rtcab", "rtcshared"]);
+    let mut large = scaled_run(crate::html::LARGE_REPORT_SERVERS);
+    large.databases = databases;
+    assert_eq!(listed(&large), ["rtcab"]);
+    assert!(render_html(&large).contains("databases-left-out"));
+}
