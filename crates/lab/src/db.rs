@@ -11,7 +11,7 @@ use sfbpatch_topology::StoreKind;
 use crate::rules;
 
 /// The layout version of `lab.db`.
-pub(crate) const FORMAT: i64 = 5;
+pub(crate) const FORMAT: i64 = 6;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE lab (
@@ -24,7 +24,9 @@ CREATE TABLE lab (
     now_ms INTEGER NOT NULL,
     -- the calendar instant (Unix milliseconds) that virtual time 0 stands for: the lab's
     -- creation. Every process reads dates from it, so a night stays one night across them.
-    epoch_unix_ms INTEGER NOT NULL
+    epoch_unix_ms INTEGER NOT NULL,
+    -- the seed of the step durations' variance (LabOptions::variance); NULL: the table's times
+    variance_seed INTEGER
 );
 CREATE TABLE accounts (
     account TEXT NOT NULL COLLATE NOCASE,
@@ -95,6 +97,8 @@ CREATE TABLE servers (
     in_service INTEGER NOT NULL
 );
 CREATE INDEX servers_backend ON servers (backend_id);
+-- a Front End pool's members, in order: read by every step of a Front End server
+CREATE INDEX servers_pool ON servers (pool_id, pool_ord, id);
 CREATE TABLE services (
     server_id INTEGER NOT NULL REFERENCES servers(id),
     ord INTEGER NOT NULL,
@@ -133,6 +137,8 @@ CREATE TABLE front_end_samples (
     at_ms INTEGER NOT NULL,
     in_service INTEGER NOT NULL
 );
+-- a pool's last samples: read by every step of a Front End server
+CREATE INDEX front_end_samples_pool ON front_end_samples (pool_id, at_ms);
 CREATE TABLE pool_members (
     pool_id INTEGER NOT NULL REFERENCES pools(id),
     server_id INTEGER NOT NULL REFERENCES servers(id),
@@ -213,6 +219,12 @@ pub(crate) fn connect(path: &Path, create: bool) -> rusqlite::Result<Connection>
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "wal_autocheckpoint", 20000)?;
+    // The query planner stability guarantee: a cached statement keeps its plan instead of
+    // being prepared again whenever a bound value might change it (this SQLite has STAT4).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

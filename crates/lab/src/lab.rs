@@ -43,6 +43,10 @@ pub struct LabOptions {
     /// The calendar instant (Unix milliseconds) that virtual time 0 stands for; the caller
     /// gives its wall clock's reading (the lab reads no clock of its own).
     pub epoch_unix_ms: i64,
+    /// Step durations with seeded per-server variance and occasional slow servers
+    /// ([`rules::varied_step_duration`]), so that the engine's predictions can miss; `None`:
+    /// every step takes the table's time ([`rules::step_duration`]). Recorded in the lab.
+    pub variance: Option<u64>,
 }
 
 impl Default for LabOptions {
@@ -54,6 +58,7 @@ impl Default for LabOptions {
             faults: Vec::new(),
             sfb_components: Vec::new(),
             epoch_unix_ms: 0,
+            variance: None,
         }
     }
 }
@@ -73,6 +78,8 @@ pub(crate) struct Shared {
     pub speed: f64,
     pub operator: String,
     pub epoch_unix_ms: i64,
+    /// The seed of the step durations' variance, if the lab has it.
+    pub variance: Option<u64>,
     pub initial_build: Build,
     /// Server ids by lower-case FQDN.
     pub servers: HashMap<String, i64>,
@@ -605,14 +612,17 @@ fn write_world(
     tx.execute_batch(db::SCHEMA)?;
     let initial = BuildCol(options.build);
     tx.execute(
-        "INSERT INTO lab (id, format, initial_build, speed, operator, now_ms, epoch_unix_ms)
-         VALUES (1, ?1, ?2, ?3, ?4, 0, ?5)",
+        "INSERT INTO lab (id, format, initial_build, speed, operator, now_ms, epoch_unix_ms,
+                          variance_seed)
+         VALUES (1, ?1, ?2, ?3, ?4, 0, ?5, ?6)",
         params![
             db::FORMAT,
             initial,
             options.speed,
             options.operator.trim(),
-            options.epoch_unix_ms
+            options.epoch_unix_ms,
+            // SQLite integers are signed: the seed's bits, as they are.
+            options.variance.map(|v| v as i64)
         ],
     )?;
     for (account, group) in rules::ACCOUNTS {
@@ -857,12 +867,22 @@ impl Lab {
                 expected: db::FORMAT,
             });
         }
-        type Row = (BuildCol, f64, String, i64, i64);
-        let (initial, speed, operator, now, epoch_unix_ms): Row = conn
+        type Row = (BuildCol, f64, String, i64, i64, Option<i64>);
+        let (initial, speed, operator, now, epoch_unix_ms, variance): Row = conn
             .query_row(
-                "SELECT initial_build, speed, operator, now_ms, epoch_unix_ms FROM lab WHERE id = 1",
+                "SELECT initial_build, speed, operator, now_ms, epoch_unix_ms, variance_seed
+                 FROM lab WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .map_err(database)?;
         let servers = {
@@ -893,6 +913,7 @@ impl Lab {
                 speed,
                 operator,
                 epoch_unix_ms,
+                variance: variance.map(|v| v as u64),
                 initial_build: initial.0,
                 servers,
                 fault_steps,
@@ -931,6 +952,11 @@ impl Lab {
     /// Simulated seconds per real second (0 = no waiting).
     pub fn speed(&self) -> f64 {
         self.shared.speed
+    }
+
+    /// The seed of the step durations' variance, if the lab was made with it.
+    pub fn variance(&self) -> Option<u64> {
+        self.shared.variance
     }
 
     /// The account acting on the servers.

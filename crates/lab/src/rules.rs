@@ -59,6 +59,73 @@ pub fn step_duration(step: StepId) -> Millis {
     }
 }
 
+/// How long `step` takes on `server` (its lower-case FQDN) in a lab with duration variance
+/// (`LabOptions::variance`, the seed): the table's time ([`step_duration`]) times the server's
+/// speed times the step's own jitter. A stand-in for what a real server's times depend on
+/// (docs/lab.md): each server draws a speed between 0.85 and 1.35 (disks, CPU, the load it
+/// carries), one server in twelve is slow (1.8 to 2.6: a busy SAN, antivirus scanning the
+/// installer's files) and every step varies by up to a tenth either way. Deterministic: the same
+/// seed, server and step always give the same time.
+pub fn varied_step_duration(seed: u64, server: &str, step: StepId) -> Millis {
+    let base = step_duration(step);
+    let factor = server_speed(seed, server) * step_jitter(seed, server, step);
+    // Whole seconds, as a transcript would show them.
+    let seconds = ((base as f64 * factor) / 1000.0).round().max(1.0);
+    seconds as Millis * 1000
+}
+
+/// The factor a server's steps take longer (or shorter) than the table's in a lab with
+/// variance `seed`.
+pub fn server_speed(seed: u64, server: &str) -> f64 {
+    let mut h = Draw::new(seed, server, "speed");
+    if h.below(12) == 0 {
+        1.8 + 0.8 * h.unit()
+    } else {
+        0.85 + 0.5 * h.unit()
+    }
+}
+
+fn step_jitter(seed: u64, server: &str, step: StepId) -> f64 {
+    0.9 + 0.2 * Draw::new(seed, server, step.as_str()).unit()
+}
+
+/// A seeded stream of draws: FNV-1a over the seed and names, then SplitMix64.
+struct Draw(u64);
+
+impl Draw {
+    fn new(seed: u64, server: &str, what: &str) -> Self {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in seed
+            .to_le_bytes()
+            .iter()
+            .chain(server.as_bytes())
+            .chain(&[0])
+            .chain(what.as_bytes())
+        {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        Draw(h)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A number in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// `Reset-CsPoolRegistrarState -ResetType QuorumLossRecovery` before a check can go on.
 pub const RESET_REGISTRAR_STATE_DURATION: Millis = 5 * MINUTE;
 
@@ -117,6 +184,39 @@ mod tests {
         assert_eq!(
             derived_schema_version(StoreKind::Monitoring, DEFAULT_BUILD),
             "12.2046.0"
+        );
+    }
+
+    #[test]
+    fn varied_durations_repeat_and_stay_in_their_range() {
+        let servers: Vec<String> = (0..240).map(|i| format!("fe{i}.example.com")).collect();
+        let mut slow = 0;
+        for s in &servers {
+            let speed = server_speed(42, s);
+            assert!(
+                (0.85..1.35).contains(&speed) || (1.8..2.6).contains(&speed),
+                "{s}: {speed}"
+            );
+            slow += usize::from(speed >= 1.8);
+            for step in StepId::ALL {
+                let d = varied_step_duration(42, s, step);
+                assert_eq!(d, varied_step_duration(42, s, step));
+                assert_eq!(d % 1000, 0);
+                let base = step_duration(step) as f64;
+                assert!(
+                    d as f64 >= (base * 0.85 * 0.9 - 500.0).max(1000.0),
+                    "{s} {step}: {d}"
+                );
+                assert!(d as f64 <= base * 2.6 * 1.1 + 500.0, "{s} {step}: {d}");
+            }
+        }
+        // About one in twelve is slow.
+        assert!((10..=32).contains(&slow), "{slow} slow servers of 240");
+        // Another seed draws another world.
+        assert!(
+            servers
+                .iter()
+                .any(|s| server_speed(42, s) != server_speed(43, s))
         );
     }
 

@@ -322,7 +322,7 @@ impl LabTarget {
         self.timed(
             call.host,
             op,
-            |tx, now| begin_step(tx, id, call, has_faults, now),
+            |tx, now| begin_step(tx, id, call, has_faults, shared.variance, now),
             |tx, begun, window| {
                 // After a real-time wait, another process may have changed the server.
                 let server = if window.same_transaction {
@@ -858,10 +858,17 @@ fn check_action(step: StepId, action: &Action) -> Result<(), TargetError> {
     }
 }
 
-fn default_duration(call: &StepCall<'_>) -> i64 {
-    match call.action {
-        Action::DatabasesUpdatedBy { .. } => 0,
-        _ => db::ms(rules::step_duration(call.step)),
+/// How long a step takes without a fault that says otherwise: the table's time, or with
+/// variance (`variance`, the lab's seed) the server's own.
+fn default_duration(call: &StepCall<'_>, variance: Option<u64>) -> i64 {
+    match (call.action, variance) {
+        (Action::DatabasesUpdatedBy { .. }, _) => 0,
+        (_, None) => db::ms(rules::step_duration(call.step)),
+        (_, Some(seed)) => db::ms(rules::varied_step_duration(
+            seed,
+            &call.server.to_ascii_lowercase(),
+            call.step,
+        )),
     }
 }
 
@@ -899,13 +906,14 @@ fn begin_step(
     id: i64,
     call: &StepCall<'_>,
     fault_server: Option<i64>,
+    variance: Option<u64>,
     now: i64,
 ) -> rusqlite::Result<Attempt<(i64, Begun)>> {
     let mut server = Server::load(tx, id)?;
     if let Some(until) = server.unreachable_at(now) {
         return Ok(Err(unreachable(&server, until, now)));
     }
-    let mut duration = default_duration(call);
+    let mut duration = default_duration(call, variance);
     let mut disposition = Disposition::Run;
     // Windows Installer runs one installation at a time.
     if call.step == StepId::InstallUpdate

@@ -23,6 +23,7 @@ pub fn run(cmd: LabCommand) -> CmdResult {
             faults,
             operator,
             sfb_components_on,
+            variance,
         } => {
             let (_, deployment) = input::topology(&topology)?;
             let build = build
@@ -48,6 +49,7 @@ pub fn run(cmd: LabCommand) -> CmdResult {
                 faults,
                 sfb_components: sfb_components_on,
                 epoch_unix_ms: sfbpatch_engine::Clock::now(&sfbpatch_engine::SystemClock) as i64,
+                variance,
             };
             let lab =
                 sfbpatch_lab::init(&dir, &deployment, &options).map_err(Failure::bad_input)?;

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use sfbpatch_engine::{Clock, Target};
-use sfbpatch_lab::{Lab, LabError, LabOptions, render_text};
+use sfbpatch_engine::{Clock, Millis, Target};
+use sfbpatch_lab::{Lab, LabError, LabOptions, render_text, rules};
 use sfbpatch_plan::{Build, PlanPolicy, StepId};
 use sfbpatch_topology::{Deployment, SourceFormat};
 
@@ -332,10 +332,16 @@ fn options_are_kept() {
             faults: vec![],
             sfb_components: vec!["SQL1.contoso.com".to_string()],
             epoch_unix_ms: 1_796_000_000_000,
+            variance: Some(u64::MAX - 4),
         },
     );
     let lab = Lab::open(&f.dir()).unwrap();
     assert_eq!(lab.epoch_unix_ms(), 1_796_000_000_000);
+    assert_eq!(
+        lab.variance(),
+        Some(u64::MAX - 4),
+        "every bit of the seed kept"
+    );
     assert_eq!(lab.speed(), 120.0);
     assert_eq!(lab.operator(), "LAB\\rtcadmin");
     assert_eq!(lab.initial_build(), Build([6, 0, 9319, 881]));
@@ -346,6 +352,53 @@ fn options_are_kept() {
     assert!(!f.server(EE_COLLOCATED).runs.management_shell);
     assert_eq!(lab.servers().unwrap(), ALL_SERVERS);
     assert_eq!(lab.target().kind(), "lab");
+}
+
+#[test]
+fn with_variance_each_server_takes_its_own_time_and_a_rerun_the_same() {
+    let varied = |seed| {
+        fixture_with(
+            &deployment(),
+            LabOptions {
+                variance: Some(seed),
+                ..LabOptions::default()
+            },
+        )
+    };
+    // How long each step took on each server (the clock set to 0 before each, as the
+    // engine sets it to an operation's start).
+    let times = |f: &Fixture| -> Vec<Millis> {
+        let clock = f.lab.clock();
+        let mut times = Vec::new();
+        for server in [SE, FE1A, FE1B] {
+            for step in [StepId::CheckAdminRole, StepId::StageUpdate] {
+                clock.set(0);
+                ok(f, &f.plan_for(server), step);
+                times.push(clock.now());
+            }
+        }
+        times
+    };
+    let first = times(&varied(9));
+    let expected: Vec<Millis> = [SE, FE1A, FE1B]
+        .iter()
+        .flat_map(|s| {
+            [StepId::CheckAdminRole, StepId::StageUpdate]
+                .map(|step| rules::varied_step_duration(9, s, step))
+        })
+        .collect();
+    assert_eq!(first, expected);
+    assert_ne!(first[1], rules::step_duration(StepId::StageUpdate));
+    assert_ne!(first[1], first[3], "two servers, two times");
+    // The same seed, the same world; a lab opened again keeps its seed.
+    let again = varied(9);
+    assert_eq!(Lab::open(&again.dir()).unwrap().variance(), Some(9));
+    assert_eq!(times(&again), first);
+    assert_ne!(times(&varied(10)), first);
+    // Without variance, the table's times.
+    let exact = times(&fixture());
+    assert_eq!(exact[1], rules::step_duration(StepId::StageUpdate));
+    assert_eq!(exact[1], exact[3]);
 }
 
 #[test]
