@@ -46,6 +46,9 @@ impl Store for KillAt {
     fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
         self.inner.run(id)
     }
+    fn run_state(&self, id: RunId) -> Result<RunState, StoreError> {
+        self.inner.run_state(id)
+    }
     fn latest_run(&self) -> Result<Option<RunRecord>, StoreError> {
         self.inner.latest_run()
     }
@@ -74,6 +77,24 @@ impl Store for KillAt {
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.audit(run)
     }
+    fn journal_since(
+        &self,
+        run: RunId,
+        after: i64,
+    ) -> Result<Vec<sfbpatch_engine::JournalEntry>, StoreError> {
+        self.inner.journal_since(run, after)
+    }
+    fn request_stop(
+        &mut self,
+        run: RunId,
+        by: &str,
+        at: Millis,
+    ) -> Result<sfbpatch_engine::StopRequest, StoreError> {
+        self.inner.request_stop(run, by, at)
+    }
+    fn stop_request(&self, run: RunId) -> Result<Option<sfbpatch_engine::StopRequest>, StoreError> {
+        self.inner.stop_request(run)
+    }
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
         self.inner.acquire_lease(lease, now)
     }
@@ -91,6 +112,13 @@ impl Store for KillAt {
     }
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError> {
         self.inner.break_lease(pool)
+    }
+    fn break_lease_held_by(
+        &mut self,
+        pool: &str,
+        instance: &str,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.inner.break_lease_held_by(pool, instance)
     }
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         self.inner.leases()

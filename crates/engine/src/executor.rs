@@ -802,7 +802,7 @@ impl<'p> Executor<'p> {
             &[Record::StepIntent {
                 step: step.id,
                 attempt,
-                command: step.command.clone(),
+                command: None,
             }],
             None,
         )?;

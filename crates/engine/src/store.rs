@@ -120,10 +120,13 @@ pub enum Record {
         step: StepId,
         reason: String,
     },
-    /// Written before a step is carried out.
+    /// Written before a step is carried out. The step's command is the plan's (in the run's
+    /// spec, and on the audit line of its result): the intent records only which step and
+    /// attempt. `command` is what journals of earlier versions hold; it is not written now.
     StepIntent {
         step: StepId,
         attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         command: Option<String>,
     },
     /// Written after the step returned.
@@ -132,6 +135,7 @@ pub enum Record {
         attempt: u32,
         result: StepResultKind,
         exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         output: String,
         duration_ms: Millis,
     },
@@ -284,6 +288,20 @@ impl StoreError {
     }
 }
 
+/// A request that a run stop at its next step boundary (what Ctrl-C does to its controller),
+/// written to the store by someone other than the controller (`sfbpatch serve`). It applies to
+/// the controller that held the run when it was asked ([`Store::claim_run`]'s generation): a
+/// later `resume` claims the run anew and is not stopped by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// The run's generation when the stop was asked.
+    pub generation: u64,
+    /// Who asked.
+    pub by: String,
+    /// Target-clock time of the request (the time of its audit line).
+    pub at: Millis,
+}
+
 /// Earlier runs' step durations for one role, used to predict outage windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepStat {
@@ -318,6 +336,11 @@ pub trait Store {
 
     fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError>;
     fn run(&self, id: RunId) -> Result<RunRecord, StoreError>;
+    /// The state of run `id` as recorded, without reading its spec: what a reader polling a
+    /// run needs.
+    fn run_state(&self, id: RunId) -> Result<RunState, StoreError> {
+        Ok(self.run(id)?.state)
+    }
     /// The newest run, if any.
     fn latest_run(&self) -> Result<Option<RunRecord>, StoreError>;
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError>;
@@ -353,12 +376,42 @@ pub trait Store {
     /// The whole journal of a run, in order.
     fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError>;
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The journal records of a run after sequence number `after`, in order: what a reader
+    /// that has seen up to `after` has not seen yet.
+    fn journal_since(&self, run: RunId, after: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut journal = self.journal(run)?;
+        journal.retain(|e| e.seq > after);
+        Ok(journal)
+    }
+
+    /// Ask the run's current controller to stop at its next step boundary: records a
+    /// [`StopRequest`] for the run's current generation (replacing an earlier one) and an
+    /// audit line naming `by`, in one transaction. Returns the request recorded.
+    fn request_stop(&mut self, run: RunId, by: &str, at: Millis)
+    -> Result<StopRequest, StoreError>;
+    /// The run's stop request, if one was made (for whichever generation).
+    fn stop_request(&self, run: RunId) -> Result<Option<StopRequest>, StoreError>;
 
     /// Take the lease on `lease.pool` unless another controller instance holds an unexpired
     /// one; returns the holder's lease when refused. A lease held by the same instance of the
     /// same run is renewed (its generation kept). `now` and the expiry are on the store's
     /// clock when it has one ([`Store::clock_ms`]).
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError>;
+    /// [`Store::acquire_lease`] for each of `leases`, in order, stopping at the first refused
+    /// (whose holder it returns). Implementations do it in one transaction, so that a
+    /// controller of thousands of pools renews them with one commit, all or none.
+    fn acquire_leases(
+        &mut self,
+        leases: &[Lease],
+        now: Millis,
+    ) -> Result<Option<Lease>, StoreError> {
+        for lease in leases {
+            if let Some(held) = self.acquire_lease(lease, now)? {
+                return Ok(Some(held));
+            }
+        }
+        Ok(None)
+    }
     /// The store's name, made once when it was created: where, and random bits
     /// (`sqlite:state.db~3f9a...`). `None` for a store made before stores had one and opened
     /// only to read.
@@ -383,6 +436,14 @@ pub trait Store {
     fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError>;
     /// Remove the lease on `pool`, whoever holds it; returns what was removed.
     fn break_lease(&mut self, pool: &str) -> Result<Option<Lease>, StoreError>;
+    /// Remove the lease on `pool` only if controller `instance` still holds it, in one
+    /// statement: two controllers that both saw a dead holder cannot each break the lease the
+    /// other has just taken. Returns what was removed.
+    fn break_lease_held_by(
+        &mut self,
+        pool: &str,
+        instance: &str,
+    ) -> Result<Option<Lease>, StoreError>;
     fn leases(&self) -> Result<Vec<Lease>, StoreError>;
 
     /// Mean duration of each step that succeeded in runs other than `exclude`, for servers

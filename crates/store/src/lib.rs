@@ -41,6 +41,10 @@ fn new_store_id(location: &str) -> String {
     format!("{place}~{:016x}", bits.finish())
 }
 
+/// The audit line of a stop request ([`Store::request_stop`]): its `step` and its text.
+pub const STOP_REQUESTED_STEP: &str = "stop-requested";
+pub const STOP_REQUESTED_TEXT: &str = "asked the run to stop at the next step boundary";
+
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
 }

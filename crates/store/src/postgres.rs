@@ -16,7 +16,7 @@ use postgres::types::FromSql;
 use postgres::{Client, Config, NoTls, Row};
 use sfbpatch_engine::{
     AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope,
-    StepResultKind, StepStat, Store, StoreError,
+    StepResultKind, StepStat, StopRequest, Store, StoreError,
 };
 use sfbpatch_plan::{ServerKind, StepId};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -92,6 +92,18 @@ const HOST_KEYS: &str = r#"
 CREATE TABLE IF NOT EXISTS host_keys (
     server TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL
+);
+"#;
+
+/// Migration "stop requests" (added after the first release): the table where a stop asked
+/// from outside the controller (`sfbpatch serve`) is kept, one row per run. Created when a
+/// controller opens a store without it; a store opened only to read goes without.
+const STOP_REQUESTS: &str = r#"
+CREATE TABLE IF NOT EXISTS stop_requests (
+    run BIGINT PRIMARY KEY REFERENCES runs(id),
+    generation BIGINT NOT NULL,
+    requested_by TEXT NOT NULL,
+    at BIGINT NOT NULL
 );
 "#;
 
@@ -372,6 +384,10 @@ fn prepare(
     if create && !has_host_keys {
         tx.batch_execute(HOST_KEYS).map_err(pg)?;
     }
+    migrate_stop_requests(&mut tx, create).map_err(pg)?;
+    if create {
+        migrate_run_specs(&mut tx).map_err(pg)?;
+    }
     if create {
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('store_id', $1) ON CONFLICT (key) DO NOTHING",
@@ -404,6 +420,95 @@ fn prepare(
     }
     tx.commit().map_err(pg)?;
     Ok(complete)
+}
+
+/// Migration "stop requests": creates [`STOP_REQUESTS`] when a controller (`create`) opens a
+/// store without it.
+fn migrate_stop_requests(
+    tx: &mut postgres::Transaction<'_>,
+    create: bool,
+) -> Result<(), postgres::Error> {
+    let has: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename = 'stop_requests')",
+            &[],
+        )?
+        .get(0);
+    if create && !has {
+        tx.batch_execute(STOP_REQUESTS)?;
+    }
+    Ok(())
+}
+
+/// Migration "run specs in their own table": a run's spec (topology snapshot and plan,
+/// megabytes for a large deployment) is written once into `run_specs` and `runs.spec` is left
+/// empty, so a state change updates a small row (as in the SQLite store). A controller
+/// creates the table and moves the specs of older runs there; a reader reads either place.
+const RUN_SPECS: &str = r#"
+CREATE TABLE IF NOT EXISTS run_specs (
+    run BIGINT PRIMARY KEY REFERENCES runs(id),
+    spec TEXT NOT NULL
+);
+"#;
+
+fn migrate_run_specs(tx: &mut postgres::Transaction<'_>) -> Result<(), postgres::Error> {
+    let has: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_tables
+             WHERE schemaname = current_schema() AND tablename = 'run_specs')",
+            &[],
+        )?
+        .get(0);
+    if !has {
+        tx.batch_execute(RUN_SPECS)?;
+    }
+    let pending: bool = tx
+        .query_one("SELECT EXISTS (SELECT 1 FROM runs WHERE spec <> '')", &[])?
+        .get(0);
+    if pending {
+        tx.batch_execute(
+            "INSERT INTO run_specs (run, spec) SELECT id, spec FROM runs WHERE spec <> ''
+                 ON CONFLICT (run) DO NOTHING;
+             UPDATE runs SET spec = '' WHERE spec <> '';",
+        )?;
+    }
+    Ok(())
+}
+
+/// The spec, state and creation time of a run; `filter` picks the run (`WHERE ...`).
+/// A store no controller of this build has opened has no `run_specs`: its specs are in `runs`.
+fn run_row(
+    client: &mut Client,
+    filter: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Option<Row>, StoreError> {
+    let joined = format!(
+        "SELECT r.id, COALESCE(s.spec, r.spec), r.state, r.created_at
+         FROM runs r LEFT JOIN run_specs s ON s.run = r.id {filter}"
+    );
+    match client.query_opt(&joined, params) {
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => client
+            .query_opt(
+                &format!("SELECT r.id, r.spec, r.state, r.created_at FROM runs r {filter}"),
+                params,
+            )
+            .map_err(q),
+        other => other.map_err(q),
+    }
+}
+
+/// A stop request's table is missing from a store no controller of this build has opened.
+fn no_stop_requests(e: postgres::Error) -> StoreError {
+    if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) {
+        StoreError::Query(
+            "the store has no stop_requests table yet: open it once with `sfbpatch apply` or \
+             `resume` of this version (a controller adds it)"
+                .to_string(),
+        )
+    } else {
+        q(e)
+    }
 }
 
 /// Refuses, inside `tx`, a write to `run` by a handle whose claim on it is no longer the
@@ -585,50 +690,67 @@ impl Store for PgStore {
 
     fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError> {
         let text = serde_json::to_string(spec).map_err(|e| corrupt(e.to_string()))?;
-        let row = self.conn()?
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
+        let row = tx
             .query_one(
-                "INSERT INTO runs (spec, state, created_at) VALUES ($1, 'running', $2) RETURNING id",
-                &[&text, &(at as i64)],
+                "INSERT INTO runs (spec, state, created_at) VALUES ('', 'running', $1) RETURNING id",
+                &[&(at as i64)],
             )
             .map_err(q)?;
-        col(&row, 0)
+        let id: RunId = col(&row, 0)?;
+        tx.execute(
+            "INSERT INTO run_specs (run, spec) VALUES ($1, $2)",
+            &[&id, &text],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(id)
     }
 
     fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
+        let row = run_row(&mut *self.conn()?, "WHERE r.id = $1", &[&id])?
+            .ok_or(StoreError::NoSuchRun(id))?;
+        run_record(id, col(&row, 1)?, col(&row, 2)?, col(&row, 3)?)
+    }
+
+    fn run_state(&self, id: RunId) -> Result<RunState, StoreError> {
         let row = self
             .conn()?
-            .query_opt(
-                "SELECT spec, state, created_at FROM runs WHERE id = $1",
-                &[&id],
-            )
+            .query_opt("SELECT state FROM runs WHERE id = $1", &[&id])
             .map_err(q)?
             .ok_or(StoreError::NoSuchRun(id))?;
-        run_record(id, col(&row, 0)?, col(&row, 1)?, col(&row, 2)?)
+        let state: String = col(&row, 0)?;
+        RunState::parse(&state).ok_or_else(|| corrupt(format!("run {id} state '{state}'")))
     }
 
     fn latest_run(&self) -> Result<Option<RunRecord>, StoreError> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "SELECT id, spec, state, created_at FROM runs ORDER BY id DESC LIMIT 1",
-                &[],
-            )
-            .map_err(q)?;
+        let row = run_row(&mut *self.conn()?, "ORDER BY r.id DESC LIMIT 1", &[])?;
         row.map(|row| run_record(col(&row, 0)?, col(&row, 1)?, col(&row, 2)?, col(&row, 3)?))
             .transpose()
     }
 
     fn forget_unstarted_run(&mut self, id: RunId) -> Result<bool, StoreError> {
-        let n = self
-            .conn()?
-            .execute(
-                "DELETE FROM runs WHERE id = $1
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
+        let unstarted: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)
                  AND NOT EXISTS (SELECT 1 FROM journal WHERE run = $1)
                  AND NOT EXISTS (SELECT 1 FROM audit WHERE run = $1)",
                 &[&id],
             )
+            .map_err(q)?
+            .get(0);
+        if !unstarted {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM run_specs WHERE run = $1", &[&id])
             .map_err(q)?;
-        Ok(n == 1)
+        tx.execute("DELETE FROM runs WHERE id = $1", &[&id])
+            .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(true)
     }
 
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
@@ -712,28 +834,7 @@ impl Store for PgStore {
     }
 
     fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        let rows = self
-            .conn()?
-            .query(
-                "SELECT seq, server, at, record FROM journal WHERE run = $1 ORDER BY seq",
-                &[&run],
-            )
-            .map_err(q)?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = col(row, 0)?;
-                let text: &str = col(row, 3)?;
-                let record = serde_json::from_str(text)
-                    .map_err(|e| corrupt(format!("journal record {seq}: {e}")))?;
-                Ok(JournalEntry {
-                    seq,
-                    run,
-                    server: col(row, 1)?,
-                    at: col::<i64>(row, 2)? as Millis,
-                    record,
-                })
-            })
-            .collect()
+        self.journal_since(run, i64::MIN)
     }
 
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError> {
@@ -765,15 +866,23 @@ impl Store for PgStore {
     }
 
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
-        let pool = lease.pool.to_ascii_lowercase();
+        self.acquire_leases(std::slice::from_ref(lease), now)
+    }
+
+    fn acquire_leases(
+        &mut self,
+        leases: &[Lease],
+        now: Millis,
+    ) -> Result<Option<Lease>, StoreError> {
+        let columns = self.lease_columns;
         let mut client = self.conn()?;
         let mut tx = client.transaction().map_err(q)?;
         // One statement decides: it inserts, renews the same controller instance's lease
         // (keeping its generation), or takes over an expired one. A racing transaction waits
         // on the row and re-checks the condition against what committed first, so only one
         // of them can win.
-        let taken = tx
-            .query_opt(
+        let take = tx
+            .prepare(
                 "INSERT INTO leases (pool, run, holder, host, pid, expires_at, instance, generation)
                  VALUES ($1, $2, $3, $4, $5, $6, $8, 0)
                  ON CONFLICT (pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
@@ -785,32 +894,38 @@ impl Store for PgStore {
                  WHERE (leases.run = excluded.run AND leases.instance = excluded.instance)
                     OR leases.expires_at <= $7
                  RETURNING pool",
-                &[
-                    &pool,
-                    &lease.run,
-                    &lease.holder,
-                    &lease.host,
-                    &i64::from(lease.pid),
-                    &(lease.expires_at as i64),
-                    &(now as i64),
-                    &lease.instance,
-                ],
             )
             .map_err(q)?;
-        if taken.is_some() {
-            tx.commit().map_err(q)?;
-            return Ok(None);
+        for lease in leases {
+            let pool = lease.pool.to_ascii_lowercase();
+            let taken = tx
+                .query_opt(
+                    &take,
+                    &[
+                        &pool,
+                        &lease.run,
+                        &lease.holder,
+                        &lease.host,
+                        &i64::from(lease.pid),
+                        &(lease.expires_at as i64),
+                        &(now as i64),
+                        &lease.instance,
+                    ],
+                )
+                .map_err(q)?;
+            if taken.is_none() {
+                // Refused: nothing of this call is kept (the transaction rolls back).
+                let row = tx
+                    .query_one(
+                        &format!("SELECT {columns} FROM leases WHERE pool = $1"),
+                        &[&pool],
+                    )
+                    .map_err(q)?;
+                return Ok(Some(lease_from_row(&row)?));
+            }
         }
-        // Refused: the conflicting row stays locked by this transaction until it ends.
-        let row = tx
-            .query_one(
-                &format!("SELECT {} FROM leases WHERE pool = $1", self.lease_columns),
-                &[&pool],
-            )
-            .map_err(q)?;
-        let held = lease_from_row(&row)?;
         tx.commit().map_err(q)?;
-        Ok(Some(held))
+        Ok(None)
     }
 
     fn store_id(&self) -> Result<Option<String>, StoreError> {
@@ -899,6 +1014,24 @@ impl Store for PgStore {
         row.as_ref().map(lease_from_row).transpose()
     }
 
+    fn break_lease_held_by(
+        &mut self,
+        pool: &str,
+        instance: &str,
+    ) -> Result<Option<Lease>, StoreError> {
+        let row = self
+            .conn()?
+            .query_opt(
+                &format!(
+                    "DELETE FROM leases WHERE pool = $1 AND instance = $2 RETURNING {}",
+                    self.lease_columns
+                ),
+                &[&pool.to_ascii_lowercase(), &instance],
+            )
+            .map_err(q)?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let rows = self
             .conn()?
@@ -932,6 +1065,96 @@ impl Store for PgStore {
             })
             .collect()
     }
+    fn journal_since(&self, run: RunId, after: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT seq, server, at, record FROM journal WHERE run = $1 AND seq > $2
+                 ORDER BY seq",
+                &[&run, &after],
+            )
+            .map_err(q)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = col(row, 0)?;
+                let text: &str = col(row, 3)?;
+                let record = serde_json::from_str(text)
+                    .map_err(|e| corrupt(format!("journal record {seq}: {e}")))?;
+                Ok(JournalEntry {
+                    seq,
+                    run,
+                    server: col(row, 1)?,
+                    at: col::<i64>(row, 2)? as Millis,
+                    record,
+                })
+            })
+            .collect()
+    }
+
+    fn request_stop(
+        &mut self,
+        run: RunId,
+        by: &str,
+        at: Millis,
+    ) -> Result<StopRequest, StoreError> {
+        let mut client = self.conn()?;
+        let mut tx = client.transaction().map_err(q)?;
+        let generation: i64 = match tx
+            .query_opt("SELECT generation FROM runs WHERE id = $1", &[&run])
+            .map_err(q)?
+        {
+            Some(row) => col(&row, 0)?,
+            None => return Err(StoreError::NoSuchRun(run)),
+        };
+        tx.execute(
+            "INSERT INTO stop_requests (run, generation, requested_by, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (run) DO UPDATE SET generation = EXCLUDED.generation,
+                 requested_by = EXCLUDED.requested_by, at = EXCLUDED.at",
+            &[&run, &generation, &by, &(at as i64)],
+        )
+        .map_err(no_stop_requests)?;
+        tx.execute(
+            "INSERT INTO audit (run, at, operator, server, step, command, exit_code, output)
+             VALUES ($1, $2, $3, '', $4, NULL, NULL, $5)",
+            &[
+                &run,
+                &(at as i64),
+                &by,
+                &crate::STOP_REQUESTED_STEP,
+                &crate::STOP_REQUESTED_TEXT.as_bytes(),
+            ],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(StopRequest {
+            generation: generation as u64,
+            by: by.to_string(),
+            at,
+        })
+    }
+
+    fn stop_request(&self, run: RunId) -> Result<Option<StopRequest>, StoreError> {
+        let row = match self.conn()?.query_opt(
+            "SELECT generation, requested_by, at FROM stop_requests WHERE run = $1",
+            &[&run],
+        ) {
+            Ok(row) => row,
+            // A store no controller of this build opened has no stop requests.
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(q(e)),
+        };
+        row.map(|row| {
+            Ok(StopRequest {
+                generation: col::<i64>(&row, 0)? as u64,
+                by: col(&row, 1)?,
+                at: col::<i64>(&row, 2)? as Millis,
+            })
+        })
+        .transpose()
+    }
+
     fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {
         let row = self
             .conn()?

@@ -1,16 +1,15 @@
 //! The default store: one SQLite file in WAL mode. Every write is one transaction, committed
-//! with `synchronous = NORMAL`: a record that `append` returned survives a crash of the process
-//! (SIGKILL included). On power loss the last few commits may be lost; that is safe because
-//! `install-update` is probed before every attempt and every other step is idempotent, so a lost
-//! intent or result only means a probe or a harmless repeat. `FULL` costs a sync per commit and
-//! made the engine six times slower (see `cargo bench -p sfbpatch --bench engine`).
+//! with `synchronous = FULL`: a record that `append` returned survives a crash of the process
+//! (SIGKILL included) and of the machine (power loss). Statements are prepared once per
+//! connection (`prepare_cached`); a run's spec lives in its own table (`run_specs`), so a
+//! state change rewrites a small row.
 
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sfbpatch_engine::{
     Append, AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState,
-    Scope, StepStat, Store, StoreError,
+    Scope, StepStat, StopRequest, Store, StoreError,
 };
 use sfbpatch_plan::{ServerKind, StepId};
 
@@ -77,6 +76,50 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;
+
+/// Migration "stop requests" (added after the first release): the table where a stop asked
+/// from outside the controller (`sfbpatch serve`) is kept, one row per run. Created on every
+/// open, like the tables of [`SCHEMA`], so that older stores get it.
+const STOP_REQUESTS: &str = r#"
+CREATE TABLE IF NOT EXISTS stop_requests (
+    run INTEGER PRIMARY KEY REFERENCES runs(id),
+    generation INTEGER NOT NULL,
+    requested_by TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+"#;
+
+/// Migration "run specs in their own table" (added after the first release): a run's spec
+/// (topology snapshot and plan, megabytes for a large deployment) is written once into
+/// `run_specs`, and `runs.spec` is left empty. SQLite rewrites a whole row on `UPDATE`, and
+/// reading a column stored after a large value walks that value's overflow pages: with the spec
+/// in `runs`, every state change rewrote it and every fenced write read through it. Created on
+/// every open, like the tables of [`SCHEMA`]; a controller moves the specs of older runs here
+/// ([`move_run_specs`]), a reader reads either place.
+const RUN_SPECS: &str = r#"
+CREATE TABLE IF NOT EXISTS run_specs (
+    run INTEGER PRIMARY KEY REFERENCES runs(id),
+    spec TEXT NOT NULL
+);
+"#;
+
+/// Moves the specs of runs written before [`RUN_SPECS`] out of `runs`, in one transaction.
+fn move_run_specs(conn: &Connection) -> rusqlite::Result<()> {
+    let pending: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE spec <> '')",
+        [],
+        |r| r.get(0),
+    )?;
+    if pending {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO run_specs (run, spec) SELECT id, spec FROM runs WHERE spec <> '';
+             UPDATE runs SET spec = '' WHERE spec <> '';
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
 
 /// A main file that is empty while its write-ahead log holds data is a damaged store (the
 /// file was truncated, or copied without its WAL at the wrong moment). Opening it would let
@@ -198,11 +241,27 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        // FULL, not NORMAL. SQLite's documentation (https://www.sqlite.org/pragma.html#pragma_synchronous):
+        // "A transaction committed in WAL mode with synchronous=NORMAL might roll back following
+        // a power loss or system crash", while with FULL "the WAL file is synchronized before
+        // each commit". A journal record is the commit point of a step: a lost intent after the
+        // installer started would break the rule that it runs once per server.
+        conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
+        // The query planner stability guarantee: a statement keeps the plan it was prepared
+        // with, instead of being prepared again when a bound value might change it (SQLite
+        // is built with STAT4 here), so cached statements stay cached.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        conn.execute_batch(STOP_REQUESTS).map_err(open_err)?;
+        conn.execute_batch(RUN_SPECS).map_err(open_err)?;
         let found: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
@@ -254,6 +313,9 @@ impl SqliteStore {
                 complete = false;
             }
         }
+        if create {
+            move_run_specs(&conn).map_err(open_err)?;
+        }
         Ok(SqliteStore {
             conn,
             location,
@@ -277,11 +339,8 @@ fn check_fence(tx: &Connection, fence: Option<(RunId, u64)>, run: RunId) -> Resu
         return Ok(());
     }
     let (current, by): (i64, String) = tx
-        .query_row(
-            "SELECT generation, controller FROM runs WHERE id = ?1",
-            [run],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT generation, controller FROM runs WHERE id = ?1")
+        .and_then(|mut st| st.query_row([run], |r| Ok((r.get(0)?, r.get(1)?))))
         .optional()
         .map_err(q)?
         .ok_or(StoreError::NoSuchRun(run))?;
@@ -320,20 +379,31 @@ impl Store for SqliteStore {
 
     fn create_run(&mut self, spec: &RunSpec, at: Millis) -> Result<RunId, StoreError> {
         let text = serde_json::to_string(spec).map_err(|e| corrupt(e.to_string()))?;
-        self.conn
-            .execute(
-                "INSERT INTO runs (spec, state, created_at) VALUES (?1, 'running', ?2)",
-                params![text, at as i64],
-            )
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
-        Ok(self.conn.last_insert_rowid())
+        tx.execute(
+            "INSERT INTO runs (spec, state, created_at) VALUES ('', 'running', ?1)",
+            params![at as i64],
+        )
+        .map_err(q)?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO run_specs (run, spec) VALUES (?1, ?2)",
+            params![id, text],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(id)
     }
 
     fn run(&self, id: RunId) -> Result<RunRecord, StoreError> {
         let row: Option<(String, String, i64)> = self
             .conn
             .query_row(
-                "SELECT spec, state, created_at FROM runs WHERE id = ?1",
+                "SELECT COALESCE(s.spec, r.spec), r.state, r.created_at
+                 FROM runs r LEFT JOIN run_specs s ON s.run = r.id WHERE r.id = ?1",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -341,6 +411,16 @@ impl Store for SqliteStore {
             .map_err(q)?;
         let (spec, state, created) = row.ok_or(StoreError::NoSuchRun(id))?;
         Self::run_from_row(id, &spec, &state, created)
+    }
+
+    fn run_state(&self, id: RunId) -> Result<RunState, StoreError> {
+        let state: String = self
+            .conn
+            .query_row("SELECT state FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(q)?
+            .ok_or(StoreError::NoSuchRun(id))?;
+        RunState::parse(&state).ok_or_else(|| corrupt(format!("run {id} state '{state}'")))
     }
 
     fn latest_run(&self) -> Result<Option<RunRecord>, StoreError> {
@@ -352,16 +432,30 @@ impl Store for SqliteStore {
     }
 
     fn forget_unstarted_run(&mut self, id: RunId) -> Result<bool, StoreError> {
-        let n = self
+        let tx = self
             .conn
-            .execute(
-                "DELETE FROM runs WHERE id = ?1
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
+        let unstarted: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?1)
                  AND NOT EXISTS (SELECT 1 FROM journal WHERE run = ?1)
                  AND NOT EXISTS (SELECT 1 FROM audit WHERE run = ?1)",
                 params![id],
+                |r| r.get(0),
             )
             .map_err(q)?;
-        Ok(n == 1)
+        if !unstarted {
+            return Ok(false);
+        }
+        for statement in [
+            "DELETE FROM run_specs WHERE run = ?1",
+            "DELETE FROM runs WHERE id = ?1",
+        ] {
+            tx.execute(statement, params![id]).map_err(q)?;
+        }
+        tx.commit().map_err(q)?;
+        Ok(true)
     }
 
     fn set_run_state(&mut self, id: RunId, state: RunState) -> Result<(), StoreError> {
@@ -370,10 +464,8 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
         let n = tx
-            .execute(
-                "UPDATE runs SET state = ?1 WHERE id = ?2",
-                params![state.as_str(), id],
-            )
+            .prepare_cached("UPDATE runs SET state = ?1 WHERE id = ?2")
+            .and_then(|mut st| st.execute(params![state.as_str(), id]))
             .map_err(q)?;
         if n == 0 {
             return Err(StoreError::NoSuchRun(id));
@@ -420,36 +512,7 @@ impl Store for SqliteStore {
     }
 
     fn journal(&self, run: RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, server, at, record FROM journal WHERE run = ?1 ORDER BY seq",
-            )
-            .map_err(q)?;
-        let rows = stmt
-            .query_map([run], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(q)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, server, at, text) = row.map_err(q)?;
-            let record = serde_json::from_str(&text)
-                .map_err(|e| corrupt(format!("journal record {seq}: {e}")))?;
-            out.push(JournalEntry {
-                seq,
-                run,
-                server,
-                at: at as Millis,
-                record,
-            });
-        }
-        Ok(out)
+        self.journal_since(run, i64::MIN)
     }
 
     fn audit(&self, run: RunId) -> Result<Vec<AuditEntry>, StoreError> {
@@ -478,39 +541,24 @@ impl Store for SqliteStore {
     }
 
     fn acquire_lease(&mut self, lease: &Lease, now: Millis) -> Result<Option<Lease>, StoreError> {
+        self.acquire_leases(std::slice::from_ref(lease), now)
+    }
+
+    fn acquire_leases(
+        &mut self,
+        leases: &[Lease],
+        now: Millis,
+    ) -> Result<Option<Lease>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(q)?;
-        let pool = lease.pool.to_ascii_lowercase();
-        let held = read_lease(&tx, self.lease_columns, &pool)?;
-        // One live controller per run: a lease is renewed by the controller instance that
-        // holds it (its generation kept); anyone else waits for it to expire.
-        if let Some(held) = held
-            && !same_controller(&held, lease)
-            && held.expires_at > now
-        {
-            return Ok(Some(held));
+        for lease in leases {
+            // Refused: the transaction rolls back, nothing of this call is kept.
+            if let Some(held) = take_lease(&tx, self.lease_columns, lease, now)? {
+                return Ok(Some(held));
+            }
         }
-        tx.execute(
-            "INSERT INTO leases (pool, run, holder, host, pid, expires_at, instance, generation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
-             ON CONFLICT(pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
-             host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at,
-             generation = CASE WHEN leases.run = excluded.run AND leases.instance = excluded.instance
-                 THEN leases.generation ELSE 0 END,
-             instance = excluded.instance",
-            params![
-                pool,
-                lease.run,
-                lease.holder,
-                lease.host,
-                lease.pid,
-                lease.expires_at as i64,
-                lease.instance
-            ],
-        )
-        .map_err(q)?;
         tx.commit().map_err(q)?;
         Ok(None)
     }
@@ -591,6 +639,28 @@ impl Store for SqliteStore {
         Ok(held)
     }
 
+    fn break_lease_held_by(
+        &mut self,
+        pool: &str,
+        instance: &str,
+    ) -> Result<Option<Lease>, StoreError> {
+        let pool = pool.to_ascii_lowercase();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
+        let held = read_lease(&tx, self.lease_columns, &pool)?.filter(|l| l.instance == instance);
+        if held.is_some() {
+            tx.execute(
+                "DELETE FROM leases WHERE pool = ?1 AND instance = ?2",
+                params![pool, instance],
+            )
+            .map_err(q)?;
+        }
+        tx.commit().map_err(q)?;
+        Ok(held)
+    }
+
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         let mut stmt = self
             .conn
@@ -632,6 +702,101 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+    fn journal_since(&self, run: RunId, after: i64) -> Result<Vec<JournalEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, server, at, record FROM journal WHERE run = ?1 AND seq > ?2
+                 ORDER BY seq",
+            )
+            .map_err(q)?;
+        let rows = stmt
+            .query_map(params![run, after], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(q)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, server, at, text) = row.map_err(q)?;
+            let record = serde_json::from_str(&text)
+                .map_err(|e| corrupt(format!("journal record {seq}: {e}")))?;
+            out.push(JournalEntry {
+                seq,
+                run,
+                server,
+                at: at as Millis,
+                record,
+            });
+        }
+        Ok(out)
+    }
+
+    fn request_stop(
+        &mut self,
+        run: RunId,
+        by: &str,
+        at: Millis,
+    ) -> Result<StopRequest, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(q)?;
+        let generation: i64 = tx
+            .query_row("SELECT generation FROM runs WHERE id = ?1", [run], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(q)?
+            .ok_or(StoreError::NoSuchRun(run))?;
+        tx.execute(
+            "INSERT INTO stop_requests (run, generation, requested_by, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (run) DO UPDATE SET generation = excluded.generation,
+                 requested_by = excluded.requested_by, at = excluded.at",
+            params![run, generation, by, at as i64],
+        )
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO audit (run, at, operator, server, step, command, exit_code, output)
+             VALUES (?1, ?2, ?3, '', ?4, NULL, NULL, ?5)",
+            params![
+                run,
+                at as i64,
+                by,
+                crate::STOP_REQUESTED_STEP,
+                crate::STOP_REQUESTED_TEXT
+            ],
+        )
+        .map_err(q)?;
+        tx.commit().map_err(q)?;
+        Ok(StopRequest {
+            generation: generation as u64,
+            by: by.to_string(),
+            at,
+        })
+    }
+
+    fn stop_request(&self, run: RunId) -> Result<Option<StopRequest>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT generation, requested_by, at FROM stop_requests WHERE run = ?1",
+                [run],
+                |r| {
+                    Ok(StopRequest {
+                        generation: r.get::<_, i64>(0)? as u64,
+                        by: r.get(1)?,
+                        at: r.get::<_, i64>(2)? as Millis,
+                    })
+                },
+            )
+            .optional()
+            .map_err(q)
+    }
+
     fn host_key(&self, server: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .query_row(
@@ -655,6 +820,48 @@ impl Store for SqliteStore {
     }
 }
 
+/// Takes or renews `lease` inside `tx`, unless another controller instance holds an unexpired
+/// one: then returns that.
+fn take_lease(
+    tx: &Connection,
+    columns: &str,
+    lease: &Lease,
+    now: Millis,
+) -> Result<Option<Lease>, StoreError> {
+    let pool = lease.pool.to_ascii_lowercase();
+    let held = read_lease(tx, columns, &pool)?;
+    // One live controller per run: a lease is renewed by the controller instance that
+    // holds it (its generation kept); anyone else waits for it to expire.
+    if let Some(held) = held
+        && !same_controller(&held, lease)
+        && held.expires_at > now
+    {
+        return Ok(Some(held));
+    }
+    tx.prepare_cached(
+        "INSERT INTO leases (pool, run, holder, host, pid, expires_at, instance, generation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
+         ON CONFLICT(pool) DO UPDATE SET run = excluded.run, holder = excluded.holder,
+         host = excluded.host, pid = excluded.pid, expires_at = excluded.expires_at,
+         generation = CASE WHEN leases.run = excluded.run AND leases.instance = excluded.instance
+             THEN leases.generation ELSE 0 END,
+         instance = excluded.instance",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            pool,
+            lease.run,
+            lease.holder,
+            lease.host,
+            lease.pid,
+            lease.expires_at as i64,
+            lease.instance
+        ])
+    })
+    .map_err(q)?;
+    Ok(None)
+}
+
 fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
     Ok(Lease {
         pool: r.get(0)?,
@@ -669,13 +876,10 @@ fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
 }
 
 fn read_lease(conn: &Connection, columns: &str, pool: &str) -> Result<Option<Lease>, StoreError> {
-    conn.query_row(
-        &format!("SELECT {columns} FROM leases WHERE pool = ?1"),
-        [pool],
-        lease_from_row,
-    )
-    .optional()
-    .map_err(q)
+    conn.prepare_cached(&format!("SELECT {columns} FROM leases WHERE pool = ?1"))
+        .and_then(|mut st| st.query_row([pool], lease_from_row))
+        .optional()
+        .map_err(q)
 }
 
 fn insert_records(

@@ -215,6 +215,25 @@ pub fn leases_exclude_other_runs(store: &mut dyn Store) {
         None
     );
     assert_eq!(store.leases().unwrap()[0].run, r2);
+    // Breaking a holder's lease needs that holder still there: one that saw the old holder
+    // cannot break the lease a newer one took since.
+    let holder = store.leases().unwrap()[0].instance.clone();
+    assert_eq!(
+        store
+            .break_lease_held_by("pool1.example.com", "gone#1.0")
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.leases().unwrap()[0].run, r2);
+    let broken = store
+        .break_lease_held_by("POOL1.example.com", &holder)
+        .unwrap()
+        .unwrap();
+    assert_eq!(broken.run, r2);
+    assert!(store.leases().unwrap().is_empty());
+    store
+        .acquire_lease(&lease("pool1.example.com", r2, 9_000), 3_001)
+        .unwrap();
     // Breaking returns what was removed.
     let broken = store.break_lease("POOL1.example.com").unwrap().unwrap();
     assert_eq!(broken.run, r2);
@@ -549,6 +568,92 @@ pub fn host_keys_pin_and_replace(db: &dyn Backend) {
     );
 }
 
+/// Stop requests: none until asked; a request is seen by another handle (the controller's),
+/// carries the run's generation when asked and who asked, replaces an earlier one, and leaves
+/// an audit line naming who asked in the same transaction. `journal_since` gives exactly the
+/// records after a sequence number.
+pub fn stop_requests_name_the_claim_and_are_audited(db: &dyn Backend) {
+    let mut controller = db.open();
+    let mut dashboard = db.open();
+    let run = controller.create_run(&spec("op"), 0).unwrap();
+    let other = controller.create_run(&spec("op"), 0).unwrap();
+    assert_eq!(controller.stop_request(run).unwrap(), None);
+    assert!(matches!(
+        dashboard.request_stop(run + 100, "alice", 5),
+        Err(StoreError::NoSuchRun(r)) if r == run + 100
+    ));
+    let lease = Lease {
+        instance: "A".into(),
+        ..lease("p1", run, 1_000)
+    };
+    assert_eq!(controller.acquire_lease(&lease, 0).unwrap(), None);
+    assert_eq!(controller.claim_run(run, "A").unwrap(), 1);
+    let asked = dashboard.request_stop(run, "alice", 7).unwrap();
+    assert_eq!(
+        asked,
+        sfbpatch_engine::StopRequest {
+            generation: 1,
+            by: "alice".into(),
+            at: 7
+        }
+    );
+    assert_eq!(controller.stop_request(run).unwrap(), Some(asked));
+    assert_eq!(controller.stop_request(other).unwrap(), None);
+    dashboard.request_stop(run, "bob", 9).unwrap();
+    assert_eq!(
+        controller.stop_request(run).unwrap().map(|r| (r.by, r.at)),
+        Some(("bob".to_string(), 9))
+    );
+    let audit = controller.audit(run).unwrap();
+    let lines: Vec<(&str, &str, &str, u64)> = audit
+        .iter()
+        .map(|a| {
+            (
+                a.operator.as_str(),
+                a.step.as_str(),
+                a.server.as_str(),
+                a.at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("alice", "stop-requested", "", 7),
+            ("bob", "stop-requested", "", 9)
+        ]
+    );
+    assert_eq!(audit[0].output_excerpt, sfbpatch_store::STOP_REQUESTED_TEXT);
+    // The controller's writes are not fenced by a stop request.
+    let intent = |step| Record::StepIntent {
+        step,
+        attempt: 1,
+        command: None,
+    };
+    controller
+        .append(
+            10,
+            &scope(run, "s1"),
+            &[intent(StepId::StopCsServices)],
+            None,
+        )
+        .unwrap();
+    controller
+        .append(11, &scope(other, "s1"), &[intent(StepId::StopW3svc)], None)
+        .unwrap();
+    controller
+        .append(12, &scope(run, "s2"), &[intent(StepId::StageUpdate)], None)
+        .unwrap();
+    let journal = dashboard.journal(run).unwrap();
+    assert_eq!(journal.len(), 2);
+    assert_eq!(dashboard.journal_since(run, 0).unwrap(), journal);
+    assert_eq!(
+        dashboard.journal_since(run, journal[0].seq).unwrap(),
+        journal[1..]
+    );
+    assert_eq!(dashboard.journal_since(run, journal[1].seq).unwrap(), []);
+}
+
 macro_rules! contract {
     ($module:ident, $make:expr $(, #[$attr:meta])*) => {
         mod $module {
@@ -612,6 +717,12 @@ macro_rules! contract {
             fn host_keys_pin_and_replace() {
                 let Some(db) = $make else { return };
                 super::host_keys_pin_and_replace(&*db);
+            }
+            #[test]
+            $(#[$attr])*
+            fn stop_requests_name_the_claim_and_are_audited() {
+                let Some(db) = $make else { return };
+                super::stop_requests_name_the_claim_and_are_audited(&*db);
             }
         }
     };
@@ -1056,4 +1167,133 @@ fn sqlite_store_ids_are_kept_and_unique() {
         .unwrap()
         .unwrap();
     assert_ne!(other, id);
+}
+
+/// A store made before run specs had their own table (the spec in `runs.spec`): a reader
+/// reads the spec where it is; a controller moves it to `run_specs` and leaves `runs.spec`
+/// empty, and runs created since write their spec only there.
+#[test]
+fn sqlite_moves_run_specs_of_an_older_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let run = SqliteStore::open(&path)
+        .unwrap()
+        .create_run(&spec("a"), 0)
+        .unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "UPDATE runs SET spec = (SELECT spec FROM run_specs WHERE run = runs.id);
+         DROP TABLE run_specs;",
+    )
+    .unwrap();
+    let big = |raw: &rusqlite::Connection| -> i64 {
+        raw.query_row("SELECT MAX(length(spec)) FROM runs", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!(big(&raw) > 100, "the older layout keeps the spec in runs");
+    assert_eq!(
+        SqliteStore::open_existing(&path)
+            .unwrap()
+            .run(run)
+            .unwrap()
+            .spec,
+        spec("a")
+    );
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_eq!(big(&raw), 0, "a controller moved the spec out of runs");
+    assert_eq!(store.run(run).unwrap().spec, spec("a"));
+    store.set_run_state(run, RunState::Failed).unwrap();
+    let later = store.create_run(&spec("b"), 5).unwrap();
+    assert_eq!(big(&raw), 0);
+    assert_eq!(store.latest_run().unwrap().unwrap().spec, spec("b"));
+    assert_eq!(store.run(run).unwrap().state, RunState::Failed);
+    assert!(store.forget_unstarted_run(later).unwrap());
+    assert!(matches!(store.run(later), Err(StoreError::NoSuchRun(_))));
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
+fn postgres_moves_run_specs_of_an_older_store() {
+    let Some(db) = postgres_schema() else { return };
+    let run = db.open().create_run(&spec("a"), 0).unwrap();
+    db.client()
+        .batch_execute(
+            "UPDATE runs SET spec = (SELECT spec FROM run_specs WHERE run = runs.id);
+             DROP TABLE run_specs;",
+        )
+        .unwrap();
+    let big = || -> i32 {
+        db.client()
+            .query_one("SELECT MAX(length(spec)) FROM runs", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert!(big() > 100, "the older layout keeps the spec in runs");
+    let reader = PgStore::open_existing(&db.url_with_search_path()).unwrap();
+    assert_eq!(reader.run(run).unwrap().spec, spec("a"));
+    assert_eq!(reader.latest_run().unwrap().unwrap().id, run);
+    drop(reader);
+    let mut store = db.open();
+    assert_eq!(big(), 0, "a controller moved the spec out of runs");
+    assert_eq!(store.run(run).unwrap().spec, spec("a"));
+    let later = store.create_run(&spec("b"), 5).unwrap();
+    assert_eq!(big(), 0);
+    assert_eq!(store.latest_run().unwrap().unwrap().spec, spec("b"));
+    assert!(store.forget_unstarted_run(later).unwrap());
+    assert!(matches!(store.run(later), Err(StoreError::NoSuchRun(_))));
+}
+
+/// `acquire_leases` takes or renews many leases with one commit, and a refusal keeps none of
+/// them and names the holder.
+pub fn many_leases_are_taken_all_or_none(store: &mut dyn Store) {
+    let mine = store.create_run(&spec("a"), 0).unwrap();
+    let other = store.create_run(&spec("b"), 0).unwrap();
+    let pools: Vec<Lease> = (0..300)
+        .map(|i| lease(&format!("pool{i}.example.com"), mine, 1_000))
+        .collect();
+    assert_eq!(store.acquire_leases(&pools, 0).unwrap(), None);
+    assert_eq!(store.leases().unwrap().len(), 300);
+    // Renewed by the same instance: the new expiry everywhere.
+    let renewed: Vec<Lease> = pools
+        .iter()
+        .map(|l| Lease {
+            expires_at: 5_000,
+            ..l.clone()
+        })
+        .collect();
+    assert_eq!(store.acquire_leases(&renewed, 900).unwrap(), None);
+    assert!(
+        store
+            .leases()
+            .unwrap()
+            .iter()
+            .all(|l| l.expires_at == 5_000)
+    );
+    // Another run's lease on one pool refuses the whole call.
+    let mut theirs = vec![lease("fresh.example.com", other, 9_000)];
+    theirs.push(lease("pool7.example.com", other, 9_000));
+    let held = store
+        .acquire_leases(&theirs, 1_000)
+        .unwrap()
+        .expect("refused");
+    assert_eq!((held.pool.as_str(), held.run), ("pool7.example.com", mine));
+    let now = store.leases().unwrap();
+    assert!(
+        !now.iter().any(|l| l.pool == "fresh.example.com"),
+        "nothing kept"
+    );
+    assert!(now.iter().all(|l| l.run == mine));
+}
+
+#[test]
+fn sqlite_many_leases_are_taken_all_or_none() {
+    let db = sqlite().unwrap();
+    many_leases_are_taken_all_or_none(&mut *db.open());
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
+fn postgres_many_leases_are_taken_all_or_none() {
+    let Some(db) = postgres_schema() else { return };
+    many_leases_are_taken_all_or_none(&mut *db.open());
 }
