@@ -20,6 +20,8 @@ use crate::target::{Clock, Fence, Millis, StepRequest, Target, TargetError};
 /// How long a lease lives without renewal (wall clock), unless the run's policy says otherwise:
 /// short, so that a standby takes a dead controller's run over within half a minute.
 pub const LEASE_TTL: Millis = 20 * 1000;
+/// How often (wall time) a controller reads the store for a stop request.
+pub const STOP_POLL_MS: Millis = 1000;
 
 /// Output kept in the journal, per step.
 pub const OUTPUT_EXCERPT: usize = 4000;
@@ -270,7 +272,8 @@ impl<'a> Engine<'a> {
             let lease = self.lease(run, &pool, now);
             if let Some(held) = self.store.acquire_lease(&lease, now)? {
                 for pool in &taken {
-                    self.store.break_lease(pool)?;
+                    self.store
+                        .break_lease_held_by(pool, &self.identity.instance)?;
                 }
                 return Err(if initial {
                     EngineError::Leased {
@@ -402,7 +405,7 @@ impl<'a> Engine<'a> {
             self.run_real(run, &mut d)
         };
         result?;
-        let mut state = d.final_state(self.cancelled());
+        let mut state = d.final_state(self.cancelled(&d));
         if d.all_finished() && self.check_databases(run, d.end.max(self.clock.now()))? {
             state = RunState::Failed;
         }
@@ -478,14 +481,18 @@ impl<'a> Engine<'a> {
         Ok(any)
     }
 
-    fn cancelled(&self) -> bool {
-        self.cancel.is_some_and(|c| c.load(Ordering::SeqCst))
+    /// Asked to stop: Ctrl-C (`cancel`), or a stop request in the store for this controller.
+    fn cancelled(&self, d: &Dispatch<'_>) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) || d.stop_asked.is_some()
     }
 
     /// The run was interrupted: from now on no server starts; told once.
     fn stop_requested(&mut self, d: &mut Dispatch<'_>, now: Millis) {
         if d.stopping.is_none() {
-            let reason = "the run was interrupted".to_string();
+            let reason = d
+                .stop_asked
+                .clone()
+                .unwrap_or_else(|| "the run was interrupted".to_string());
             self.observer.on_event(&Event::StopRequested {
                 reason: reason.clone(),
                 at: now,
@@ -515,16 +522,16 @@ impl<'a> Engine<'a> {
             let ttl = run.spec.policy.lease_ttl_ms;
             let held = self.store_write(run, Some(d), |s| {
                 let now = s.clock_ms()?.unwrap_or(wall);
-                for lease in &leases {
-                    let lease = Lease {
+                let renewed: Vec<Lease> = leases
+                    .iter()
+                    .map(|lease| Lease {
                         expires_at: now + ttl,
                         ..lease.clone()
-                    };
-                    if let Some(other) = s.acquire_lease(&lease, now)? {
-                        return Ok(Some((lease.pool.clone(), other)));
-                    }
-                }
-                Ok(None)
+                    })
+                    .collect();
+                // One commit for every pool of the run (thousands in a large deployment).
+                Ok(s.acquire_leases(&renewed, now)?
+                    .map(|other| (other.pool.clone(), other)))
             })?;
             if let Some((pool, by)) = held {
                 return Err(EngineError::LeaseLost {
@@ -534,6 +541,25 @@ impl<'a> Engine<'a> {
                 });
             }
             d.renewed_at = wall;
+        }
+        self.read_stop_request(run, d, wall)
+    }
+
+    /// A stop asked through the store ([`Store::request_stop`], by `sfbpatch serve`) for this
+    /// controller's claim acts as Ctrl-C does; read at most every [`STOP_POLL_MS`] of wall time.
+    fn read_stop_request(
+        &mut self,
+        run: &RunRecord,
+        d: &mut Dispatch<'_>,
+        wall: Millis,
+    ) -> Result<(), EngineError> {
+        if d.stop_asked.is_some() || wall.saturating_sub(d.stop_checked_at) < STOP_POLL_MS {
+            return Ok(());
+        }
+        d.stop_checked_at = wall;
+        let request = self.store_write(run, Some(d), |s| s.stop_request(run.id))?;
+        if let Some(r) = request.filter(|r| r.generation == d.generation) {
+            d.stop_asked = Some(format!("{} asked the run to stop", r.by));
         }
         Ok(())
     }
@@ -770,7 +796,7 @@ impl<'a> Engine<'a> {
         d.end = now;
         loop {
             self.renew_leases(run, d)?;
-            if !self.cancelled() {
+            if !self.cancelled(d) {
                 d.admit(now, &mut *self.observer);
             } else {
                 self.stop_requested(d, now);
@@ -817,7 +843,7 @@ impl<'a> Engine<'a> {
             loop {
                 self.renew_leases(run, d)?;
                 let now = self.clock.now();
-                if !self.cancelled() {
+                if !self.cancelled(d) {
                     d.admit(now, &mut *self.observer);
                 } else {
                     self.stop_requested(d, now);
@@ -909,6 +935,12 @@ struct Dispatch<'r> {
     predictions: Vec<(Millis, Millis)>,
     /// Per server: the predicted time from its outage window's first step to its end.
     from_outage: Vec<Millis>,
+    /// Per server: its predicted remaining chain ([`critical_path`]), the order servers start
+    /// in within a wave and, with what staging showed of the server's pace, are granted
+    /// outage slots in.
+    rank: Vec<Millis>,
+    /// Per server: the place of its kind in the policy's order.
+    role_pos: Vec<usize>,
     /// Servers waiting for an outage slot that the open maintenance window cannot fit: they
     /// stay in service, before their outage, until a window that fits opens.
     held: BTreeSet<usize>,
@@ -932,7 +964,7 @@ struct Dispatch<'r> {
     queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
     inputs: HashMap<(u64, usize), Input>,
     seq: u64,
-    /// Executors waiting for an outage slot, in the order they asked.
+    /// Executors waiting for an outage slot.
     waiting: Vec<usize>,
     in_outage: BTreeSet<usize>,
     active: BTreeSet<usize>,
@@ -953,6 +985,9 @@ struct Dispatch<'r> {
     window_closed: bool,
     awaiting_approval: bool,
     renewed_at: Millis,
+    /// When the store was last read for a stop request, and the request found for this claim.
+    stop_checked_at: Millis,
+    stop_asked: Option<String>,
     end: Millis,
 }
 
@@ -979,18 +1014,19 @@ impl<'r> Dispatch<'r> {
                     .collect()
             })
             .collect();
-        let mut order: Vec<usize> = (0..servers.len()).collect();
-        order.sort_by_key(|&i| {
-            let role = servers[i].kind;
-            (
+        // Per server, the place of its kind in the policy's order (all equal without one).
+        let role_pos: Vec<usize> = servers
+            .iter()
+            .map(|s| {
                 policy
                     .order
                     .iter()
-                    .position(|r| *r == role)
-                    .unwrap_or(policy.order.len()),
-                i,
-            )
-        });
+                    .position(|r| *r == s.kind)
+                    .unwrap_or(policy.order.len())
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..servers.len()).collect();
+        order.sort_by_key(|&i| (role_pos[i], i));
         let order = dependencies_first(&order, &after);
         let mut waves = Vec::new();
         let mut rest = &order[..];
@@ -1005,12 +1041,13 @@ impl<'r> Dispatch<'r> {
         if !rest.is_empty() {
             waves.push(rest.to_vec());
         }
-        // Within a wave, the longest remaining chain goes first (critical path): a pool whose
-        // Front End servers and back end must run one after another starts before servers that
-        // fit anywhere, so the outage slots are not left idle at the end of the night.
+        // Within a wave and a kind of the policy's order, the longest remaining chain goes
+        // first (critical path): a pool whose Front End servers and back end must run one
+        // after another starts before servers that fit anywhere, so the outage slots are not
+        // left idle at the end of the night.
         let rank = critical_path(servers, &predictions, &after);
         for wave in &mut waves {
-            wave.sort_by_key(|&i| (Reverse(rank[i]), i));
+            wave.sort_by_key(|&i| (role_pos[i], Reverse(rank[i]), i));
         }
         let failed = statuses
             .iter()
@@ -1040,6 +1077,8 @@ impl<'r> Dispatch<'r> {
             statuses: statuses.into_iter().map(Some).collect(),
             predictions,
             from_outage: Vec::new(),
+            rank,
+            role_pos,
             held: BTreeSet::new(),
             held_wake: None,
             after,
@@ -1062,6 +1101,8 @@ impl<'r> Dispatch<'r> {
             window_closed: false,
             awaiting_approval: false,
             renewed_at: 0,
+            stop_checked_at: 0,
+            stop_asked: None,
             end: 0,
         }
     }
@@ -1391,11 +1432,26 @@ impl<'r> Dispatch<'r> {
         self.in_outage.remove(&idx);
     }
 
-    /// Grant outage slots to waiting servers, in the order they asked, as far as the limits
-    /// allow: overall and per site, and never both pools of a disaster-recovery pair.
+    /// Grant outage slots to waiting servers, earlier waves and kinds earlier in the policy's
+    /// order first, then the longest remaining chain first ([`Dispatch::slot_rank`]), as far
+    /// as the limits allow: overall and per site, and never both pools of a disaster-recovery
+    /// pair.
     fn grant_slots(&mut self, now: Millis) {
         let policy = self.policy();
         self.held.clear();
+        // Only a free slot needs the order (this runs after every transition).
+        if self.waiting.len() > 1 && self.in_outage.len() < policy.max_parallel.max(1) as usize {
+            let mut waiting = std::mem::take(&mut self.waiting);
+            waiting.sort_by_cached_key(|&i| {
+                (
+                    self.wave_of[i],
+                    self.role_pos[i],
+                    Reverse(self.slot_rank(i)),
+                    i,
+                )
+            });
+            self.waiting = waiting;
+        }
         // Once the run is stopping, a server that has not gone out of service stays in service:
         // it waits at its outage gate, its staged work kept, for `resume`.
         if self.stopping.is_some() {
@@ -1449,6 +1505,30 @@ impl<'r> Dispatch<'r> {
                 i += 1;
             }
         }
+    }
+
+    /// The remaining chain of a server at its outage gate: its predicted chain, with its own
+    /// rest (from the outage on) scaled by the pace its steps so far showed against their
+    /// prediction (kept within half and three times). A server that staged slowly is likely
+    /// slow throughout (its disks, its load): it goes out first rather than last of the night.
+    fn slot_rank(&self, idx: usize) -> Millis {
+        let rank = self.rank[idx];
+        let rest = self.from_outage.get(idx).copied().unwrap_or(0);
+        let predicted = self.predictions[idx].1.saturating_sub(rest);
+        let Some(status) = self.status_of(idx) else {
+            return rank;
+        };
+        let actual: Millis = status
+            .steps
+            .iter()
+            .filter(|s| s.state.is_settled())
+            .filter_map(|s| Some(s.ended_at?.saturating_sub(s.started_at?)))
+            .sum();
+        if predicted == 0 || actual == 0 {
+            return rank;
+        }
+        let actual = actual.clamp(predicted / 2, predicted * 3);
+        (rank - rest.min(rank)) + rest * actual / predicted
     }
 
     /// Every server of the run ended (succeeded, failed or skipped).

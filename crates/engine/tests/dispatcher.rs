@@ -91,6 +91,8 @@ struct Scripted<'c> {
     cancel_on: Option<(&'static str, StepId, &'c AtomicBool)>,
     /// A server's step that takes this long instead of its predicted time.
     slow: Option<(&'static str, StepId, Millis)>,
+    /// More such steps.
+    also_slow: Vec<(&'static str, StepId, Millis)>,
 }
 
 impl<'c> Scripted<'c> {
@@ -101,6 +103,7 @@ impl<'c> Scripted<'c> {
             fail: None,
             cancel_on: None,
             slow: None,
+            also_slow: Vec::new(),
         }
     }
 
@@ -135,10 +138,12 @@ impl Target for Scripted<'_> {
         {
             flag.store(true, Ordering::SeqCst);
         }
-        let duration = match self.slow {
-            Some((s, step, d)) if s == server && step == req.step.id => d,
-            _ => policy::default_duration(req.step.id),
-        };
+        let duration = self
+            .slow
+            .iter()
+            .chain(&self.also_slow)
+            .find(|(s, step, _)| *s == server && *step == req.step.id)
+            .map_or_else(|| policy::default_duration(req.step.id), |(_, _, d)| *d);
         self.record(server, "execute", req.step.id, duration);
         let failing = self
             .fail
@@ -324,6 +329,116 @@ fn front_end_servers_of_a_pool_are_never_out_together() {
         .collect();
     assert_eq!(fe.len(), 3, "{fe:?}");
     assert_eq!(most_at_once(&fe), 1, "{fe:?}");
+}
+
+#[test]
+fn a_freed_slot_goes_to_the_longest_chain_not_to_the_first_to_ask() {
+    // Two slots: se1, se2 go out first (they stage faster than a Front End server, which also
+    // checks its pool's fabric); se3 then asks for a slot before fe1 does. se1 runs long, so
+    // se2's slot frees first: it goes to fe1, whose pool (three servers one after another,
+    // then the back end) is the longest chain, although se3 asked first.
+    let clock = SimClock::default();
+    let mut target = Scripted::new(&clock);
+    target.slow = Some(("se1.lab.example.com", StepId::InstallUpdate, 22 * 60_000));
+    let spec = spec(RunPolicy {
+        max_parallel: 2,
+        ..RunPolicy::default()
+    });
+    let (state, _) = run(&target, &clock, spec.clone(), None);
+    assert_eq!(state, RunState::Succeeded);
+    let w = windows(&spec, &target.calls());
+    let [se1, se2, se3, fe1] =
+        ["se1", "se2", "se3", "fe1"].map(|s| w[&format!("{s}.lab.example.com")]);
+    // Staged in time to compete for the slot: se3 before fe1.
+    let asked = |server: &str, step: StepId| {
+        target
+            .calls()
+            .iter()
+            .find(|c| c.server == server && c.step == step && c.what == "execute")
+            .map(|c| c.end)
+            .unwrap()
+    };
+    let se3_ready = asked("se3.lab.example.com", StepId::StageUpdate);
+    let fe1_ready = asked("fe1.lab.example.com", StepId::CheckFabricState);
+    assert!(
+        se3_ready < fe1_ready && fe1_ready < se2.1,
+        "{se3_ready} {fe1_ready} {se2:?}"
+    );
+    assert!(se2.1 < se1.1, "{se1:?} {se2:?}");
+    assert_eq!(fe1.0, se2.1, "fe1 took se2's slot: {w:?}");
+    assert_eq!(se3.0, se1.1, "se3 took the next one: {w:?}");
+}
+
+#[test]
+fn a_server_that_staged_slowly_goes_out_before_one_that_asked_first() {
+    // Standard Edition servers first, two slots: se1 and se2 go out; se3 stages in its
+    // predicted time and asks for a slot, se4 stages in twice its time and asks later. se2's
+    // long install leaves se1's slot the first to free: it goes to se4, likely slow
+    // throughout, rather than to se3, which can fit in later.
+    let clock = SimClock::default();
+    let mut target = Scripted::new(&clock);
+    target.slow = Some(("se2.lab.example.com", StepId::InstallUpdate, 30 * 60_000));
+    target.also_slow = vec![("se4.lab.example.com", StepId::StageUpdate, 8 * 60_000)];
+    let spec = spec(RunPolicy {
+        max_parallel: 2,
+        order: vec![sfbpatch_plan::ServerKind::StandardEdition],
+        ..RunPolicy::default()
+    });
+    let (state, _) = run(&target, &clock, spec.clone(), None);
+    assert_eq!(state, RunState::Succeeded);
+    let w = windows(&spec, &target.calls());
+    let [se1, se2, se3, se4] =
+        ["se1", "se2", "se3", "se4"].map(|s| w[&format!("{s}.lab.example.com")]);
+    assert!(se1.1 < se2.1, "{w:?}");
+    assert_eq!(se4.0, se1.1, "se4 took se1's slot: {w:?}");
+    assert!(se3.0 > se4.0, "{w:?}");
+}
+
+#[test]
+fn the_policy_order_comes_before_the_longest_chain() {
+    // Standard Edition servers first: every one of them goes out before the pool's Front End
+    // servers, whose chain is longer; then the pool, then its back end.
+    let clock = SimClock::default();
+    let target = Scripted::new(&clock);
+    let ordered = spec(RunPolicy {
+        max_parallel: 1,
+        order: vec![
+            sfbpatch_plan::ServerKind::StandardEdition,
+            sfbpatch_plan::ServerKind::FrontEnd,
+            sfbpatch_plan::ServerKind::BackEnd,
+        ],
+        ..RunPolicy::default()
+    });
+    let (state, _) = run(&target, &clock, ordered.clone(), None);
+    assert_eq!(state, RunState::Succeeded);
+    let w = windows(&ordered, &target.calls());
+    let mut by_start: Vec<(&String, &(Millis, Millis))> = w.iter().collect();
+    by_start.sort_by_key(|(_, (start, _))| *start);
+    let order: Vec<&str> = by_start
+        .iter()
+        .map(|(s, _)| s.split('.').next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["se1", "se2", "se3", "se4", "fe1", "fe2", "fe3", "sql"]
+    );
+
+    // Without an order, the longest chain first: the pool's first Front End server starts
+    // first, and while each of its servers stages the slot goes to a Standard Edition server
+    // that is ready: the one slot is never idle.
+    let clock = SimClock::default();
+    let target = Scripted::new(&clock);
+    let unordered = spec(RunPolicy {
+        max_parallel: 1,
+        ..RunPolicy::default()
+    });
+    let (state, _) = run(&target, &clock, unordered.clone(), None);
+    assert_eq!(state, RunState::Succeeded);
+    let calls = target.calls();
+    assert_eq!(calls[0].server, "fe1.lab.example.com");
+    let mut w: Vec<(Millis, Millis)> = windows(&unordered, &calls).into_values().collect();
+    w.sort();
+    assert!(w.windows(2).all(|p| p[0].1 == p[1].0), "{w:?}");
 }
 
 #[test]

@@ -394,3 +394,84 @@ fn a_canary_approved_and_resumed_in_a_rehearsal_stays_in_the_same_night() {
     );
     assert!(end(rest) < 7200.0 + 300.0 * 60.0, "{}", end(rest));
 }
+
+/// Every server's out-of-service intervals in the lab world, by FQDN.
+fn out_of_service(lab: &Value) -> Vec<(String, Vec<(f64, f64)>)> {
+    lab["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let iv = s["out_of_service"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["start"].as_f64().unwrap(), i["end"].as_f64().unwrap()))
+                .collect();
+            (s["fqdn"].as_str().unwrap().to_string(), iv)
+        })
+        .collect()
+}
+
+#[test]
+fn on_a_lab_with_variance_the_world_sees_the_slots_and_the_front_end_rule_kept() {
+    let varied_run = || {
+        let s = Scratch::new();
+        s.lab_init("lab", &["--variance", "11"]);
+        let o = apply(&s, &["--max-parallel", "3"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        s.lab_json("lab")
+    };
+    let lab = varied_run();
+    for fqdn in crate::common::DEMO_SERVERS {
+        crate::common::assert_patched(&lab, fqdn);
+    }
+    let out = out_of_service(&lab);
+    // The servers' own durations: no two Front End servers took the same time out.
+    let mut lengths: Vec<f64> = out
+        .iter()
+        .filter(|(f, _)| f.starts_with("fe"))
+        .flat_map(|(_, iv)| iv.iter().map(|(a, b)| b - a))
+        .collect();
+    let n = lengths.len();
+    lengths.sort_by(f64::total_cmp);
+    lengths.dedup();
+    assert!(n >= 4 && lengths.len() == n, "{lengths:?}");
+    // Never more than three out of service at once, as the world saw it.
+    let mut edges: Vec<(f64, i32)> = out
+        .iter()
+        .flat_map(|(_, iv)| iv.iter().flat_map(|&(a, b)| [(a, 1), (b, -1)]))
+        .collect();
+    edges.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert!((2..=3).contains(&most), "at most {most} out at once");
+    // One Front End server of a pool out at a time: no quorum lost, no session dropped.
+    for pool in lab["pools"].as_array().unwrap() {
+        let Some(fe) = pool["front_ends"].as_object() else {
+            continue;
+        };
+        assert_eq!(fe["down_intervals"], serde_json::json!([]), "{pool}");
+        assert_eq!(fe["user_impact_intervals"], serde_json::json!([]), "{pool}");
+        // The demo's pool fepoolN has the Front End servers feN1, feN2, ...
+        let number = &pool["fqdn"].as_str().unwrap()["fepool".len()..]
+            .split_once('.')
+            .unwrap()
+            .0;
+        let members: Vec<&(String, Vec<(f64, f64)>)> = out
+            .iter()
+            .filter(|(f, _)| f.starts_with(&format!("fe{number}")))
+            .collect();
+        assert!(members.len() >= 2, "{pool}");
+        for (i, (a, x)) in members.iter().enumerate() {
+            for (b, y) in &members[i + 1..] {
+                assert!(!overlap(x, y), "{a} {x:?} and {b} {y:?} out together");
+            }
+        }
+    }
+    // The lab keeps its seed: the same seed, the same night.
+    assert_eq!(out_of_service(&varied_run()), out);
+}

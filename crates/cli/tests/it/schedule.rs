@@ -1,8 +1,11 @@
 //! The scheduler's promises, checked on generated fleets with random step durations and
 //! failures, run in-process against the lab: never more than N servers in outage (overall and
-//! per site), never two servers of one back end at once, never both pools of a pair in outage,
-//! nothing started that cannot finish in the window, and the failure budget exactly as
-//! documented. Every property is read back from the journal.
+//! per site), never two servers of one back end at once, never two Front End servers of a pool
+//! (or two upgrade domains) out at once, a back end after its Front End servers, never both
+//! pools of a pair in outage, nothing started that cannot finish in the window, and the failure
+//! budget exactly as documented. Each property is read back from the journal and, where the lab
+//! records it, from the lab world itself (`lab show`): on labs whose step durations vary per
+//! server (`LabOptions::variance`), so the predictions the scheduler works from are wrong.
 
 use std::collections::HashMap;
 
@@ -10,7 +13,7 @@ use proptest::prelude::*;
 use sfbpatch_engine::{
     Engine, Identity, Millis, NoObserver, Record, RunPolicy, RunSpec, RunState, ServerState, Store,
     TargetSpec, fold,
-    policy::{Window, default_duration},
+    policy::{FrontEndBatch, Window, default_duration},
 };
 use sfbpatch_lab::LabOptions;
 use sfbpatch_plan::{Installer, PlanPolicy, StepId};
@@ -29,6 +32,9 @@ struct Case {
     max_failures: Option<u32>,
     max_failure_percent: Option<f64>,
     window: Option<(u64, u64)>,
+    /// The lab's duration variance seed.
+    variance: Option<u64>,
+    upgrade_domains: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -43,6 +49,7 @@ fn case() -> impl Strategy<Value = Case> {
         prop::option::of(0u32..3),
         prop::option::of(5.0f64..60.0),
         prop::option::of((0u64..120, 60u64..400)),
+        (prop::option::of(any::<u64>()), any::<bool>()),
     )
         .prop_map(
             |(
@@ -56,6 +63,7 @@ fn case() -> impl Strategy<Value = Case> {
                 max_failures,
                 pct,
                 window,
+                (variance, upgrade_domains),
             )| Case {
                 pools,
                 seed,
@@ -67,6 +75,8 @@ fn case() -> impl Strategy<Value = Case> {
                 max_failures,
                 max_failure_percent: pct,
                 window,
+                variance,
+                upgrade_domains,
             },
         )
 }
@@ -77,6 +87,8 @@ struct Ran {
     state: RunState,
     statuses: Vec<sfbpatch_engine::ServerStatus>,
     failed_at: Vec<Millis>,
+    /// The lab world after the run.
+    world: sfbpatch_lab::LabSnapshot,
 }
 
 fn run(case: &Case) -> Ran {
@@ -124,6 +136,7 @@ fn run(case: &Case) -> Ran {
         &deployment,
         &LabOptions {
             faults,
+            variance: case.variance,
             ..LabOptions::default()
         },
     )
@@ -157,6 +170,11 @@ fn run(case: &Case) -> Ran {
         accept_resiliency: true,
         pairs,
         windows,
+        front_end_batch: if case.upgrade_domains {
+            FrontEndBatch::UpgradeDomain
+        } else {
+            FrontEndBatch::Server
+        },
         ..RunPolicy::default()
     };
     let mut store = sfbpatch_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
@@ -209,6 +227,7 @@ fn run(case: &Case) -> Ran {
         state: outcome.state,
         statuses,
         failed_at,
+        world: lab.show().unwrap(),
     }
 }
 
@@ -233,6 +252,132 @@ fn max_overlap(mut intervals: Vec<(Millis, Millis)>) -> usize {
 
 fn outage(s: &sfbpatch_engine::ServerStatus) -> Option<(Millis, Millis)> {
     Some((s.outage_started_at?, s.outage_ended_at?))
+}
+
+/// A lab interval in milliseconds (open ones up to the end of time).
+fn ms(i: &sfbpatch_lab::Interval) -> (Millis, Millis) {
+    let at = |s: f64| (s * 1000.0).round() as Millis;
+    (at(i.start), i.end.map_or(Millis::MAX, at))
+}
+
+/// The scheduler's promises as the lab world recorded them: when each Standard Edition and
+/// Front End server was out of service, and when each pool's back end was unavailable.
+fn world_keeps_the_promises(r: &Ran) -> Result<(), TestCaseError> {
+    let servers = &r.plan.servers;
+    let plan_of = |fqdn: &str| {
+        servers
+            .iter()
+            .find(|s| s.fqdn.as_str().eq_ignore_ascii_case(fqdn))
+    };
+    // Per SQL Server, when it was updated: its pools' back-end outages (a back end several
+    // pools share is one machine out, once).
+    let mut backend: HashMap<String, Vec<(Millis, Millis)>> = HashMap::new();
+    for pool in r.world.pools.iter().filter(|p| p.front_ends.is_some()) {
+        let Some(fe) = servers
+            .iter()
+            .find(|s| s.pool.as_str().eq_ignore_ascii_case(&pool.fqdn))
+        else {
+            continue;
+        };
+        let iv = backend.entry(fe.sql_server_fqdn.key()).or_default();
+        for i in &pool.outage_intervals {
+            if !iv.contains(&ms(i)) {
+                iv.push(ms(i));
+            }
+        }
+    }
+    // Every server of the plan out of service, with its plan.
+    let mut out: Vec<(&sfbpatch_plan::ServerPlan, (Millis, Millis))> = Vec::new();
+    for w in &r.world.servers {
+        if let Some(p) = plan_of(&w.fqdn) {
+            out.extend(w.out_of_service.iter().map(|i| (p, ms(i))));
+        }
+    }
+    for (sql, iv) in &backend {
+        if let Some(p) = servers.iter().find(|s| {
+            s.kind == sfbpatch_plan::ServerKind::BackEnd && s.sql_server_fqdn.key() == *sql
+        }) {
+            out.extend(iv.iter().map(|&i| (p, i)));
+        }
+    }
+
+    // Never more than N out of service at once.
+    let all: Vec<_> = out.iter().map(|(_, i)| *i).collect();
+    prop_assert!(
+        max_overlap(all) <= r.policy.max_parallel as usize,
+        "the lab saw more than {} servers out of service at once",
+        r.policy.max_parallel
+    );
+
+    for pool in &r.world.pools {
+        let Some(front_ends) = &pool.front_ends else {
+            continue;
+        };
+        // The Front End rule: one server (or one upgrade domain) of a pool out at a time, so
+        // the pool never lost quorum and no user's session was dropped.
+        let fe: Vec<&(&sfbpatch_plan::ServerPlan, (Millis, Millis))> = out
+            .iter()
+            .filter(|(p, _)| {
+                p.kind == sfbpatch_plan::ServerKind::FrontEnd
+                    && p.pool.as_str().eq_ignore_ascii_case(&pool.fqdn)
+            })
+            .collect();
+        for (k, (a, x)) in fe.iter().enumerate() {
+            for (b, y) in &fe[k + 1..] {
+                if x.0 < y.1 && y.0 < x.1 {
+                    let same_domain = r.policy.front_end_batch == FrontEndBatch::UpgradeDomain
+                        && a.upgrade_domain.is_some()
+                        && a.upgrade_domain == b.upgrade_domain;
+                    prop_assert!(
+                        same_domain,
+                        "{} {x:?} and {} {y:?} of {} out together",
+                        a.fqdn,
+                        b.fqdn,
+                        pool.fqdn
+                    );
+                }
+            }
+        }
+        prop_assert!(
+            front_ends.down_intervals.is_empty(),
+            "{} lost quorum",
+            pool.fqdn
+        );
+        prop_assert!(
+            front_ends.user_impact_intervals.is_empty(),
+            "{} dropped sessions",
+            pool.fqdn
+        );
+        // Its back end only after its Front End servers are back.
+        let last_fe = fe.iter().map(|(_, i)| i.1).max().unwrap_or(0);
+        for i in &pool.outage_intervals {
+            prop_assert!(
+                ms(i).0 >= last_fe,
+                "{}: back end out at {:?} before its Front End servers ended at {last_fe}",
+                pool.fqdn,
+                ms(i)
+            );
+        }
+    }
+
+    // Never both pools of a pair out.
+    for [a, b] in &r.policy.pairs {
+        let of = |pool: &str| -> Vec<(Millis, Millis)> {
+            out.iter()
+                .filter(|(p, _)| p.pool.as_str().eq_ignore_ascii_case(pool))
+                .map(|(_, i)| *i)
+                .collect()
+        };
+        for x in of(a) {
+            for y in of(b) {
+                prop_assert!(
+                    x.1 <= y.0 || y.1 <= x.0,
+                    "the lab saw {a} {x:?} and {b} {y:?} out together"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 proptest! {
@@ -340,6 +485,53 @@ proptest! {
                 }
             }
             None => {}
+        }
+
+        world_keeps_the_promises(&r)?;
+    }
+}
+
+/// Whole runs (no faults, no window) on labs whose durations vary, over several generated
+/// fleets: every server ends succeeded, and the world saw every promise kept.
+#[test]
+fn varied_labs_see_every_promise_kept() {
+    for (seed, max_parallel, upgrade_domains) in
+        [(1, 2, false), (2, 3, true), (3, 4, false), (4, 5, true)]
+    {
+        let case = Case {
+            pools: 12,
+            seed,
+            max_parallel,
+            per_site: None,
+            pair: true,
+            slow: Vec::new(),
+            failing: Vec::new(),
+            max_failures: None,
+            max_failure_percent: None,
+            window: None,
+            variance: Some(seed * 31),
+            upgrade_domains,
+        };
+        let r = run(&case);
+        assert_eq!(r.state, RunState::Succeeded, "seed {seed}");
+        assert!(r.statuses.iter().all(|s| s.state == ServerState::Succeeded));
+        // The lab's durations are not the predictions: some outage took longer than predicted.
+        let predicted_outage = |i: usize| -> Millis {
+            r.plan.servers[i]
+                .steps
+                .iter()
+                .filter(|s| s.in_outage && s.not_applicable.is_none())
+                .filter(|s| !matches!(s.action, sfbpatch_plan::Action::DatabasesUpdatedBy { .. }))
+                .map(|s| default_duration(s.id))
+                .sum()
+        };
+        assert!(
+            (0..r.statuses.len()).any(|i| outage(&r.statuses[i])
+                .is_some_and(|(a, b)| b - a > predicted_outage(i) + 60_000)),
+            "seed {seed}: every outage took its predicted time"
+        );
+        if let Err(e) = world_keeps_the_promises(&r) {
+            panic!("seed {seed}: {e}");
         }
     }
 }
