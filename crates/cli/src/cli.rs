@@ -91,6 +91,20 @@ pub enum Command {
     Report(ReportArgs),
     /// Approve a run's canary wave; `sfbpatch resume` then starts the rest.
     Approve(ApproveArgs),
+    /// Serve a live web dashboard of the runs in the state store.
+    ///
+    /// One self-contained page (nothing loaded from the network) lists the runs and shows a
+    /// run live: each server's step, progress and outage clock against the 30-minute line,
+    /// each pool's back-end time, users in resiliency mode and Front End servers in service,
+    /// failures with their output, a canary wave awaiting approval and the maintenance window.
+    /// It reads the store, so it works beside `apply` and `resume` in other processes and after
+    /// they end. JSON for tools at /api/runs and /api/runs/ID, live updates at
+    /// /api/runs/ID/events (server-sent events). See docs/serve.md.
+    #[command(
+        after_help = "Exit codes: 0 stopped, 2 bad usage (an address other than loopback without \
+a token, an unreadable token file), 3 no such state store, 5 cannot listen or store error."
+    )]
+    Serve(ServeArgs),
     /// Try a failed server again: `sfbpatch resume` then patches it.
     ///
     /// Records in the run's journal that SERVER, which failed, is to be tried again: it is
@@ -311,6 +325,11 @@ pub enum LabCommand {
         /// repeatable.
         #[arg(long = "sfb-components-on", value_name = "FQDN")]
         sfb_components_on: Vec<String>,
+        /// Give every server its own step durations, drawn from SEED: a per-server speed,
+        /// occasional slow servers, a jitter per step (docs/lab.md). Without it every step takes
+        /// the same time on every server, the engine's default prediction.
+        #[arg(long, value_name = "SEED")]
+        variance: Option<u64>,
     },
     /// Print the lab's servers, databases and pools.
     Show {
@@ -451,6 +470,33 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub state: StateArg,
+    /// The address to listen on. Anything but loopback needs --token or --token-file.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8466")]
+    pub listen: std::net::SocketAddr,
+    /// A token every request must carry (`Authorization: Bearer TOKEN`, or `?token=TOKEN` in
+    /// the page's address); at least 16 characters. Prefer --token-file: a command line is
+    /// visible to other users of the host.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Read the token from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Allow the page's actions: approve a canary wave, ask a run to stop at its next step
+    /// boundary. Each is recorded with who asked (--operator).
+    #[arg(long)]
+    pub allow_actions: bool,
+    /// Who the actions are recorded as asked by [default: the account serving].
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+}
+
+/// `--serve [ADDR]`: the dashboard beside a run, in the same process.
+pub const SERVE_DEFAULT: &str = "127.0.0.1:8466";
+
+#[derive(Debug, Args)]
 pub struct ApproveArgs {
     /// The run whose canary wave to approve.
     pub run: i64,
@@ -485,6 +531,10 @@ pub struct ApplyArgs {
     /// leases (as `sfbpatch standby`). Exits when that run ends.
     #[arg(long, conflicts_with = "dry_run")]
     pub standby: bool,
+    /// Serve the live dashboard (`sfbpatch serve`, without actions) beside the run, on ADDR
+    /// (loopback) [default ADDR: 127.0.0.1:8466]; the address is printed at start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = SERVE_DEFAULT, conflicts_with = "dry_run")]
+    pub serve: Option<std::net::SocketAddr>,
     /// With --standby: seconds between two looks at the store.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, requires = "standby", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub poll: u64,
@@ -574,6 +624,10 @@ pub struct ResumeArgs {
     /// What to print.
     #[arg(long, value_enum, default_value_t = RunFormat::Text)]
     pub format: RunFormat,
+    /// Serve the live dashboard (`sfbpatch serve`, without actions) beside the run, on ADDR
+    /// (loopback) [default ADDR: 127.0.0.1:8466]; the address is printed at start.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = SERVE_DEFAULT)]
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

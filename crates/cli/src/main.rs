@@ -79,6 +79,7 @@ fn dispatch(command: Command, name: &str, color: bool) -> exit::CmdResult {
         Command::Report(args) => commands::report::run(args),
         Command::Unlock(args) => commands::status::unlock(args),
         Command::Approve(args) => commands::status::approve(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Retry(args) => commands::retry::run(args),
         Command::Policy(cmd) => commands::policy::run(cmd),
         Command::Demo(args) => commands::demo::run(args, color),

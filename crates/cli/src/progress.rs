@@ -132,9 +132,15 @@ pub fn describe(event: &Event, times: &Times) -> Option<String> {
             minutes(*predicted_outage_ms)
         ),
         Event::StepStarted { .. } | Event::Tick { .. } => return None,
-        Event::StopRequested { at, .. } => format!(
-            "{} interrupted: no new server starts and none goes out of service; servers in their outage finish (Ctrl-C again to stop now, then `sfbpatch resume`)",
-            clock(at)
+        Event::StopRequested { at, reason } => format!(
+            "{} interrupted{}: no new server starts and none goes out of service; servers in their outage finish (Ctrl-C again to stop now, then `sfbpatch resume`)",
+            clock(at),
+            // A stop asked through the store (`sfbpatch serve`) names who asked.
+            if reason.ends_with("asked the run to stop") {
+                format!(" ({})", crate::output::printable(reason))
+            } else {
+                String::new()
+            }
         ),
         Event::StepFinished {
             server,

@@ -96,8 +96,14 @@ fn take_over_from_a_dead_controller(
     run: sfbpatch_engine::RunId,
 ) -> Result<(), Failure> {
     for lease in store.leases()? {
-        if lease.run == run && held_by_a_dead_local_controller(&lease) {
-            store.break_lease(&lease.pool)?;
+        // Broken only if the dead controller still holds it: another standby that saw the
+        // same dead holder may have taken the lease a moment ago.
+        if lease.run == run
+            && held_by_a_dead_local_controller(&lease)
+            && store
+                .break_lease_held_by(&lease.pool, &lease.instance)?
+                .is_some()
+        {
             output::note(&format!(
                 "run {run}'s controller (pid {} on this host) is gone: its lease on {} is taken over",
                 lease.pid, lease.pool
@@ -276,6 +282,9 @@ pub fn plan_at(
 }
 
 pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
+    if let Some(addr) = args.serve {
+        super::serve::check_beside(addr)?;
+    }
     let (text, deployment) = input::topology(&args.topology)?;
     let package = input::package(&args.package)?;
     // The package first: a bad manifest or installer is refused before a lab or store opens.
@@ -322,6 +331,9 @@ pub fn apply(args: ApplyArgs, color: bool) -> CmdResult {
             plan.package.name,
             plan.package.version
         ))?;
+    }
+    if let Some(addr) = args.serve {
+        super::serve::beside_run(&args.state.state, addr)?;
     }
     let spec = RunSpec {
         topology_origin: args.topology.display().to_string(),
@@ -578,6 +590,9 @@ fn check_ssh(ssh: &SshTarget) -> Result<(), Failure> {
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
+    if let Some(addr) = args.serve {
+        super::serve::check_beside(addr)?;
+    }
     let mut store = open_existing_store(&args.state.state)?;
     let run = match args.run {
         Some(id) => store.run(id)?,
@@ -599,6 +614,9 @@ pub fn resume(args: ResumeArgs, color: bool) -> CmdResult {
         )));
     }
     take_over_from_a_dead_controller(&mut *store, run.id)?;
+    if let Some(addr) = args.serve {
+        super::serve::beside_run(&args.state.state, addr)?;
+    }
     let opened = match &run.spec.target {
         TargetSpec::Lab { dir } => RunTarget::open_lab(open_lab(Path::new(dir))?),
         TargetSpec::Ssh { connections } => RunTarget::Ssh(Box::new(ssh_target(

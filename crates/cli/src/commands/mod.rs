@@ -9,6 +9,7 @@ pub mod policy;
 pub mod probe;
 pub mod report;
 pub mod retry;
+pub mod serve;
 pub mod standby;
 pub mod status;
 pub mod topology;

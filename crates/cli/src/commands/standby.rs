@@ -167,6 +167,7 @@ pub fn for_apply(args: &ApplyArgs, plan: &sfbpatch_plan::Plan, color: bool) -> C
                         controller_name: args.run.controller_name.clone(),
                         ssh: args.at.ssh.clone(),
                         format: args.run.format,
+                        serve: args.serve,
                     },
                     poll: args.poll,
                 },

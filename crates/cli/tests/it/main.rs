@@ -17,6 +17,7 @@ mod report;
 mod retry;
 mod rollout;
 mod schedule;
+mod serve;
 mod ssh;
 mod ssh_summary;
 mod standby;

@@ -321,7 +321,7 @@ fn report_on_a_run_that_does_not_exist_is_refused_and_writes_nothing() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
 }
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin")])
