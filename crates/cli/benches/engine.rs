@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Instant;
 
-use sfbpatch_engine::{Engine, NoObserver, RunPolicy, RunSpec, RunState, TargetSpec};
+use sfbpatch_engine::{RunPolicy, RunState};
 use sfbpatch_lab::LabOptions;
 
 fn main() {
@@ -24,32 +24,15 @@ fn main() {
     let init = t.elapsed();
 
     let mut store = sfbpatch_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
-    let spec = RunSpec {
-        topology_origin: "generated".into(),
-        topology_snapshot: topology,
-        operator: lab.operator().to_string(),
+    let steps = plan.servers.len() * 11;
+    let (outcome, run) = support::apply_on_lab(
+        &mut store,
+        &lab,
+        &lab_dir,
+        topology,
         plan,
-        policy: RunPolicy::default(),
-        target: TargetSpec::Lab {
-            dir: lab_dir.display().to_string(),
-        },
-    };
-    let steps = spec.plan.servers.len() * 11;
-    let target = lab.target();
-    let clock = lab.clock();
-    let mut observer = NoObserver;
-    let mut engine = Engine {
-        store: &mut store,
-        target: &target,
-        clock: &clock,
-        wall: &sfbpatch_engine::SystemClock,
-        observer: &mut observer,
-        identity: support::identity(),
-        cancel: None,
-    };
-    let t = Instant::now();
-    let outcome = engine.start(spec).unwrap();
-    let run = t.elapsed();
+        RunPolicy::default(),
+    );
     assert_eq!(outcome.state, RunState::Succeeded);
     println!(
         "engine: {servers} servers ({steps} steps) applied in {:.2} s with speed 0; {:.0} us per step (journal + lab); lab init {:.2} s; peak RSS {:.0} MB",

@@ -18,12 +18,8 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use sfbpatch_engine::{
-    Engine, Millis, NoObserver, RunPolicy, RunSpec, RunState, ServerStatus, TargetSpec,
-    policy::default_duration,
-};
+use sfbpatch_engine::{Millis, RunPolicy, RunState, ServerStatus, policy::default_duration};
 use sfbpatch_lab::LabOptions;
 use sfbpatch_plan::{Plan, ServerKind, ServerPlan};
 use sfbpatch_topology::Deployment;
@@ -253,34 +249,18 @@ fn rollout(
     let lab_dir = dir.join("lab");
     let lab = sfbpatch_lab::init(&lab_dir, deployment, &options).unwrap();
     let mut store = sfbpatch_store::SqliteStore::open(&dir.join("state.db")).unwrap();
-    let spec = RunSpec {
-        topology_origin: "generated".into(),
-        topology_snapshot: topology.to_string(),
-        operator: lab.operator().to_string(),
-        plan: plan.clone(),
-        policy: RunPolicy {
+    let (outcome, wall) = support::apply_on_lab(
+        &mut store,
+        &lab,
+        &lab_dir,
+        topology.to_string(),
+        plan.clone(),
+        RunPolicy {
             max_parallel: parallel as u32,
             ..RunPolicy::default()
         },
-        target: TargetSpec::Lab {
-            dir: lab_dir.display().to_string(),
-        },
-    };
-    let target = lab.target();
-    let clock = lab.clock();
-    let mut observer = NoObserver;
-    let mut engine = Engine {
-        store: &mut store,
-        target: &target,
-        clock: &clock,
-        wall: &sfbpatch_engine::SystemClock,
-        observer: &mut observer,
-        identity: support::identity(),
-        cancel: None,
-    };
-    let t = Instant::now();
-    let outcome = engine.start(spec).unwrap();
-    let wall_s = t.elapsed().as_secs_f64();
+    );
+    let wall_s = wall.as_secs_f64();
     if outcome.state != RunState::Succeeded {
         for s in outcome.servers.iter().filter(|s| !s.is_success()).take(5) {
             eprintln!(

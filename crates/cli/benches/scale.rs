@@ -15,9 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sfbpatch_engine::{
-    Engine, NoObserver, Record, RunPolicy, RunSpec, RunState, Store, TargetSpec,
-};
+use sfbpatch_engine::{Record, RunPolicy, RunState, Store};
 use sfbpatch_lab::LabOptions;
 
 fn main() {
@@ -41,31 +39,14 @@ fn main() {
 
     let state = dir.path().join("state.db");
     let mut store = sfbpatch_store::SqliteStore::open(&state).unwrap();
-    let spec = RunSpec {
-        topology_origin: "generated".into(),
-        topology_snapshot: topology,
-        operator: lab.operator().to_string(),
+    let (outcome, run_time) = support::apply_on_lab(
+        &mut store,
+        &lab,
+        &lab_dir,
+        topology,
         plan,
-        policy: RunPolicy::default(),
-        target: TargetSpec::Lab {
-            dir: lab_dir.display().to_string(),
-        },
-    };
-    let target = lab.target();
-    let clock = lab.clock();
-    let mut observer = NoObserver;
-    let mut engine = Engine {
-        store: &mut store,
-        target: &target,
-        clock: &clock,
-        wall: &sfbpatch_engine::SystemClock,
-        observer: &mut observer,
-        identity: support::identity(),
-        cancel: None,
-    };
-    let t = Instant::now();
-    let outcome = engine.start(spec).unwrap();
-    let run_time = t.elapsed();
+        RunPolicy::default(),
+    );
     assert_eq!(outcome.state, RunState::Succeeded);
     println!(
         "scale: apply {:.2} s ({:.0} us per step); peak RSS {:.0} MB",

@@ -2,8 +2,12 @@
 //! peak memory.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use sfbpatch_engine::Identity;
+use sfbpatch_engine::{
+    Engine, Identity, NoObserver, RunOutcome, RunPolicy, RunSpec, Store, TargetSpec,
+};
+use sfbpatch_lab::Lab;
 use sfbpatch_plan::{Installer, Package, Plan, PlanPolicy};
 use sfbpatch_topology::Deployment;
 
@@ -69,4 +73,42 @@ pub fn identity() -> Identity {
         pid: std::process::id(),
         instance: "test#1.0".into(),
     }
+}
+
+/// `plan` applied to the lab in `lab_dir` with `store` and `policy`, as `sfbpatch apply` would
+/// (speed 0, no observer): the outcome and the wall time the run took.
+#[allow(dead_code)] // not every bench runs a plan
+pub fn apply_on_lab(
+    store: &mut dyn Store,
+    lab: &Lab,
+    lab_dir: &Path,
+    topology: String,
+    plan: Plan,
+    policy: RunPolicy,
+) -> (RunOutcome, Duration) {
+    let spec = RunSpec {
+        topology_origin: "generated".into(),
+        topology_snapshot: topology,
+        operator: lab.operator().to_string(),
+        plan,
+        policy,
+        target: TargetSpec::Lab {
+            dir: lab_dir.display().to_string(),
+        },
+    };
+    let target = lab.target();
+    let clock = lab.clock();
+    let mut observer = NoObserver;
+    let mut engine = Engine {
+        store,
+        target: &target,
+        clock: &clock,
+        wall: &sfbpatch_engine::SystemClock,
+        observer: &mut observer,
+        identity: identity(),
+        cancel: None,
+    };
+    let t = Instant::now();
+    let outcome = engine.start(spec).unwrap();
+    (outcome, t.elapsed())
 }
