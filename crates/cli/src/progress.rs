@@ -523,7 +523,7 @@ impl Bars {
 
 impl Observer for Bars {
     fn on_event(&mut self, event: &Event) {
-        if let Some(at) = event_time(event) {
+        if let Some(at) = event.at() {
             self.now = self.now.max(at);
         }
         self.times.see(event);
@@ -598,12 +598,4 @@ impl Observer for Bars {
         }
         self.redraw();
     }
-}
-
-/// The target-clock time an event happened at, when it says.
-fn event_time(event: &Event) -> Option<u64> {
-    serde_json::to_value(event)
-        .ok()?
-        .get("at")
-        .and_then(serde_json::Value::as_u64)
 }

@@ -168,6 +168,35 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// When it happened, on the target's clock; `None` for the store's events, which are on
+    /// the controller's wall clock.
+    pub fn at(&self) -> Option<Millis> {
+        match self {
+            Event::RunStarted { at, .. }
+            | Event::ServerStarted { at, .. }
+            | Event::StepStarted { at, .. }
+            | Event::StepFinished { at, .. }
+            | Event::StepProbed { at, .. }
+            | Event::StepRetrying { at, .. }
+            | Event::Rebooted { at, .. }
+            | Event::OutageStarted { at, .. }
+            | Event::OutageEnded { at, .. }
+            | Event::OutageBudgetExceeded { at, .. }
+            | Event::Recovered { at, .. }
+            | Event::ServerFinished { at, .. }
+            | Event::Tick { at }
+            | Event::StopRequested { at, .. }
+            | Event::AwaitingApproval { at, .. }
+            | Event::WindowClosed { at, .. }
+            | Event::OutageBudgetAtRisk { at, .. }
+            | Event::DatabasesChecked { at, .. }
+            | Event::RunFinished { at, .. } => Some(*at),
+            Event::StoreUnreachable { .. } | Event::StoreReachable { .. } => None,
+        }
+    }
+}
+
 /// Receives the engine's events. Implemented by the CLI's renderers.
 pub trait Observer {
     fn on_event(&mut self, event: &Event);
