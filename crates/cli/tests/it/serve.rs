@@ -261,6 +261,19 @@ fn an_address_other_than_loopback_needs_a_token_of_sixteen_characters() {
     ]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("[SFB-W002]"), "{}", stderr(&o));
+    // A token file that cannot be read, or whose first line is empty, is named.
+    s.write("empty.tok", "\n");
+    for (file, said) in [
+        ("missing.tok", "--token-file missing.tok: cannot read it"),
+        (
+            "empty.tok",
+            "--token-file empty.tok: its first line is empty",
+        ),
+    ] {
+        let o = s.run(&["serve", "--state", "state.db", "--token-file", file]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains(said), "{}", stderr(&o));
+    }
     // Beside a run there is no token: loopback only, refused before anything is opened.
     let args = crate::common::apply_args(&["--lab", "lab"], &[], &["--serve", "0.0.0.0:8466"]);
     let o = s.run(&args);
