@@ -10,6 +10,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sfbpatch_engine::StepOutcome;
+// Pool-level quorum (SPEC.md section 6) lives with the topology: the reports use it too.
+pub(crate) use sfbpatch_topology::quorum;
 
 use crate::db::{self, Server};
 use crate::steps::fail;
@@ -55,21 +57,6 @@ fn member(s: &Server) -> Member {
 /// every Skype for Business service running.
 pub(crate) fn is_active(s: &Server) -> bool {
     !s.failed_over && s.services.iter().all(|svc| svc.running)
-}
-
-/// Pool-level quorum (SPEC.md section 6, Microsoft's high-availability planning): how many
-/// servers must be active, and among how many of the first servers.
-pub(crate) fn quorum(servers: usize) -> (usize, usize) {
-    match servers {
-        0 | 1 => (1, servers),
-        2 => (1, 2),
-        3 | 4 => (2, servers),
-        5 | 6 => (3, servers),
-        7 => (4, 7),
-        8 | 9 => (4, 7),
-        10..=12 => (5, 9),
-        _ => (7, 12),
-    }
 }
 
 /// Whether the pool keeps quorum with `active` telling which servers are active.
@@ -500,15 +487,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quorum_follows_microsofts_table() {
-        assert_eq!(quorum(2), (1, 2));
-        assert_eq!(quorum(3), (2, 3));
-        assert_eq!(quorum(4), (2, 4));
-        assert_eq!(quorum(6), (3, 6));
-        assert_eq!(quorum(7), (4, 7));
-        assert_eq!(quorum(9), (4, 7));
-        assert_eq!(quorum(12), (5, 9));
-        assert_eq!(quorum(16), (7, 12));
+    fn quorum_counts_the_first_servers_only() {
+        // The table itself is tested where it lives (sfbpatch_topology::quorum).
         // Eight servers: four of the first seven.
         let mut active = vec![true; 8];
         for a in active.iter_mut().take(4) {

@@ -465,7 +465,7 @@ fn pool_reports(
                   (backend, sql_server): (String, String),
                   always_on: bool,
                   machines: Vec<String>,
-                  front_ends: Vec<String>| {
+                  (front_ends, front_ends_in_pool): (Vec<String>, Vec<String>)| {
         let keys: Vec<String> = machines.iter().map(|m| m.to_ascii_lowercase()).collect();
         let out: Vec<Option<&[Window]>> = keys
             .iter()
@@ -497,6 +497,7 @@ fn pool_reports(
             unavailable_seconds: total(&unavailable),
             unavailable: unavailable.iter().map(|w| clock.interval(w)).collect(),
             resiliency: resiliency.iter().map(|w| clock.interval(w)).collect(),
+            front_ends_in_pool,
         }
     };
 
@@ -515,9 +516,13 @@ fn pool_reports(
             .iter()
             .map(|m| m.fqdn.to_string())
             .collect();
-        let front_ends = match pool.edition {
-            sfbpatch_topology::Edition::Enterprise => planned(&pool.machines),
-            sfbpatch_topology::Edition::Standard => Vec::new(),
+        // For an Enterprise pool, `pool.machines` are its Front End servers, in its order.
+        let (front_ends, front_ends_in_pool) = match pool.edition {
+            sfbpatch_topology::Edition::Enterprise => (
+                planned(&pool.machines),
+                pool.machines.iter().map(|m| m.fqdn.to_string()).collect(),
+            ),
+            sfbpatch_topology::Edition::Standard => (Vec::new(), Vec::new()),
         };
         let keys: Vec<String> = machines.iter().map(|m| m.to_ascii_lowercase()).collect();
         if front_ends.is_empty() && !keys.iter().any(|k| windows.contains_key(k)) {
@@ -537,7 +542,7 @@ fn pool_reports(
             ),
             pool.backend.always_on,
             machines,
-            front_ends,
+            (front_ends, front_ends_in_pool),
         ));
     }
 
@@ -570,7 +575,7 @@ fn pool_reports(
             ),
             false,
             machines,
-            front_ends,
+            (front_ends.clone(), front_ends),
         ));
     }
     pools

@@ -32,7 +32,47 @@ pub fn render_html_in(report: &Report, zone: &TimeZone) -> String {
     out
 }
 
-const CSS: &str = r#"
+/// The style rules of the timeline's note below its heading.
+macro_rules! note_css {
+    () => {
+        "p.note { margin: 2px 0 8px; color: #444; font-size: 13px; }\n"
+    };
+}
+
+/// The style rules the timeline's pictures need (screen).
+macro_rules! timeline_css {
+    () => {
+        concat!(
+            ".scroll { overflow-x: auto; }\n",
+            "svg.timeline { display: block; width: 100%; min-width: 760px; height: auto; border: 1px solid #ddd;\n",
+            "  background: #fff; margin: 0 0 6px; }\n",
+            "svg.defs { position: absolute; width: 0; height: 0; overflow: hidden; }\n",
+        )
+    };
+}
+
+/// The style rules [`render_timeline`]'s fragment needs, for a page that shows it (the live
+/// dashboard): the same rules as the report's own page.
+pub const TIMELINE_CSS: &str = concat!(note_css!(), timeline_css!());
+
+/// Renders the report's timeline alone, as in [`render_html`] (times of a run over SSH in this
+/// computer's time zone): the contents of the page's `<section id="timeline">` (its heading,
+/// note, pictures and legend), for a page of its own to place (the live dashboard). Every text
+/// from a server or a file is escaped, as in the page; it needs [`TIMELINE_CSS`].
+pub fn render_timeline(report: &Report) -> String {
+    render_timeline_in(report, &TimeZone::system())
+}
+
+/// [`render_timeline`] with the times of a run over SSH in `zone`. Pure.
+pub fn render_timeline_in(report: &Report, zone: &TimeZone) -> String {
+    let mut out = String::with_capacity(16 * 1024 + report.servers.len() * 2048);
+    let times = Times::new(&report.run, zone);
+    timeline_contents(report, &times, &mut out).expect("writing to a String cannot fail");
+    out
+}
+
+const CSS: &str = concat!(
+    r#"
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { font-family: system-ui, "Segoe UI", "DejaVu Sans", "Liberation Sans", Arial, sans-serif;
@@ -43,8 +83,9 @@ h2 { font-size: 18px; margin: 24px 0 6px; border-bottom: 1px solid #ccc; padding
 h3 { font-size: 15px; margin: 14px 0 4px; }
 h4 { font-size: 13px; margin: 8px 0 2px; }
 p.package { margin: 0 0 8px; font-size: 15px; }
-p.note { margin: 2px 0 8px; color: #444; font-size: 13px; }
-dl.facts { display: flex; flex-wrap: wrap; gap: 4px 28px; margin: 0; }
+"#,
+    note_css!(),
+    r#"dl.facts { display: flex; flex-wrap: wrap; gap: 4px 28px; margin: 0; }
 dl.facts div { min-width: 120px; }
 dt { font-size: 12px; color: #555; }
 dd { margin: 0; font-weight: 600; }
@@ -78,11 +119,9 @@ article.failure { border-left: 4px solid #b00020; padding: 2px 0 2px 12px; margi
 article.failure.skipped { border-left-color: #b26a00; }
 ul.hints { margin: 2px 0 8px; padding-left: 20px; }
 ul.hints li { margin: 2px 0; }
-.scroll { overflow-x: auto; }
-svg.timeline { display: block; width: 100%; min-width: 760px; height: auto; border: 1px solid #ddd;
-  background: #fff; margin: 0 0 6px; }
-svg.defs { position: absolute; width: 0; height: 0; overflow: hidden; }
-details.appendix { margin-top: 24px; border-top: 2px solid #333; padding-top: 4px; }
+"#,
+    timeline_css!(),
+    r#"details.appendix { margin-top: 24px; border-top: 2px solid #333; padding-top: 4px; }
 details.appendix > summary { cursor: pointer; }
 details.appendix > summary h2 { display: inline; border: 0; margin: 0; }
 details.pool { margin: 2px 0; }
@@ -113,7 +152,8 @@ footer { margin-top: 24px; font-size: 12px; color: #555; border-top: 1px solid #
   h2, h3, h4 { break-after: avoid; }
   footer { margin-top: 8px; font-size: 7pt; }
 }
-"#;
+"#
+);
 
 fn page(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
     writeln!(out, "<!DOCTYPE html>")?;
@@ -526,8 +566,14 @@ impl Scale {
 }
 
 fn timeline(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
-    let scale = Scale::new(r);
     writeln!(out, "<section id=\"timeline\">")?;
+    timeline_contents(r, t, out)?;
+    writeln!(out, "</section>")
+}
+
+/// What the timeline's section holds: its heading, note, pictures and legend.
+fn timeline_contents(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
+    let scale = Scale::new(r);
     writeln!(out, "<h2>Timeline</h2>")?;
     writeln!(
         out,
@@ -585,8 +631,7 @@ fn timeline(r: &Report, t: &Times, out: &mut String) -> fmt::Result {
             })?;
         }
     }
-    legend_svg(&legend_items(), out)?;
-    writeln!(out, "</section>")
+    legend_svg(&legend_items(), out)
 }
 
 /// Above this many servers the page aggregates: the timeline has one row per site, and the

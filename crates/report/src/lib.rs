@@ -12,6 +12,8 @@
 //!   failures with what to do next, and the audit trail as an appendix that prints only when
 //!   opened. A run over SSH shows dates and times with their UTC offset; a lab run, offsets from
 //!   its start in lab time.
+//! - [`render_timeline`] (and [`render_timeline_in`]) render the page's timeline alone, an HTML
+//!   fragment for a page of its own (the live dashboard), which also needs [`TIMELINE_CSS`].
 //! - [`EXIT_CODES`]: the glossary of the update installer's usual exit codes the hints use.
 //!
 //! The 30-minute rule (SPEC.md section 2): a pool's back end is unavailable while every machine
@@ -28,7 +30,7 @@ mod model;
 
 pub use build::{ReportError, build};
 pub use hints::{EXIT_CODES, ExitCode, exit_code};
-pub use html::{render_html, render_html_in};
+pub use html::{TIMELINE_CSS, render_html, render_html_in, render_timeline, render_timeline_in};
 pub use model::*;
 
 #[cfg(test)]

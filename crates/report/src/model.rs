@@ -185,6 +185,11 @@ pub struct PoolReport {
     pub unavailable_seconds: f64,
     pub unavailable: Vec<Interval>,
     pub resiliency: Vec<Interval>,
+    /// Every Front End server of the pool in the topology, in the run or not, in the pool's
+    /// order (as `Get-CsComputer -PoolFqdn` lists them: pool quorum counts the first of them,
+    /// [`sfbpatch_topology::quorum`]); none for a Standard Edition server. For a pool the
+    /// topology no longer has, the Front End servers of the run.
+    pub front_ends_in_pool: Vec<String>,
 }
 
 /// A span of time that may still be open at the end of the journal.

@@ -9,7 +9,9 @@ use sfbpatch_engine::{
 };
 use sfbpatch_plan::{Build, PlanPolicy, StepId, parse_manifest, plan};
 
-use crate::{BuildSource, ClockKind, Report, ReportError, build, render_html_in};
+use crate::{
+    BuildSource, ClockKind, Report, ReportError, build, render_html_in, render_timeline_in,
+};
 
 /// The page in a fixed zone (UTC+01:00), so that tests do not depend on the machine's.
 fn render_html(report: &Report) -> String {
@@ -1139,6 +1141,108 @@ fn servers_the_topology_does_not_place_keep_their_planned_pool() {
         vec!["ag-n1.contoso.com", "ag-n2.contoso.com"]
     );
     assert_eq!(pool(&r, "pool2.contoso.com").backend, "ag.contoso.com");
+}
+
+/// A pool's Front End servers in the topology, in its order, whether or not the run has them:
+/// what pool quorum counts.
+#[test]
+fn a_pool_lists_every_front_end_server_of_the_topology_in_its_order() {
+    let inventory = r#"
+[[site]]
+name = "Berlin"
+
+[[pool]]
+fqdn = "se1.contoso.com"
+edition = "standard"
+
+[[pool]]
+fqdn = "pool1.contoso.com"
+machines = ["fe-c.contoso.com", "fe-a.contoso.com", "fe-b.contoso.com", "fe-d.contoso.com"]
+backend = "sql1.contoso.com"
+
+[[sql]]
+fqdn = "sql1.contoso.com"
+stores = ["user", "application", "central-management"]
+"#;
+    let mut sim = Sim::with_inventory(inventory);
+    let deployment = sfbpatch_topology::load(inventory, "contoso.toml").expect("inventory");
+    let package = parse_manifest(MANIFEST, "cu.toml").expect("manifest");
+    let only = PlanPolicy {
+        only: vec!["fe-b.contoso.com".into(), "se1.contoso.com".into()],
+        ..PlanPolicy::default()
+    };
+    sim.run.spec.plan = plan(&deployment, &package, &only).expect("plan");
+    sim.patch("fe-b.contoso.com", 0, Patch::default());
+    let r = sim.report();
+    let p = pool(&r, "pool1.contoso.com");
+    assert_eq!(p.front_ends, vec!["fe-b.contoso.com"]);
+    assert_eq!(p.front_ends_patched, 1);
+    assert_eq!(
+        p.front_ends_in_pool,
+        vec![
+            "fe-c.contoso.com",
+            "fe-a.contoso.com",
+            "fe-b.contoso.com",
+            "fe-d.contoso.com"
+        ]
+    );
+    let se = pool(&r, "se1.contoso.com");
+    assert!(se.front_ends.is_empty() && se.front_ends_in_pool.is_empty());
+    // A pool the recorded topology no longer has: the run's Front End servers are all it knows.
+    let mut lost = Sim::new();
+    lost.run.spec.topology_snapshot =
+        "[[site]]\nname = \"Berlin\"\n\n[[pool]]\nfqdn = \"se1.contoso.com\"\nedition = \"standard\"\n".into();
+    let r = lost.report();
+    assert_eq!(
+        pool(&r, "pool1.contoso.com").front_ends_in_pool,
+        vec!["fe1.contoso.com"]
+    );
+}
+
+/// The timeline alone (for the live dashboard) is the page's timeline section's contents,
+/// byte for byte, with the same time zone handling.
+#[test]
+fn the_timeline_alone_is_the_pages_timeline() {
+    for mut sim in [Sim::new(), Sim::over_ssh()] {
+        let end = sim.patch("se1.contoso.com", 0, Patch::default());
+        sim.patch("fe1.contoso.com", end, slow_install(40.0));
+        let r = sim.report();
+        let zone = TimeZone::fixed(Offset::constant(1));
+        let fragment = render_timeline_in(&r, &zone);
+        let page = render_html_in(&r, &zone);
+        assert!(fragment.starts_with("<h2>Timeline</h2>\n"), "{fragment}");
+        assert!(
+            page.contains(&format!(
+                "<section id=\"timeline\">\n{fragment}</section>\n"
+            )),
+            "{fragment}"
+        );
+        for s in &r.servers {
+            assert!(
+                fragment.contains(&format!("<g class=\"row\" data-server=\"{}\"", s.fqdn)),
+                "{}",
+                s.fqdn
+            );
+        }
+        // Another zone gives other times of day on a run over SSH, the same page for the lab.
+        let elsewhere = render_timeline_in(&r, &TimeZone::fixed(Offset::constant(-5)));
+        assert_eq!(elsewhere == fragment, r.run.clock == ClockKind::Lab);
+        // Its styles are the page's.
+        for rule in crate::TIMELINE_CSS.lines() {
+            assert!(page.contains(rule), "{rule}");
+        }
+    }
+    // A site's name carrying markup (drawn in the rows of a large run) is text.
+    let mut large = scaled_run(crate::html::LARGE_REPORT_SERVERS);
+    for s in &mut large.servers {
+        s.site = format!("<script>alert('{}')</script>&", s.site);
+    }
+    let fragment = render_timeline_in(&large, &TimeZone::UTC);
+    assert!(!fragment.contains("<script"), "a site's markup is escaped");
+    assert!(
+        fragment.contains("data-site=\"&lt;script&gt;alert(&#39;site0&#39;)&lt;/script&gt;&amp;\""),
+        "{fragment}"
+    );
 }
 
 #[test]

@@ -4,6 +4,10 @@
 //!   inline CSS and script, nothing loaded from anywhere else. Every value from a topology or a
 //!   command's output reaches the page as data (JSON, `<` escaped) and is shown with
 //!   `textContent`, never as markup.
+//! - `/runs/{id}/timeline` is the run's timeline as the HTML report draws it
+//!   ([`sfbpatch_report::render_timeline`]): an HTML fragment the page places in its timeline
+//!   section. It is the one piece of markup the page takes from the server: the report's
+//!   renderer escapes every value from a topology or a command's output.
 //! - `/api/runs` and `/api/runs/{id}` give the same data as JSON ([`view`]), and
 //!   `/api/runs/{id}/events` streams a fresh snapshot (server-sent events) within about a
 //!   second of each journal commit; a finished run's stream ends after its last snapshot.
@@ -265,6 +269,7 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/timeline", get(timeline))
         .route("/api/runs", get(api_runs))
         .route("/api/runs/{id}", get(api_run))
         .route("/api/runs/{id}/events", get(events))
@@ -438,6 +443,29 @@ async fn run_page(State(app): State<Arc<App>>, Path(id): Path<RunId>) -> Respons
     }
 }
 
+/// The run's timeline as the HTML report draws it: a fragment for the page's timeline
+/// section. The records are read on the reader thread; the report is built and drawn beside
+/// it, so that a large run's picture does not hold up the event streams.
+async fn timeline(State(app): State<Arc<App>>, Path(id): Path<RunId>) -> Response {
+    let state_of = app.config.state_of.clone();
+    let read = app
+        .with(move |s| {
+            let mut follow = Follow::new(id);
+            follow.read(s, &*state_of)?;
+            Ok(follow)
+        })
+        .await;
+    let mut follow = match read {
+        Ok(follow) => follow,
+        Err(e) => return error_response(e),
+    };
+    match tokio::task::spawn_blocking(move || follow.timeline()).await {
+        Ok(Ok(fragment)) => Html(fragment).into_response(),
+        Ok(Err(e)) => error_response(e),
+        Err(e) => error_response(Failed::Report(format!("drawing the timeline failed: {e}"))),
+    }
+}
+
 async fn api_runs(State(app): State<Arc<App>>) -> Response {
     match list(&app).await {
         Ok(runs) => json_response(&runs),
@@ -507,14 +535,33 @@ impl Follow {
 
     /// The view after [`Follow::read`], with the run's state as the reader judged it.
     fn view(&mut self) -> Result<RunView, Failed> {
+        let stop = self.stop.clone();
+        let view = self.judged_run(|run, journal| view::run_view(run, journal, stop.as_ref()))?;
+        self.sent = self.judged;
+        Ok(view)
+    }
+
+    /// The timeline of the HTML report after [`Follow::read`] (times of a run over SSH in this
+    /// computer's time zone, as `sfbpatch report`), with the run's state as the reader judged
+    /// it.
+    fn timeline(&mut self) -> Result<String, Failed> {
+        self.judged_run(|run, journal| {
+            sfbpatch_report::build(run, journal, &[])
+                .map(|report| sfbpatch_report::render_timeline(&report))
+        })
+    }
+
+    /// `f` on the run with its state as the reader judged it, and the journal read.
+    fn judged_run<T>(
+        &mut self,
+        f: impl FnOnce(&RunRecord, &[JournalEntry]) -> Result<T, sfbpatch_report::ReportError>,
+    ) -> Result<T, Failed> {
         let (state, _, _) = self.judged.ok_or(Failed::Gone)?;
         let run = self.run.as_mut().ok_or(Failed::Gone)?;
         let recorded = std::mem::replace(&mut run.state, state);
-        let view = view::run_view(run, &self.journal, self.stop.as_ref());
+        let done = f(run, &self.journal);
         run.state = recorded;
-        let view = view.map_err(|e| Failed::Report(format!("{e} [{}]", e.code())))?;
-        self.sent = self.judged;
-        Ok(view)
+        done.map_err(|e| Failed::Report(format!("{e} [{}]", e.code())))
     }
 }
 

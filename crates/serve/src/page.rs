@@ -1,7 +1,9 @@
 //! The dashboard's one page: inline CSS and script, nothing loaded from anywhere else. The data
 //! it shows is embedded as JSON (with `<`, `>` and `&` escaped, so no value can close the
 //! script element) and rendered with `textContent` only: a topology value or a command's output
-//! is always text, never markup.
+//! is always text, never markup. The one exception is the timeline, the HTML report's own
+//! drawing (`/runs/{id}/timeline`), which the report's renderer escapes: the page places it as
+//! it comes, and carries the report's style rules for it ([`sfbpatch_report::TIMELINE_CSS`]).
 
 use serde::Serialize;
 
@@ -25,7 +27,9 @@ pub fn render<T: Serialize>(kind: Kind, data: &T) -> String {
         Kind::Runs => ("runs", false),
         Kind::Run { actions } => ("run", actions),
     };
-    PAGE.replace("{{VIEW}}", view)
+    // The data last: nothing in it is taken for a placeholder.
+    PAGE.replace("{{TIMELINE_CSS}}", sfbpatch_report::TIMELINE_CSS)
+        .replace("{{VIEW}}", view)
         .replace("{{ACTIONS}}", if actions { "true" } else { "false" })
         .replace("{{DATA}}", &embed(data))
 }
@@ -69,7 +73,9 @@ button { font: inherit; padding: 4px 12px; margin-right: 8px; cursor: pointer; }
 .muted { color: var(--mute); }
 #live { font-size: 12px; }
 .failure { margin-bottom: 12px; }
-</style>
+.quorum.lost { color: var(--bad); font-weight: 600; }
+/* The HTML report's timeline (sfbpatch_report::TIMELINE_CSS). */
+{{TIMELINE_CSS}}</style>
 </head>
 <body>
 <header><h1><a href="/" id="home">sfbpatch</a></h1><span id="title"></span><span id="live" class="muted"></span></header>
@@ -174,7 +180,7 @@ function renderRun(v) {
       el("td", {}, p.fqdn), el("td", {}, p.backend),
       el("td", { class: "unavailable" }, minutes(p.unavailable_seconds) + (p.backend_unavailable ? " (now)" : "")),
       el("td", { class: "resiliency" }, minutes(p.resiliency_seconds) + (p.in_resiliency ? " (now)" : "")),
-      el("td", { class: "front-ends" }, p.front_ends ? p.front_ends_in_service + " of " + p.front_ends + " (" + p.front_ends_patched + " patched)" : "none")));
+      el("td", { class: "front-ends" }, frontEnds(p))));
   }
   parts.push(el("section", {}, el("h2", {}, "Pools"), pools));
   if (v.failures.length) {
@@ -189,7 +195,45 @@ function renderRun(v) {
     }
     parts.push(f);
   }
+  parts.push(timeline);
   main.replaceChildren(...parts);
+}
+
+// An Enterprise pool's Front End servers in service (those of the pool not in the run count as
+// in service) against its quorum, red and said "lost" when it is not kept; then what the run
+// patched of them.
+function frontEnds(p) {
+  if (!p.front_ends_in_pool) return el("span", { class: "muted" }, "none");
+  const inService = p.front_ends_in_pool - (p.front_ends - p.front_ends_in_service);
+  const lost = p.quorum_kept === false;
+  const quorum = el("span", { class: "quorum" + (lost ? " lost" : ""), "data-quorum": lost ? "lost" : "kept" },
+    "Front End " + inService + "/" + p.front_ends_in_pool + " in service · quorum " + p.quorum_required +
+    (p.quorum_among < p.front_ends_in_pool ? " of the first " + p.quorum_among : "") + (lost ? " lost" : ""));
+  return el("span", {}, quorum, el("span", { class: "muted" }, " · patched " + p.front_ends_patched + " of " + p.front_ends + " in the run"));
+}
+
+// The HTML report's timeline, drawn by the server (/runs/ID/timeline): loaded with the page and
+// again after snapshots arrive, at most once every 5 s. It keeps its place across redraws.
+const timeline = el("section", { id: "timeline" }, el("h2", {}, "Timeline"), el("p", { class: "muted" }, "loading…"));
+const TIMELINE_EVERY = 5000;
+let timelineAt = -Infinity, timelineTimer = null, timelineSeq = 0;
+async function loadTimeline(id) {
+  timelineAt = Date.now();
+  const mine = ++timelineSeq;
+  try {
+    const r = await fetch("/runs/" + id + "/timeline", { headers: token ? { "Authorization": "Bearer " + token } : {} });
+    const text = await r.text();
+    // A later load may have overtaken this one.
+    if (mine !== timelineSeq) return;
+    // The report's renderer escaped every value from a topology or a command's output.
+    if (r.ok) timeline.innerHTML = text;
+    else timeline.replaceChildren(el("h2", {}, "Timeline"), el("p", { class: "muted" }, "the timeline could not be drawn: " + text.trim()));
+  } catch (e) { /* the server is gone: keep what is shown */ }
+}
+function timelineSoon(id) {
+  if (timelineTimer !== null) return;
+  const wait = Math.max(0, timelineAt + TIMELINE_EVERY - Date.now());
+  timelineTimer = setTimeout(() => { timelineTimer = null; loadTimeline(id); }, wait);
 }
 
 const initial = JSON.parse(document.getElementById("data").textContent);
@@ -197,12 +241,14 @@ if (VIEW === "runs") {
   renderRuns(initial);
 } else {
   renderRun(initial);
+  loadTimeline(initial.run.id);
   const live = document.getElementById("live");
   if (!["succeeded", "failed"].includes(initial.run.state) && window.EventSource) {
     const es = new EventSource(withToken("/api/runs/" + initial.run.id + "/events"));
     es.addEventListener("snapshot", (e) => {
       const v = JSON.parse(e.data);
       renderRun(v);
+      timelineSoon(v.run.id);
       live.textContent = "live · updated " + new Date().toLocaleTimeString();
       if (["succeeded", "failed"].includes(v.run.state)) es.close();
     });
@@ -218,6 +264,20 @@ if (VIEW === "runs") {
 #[cfg(test)]
 mod tests {
     use super::{Kind, render};
+
+    #[test]
+    fn the_page_carries_the_reports_timeline_styles_and_no_placeholder() {
+        let page = render(
+            Kind::Run { actions: false },
+            &serde_json::json!({"a": "{{VIEW}}"}),
+        );
+        assert!(page.contains(sfbpatch_report::TIMELINE_CSS), "{page}");
+        assert!(page.contains(r#"el("section", { id: "timeline" }"#));
+        assert!(page.contains("const VIEW = \"run\";"));
+        // A placeholder in the data is data.
+        assert!(page.contains(r#"{"a":"{{VIEW}}"}"#));
+        assert_eq!(page.matches("{{").count(), 1, "{page}");
+    }
 
     #[test]
     fn embedded_data_cannot_close_the_script_element() {

@@ -4,6 +4,8 @@
 //! stop asked). Its JSON form is `docs/schema/serve-run.schema.json`; the run list's is
 //! `docs/schema/serve-runs.schema.json`.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 use sfbpatch_engine::{JournalEntry, Millis, RunRecord, RunState, StepState, Store, StoreError};
 use sfbpatch_report::Report;
@@ -117,6 +119,31 @@ pub struct PoolView {
     pub front_ends: usize,
     pub front_ends_in_service: usize,
     pub front_ends_patched: usize,
+    /// The pool's Front End servers in the topology, in the run or not (0 for a Standard
+    /// Edition server).
+    pub front_ends_in_pool: usize,
+    /// Pool quorum ([`sfbpatch_topology::quorum`]): how many Front End servers must be in
+    /// service among the pool's first `quorum_among` (in the pool's order), and whether as many
+    /// are now (a server not in the run counts as in service). `None` for a pool without Front
+    /// End servers (a Standard Edition server).
+    pub quorum_required: Option<usize>,
+    pub quorum_among: Option<usize>,
+    pub quorum_kept: Option<bool>,
+}
+
+/// A pool's quorum now: servers required, among how many of the first, and whether as many of
+/// those are in service. `in_pool` is every Front End server of the pool in the pool's order;
+/// `out` tells whether one is out of service now. `None` for a pool without Front End servers.
+pub(crate) fn quorum_now(
+    in_pool: &[String],
+    out: impl Fn(&str) -> bool,
+) -> Option<(usize, usize, bool)> {
+    if in_pool.is_empty() {
+        return None;
+    }
+    let (required, among) = sfbpatch_topology::quorum(in_pool.len());
+    let in_service = in_pool.iter().take(among).filter(|fe| !out(fe)).count();
+    Some((required, among, in_service >= required))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -246,19 +273,19 @@ fn view_of(
             }
         })
         .collect();
+    // The servers inside their outage window now, by lower-case FQDN.
+    let out: HashSet<String> = servers
+        .iter()
+        .filter(|s| s.outage_open)
+        .map(|s| s.fqdn.to_ascii_lowercase())
+        .collect();
+    let is_out = |fqdn: &str| out.contains(&fqdn.to_ascii_lowercase());
     let pools = report
         .pools
         .iter()
         .map(|p| {
-            let out_of_service = p
-                .front_ends
-                .iter()
-                .filter(|fe| {
-                    servers
-                        .iter()
-                        .any(|s| s.fqdn.eq_ignore_ascii_case(fe) && s.outage_open)
-                })
-                .count();
+            let out_of_service = p.front_ends.iter().filter(|fe| is_out(fe)).count();
+            let quorum = quorum_now(&p.front_ends_in_pool, is_out);
             PoolView {
                 fqdn: p.fqdn.clone(),
                 backend: p.backend.clone(),
@@ -269,6 +296,10 @@ fn view_of(
                 front_ends: p.front_ends.len(),
                 front_ends_in_service: p.front_ends.len() - out_of_service,
                 front_ends_patched: p.front_ends_patched,
+                front_ends_in_pool: p.front_ends_in_pool.len(),
+                quorum_required: quorum.map(|q| q.0),
+                quorum_among: quorum.map(|q| q.1),
+                quorum_kept: quorum.map(|q| q.2),
             }
         })
         .collect();
@@ -310,7 +341,55 @@ fn view_of(
 
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    use super::{quorum_now, tail};
+
+    fn pool(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("fe{i}.example.com")).collect()
+    }
+
+    /// Out of service: the servers named, compared ignoring case.
+    fn out<'a>(names: &'a [&'a str]) -> impl Fn(&str) -> bool + 'a {
+        move |fqdn: &str| names.iter().any(|n| n.eq_ignore_ascii_case(fqdn))
+    }
+
+    #[test]
+    fn quorum_counts_the_servers_in_service_among_the_pools_first() {
+        // No Front End server: no quorum to keep.
+        assert_eq!(quorum_now(&[], out(&[])), None);
+        // One server: it must be in service.
+        assert_eq!(quorum_now(&pool(1), out(&[])), Some((1, 1, true)));
+        assert_eq!(
+            quorum_now(&pool(1), out(&["FE1.example.com"])),
+            Some((1, 1, false))
+        );
+        // Four servers: two of four.
+        let four = pool(4);
+        assert_eq!(
+            quorum_now(&four, out(&["fe1.example.com", "fe2.example.com"])),
+            Some((2, 4, true))
+        );
+        assert_eq!(
+            quorum_now(
+                &four,
+                out(&["fe1.example.com", "fe2.example.com", "fe4.example.com"])
+            ),
+            Some((2, 4, false))
+        );
+        // Eight servers: four among the first seven, so which servers are out matters. The
+        // first four out leave three of the first seven: lost. The last four out leave four of
+        // the first seven (the eighth does not count): kept.
+        let eight = pool(8);
+        let first: Vec<&str> = eight[..4].iter().map(String::as_str).collect();
+        let last: Vec<&str> = eight[4..].iter().map(String::as_str).collect();
+        assert_eq!(quorum_now(&eight, out(&first)), Some((4, 7, false)));
+        assert_eq!(quorum_now(&eight, out(&last)), Some((4, 7, true)));
+        // Thirteen servers: seven among the first twelve.
+        let thirteen = pool(13);
+        let five: Vec<&str> = thirteen[..5].iter().map(String::as_str).collect();
+        let six: Vec<&str> = thirteen[..6].iter().map(String::as_str).collect();
+        assert_eq!(quorum_now(&thirteen, out(&five)), Some((7, 12, true)));
+        assert_eq!(quorum_now(&thirteen, out(&six)), Some((7, 12, false)));
+    }
 
     #[test]
     fn an_output_excerpt_keeps_the_end_on_a_character_boundary() {

@@ -47,6 +47,7 @@ mod model;
 mod names;
 mod product;
 mod published;
+mod quorum;
 mod source;
 mod tbxml;
 mod xml;
@@ -57,6 +58,7 @@ pub use generate::{generate, generate_product};
 pub use model::*;
 pub use names::{Fqdn, NameError, SqlInstanceName};
 pub use product::ProductLine;
+pub use quorum::quorum;
 pub use xml::PUBLISHED_NAMESPACE;
 
 use source::Source;
