@@ -39,6 +39,7 @@ fn main() {
 
     let state = dir.path().join("state.db");
     let mut store = sfbpatch_store::SqliteStore::open(&state).unwrap();
+    let before = support::written();
     let (outcome, run_time) = support::apply_on_lab(
         &mut store,
         &lab,
@@ -48,11 +49,15 @@ fn main() {
         RunPolicy::default(),
     );
     assert_eq!(outcome.state, RunState::Succeeded);
+    let after = support::written();
     println!(
-        "scale: apply {:.2} s ({:.0} us per step); peak RSS {:.0} MB",
+        "scale: apply {:.2} s ({:.0} us per step); peak RSS {:.0} MB; written {:.0} MB \
+         ({:.0} MB to the device)",
         run_time.as_secs_f64(),
         run_time.as_secs_f64() * 1e6 / steps as f64,
-        support::peak_rss_mb()
+        support::peak_rss_mb(),
+        (after.0 - before.0) as f64 / 1e6,
+        (after.1 - before.1) as f64 / 1e6,
     );
 
     let run = store.latest_run().unwrap().unwrap();

@@ -101,6 +101,15 @@ impl Store for KillAt {
     fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {
         self.inner.release_leases(run, instance)
     }
+    fn set_durability(
+        &mut self,
+        durability: sfbpatch_engine::Durability,
+    ) -> Result<(), StoreError> {
+        self.inner.set_durability(durability)
+    }
+    fn durability(&self) -> Result<sfbpatch_engine::Durability, StoreError> {
+        self.inner.durability()
+    }
     fn claim_run(&mut self, run: RunId, instance: &str) -> Result<u64, StoreError> {
         self.inner.claim_run(run, instance)
     }

@@ -295,6 +295,8 @@ impl<'a> Engine<'a> {
 
     fn execute(&mut self, run: RunRecord, resumed: bool) -> Result<RunOutcome, EngineError> {
         let instance = self.identity.instance.clone();
+        // The journal is as durable as the world it records, no less.
+        self.store.set_durability(self.target.durability())?;
         let claimed = self
             .take_leases(&run, true)
             .and_then(|()| {

@@ -329,7 +329,32 @@ pub struct Append {
     pub audit: Option<AuditEntry>,
 }
 
-/// Durable state. Every method that writes commits before it returns.
+/// How far a commit survives: what [`Store::set_durability`] asks of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// A commit survives a power loss or an operating-system crash: it is on disk before it
+    /// returns (SQLite `synchronous = FULL`, PostgreSQL `synchronous_commit = on`). The
+    /// default, and what a run against real servers uses.
+    PowerLoss,
+    /// A commit survives a crash of the controller's process at any point; a power loss may
+    /// take the last commits back (SQLite `synchronous = NORMAL` in WAL mode, PostgreSQL
+    /// `synchronous_commit = off`). What a run on the lab uses: the lab's own world commits
+    /// this way, and a journal need be no more durable than the world it records.
+    ProcessCrash,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::PowerLoss => "power-loss",
+            Durability::ProcessCrash => "process-crash",
+        }
+    }
+}
+
+/// Durable state. Every method that writes commits before it returns, as durably as
+/// [`Store::durability`] says.
 pub trait Store {
     /// `sqlite:PATH` or `postgres://...`, for messages.
     fn location(&self) -> String;
@@ -425,6 +450,11 @@ pub trait Store {
     fn clock_ms(&self) -> Result<Option<Millis>, StoreError> {
         Ok(None)
     }
+    /// Make every later commit of this handle as durable as `durability` asks (a new handle
+    /// starts at [`Durability::PowerLoss`]; the setting outlives a reconnection).
+    fn set_durability(&mut self, durability: Durability) -> Result<(), StoreError>;
+    /// The durability the store's session really has, read back from it.
+    fn durability(&self) -> Result<Durability, StoreError>;
     /// Remove the leases `instance` holds for `run` (a newer controller's are kept).
     fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError>;
     /// Make `instance`, which holds every lease of `run`, the run's controller: in one

@@ -226,6 +226,15 @@ pub trait Target {
     /// Read what the machine runs without changing anything (the pre-flight probe).
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError>;
 
+    /// How durable the target's own world is. The engine commits the journal of a run on it
+    /// no more durably ([`Store::set_durability`](crate::Store::set_durability)): real servers
+    /// keep what they did through a power loss of the controller, so the journal must too; the
+    /// lab's world commits with `synchronous = NORMAL` and may lose its last changes with the
+    /// journal's.
+    fn durability(&self) -> crate::store::Durability {
+        crate::store::Durability::PowerLoss
+    }
+
     /// Whether the target keeps its own time (the lab): its reads take none, and its
     /// operations say when they ended ([`StepOutcome::ended_at`]).
     fn keeps_own_time(&self) -> bool {

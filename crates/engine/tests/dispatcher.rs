@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sfbpatch_engine::{
-    Clock, Engine, Event, Identity, MachineFacts, Millis, NoObserver, Observer, Probe,
+    Clock, Durability, Engine, Event, Identity, MachineFacts, Millis, NoObserver, Observer, Probe,
     ProbeVerdict, RunPolicy, RunSpec, RunState, ServerState, StepOutcome, StepRequest, Target,
     TargetError, TargetSpec, policy,
 };
@@ -93,6 +93,8 @@ struct Scripted<'c> {
     slow: Option<(&'static str, StepId, Millis)>,
     /// More such steps.
     also_slow: Vec<(&'static str, StepId, Millis)>,
+    /// How durable its world says it is (the trait's default when `None`).
+    durability: Option<Durability>,
 }
 
 impl<'c> Scripted<'c> {
@@ -104,6 +106,7 @@ impl<'c> Scripted<'c> {
             cancel_on: None,
             slow: None,
             also_slow: Vec::new(),
+            durability: None,
         }
     }
 
@@ -128,6 +131,10 @@ impl<'c> Scripted<'c> {
 impl Target for Scripted<'_> {
     fn kind(&self) -> &'static str {
         "scripted"
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability.unwrap_or(Durability::PowerLoss)
     }
 
     fn execute(&self, req: &StepRequest<'_>) -> Result<StepOutcome, TargetError> {
@@ -207,7 +214,7 @@ fn run(
     spec: RunSpec,
     cancel: Option<&AtomicBool>,
 ) -> (RunState, BTreeMap<String, ServerState>) {
-    let (state, servers, _) = run_observed(target, clock, spec, cancel, &mut NoObserver);
+    let (state, servers, ..) = run_observed(target, clock, spec, cancel, &mut NoObserver);
     (state, servers)
 }
 
@@ -221,14 +228,15 @@ impl Observer for Recorder {
     }
 }
 
-/// [`run`], telling `observer`; also the target-clock time the run ended.
+/// [`run`], telling `observer`; also the target-clock time the run ended and the durability
+/// the engine left the store's session with.
 fn run_observed(
     target: &Scripted<'_>,
     clock: &SimClock,
     spec: RunSpec,
     cancel: Option<&AtomicBool>,
     observer: &mut dyn Observer,
-) -> (RunState, BTreeMap<String, ServerState>, Millis) {
+) -> (RunState, BTreeMap<String, ServerState>, Millis, Durability) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = sfbpatch_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
     let wall = SimClock::default();
@@ -252,7 +260,13 @@ fn run_observed(
         .iter()
         .map(|s| (s.fqdn.clone(), s.state))
         .collect();
-    (outcome.state, servers, outcome.finished_at)
+    drop(engine);
+    (
+        outcome.state,
+        servers,
+        outcome.finished_at,
+        sfbpatch_engine::Store::durability(&store).unwrap(),
+    )
 }
 
 /// Each server's outage window on the target: from its first step inside the window to its
@@ -290,6 +304,28 @@ fn most_at_once(windows: &BTreeMap<String, (Millis, Millis)>) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+#[test]
+fn the_journal_commits_as_durably_as_the_target_keeps_its_world() {
+    for (world, expected) in [
+        (None, Durability::PowerLoss),
+        (Some(Durability::ProcessCrash), Durability::ProcessCrash),
+        (Some(Durability::PowerLoss), Durability::PowerLoss),
+    ] {
+        let clock = SimClock::default();
+        let mut target = Scripted::new(&clock);
+        target.durability = world;
+        let (state, _, _, durability) = run_observed(
+            &target,
+            &clock,
+            spec(RunPolicy::default()),
+            None,
+            &mut NoObserver,
+        );
+        assert_eq!(state, RunState::Succeeded);
+        assert_eq!(durability, expected, "world {world:?}");
+    }
 }
 
 #[test]
@@ -503,7 +539,7 @@ fn an_interrupt_keeps_servers_that_only_staged_in_service() {
     let first = first_step(&spec, "se2.lab.example.com");
     target.cancel_on = Some(("se2.lab.example.com", first, &cancel));
     let mut events = Recorder::default();
-    let (state, servers, _) = run_observed(&target, &clock, spec, Some(&cancel), &mut events);
+    let (state, servers, ..) = run_observed(&target, &clock, spec, Some(&cancel), &mut events);
     assert_eq!(state, RunState::Interrupted);
     // Ctrl-C came while se1 and se2 staged: both finished what they were doing and stayed in
     // service, their outage windows never opened; nothing else started.
@@ -575,7 +611,7 @@ fn the_budget_line_is_told_when_it_is_crossed_and_no_later() {
     let policy = RunPolicy::default();
     let budget = policy.outage_budget_ms;
     let mut events = Recorder::default();
-    let (state, _, _) = run_observed(&target, &clock, spec(policy), None, &mut events);
+    let (state, ..) = run_observed(&target, &clock, spec(policy), None, &mut events);
     assert_eq!(state, RunState::Succeeded);
     let started = events
         .0
@@ -618,7 +654,7 @@ fn the_budget_line_is_told_when_it_is_crossed_and_no_later() {
     let clock = SimClock::default();
     let target = Scripted::new(&clock);
     let mut events = Recorder::default();
-    let (_, _, finished_at) = run_observed(
+    let (_, _, finished_at, _) = run_observed(
         &target,
         &clock,
         spec(RunPolicy::default()),

@@ -201,6 +201,9 @@ CREATE TABLE running (
 );
 "#;
 
+/// Log frames (1 KB pages) past which a lab's checkpointer restarts the log: 16 MB.
+pub(crate) const RESTART_FRAMES: i64 = 16_384;
+
 /// Opens `lab.db` with the settings every process uses: WAL, a busy timeout so that processes
 /// wait for each other, `synchronous = NORMAL` (a commit survives a process crash; the last
 /// commits may be lost on power loss), and a statement cache.
@@ -218,7 +221,9 @@ pub(crate) fn connect(path: &Path, create: bool) -> rusqlite::Result<Connection>
     }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 20000)?;
+    // Checkpoints are a checkpointer's, beside the commits (`Shared`); a connection
+    // checkpoints itself only if the log outgrows 64 MB all the same.
+    conn.pragma_update(None, "wal_autocheckpoint", 65536)?;
     // The query planner stability guarantee: a cached statement keeps its plan instead of
     // being prepared again whenever a bound value might change it (this SQLite has STAT4).
     conn.set_db_config(

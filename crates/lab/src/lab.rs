@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub fault_steps: HashSet<(i64, StepId)>,
     /// The last clock value read, for [`sfbpatch_engine::Clock::now`] when the database fails.
     pub last_now: AtomicU64,
+    /// Checkpoints `lab.db` beside the commits of the operations (`db::connect`).
+    _checkpointer: sfbpatch_sqlite::Checkpointer,
     /// The time of the engine's current event (`Clock::set`, simulated time): the start of the
     /// operation it carries out next, then its end. The world's clock (`now_ms`) only moves
     /// forward: it is the latest end of any operation.
@@ -905,6 +907,8 @@ impl Lab {
                 .filter_map(|(id, step)| StepId::parse(&step).map(|s| (id, s)))
                 .collect()
         };
+        let checkpointer =
+            sfbpatch_sqlite::Checkpointer::start(&db_path, db::RESTART_FRAMES).map_err(database)?;
         Ok(Lab {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
@@ -921,6 +925,7 @@ impl Lab {
                 event: Mutex::new(None),
                 anchor: (std::time::Instant::now(), now),
                 hashes: Mutex::new(HashMap::new()),
+                _checkpointer: checkpointer,
             }),
         })
     }

@@ -1225,6 +1225,11 @@ impl Target for LabTarget {
         true
     }
 
+    /// The lab commits its world with `synchronous = NORMAL` (`db::connect`).
+    fn durability(&self) -> sfbpatch_engine::Durability {
+        sfbpatch_engine::Durability::ProcessCrash
+    }
+
     fn preflight(&self, server: &ServerPlan) -> Result<MachineFacts, TargetError> {
         self.preflight_server(server.fqdn.as_str())
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use postgres::types::FromSql;
 use postgres::{Client, Config, NoTls, Row};
 use sfbpatch_engine::{
-    AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState, Scope,
-    StepResultKind, StepStat, StopRequest, Store, StoreError,
+    AuditEntry, Durability, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec,
+    RunState, Scope, StepResultKind, StepStat, StopRequest, Store, StoreError,
 };
 use sfbpatch_plan::{ServerKind, StepId};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -60,6 +60,14 @@ CREATE TABLE IF NOT EXISTS step_durations (
     duration_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS step_durations_by_role ON step_durations(role, step);
+CREATE TABLE IF NOT EXISTS step_totals (
+    role TEXT NOT NULL,
+    step TEXT NOT NULL,
+    run BIGINT NOT NULL,
+    samples BIGINT NOT NULL,
+    total_ms BIGINT NOT NULL,
+    PRIMARY KEY (role, step, run)
+);
 CREATE TABLE IF NOT EXISTS leases (
     pool TEXT PRIMARY KEY,
     run BIGINT NOT NULL,
@@ -140,6 +148,8 @@ pub struct PgStore {
     lease_columns: &'static str,
     /// The run this handle controls and the generation it claimed ([`Store::claim_run`]).
     fence: Option<(RunId, u64)>,
+    /// What [`Store::set_durability`] asked; set again on a new connection.
+    durability: Durability,
 }
 
 /// Connects with TLS, or without for `sslmode=disable`.
@@ -153,14 +163,20 @@ fn connect_with(
     }
 }
 
-/// A server's answer is a query error; anything else (a closed connection, I/O, a timeout)
-/// means the server cannot be reached now.
+/// A server's answer is a query error, unless it says the session is ending or cannot be had
+/// now (SQLSTATE class 08, or 57P01-57P03: an administrator's shutdown or
+/// `pg_terminate_backend`, a crash, a server still starting, as a restart or failover sends);
+/// those and anything else (a closed connection, I/O, a timeout) mean the server cannot be
+/// reached now.
 fn q(e: postgres::Error) -> StoreError {
-    if e.as_db_error().is_some() {
-        StoreError::Query(describe(&e))
-    } else {
-        StoreError::Unavailable(describe(&e))
+    match e.as_db_error() {
+        Some(db) if !session_lost(db.code().code()) => StoreError::Query(describe(&e)),
+        _ => StoreError::Unavailable(describe(&e)),
     }
+}
+
+fn session_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03")
 }
 
 /// The error with its causes: `postgres::Error`'s `Display` names only the kind of failure.
@@ -245,6 +261,7 @@ impl PgStore {
                 LEASE_COLUMNS_V1
             },
             fence: None,
+            durability: Durability::PowerLoss,
         })
     }
 
@@ -266,6 +283,7 @@ impl PgStore {
                 &self.location,
                 self.create,
             )
+            .and_then(|_| apply_durability(&mut fresh, self.durability))
             .map_err(|e| {
                 StoreError::Unavailable(format!("{}: connecting again: {e}", self.location))
             })?;
@@ -273,6 +291,19 @@ impl PgStore {
         }
         Ok(client)
     }
+}
+
+/// `synchronous_commit` for `durability`: `on` waits for the commit's WAL to be flushed, `off`
+/// returns once the server has it (a crash of the server may lose the last ~0.6 s of commits,
+/// a crash of the controller loses nothing).
+fn apply_durability(client: &mut Client, durability: Durability) -> Result<(), StoreError> {
+    let value = match durability {
+        Durability::PowerLoss => "on",
+        Durability::ProcessCrash => "off",
+    };
+    client
+        .batch_execute(&format!("SET synchronous_commit = {value}"))
+        .map_err(q)
 }
 
 /// Make the session durable, select the schema, and create or check the tables.
@@ -786,7 +817,10 @@ impl Store for PgStore {
             .map_err(q)?;
         let durations = tx
             .prepare(
-                "INSERT INTO step_durations (run, role, step, duration_ms) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO step_totals (run, role, step, samples, total_ms) VALUES ($1, $2, $3, 1, $4)
+                 ON CONFLICT (role, step, run) DO UPDATE
+                 SET samples = step_totals.samples + 1,
+                     total_ms = step_totals.total_ms + excluded.total_ms",
             )
             .map_err(q)?;
         let at = at as i64;
@@ -947,6 +981,24 @@ impl Store for PgStore {
         Ok(Some(col::<i64>(&row, 0)?.max(0) as Millis))
     }
 
+    fn set_durability(&mut self, durability: Durability) -> Result<(), StoreError> {
+        apply_durability(&mut *self.conn()?, durability)?;
+        self.durability = durability;
+        Ok(())
+    }
+
+    fn durability(&self) -> Result<Durability, StoreError> {
+        let row = self
+            .conn()?
+            .query_one("SELECT current_setting('synchronous_commit')", &[])
+            .map_err(q)?;
+        Ok(if col::<String>(&row, 0)? == "off" {
+            Durability::ProcessCrash
+        } else {
+            Durability::PowerLoss
+        })
+    }
+
     fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {
         self.conn()?
             .execute(
@@ -1047,8 +1099,13 @@ impl Store for PgStore {
         let rows = self
             .conn()?
             .query(
-                "SELECT step, COUNT(*), AVG(duration_ms)::DOUBLE PRECISION FROM step_durations
-                 WHERE role = $1 AND run <> $2 GROUP BY step ORDER BY step",
+                "SELECT step, SUM(n)::BIGINT, (SUM(total)::DOUBLE PRECISION / SUM(n)) FROM (
+                     SELECT step, samples AS n, total_ms AS total FROM step_totals
+                     WHERE role = $1 AND run <> $2
+                     UNION ALL
+                     SELECT step, COUNT(*), SUM(duration_ms) FROM step_durations
+                     WHERE role = $1 AND run <> $2 GROUP BY step
+                 ) t GROUP BY step ORDER BY step",
                 &[&role.as_str(), &exclude],
             )
             .map_err(q)?;

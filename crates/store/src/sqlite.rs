@@ -1,15 +1,19 @@
 //! The default store: one SQLite file in WAL mode. Every write is one transaction, committed
-//! with `synchronous = FULL`: a record that `append` returned survives a crash of the process
-//! (SIGKILL included) and of the machine (power loss). Statements are prepared once per
-//! connection (`prepare_cached`); a run's spec lives in its own table (`run_specs`), so a
-//! state change rewrites a small row.
+//! with `synchronous = FULL` unless [`Store::set_durability`] asks otherwise: a record that
+//! `append` returned survives a crash of the process (SIGKILL included) and of the machine
+//! (power loss). A run on the lab asks for `NORMAL` (its world commits that way): a record
+//! survives the process, and a power loss may take the last ones back with the world's.
+//! Statements are prepared once per connection (`prepare_cached`); a run's spec lives in its
+//! own table (`run_specs`), so a state change rewrites a small row. Pages are 1 KB (a commit
+//! writes each page it changed whole); a writing handle's checkpoints run on a thread beside it
+//! ([`sfbpatch_sqlite::Checkpointer`]).
 
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sfbpatch_engine::{
-    Append, AuditEntry, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec, RunState,
-    Scope, StepStat, StopRequest, Store, StoreError,
+    Append, AuditEntry, Durability, JournalEntry, Lease, Millis, Record, RunId, RunRecord, RunSpec,
+    RunState, Scope, StepStat, StopRequest, Store, StoreError,
 };
 use sfbpatch_plan::{ServerKind, StepId};
 
@@ -53,6 +57,14 @@ CREATE TABLE IF NOT EXISTS step_durations (
     duration_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS step_durations_by_role ON step_durations(role, step);
+CREATE TABLE IF NOT EXISTS step_totals (
+    role TEXT NOT NULL,
+    step TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    total_ms INTEGER NOT NULL,
+    PRIMARY KEY (role, step, run)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     pool TEXT PRIMARY KEY,
     run INTEGER NOT NULL,
@@ -169,11 +181,17 @@ const LEASE_COLUMNS_V1: &str = "pool, run, holder, host, pid, expires_at, '', 0"
 
 pub struct SqliteStore {
     conn: Connection,
+    /// Copies the write-ahead log back into the database beside this handle's commits (a
+    /// handle that writes).
+    _checkpointer: Option<sfbpatch_sqlite::Checkpointer>,
     location: String,
     lease_columns: &'static str,
     /// The run this handle controls and the generation it claimed ([`Store::claim_run`]).
     fence: Option<(RunId, u64)>,
 }
+
+/// Log frames (1 KB pages) past which the checkpointer restarts the log: 16 MB.
+const RESTART_FRAMES: i64 = 16_384;
 
 /// A busy or locked database, or an I/O error, may clear: the store is unavailable now.
 fn q(e: rusqlite::Error) -> StoreError {
@@ -239,13 +257,27 @@ impl SqliteStore {
                 reason: "the file holds no state store (nothing has run with it)".to_string(),
             });
         }
+        if tables.is_empty() {
+            // Small pages: a commit changes a row or two in each of a few tables, and writes
+            // every page it changed, whole, to the write-ahead log. Only possible before the
+            // first table and before WAL mode; a store made with larger pages keeps them.
+            conn.pragma_update(None, "page_size", 1024)
+                .map_err(open_err)?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
-        // FULL, not NORMAL. SQLite's documentation (https://www.sqlite.org/pragma.html#pragma_synchronous):
+        // Checkpoints are the checkpointer's (a thread beside this handle's commits, so that
+        // they never wait on the disk); this handle checkpoints itself only if the log
+        // outgrows 64 MB all the same.
+        conn.pragma_update(None, "wal_autocheckpoint", 65536)
+            .map_err(open_err)?;
+        // FULL, not NORMAL, by default. SQLite's documentation (https://www.sqlite.org/pragma.html#pragma_synchronous):
         // "A transaction committed in WAL mode with synchronous=NORMAL might roll back following
         // a power loss or system crash", while with FULL "the WAL file is synchronized before
         // each commit". A journal record is the commit point of a step: a lost intent after the
-        // installer started would break the rule that it runs once per server.
+        // installer started on a real server would break the rule that it runs once per server.
+        // The engine lowers it to NORMAL for a target whose own world is no more durable (the
+        // lab's): `Store::set_durability`.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         // The query planner stability guarantee: a statement keeps the plan it was prepared
@@ -316,8 +348,14 @@ impl SqliteStore {
         if create {
             move_run_specs(&conn).map_err(open_err)?;
         }
+        let checkpointer = if create {
+            Some(sfbpatch_sqlite::Checkpointer::start(path, RESTART_FRAMES).map_err(open_err)?)
+        } else {
+            None
+        };
         Ok(SqliteStore {
             conn,
+            _checkpointer: checkpointer,
             location,
             lease_columns: if complete {
                 LEASE_COLUMNS
@@ -572,6 +610,29 @@ impl Store for SqliteStore {
             .map_err(q)
     }
 
+    fn set_durability(&mut self, durability: Durability) -> Result<(), StoreError> {
+        let level = match durability {
+            Durability::PowerLoss => "FULL",
+            Durability::ProcessCrash => "NORMAL",
+        };
+        self.conn
+            .pragma_update(None, "synchronous", level)
+            .map_err(q)
+    }
+
+    fn durability(&self) -> Result<Durability, StoreError> {
+        let level: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(q)?;
+        // 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA: in WAL mode only FULL and EXTRA sync each commit.
+        Ok(if level >= 2 {
+            Durability::PowerLoss
+        } else {
+            Durability::ProcessCrash
+        })
+    }
+
     fn release_leases(&mut self, run: RunId, instance: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
@@ -677,8 +738,13 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT step, COUNT(*), AVG(duration_ms) FROM step_durations
-                 WHERE role = ?1 AND run <> ?2 GROUP BY step ORDER BY step",
+                "SELECT step, SUM(n), CAST(SUM(total) AS REAL) / SUM(n) FROM (
+                     SELECT step, samples AS n, total_ms AS total FROM step_totals
+                     WHERE role = ?1 AND run <> ?2
+                     UNION ALL
+                     SELECT step, COUNT(*), SUM(duration_ms) FROM step_durations
+                     WHERE role = ?1 AND run <> ?2 GROUP BY step
+                 ) GROUP BY step ORDER BY step",
             )
             .map_err(q)?;
         let rows = stmt
@@ -894,7 +960,9 @@ fn insert_records(
         .map_err(q)?;
     let mut durations = tx
         .prepare_cached(
-            "INSERT INTO step_durations (run, role, step, duration_ms) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO step_totals (run, role, step, samples, total_ms) VALUES (?1, ?2, ?3, 1, ?4)
+             ON CONFLICT (role, step, run) DO UPDATE
+             SET samples = samples + 1, total_ms = total_ms + excluded.total_ms",
         )
         .map_err(q)?;
     for record in records {

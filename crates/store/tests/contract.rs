@@ -9,8 +9,8 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sfbpatch_engine::{
-    AuditEntry, Lease, Record, RunPolicy, RunSpec, RunState, Scope, ServerOutcome, StepResultKind,
-    Store, StoreError, TargetSpec,
+    AuditEntry, Durability, Lease, Record, RunPolicy, RunSpec, RunState, Scope, ServerOutcome,
+    StepResultKind, Store, StoreError, TargetSpec,
 };
 use sfbpatch_plan::{Build, Installer, Package, Plan, ServerKind, StepId};
 use sfbpatch_store::{PgStore, SCHEMA_VERSION, SqliteStore};
@@ -654,6 +654,24 @@ pub fn stop_requests_name_the_claim_and_are_audited(db: &dyn Backend) {
     assert_eq!(dashboard.journal_since(run, journal[1].seq).unwrap(), []);
 }
 
+/// Durability is a property of one handle's session: asked, read back from the database,
+/// and not shared with another handle; appends commit either way.
+pub fn durability_is_per_handle_and_read_back(db: &dyn Backend) {
+    let mut controller = db.open();
+    let reader = db.open();
+    assert_eq!(controller.durability().unwrap(), Durability::PowerLoss);
+    controller.set_durability(Durability::ProcessCrash).unwrap();
+    assert_eq!(controller.durability().unwrap(), Durability::ProcessCrash);
+    assert_eq!(reader.durability().unwrap(), Durability::PowerLoss);
+    let run = controller.create_run(&spec("ops"), 0).unwrap();
+    controller
+        .append(1, &scope(run, "s1"), &[result(StepId::StopW3svc, 5)], None)
+        .unwrap();
+    assert_eq!(reader.journal(run).unwrap().len(), 1);
+    controller.set_durability(Durability::PowerLoss).unwrap();
+    assert_eq!(controller.durability().unwrap(), Durability::PowerLoss);
+}
+
 macro_rules! contract {
     ($module:ident, $make:expr $(, #[$attr:meta])*) => {
         mod $module {
@@ -723,6 +741,12 @@ macro_rules! contract {
             fn stop_requests_name_the_claim_and_are_audited() {
                 let Some(db) = $make else { return };
                 super::stop_requests_name_the_claim_and_are_audited(&*db);
+            }
+            #[test]
+            $(#[$attr])*
+            fn durability_is_per_handle_and_read_back() {
+                let Some(db) = $make else { return };
+                super::durability_is_per_handle_and_read_back(&*db);
             }
         }
     };
@@ -825,6 +849,30 @@ fn postgres() -> Option<Box<dyn Backend>> {
 }
 
 contract!(sqlite_store, sqlite());
+
+#[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
+fn postgres_durability_outlives_a_new_connection() {
+    let Some(db) = postgres_schema() else { return };
+    // A name of its own, so that only this store's session is ended.
+    let name = db.schema.clone();
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}application_name={name}", db.url);
+    let mut store = PgStore::open_with_schema(&url, &db.schema).unwrap();
+    store.set_durability(Durability::ProcessCrash).unwrap();
+    db.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{name}'"
+    ))
+    .unwrap();
+    // The first call finds the session gone (and says so); the next connects again with the
+    // durability that was asked.
+    let first = store.durability();
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "{first:?}"
+    );
+    assert_eq!(store.durability().unwrap(), Durability::ProcessCrash);
+}
 contract!(postgres_store, postgres(), #[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]);
 
 #[test]
@@ -947,7 +995,7 @@ fn postgres_a_controller_role_that_owns_nothing_runs_but_cannot_drop_the_trigger
         "CREATE ROLE {role} LOGIN;
          GRANT USAGE ON SCHEMA {schema} TO {role};
          GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA {schema} TO {role};
-         GRANT UPDATE, DELETE ON {schema}.leases, {schema}.runs, {schema}.host_keys TO {role};
+         GRANT UPDATE, DELETE ON {schema}.leases, {schema}.runs, {schema}.host_keys, {schema}.step_totals TO {role};
          GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role};"
     ))
     .unwrap();
@@ -1017,6 +1065,56 @@ fn postgres_adds_host_keys_to_an_older_store() {
         )
         .unwrap();
     assert_eq!(store.run(run).unwrap().spec, spec("a"));
+}
+
+/// Step durations an older store recorded a row each (`step_durations`) count with the totals
+/// recorded since: the mean is over every sample.
+fn older_durations_count_with_totals(store: &mut dyn Store, legacy: &dyn Fn(&str)) {
+    let old = store.create_run(&spec("a"), 0).unwrap();
+    let new = store.create_run(&spec("a"), 0).unwrap();
+    legacy(&format!(
+        "INSERT INTO step_durations (run, role, step, duration_ms) VALUES
+         ({old}, 'back-end', 'install-update', 100), ({old}, 'back-end', 'install-update', 200),
+         ({old}, 'front-end', 'install-update', 7)"
+    ));
+    store
+        .append(
+            0,
+            &scope(new, "a"),
+            &[result(StepId::InstallUpdate, 600)],
+            None,
+        )
+        .unwrap();
+    let stats = store.step_stats(ServerKind::BackEnd, new + 1).unwrap();
+    assert_eq!(
+        (stats.len(), stats[0].samples, stats[0].mean_ms),
+        (1, 3, 300)
+    );
+    let stats = store.step_stats(ServerKind::BackEnd, old).unwrap();
+    assert_eq!((stats[0].samples, stats[0].mean_ms), (1, 600));
+}
+
+#[test]
+fn sqlite_counts_the_step_durations_of_an_older_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    older_durations_count_with_totals(&mut store, &|sql| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (SFBPATCH_TEST_POSTGRES_URL): scripts/test starts it and runs this"]
+fn postgres_counts_the_step_durations_of_an_older_store() {
+    let Some(db) = postgres_schema() else { return };
+    let mut store = db.open();
+    older_durations_count_with_totals(&mut *store, &|sql| {
+        db.client().batch_execute(sql).unwrap();
+    });
 }
 
 /// A store made before leases had instances and runs generations gets the columns when a

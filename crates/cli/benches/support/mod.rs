@@ -23,6 +23,19 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// What this process has written so far: bytes handed to `write` calls, and bytes sent to the
+/// storage device (`/proc/self/io`; zero on a file system in memory).
+#[allow(dead_code)] // not every bench reads it
+pub fn written() -> (u64, u64) {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("wchar:"), field("write_bytes:"))
+}
+
 /// The demo package, its installer written into `dir`.
 pub fn package(dir: &Path) -> Package {
     let installer = dir.join("SkypeServerUpdateInstaller.exe");
