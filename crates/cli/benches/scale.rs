@@ -39,6 +39,7 @@ fn main() {
 
     let state = dir.path().join("state.db");
     let mut store = sfbpatch_store::SqliteStore::open(&state).unwrap();
+    support::settle_disk();
     let before = support::written();
     let (outcome, run_time) = support::apply_on_lab(
         &mut store,
@@ -103,6 +104,7 @@ fn main() {
     );
     drop(html);
 
+    support::settle_disk();
     match chromium() {
         None => println!(
             "scale: Chromium is not installed (bash scripts/chromium.sh): render time not measured"

@@ -30,27 +30,25 @@ pub(crate) struct Member {
 }
 
 /// A pool's Front End servers, in `Get-CsComputer -PoolFqdn` order.
+/// One query: what [`is_active`] reads of each server (whether it failed over, whether every
+/// service runs), not the whole server.
 pub(crate) fn members(tx: &Connection, pool_id: i64) -> rusqlite::Result<Vec<Member>> {
-    let ids: Vec<i64> = tx
-        .prepare_cached("SELECT id FROM servers WHERE pool_id = ?1 ORDER BY pool_ord, id")?
-        .query_map([pool_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    ids.into_iter()
-        .map(|id| {
-            let s = Server::load(tx, id)?;
-            Ok(member(&s))
+    tx.prepare_cached(
+        "SELECT id, fqdn, failed_over,
+                NOT EXISTS (SELECT 1 FROM services WHERE server_id = servers.id AND NOT running)
+         FROM servers WHERE pool_id = ?1 ORDER BY pool_ord, id",
+    )?
+    .query_map([pool_id], |r| {
+        let failed_over: bool = r.get(2)?;
+        let running: bool = r.get(3)?;
+        Ok(Member {
+            id: r.get(0)?,
+            fqdn: r.get(1)?,
+            active: !failed_over && running,
+            dropped: !failed_over && !running,
         })
-        .collect()
-}
-
-fn member(s: &Server) -> Member {
-    let running = s.services.iter().all(|svc| svc.running);
-    Member {
-        id: s.id,
-        fqdn: s.fqdn.clone(),
-        active: is_active(s),
-        dropped: !s.failed_over && !running,
-    }
+    })?
+    .collect()
 }
 
 /// Whether a Front End server holds its replicas: a member of its pool (not failed over) with

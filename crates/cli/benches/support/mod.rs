@@ -36,6 +36,13 @@ pub fn written() -> (u64, u64) {
     (field("wchar:"), field("write_bytes:"))
 }
 
+/// Writes what the page cache holds back to disk (`sync`), so that a measurement does not pay
+/// for the writes of what came before it.
+#[allow(dead_code)] // not every bench writes much
+pub fn settle_disk() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// The demo package, its installer written into `dir`.
 pub fn package(dir: &Path) -> Package {
     let installer = dir.join("SkypeServerUpdateInstaller.exe");
