@@ -1,13 +1,18 @@
 //! A run at scale: a generated deployment of 11,000 servers (the fewest generated pools with at
-//! least that many, Front End pools included) applied in the lab at `--speed 0` with the SQLite state store (WAL, synchronous = FULL), then its report.
-//! Prints the run's wall time and peak memory, the state store's size per step (the file with
+//! least that many, Front End pools included) applied in the lab at `--speed 0` with the SQLite
+//! state store (WAL; `synchronous = NORMAL`, as a lab run asks, `Target::durability`), then its
+//! report. Prints the run's wall time, peak memory and bytes written, the state store's size per step (the file with
 //! its write-ahead log after a checkpoint, over the plan's steps) and the journal's, the HTML
 //! report's size and build time, and how long headless Chromium takes to render it (skipped,
 //! with a message, when Chromium is not installed: `bash scripts/chromium.sh`).
 //!
 //! `cargo bench -p sfbpatch --bench scale [-- SERVERS]` (default 11000; fewer for quick runs).
-//! `SFBPATCH_SCALE_HTML=FILE` keeps a copy of the report. The store's figures depend on how long
-//! the disk takes to sync a commit: run it with `TMPDIR` on the disk the state store will use.
+//! `SFBPATCH_SCALE_HTML=FILE` keeps a copy of the report. The figures depend on the disk: run it
+//! with `TMPDIR` on the disk the state store will use.
+//! The lab gives each server its own folders (its disks); on ext4, a run started within five
+//! minutes of an earlier one's end pays for the thousands of folders that one's clean-up
+//! deleted (the inode allocator skips recently deleted inodes, `recently_deleted` in a
+//! profile): let the disk rest between runs.
 
 mod support;
 

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How often the checkpointer looks at the log.
-const INTERVAL: Duration = Duration::from_millis(20);
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Checkpoints a database in WAL mode from a connection and thread of its own until dropped.
 ///
@@ -35,7 +35,10 @@ impl Checkpointer {
     /// Starts checkpointing the database at `path`, which must already be in WAL mode.
     pub fn start(path: &Path, restart_frames: i64) -> rusqlite::Result<Self> {
         let conn = rusqlite::Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        // No waiting: a checkpoint that would have to wait for a writer, or for a reader still
+        // on an older snapshot (a dashboard, `status`), gives up at once and is tried again;
+        // it never holds writers back while it waits.
+        conn.busy_timeout(Duration::ZERO)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()

@@ -30,8 +30,11 @@ CREATE TABLE IF NOT EXISTS runs (
     generation INTEGER NOT NULL DEFAULT 0,
     controller TEXT NOT NULL DEFAULT ''
 );
+-- journal and audit rows are never deleted, so a plain INTEGER PRIMARY KEY (the largest key
+-- plus one) increases as AUTOINCREMENT would, without a write to sqlite_sequence per commit
+-- (stores made before keep AUTOINCREMENT)
 CREATE TABLE IF NOT EXISTS journal (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     run INTEGER NOT NULL REFERENCES runs(id),
     server TEXT NOT NULL,
     at INTEGER NOT NULL,
@@ -39,7 +42,7 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 CREATE INDEX IF NOT EXISTS journal_by_run ON journal(run, seq);
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     run INTEGER NOT NULL REFERENCES runs(id),
     at INTEGER NOT NULL,
     operator TEXT NOT NULL,
