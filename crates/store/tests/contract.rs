@@ -672,83 +672,25 @@ pub fn durability_is_per_handle_and_read_back(db: &dyn Backend) {
     assert_eq!(controller.durability().unwrap(), Durability::PowerLoss);
 }
 
+/// The contract, once per implementation: each test given a fresh store handle (`store`) or
+/// the database to open handles on (`backend`).
 macro_rules! contract {
     ($module:ident, $make:expr $(, #[$attr:meta])*) => {
         mod $module {
             use super::*;
-            #[test]
-            $(#[$attr])*
-            fn runs_round_trip() {
-                let Some(db) = $make else { return };
-                super::runs_round_trip(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn journal_keeps_order_and_audit() {
-                let Some(db) = $make else { return };
-                super::journal_keeps_order_and_audit(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn only_unstarted_runs_are_forgotten() {
-                let Some(db) = $make else { return };
-                super::only_unstarted_runs_are_forgotten(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn leases_exclude_other_runs() {
-                let Some(db) = $make else { return };
-                super::leases_exclude_other_runs(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn step_stats_by_role_excluding_run() {
-                let Some(db) = $make else { return };
-                super::step_stats_by_role_excluding_run(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn append_is_all_or_nothing() {
-                let Some(db) = $make else { return };
-                super::append_is_all_or_nothing(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn text_round_trips_exactly() {
-                let Some(db) = $make else { return };
-                super::text_round_trips_exactly(&mut *db.open());
-            }
-            #[test]
-            $(#[$attr])*
-            fn lease_race_has_one_winner() {
-                let Some(db) = $make else { return };
-                super::lease_race_has_one_winner(&*db);
-            }
-            #[test]
-            $(#[$attr])*
-            fn claims_fence_older_controllers() {
-                let Some(db) = $make else { return };
-                super::claims_fence_older_controllers(&*db);
-            }
-            #[test]
-            $(#[$attr])*
-            fn host_keys_pin_and_replace() {
-                let Some(db) = $make else { return };
-                super::host_keys_pin_and_replace(&*db);
-            }
-            #[test]
-            $(#[$attr])*
-            fn stop_requests_name_the_claim_and_are_audited() {
-                let Some(db) = $make else { return };
-                super::stop_requests_name_the_claim_and_are_audited(&*db);
-            }
-            #[test]
-            $(#[$attr])*
-            fn durability_is_per_handle_and_read_back() {
-                let Some(db) = $make else { return };
-                super::durability_is_per_handle_and_read_back(&*db);
-            }
+            contract!(@tests { $(#[$attr])* } $make,
+                store: [runs_round_trip, journal_keeps_order_and_audit, only_unstarted_runs_are_forgotten, leases_exclude_other_runs, step_stats_by_role_excluding_run, append_is_all_or_nothing, text_round_trips_exactly],
+                backend: [lease_race_has_one_winner, claims_fence_older_controllers, host_keys_pin_and_replace, stop_requests_name_the_claim_and_are_audited, durability_is_per_handle_and_read_back]);
         }
+    };
+    (@tests $attrs:tt $make:expr, store: [$($store:ident),*], backend: [$($backend:ident),*]) => {
+        $(contract!(@test $attrs $store, { let Some(db) = $make else { return }; super::$store(&mut *db.open()) });)*
+        $(contract!(@test $attrs $backend, { let Some(db) = $make else { return }; super::$backend(&*db) });)*
+    };
+    (@test { $(#[$attr:meta])* } $name:ident, $body:block) => {
+        #[test]
+        $(#[$attr])*
+        fn $name() $body
     };
 }
 

@@ -415,29 +415,8 @@ fn json_endpoints_follow_their_schemas_and_agree_with_status() {
 
     let status = s.status_json("state.db");
     assert_eq!(view["run"]["state"], status["run"]["state"]);
-    let servers: Vec<(String, String)> = view["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["fqdn"].as_str().unwrap().into(),
-                v["state"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let expected: Vec<(String, String)> = status["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["fqdn"].as_str().unwrap().into(),
-                v["state"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    assert_eq!(servers, expected);
+    let servers = fqdn_states(&view);
+    assert_eq!(servers, fqdn_states(&status));
     assert_eq!(
         servers,
         [
@@ -492,6 +471,22 @@ fn json_endpoints_follow_their_schemas_and_agree_with_status() {
 }
 
 /// Loads `/runs/1` and returns the page as served.
+/// Each server of a document's `servers` (the dashboard's view, `status --format json`):
+/// its FQDN and state, in order.
+fn fqdn_states(doc: &Value) -> Vec<(String, String)> {
+    doc["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["fqdn"].as_str().unwrap().into(),
+                v["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
 fn page(addr: SocketAddr) -> String {
     let a = get(addr, "/runs/1");
     assert_eq!(a.status, 200, "{}", a.body);
