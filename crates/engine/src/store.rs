@@ -330,8 +330,7 @@ pub struct Append {
 }
 
 /// How far a commit survives: what [`Store::set_durability`] asks of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// A commit survives a power loss or an operating-system crash: it is on disk before it
     /// returns (SQLite `synchronous = FULL`, PostgreSQL `synchronous_commit = on`). The
@@ -342,15 +341,6 @@ pub enum Durability {
     /// `synchronous_commit = off`). What a run on the lab uses: the lab's own world commits
     /// this way, and a journal need be no more durable than the world it records.
     ProcessCrash,
-}
-
-impl Durability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::PowerLoss => "power-loss",
-            Durability::ProcessCrash => "process-crash",
-        }
-    }
 }
 
 /// Durable state. Every method that writes commits before it returns, as durably as
