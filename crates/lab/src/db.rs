@@ -221,7 +221,7 @@ pub(crate) fn connect(path: &Path, create: bool) -> rusqlite::Result<Connection>
     }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    // Checkpoints are a checkpointer's, beside the commits (`Shared`); a connection
+    // Checkpoints are a checkpointer's, beside the commits (`Lab::target`); a connection
     // checkpoints itself only if the log outgrows 64 MB all the same.
     conn.pragma_update(None, "wal_autocheckpoint", 65536)?;
     // The query planner stability guarantee: a cached statement keeps its plan instead of

@@ -87,8 +87,11 @@ pub(crate) struct Shared {
     pub fault_steps: HashSet<(i64, StepId)>,
     /// The last clock value read, for [`sfbpatch_engine::Clock::now`] when the database fails.
     pub last_now: AtomicU64,
-    /// Checkpoints `lab.db` beside the commits of the operations (`db::connect`).
-    _checkpointer: sfbpatch_sqlite::Checkpointer,
+    /// Checkpoints `lab.db` beside the commits of the operations (`db::connect`), once a
+    /// target drives them ([`Lab::target`]); a lab opened to be read or changed by hand
+    /// checkpoints as SQLite does by itself, as does one whose checkpointer could not start
+    /// (`None`).
+    checkpointer: std::sync::OnceLock<Option<sfbpatch_sqlite::Checkpointer>>,
     /// The time of the engine's current event (`Clock::set`, simulated time): the start of the
     /// operation it carries out next, then its end. The world's clock (`now_ms`) only moves
     /// forward: it is the latest end of any operation.
@@ -907,8 +910,6 @@ impl Lab {
                 .filter_map(|(id, step)| StepId::parse(&step).map(|s| (id, s)))
                 .collect()
         };
-        let checkpointer =
-            sfbpatch_sqlite::Checkpointer::start(&db_path, db::RESTART_FRAMES).map_err(database)?;
         Ok(Lab {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
@@ -925,13 +926,17 @@ impl Lab {
                 event: Mutex::new(None),
                 anchor: (std::time::Instant::now(), now),
                 hashes: Mutex::new(HashMap::new()),
-                _checkpointer: checkpointer,
+                checkpointer: std::sync::OnceLock::new(),
             }),
         })
     }
 
     /// The target that carries out steps in this lab.
     pub fn target(&self) -> LabTarget {
+        let shared = &self.shared;
+        shared.checkpointer.get_or_init(|| {
+            sfbpatch_sqlite::Checkpointer::start(&shared.db_path, db::RESTART_FRAMES).ok()
+        });
         LabTarget::new(self.shared.clone())
     }
 
